@@ -1,0 +1,106 @@
+"""Loads the hand-written contracts in `contracts/` and compiles their validators once.
+
+Schemas are named by their path under contracts/ without the `.schema.json` suffix, e.g.
+`schemas/purchase-metadata`, `events/purchase-confirmed`. Cross-file `$ref`s are relative paths and
+resolve through one in-memory registry: nothing is ever fetched from the network."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+BASE_URI = "https://kcverify.invalid/contracts/"
+
+
+def contracts_dir() -> Path:
+    """The repository's contracts/ in a checkout; the copy packaged as kcverify/_contracts otherwise."""
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "contracts"
+    if checkout.is_dir():
+        return checkout
+    packaged = here.parents[1] / "_contracts"
+    if packaged.is_dir():
+        return packaged
+    raise FileNotFoundError("contracts/ not found next to the kcverify package")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way an instance breaks a contract: where (JSON path) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+FORMAT_CHECKER = FormatChecker()
+
+
+@FORMAT_CHECKER.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
+def _is_iana_timezone(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    zoneinfo.ZoneInfo(value)
+    return True
+
+
+@cache
+def _registry() -> Registry[Any]:
+    root = contracts_dir()
+    resources = []
+    for path in sorted(root.rglob("*.schema.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        uri = BASE_URI + path.relative_to(root).as_posix()
+        resources.append((uri, Resource.from_contents(contents, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+def schema_uri(name: str) -> str:
+    return f"{BASE_URI}{name}.schema.json"
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    path = contracts_dir() / f"{name}.schema.json"
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(
+        {"$ref": schema_uri(name)}, registry=_registry(), format_checker=FORMAT_CHECKER
+    )
+
+
+def validate(name: str, instance: object) -> list[Violation]:
+    """Every violation of the named schema, sorted by path; empty when the instance conforms."""
+    errors = validator(name).iter_errors(instance)
+    found = [Violation(_json_path(e.absolute_path), e.message) for e in errors]
+    return sorted(found, key=lambda v: (v.path, v.message))
+
+
+def is_valid(name: str, instance: object) -> bool:
+    return validator(name).is_valid(instance)
+
+
+def _json_path(parts: Any) -> str:
+    path = "$"
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def openapi_path(service: str) -> Path:
+    """`payment-service` or `student-service`."""
+    return contracts_dir() / "openapi" / f"{service}.yaml"

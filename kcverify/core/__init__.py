@@ -1,0 +1,1 @@
+"""Standard-library-only primitives shared by the reference and the verifier: clocks, ids, errors."""

@@ -1,0 +1,75 @@
+"""Named, switchable defects of the reference: the mutants that prove kcverify's checks can fail.
+
+Each is a small, realistic deviation that the production system behind the seed shipped or nearly
+shipped (see docs/defects.md). Components ask `defects.on("name")` at the one place the behaviour
+lives; with no defect switched on, the reference follows SPEC.md exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Defect:
+    name: str
+    rule: str
+    description: str
+
+
+CATALOGUE: tuple[Defect, ...] = (
+    Defect("seed-invalidation-order", "S3",
+           "the learning cache is invalidated only at payment confirmation, before the purchase exists"),
+    Defect("event-wins-merge", "W4", "the event's metadata wins the merge over the payment row"),
+    Defect("no-idempotency-guard", "W6", "the worker inserts a purchase for every delivery, no tracking row"),
+    Defect("marker-outside-transaction", "W6",
+           "the processed marker is committed before, and apart from, the purchase transaction"),
+    Defect("commit-offset-before-handling", "W1", "the worker commits the offset before handling the event"),
+    Defect("dual-write", "P3", "the payment service publishes after commit instead of writing an outbox row"),
+    Defect("latest-offset-reset", "W1", "a group with no committed offset starts at the latest offset"),
+    Defect("poison-blocks-partition", "W2",
+           "a schema-invalid event is retried forever and never committed, blocking its partition"),
+    Defect("no-retries", "W7", "transient failures dead-letter the event at once, without retries"),
+    Defect("fallback-drops-fields", "W5",
+           "the fallback path keeps only some fields of the event metadata and defaults the rest"),
+    Defect("default-tier-30", "W5", "a missing sessionCount becomes tier 30 instead of a dead letter"),
+    Defect("created-event-unmerged-metadata", "W4",
+           "PURCHASE_CREATED carries the event's unmerged metadata"),
+    Defect("unique-per-student-course", "W6",
+           "one purchase per (student, course): a repurchase with a second payment is swallowed"),
+    Defect("stale-set-race", "S3", "the read path stores into the cache without the version check"),
+    Defect("errors-cached", "S2", "a failed database read is cached as an empty learning view"),
+    Defect("unsigned-confirm", "P2", "confirmation accepts a missing or wrong signature"),
+    Defect("confirm-mutates-course", "P2", "confirmation may change the payment's courseId"),
+    Defect("string-session-count", "W4", "the worker stores sessionCount as the string \"10\""),
+    Defect("no-reconciler", "I1", "nothing re-publishes a succeeded payment whose purchase never appeared"),
+    Defect("learning-view-ignores-authz", "S1", "any authenticated caller may read any student's view"),
+)
+
+BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE}
+
+
+class UnknownDefect(ValueError):
+    pass
+
+
+class Defects:
+    """The set of defects switched on for one system. Immutable once built."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        chosen = frozenset(names)
+        unknown = sorted(chosen - BY_NAME.keys())
+        if unknown:
+            raise UnknownDefect(f"unknown defect(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+        self.names = chosen
+
+    def on(self, name: str) -> bool:
+        if name not in BY_NAME:  # a typo here would silently disable a mutant
+            raise UnknownDefect(name)
+        return name in self.names
+
+    def __repr__(self) -> str:
+        return f"Defects({sorted(self.names)!r})"
+
+
+NONE = Defects()

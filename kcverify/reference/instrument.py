@@ -1,0 +1,141 @@
+"""Test instrumentation built into the reference: named crash points, injected store faults and a
+trace of what each component did. Off by default and free when off; the verifier switches them on
+through the target (embedded: directly; real stack: a test-only endpoint/setting of the process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, cast
+
+from kcverify.core.clock import Clock
+from kcverify.core.errors import CacheUnavailable, SimulatedCrash, StoreUnavailable
+
+# Every crash point the components expose. A scenario naming another one is an input error.
+CRASH_POINTS: dict[str, str] = {
+    "payment.after_commit": "payment confirmed and committed, nothing after it ran",
+    "relay.after_publish": "outbox rows published, not yet marked published",
+    "worker.after_poll": "event received, nothing handled, offset not committed",
+    "worker.after_marker": "processed marker committed apart from the purchase (a defect's window)",
+    "worker.after_commit": "purchase transaction committed, offset not committed",
+    "worker.after_dead_letter": "dead letter published, offset not committed",
+    "invalidator.after_poll": "PURCHASE_CREATED received, cache not yet invalidated",
+}
+
+
+class CrashPoints:
+    """Arms named points; a component calls `hit(point)` and dies there (SimulatedCrash) if armed."""
+
+    def __init__(self) -> None:
+        self._armed: Counter[str] = Counter()
+        self.hits: Counter[str] = Counter()
+
+    def arm(self, point: str, times: int = 1) -> None:
+        if point not in CRASH_POINTS:
+            raise KeyError(point)
+        self._armed[point] += times
+
+    def disarm_all(self) -> None:
+        self._armed.clear()
+
+    def hit(self, point: str) -> None:
+        self.hits[point] += 1
+        if self._armed[point] > 0:
+            self._armed[point] -= 1
+            raise SimulatedCrash(point)
+
+
+@dataclass
+class _Rule:
+    op: str | None
+    remaining: int
+
+
+class Faults:
+    """Injected failures: "the next N calls to payments_db fail". Rules per resource, optionally
+    narrowed to one operation (a port method name)."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, list[_Rule]] = {}
+        self.injected: Counter[str] = Counter()
+
+    def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
+        self._rules.setdefault(resource, []).append(_Rule(op, times))
+
+    def clear(self) -> None:
+        self._rules.clear()
+
+    def should_fail(self, resource: str, op: str) -> bool:
+        for rule in self._rules.get(resource, []):
+            if rule.remaining > 0 and rule.op in (None, op):
+                rule.remaining -= 1
+                self.injected[f"{resource}.{op}"] += 1
+                return True
+        return False
+
+    def pending(self) -> dict[str, int]:
+        return {r: sum(x.remaining for x in rules) for r, rules in self._rules.items()
+                if any(x.remaining for x in rules)}
+
+
+T = TypeVar("T")
+
+_ERRORS: dict[str, type[Exception]] = {"cache": CacheUnavailable}
+
+
+def with_faults(adapter: T, resource: str, faults: Faults) -> T:
+    """Wrap an adapter so that injected faults raise the port's transient error before the real call.
+    The real adapter is untouched: the failure looks exactly like a dropped connection."""
+    error = _ERRORS.get(resource, StoreUnavailable)
+
+    class _Faulty:
+        def __getattr__(self, name: str) -> Any:
+            target = getattr(adapter, name)
+            if not callable(target) or name.startswith("_"):
+                return target
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if faults.should_fail(resource, name):
+                    raise error(f"injected fault: {resource}.{name}")
+                return target(*args, **kwargs)
+
+            return call
+
+    return cast(T, _Faulty())
+
+
+class Tracer(Protocol):
+    def emit(self, component: str, event: str, **fields: Any) -> None: ...
+
+
+@dataclass
+class MemoryTracer:
+    """Keeps every trace record in order (embedded target's evidence)."""
+
+    clock: Clock
+    records: list[dict[str, Any]] = field(default_factory=list)
+    listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    def emit(self, component: str, event: str, **fields: Any) -> None:
+        record = {"at": self.clock.now(), "component": component, "event": event, **fields}
+        self.records.append(record)
+        for listener in self.listeners:
+            listener(record)
+
+
+class LogTracer:
+    """One JSON line per record on stderr (real-stack processes); the stack target tails them."""
+
+    def __init__(self, clock: Clock, stream: Any = None) -> None:
+        self._clock = clock
+        self._stream = stream or sys.stderr
+        self._log = logging.getLogger("kcverify.trace")
+
+    def emit(self, component: str, event: str, **fields: Any) -> None:
+        record = {"at": self._clock.now(), "component": component, "event": event, **fields}
+        self._stream.write(json.dumps(record, default=str) + "\n")
+        self._stream.flush()
