@@ -7,6 +7,7 @@ resolve through one in-memory registry: nothing is ever fetched from the network
 from __future__ import annotations
 
 import json
+import re
 import zoneinfo
 from dataclasses import dataclass
 from functools import cache
@@ -44,6 +45,7 @@ class Violation:
 
 
 FORMAT_CHECKER = FormatChecker()
+_REQUIRED_MESSAGE = re.compile(r"^'(.+)' is a required property$")
 
 
 @FORMAT_CHECKER.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
@@ -85,8 +87,13 @@ def validator(name: str) -> Draft202012Validator:
 
 def validate(name: str, instance: object) -> list[Violation]:
     """Every violation of the named schema, sorted by path; empty when the instance conforms."""
-    errors = validator(name).iter_errors(instance)
-    found = [Violation(_json_path(e.absolute_path), e.message) for e in errors]
+    found = []
+    for error in validator(name).iter_errors(instance):
+        parts = list(error.absolute_path)
+        missing = _REQUIRED_MESSAGE.match(error.message) if error.validator == "required" else None
+        if missing:  # name the missing field itself, so a report has one entry per field (P1)
+            parts.append(missing.group(1))
+        found.append(Violation(_json_path(parts), error.message))
     return sorted(found, key=lambda v: (v.path, v.message))
 
 
@@ -99,6 +106,14 @@ def _json_path(parts: Any) -> str:
     for part in parts:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
+
+
+# Which schema every message on a topic must satisfy (AsyncAPI: contracts/events/asyncapi.yaml).
+EVENT_SCHEMAS = {
+    "purchase-confirmed": "events/purchase-confirmed",
+    "purchase-created": "events/purchase-created",
+    "purchase-confirmed.dlq": "events/dead-letter",
+}
 
 
 def openapi_path(service: str) -> Path:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
 from kcverify.core.clock import Clock
-from kcverify.core.errors import CacheUnavailable, SimulatedCrash, StoreUnavailable
+from kcverify.core.errors import BusUnavailable, CacheUnavailable, SimulatedCrash, StoreUnavailable
 
 # Every crash point the components expose. A scenario naming another one is an input error.
 CRASH_POINTS: dict[str, str] = {
     "payment.after_commit": "payment confirmed and committed, nothing after it ran",
-    "relay.after_publish": "outbox rows published, not yet marked published",
+    "payment-relay.after_publish": "payments_db outbox rows published, not yet marked published",
+    "course-relay.after_publish": "courses_db outbox rows published, not yet marked published",
     "worker.after_poll": "event received, nothing handled, offset not committed",
     "worker.after_marker": "processed marker committed apart from the purchase (a defect's window)",
     "worker.after_commit": "purchase transaction committed, offset not committed",
@@ -84,7 +85,7 @@ class Faults:
 
 T = TypeVar("T")
 
-_ERRORS: dict[str, type[Exception]] = {"cache": CacheUnavailable}
+_ERRORS: dict[str, type[Exception]] = {"cache": CacheUnavailable, "bus": BusUnavailable}
 
 
 def with_faults(adapter: T, resource: str, faults: Faults) -> T:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
+from kcverify.reference.domain import OutboxMessage, Payment, Purchase
 
 
 class OutboxStore(Protocol):

@@ -1,0 +1,233 @@
+"""The one place that wires adapters into components, from Settings.
+
+`bootstrap(settings)` returns a `System`: every store, the bus, the cache, every component, and the
+instrumentation (crash points, faults, trace). Embedded systems are step-driven: `settle()` runs every
+live component until nothing is left to do, moving a manual clock to the next retry or reconcile when
+that is all that remains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+
+from kcverify.core.clock import Clock, ManualClock, SystemClock
+from kcverify.core.errors import SimulatedCrash
+from kcverify.core.ids import IdSource, RandomIds, SeededIds
+from kcverify.reference import domain, payment_api, student_api
+from kcverify.reference.defects import Defects
+from kcverify.reference.dlq import DeadLetterReplayer
+from kcverify.reference.instrument import CrashPoints, Faults, MemoryTracer, Tracer, with_faults
+from kcverify.reference.payment_service import PaymentService
+from kcverify.reference.ports import Bus, Cache, CourseStore, PaymentStore
+from kcverify.reference.purchase_worker import PurchaseWorker, Step
+from kcverify.reference.reconciler import Reconciler
+from kcverify.reference.relay import OutboxRelay
+from kcverify.reference.settings import Settings
+from kcverify.reference.student_service import CacheInvalidator, StudentService
+
+# Components a scenario can crash, stop and restart, in the order settle() runs them.
+COMPONENTS = ("payment-relay", "purchase-worker", "course-relay", "cache-invalidator", "reconciler")
+
+# Topic partition counts: DLQ has one partition so its order is the order of failure.
+TOPIC_PARTITIONS = {domain.TOPIC_CONFIRMED: None, domain.TOPIC_CREATED: None, domain.TOPIC_DLQ: 1}
+
+
+@dataclass
+class SettleResult:
+    quiet: bool  # nothing left to do (False: a bound was hit with work still pending)
+    rounds: int
+    advanced: float  # seconds the manual clock moved
+
+
+@dataclass
+class System:
+    settings: Settings
+    clock: Clock
+    ids: IdSource
+    defects: Defects
+    crash_points: CrashPoints
+    faults: Faults
+    tracer: Tracer
+    payment_store: PaymentStore
+    course_store: CourseStore
+    bus: Bus
+    cache: Cache
+    payment_service: PaymentService
+    student_service: StudentService
+    worker: PurchaseWorker
+    payment_relay: OutboxRelay
+    course_relay: OutboxRelay
+    invalidator: CacheInvalidator
+    reconciler: Reconciler
+    dlq_replayer: DeadLetterReplayer
+    down: set[str] = field(default_factory=set)
+    crashed: list[tuple[str, str]] = field(default_factory=list)  # (component, crash point)
+
+    # --- HTTP --------------------------------------------------------------------------------
+    def payment_app(self, *, threaded: bool = False) -> Starlette:
+        return payment_api.create_app(self.payment_service, threaded=threaded)
+
+    def student_app(self, *, threaded: bool = False) -> Starlette:
+        return student_api.create_app(self.student_service, threaded=threaded)
+
+    # --- components ---------------------------------------------------------------------------
+    def _steppers(self) -> dict[str, Callable[[], bool]]:
+        return {
+            "payment-relay": lambda: self.payment_relay.run_once() > 0,
+            "purchase-worker": lambda: self.worker.poll_once() not in (Step.IDLE, Step.WAITING),
+            "course-relay": lambda: self.course_relay.run_once() > 0,
+            "cache-invalidator": self.invalidator.poll_once,
+            "reconciler": lambda: self.reconciler.run_once() > 0,
+        }
+
+    def step(self, component: str) -> bool:
+        """Run one step of a live component; a crash point it hits takes it down (like SIGKILL).
+        Returns True when it did some work."""
+        if component not in COMPONENTS:
+            raise KeyError(component)
+        if component in self.down:
+            return False
+        try:
+            return self._steppers()[component]()
+        except SimulatedCrash as crash:
+            self.crash(component, crash.point)
+            return True
+
+    def crash(self, component: str, point: str = "killed") -> None:
+        """The component dies where it stands: no graceful close, nothing committed."""
+        abandon: dict[str, Callable[[], None]] = {
+            "purchase-worker": self.worker.abandon,
+            "cache-invalidator": self.invalidator.abandon,
+        }
+        if component in abandon:
+            abandon[component]()
+        self.down.add(component)
+        self.crashed.append((component, point))
+        self.tracer.emit(component, "crashed", point=point)
+
+    def stop(self, component: str) -> None:
+        """Graceful stop (SIGTERM): consumers leave their group cleanly."""
+        closers: dict[str, Callable[[], None]] = {
+            "purchase-worker": self.worker.close,
+            "cache-invalidator": self.invalidator.close,
+        }
+        if component in closers:
+            closers[component]()
+        self.down.add(component)
+        self.tracer.emit(component, "stopped")
+
+    def restart(self, component: str) -> None:
+        if component not in COMPONENTS:
+            raise KeyError(component)
+        self.down.discard(component)
+        starters: dict[str, Callable[[], None]] = {
+            "purchase-worker": self.worker.start,
+            "cache-invalidator": self.invalidator.start,
+        }
+        if component in starters:
+            starters[component]()
+        self.tracer.emit(component, "started")
+
+    def _next_wakeup(self) -> float | None:
+        wakeups: list[float | None] = []
+        if "purchase-worker" not in self.down:
+            wakeups.append(self.worker.next_wakeup())
+        if "cache-invalidator" not in self.down:
+            wakeups.append(self.invalidator.next_wakeup())
+        if not {"reconciler", "payment-relay", "purchase-worker"} & self.down:
+            # a re-publish helps only if something can carry it to a purchase
+            wakeups.append(self.reconciler.next_wakeup())
+        times = [w for w in wakeups if w is not None]
+        return min(times) if times else None
+
+    def settle(self, *, max_rounds: int = 20_000, horizon: float = 3600.0) -> SettleResult:
+        """Run everything until quiet. With a manual clock, jump to the next timed wake-up (a retry's
+        backoff, a reconcile grace) unless it lies beyond `horizon` seconds from the start."""
+        start = self.clock.now()
+        for rounds in range(1, max_rounds + 1):
+            worked = False
+            for component in COMPONENTS:
+                if component != "reconciler":
+                    worked = self.step(component) or worked
+            if worked:
+                continue
+            if self.step("reconciler"):
+                continue
+            wake = self._next_wakeup()
+            if wake is None:
+                return SettleResult(True, rounds, self.clock.now() - start)
+            if not isinstance(self.clock, ManualClock) or wake - start > horizon:
+                return SettleResult(False, rounds, self.clock.now() - start)
+            self.clock.advance_to(wake)
+        return SettleResult(False, max_rounds, self.clock.now() - start)
+
+
+def _embedded_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, CourseStore, Bus, Cache]:
+    from kcverify.reference.adapters.embedded_bus import EmbeddedBus
+    from kcverify.reference.adapters.memory_cache import MemoryCache
+    from kcverify.reference.adapters.sqlite_store import SqliteCourseStore, SqlitePaymentStore
+
+    return (SqlitePaymentStore(settings.payments_sqlite), SqliteCourseStore(settings.courses_sqlite),
+            EmbeddedBus(clock), MemoryCache(clock))
+
+
+def _stack_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, CourseStore, Bus, Cache]:
+    from kcverify.reference.adapters.kafka_bus import KafkaBus  # type: ignore[import-not-found]
+    from kcverify.reference.adapters.postgres_store import (  # type: ignore[import-not-found]
+        PostgresCourseStore,
+        PostgresPaymentStore,
+    )
+    from kcverify.reference.adapters.redis_cache import RedisCache  # type: ignore[import-not-found]
+
+    if not (settings.payments_dsn and settings.courses_dsn and settings.kafka_bootstrap and settings.redis_url):
+        raise ValueError("stack mode needs payments_dsn, courses_dsn, kafka_bootstrap and redis_url")
+    adapters: tuple[PaymentStore, CourseStore, Bus, Cache] = (
+        PostgresPaymentStore(settings.payments_dsn), PostgresCourseStore(settings.courses_dsn),
+        KafkaBus(settings.kafka_bootstrap, clock), RedisCache(settings.redis_url),
+    )
+    return adapters
+
+
+def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, ids: IdSource | None = None,
+              tracer: Tracer | None = None,
+              adapters: tuple[PaymentStore, CourseStore, Bus, Cache] | None = None) -> System:
+    settings = settings or Settings()
+    embedded = settings.mode == "embedded"
+    clock = clock or (ManualClock() if embedded else SystemClock())
+    ids = ids or (SeededIds(settings.seed) if embedded else RandomIds())
+    tracer = tracer or MemoryTracer(clock)
+    defects = Defects(settings.defects)
+    crash_points = CrashPoints()
+    faults = Faults()
+    if adapters is None:
+        adapters = _embedded_adapters(settings, clock) if embedded else _stack_adapters(settings, clock)
+    raw_payments, raw_courses, bus, raw_cache = adapters
+    for topic, partitions in TOPIC_PARTITIONS.items():
+        bus.create_topic(topic, partitions or settings.partitions)
+    payments = with_faults(raw_payments, "payments_db", faults)
+    courses = with_faults(raw_courses, "courses_db", faults)
+    cache = with_faults(raw_cache, "cache", faults)
+    bus = with_faults(bus, "bus", faults)
+
+    common: dict[str, Any] = {"clock": clock, "tracer": tracer}
+    return System(
+        settings=settings, clock=clock, ids=ids, defects=defects, crash_points=crash_points, faults=faults,
+        tracer=tracer, payment_store=payments, course_store=courses, bus=bus, cache=cache,
+        payment_service=PaymentService(store=payments, cache=cache, bus=bus, ids=ids,
+                                       webhook_secret=settings.webhook_secret, defects=defects,
+                                       crash=crash_points, **common),
+        student_service=StudentService(courses=courses, cache=cache, settings=settings, defects=defects, **common),
+        worker=PurchaseWorker(payments=payments, courses=courses, bus=bus, ids=ids, settings=settings,
+                              defects=defects, crash=crash_points, **common),
+        payment_relay=OutboxRelay(name="payment-relay", store=payments, bus=bus, crash=crash_points,
+                                  batch=settings.relay_batch, **common),
+        course_relay=OutboxRelay(name="course-relay", store=courses, bus=bus, crash=crash_points,
+                                 batch=settings.relay_batch, **common),
+        invalidator=CacheInvalidator(bus=bus, cache=cache, defects=defects, crash=crash_points, **common),
+        reconciler=Reconciler(payments=payments, courses=courses, grace=settings.reconcile_grace,
+                              defects=defects, **common),
+        dlq_replayer=DeadLetterReplayer(bus=bus, tracer=tracer),
+    )

@@ -1,0 +1,79 @@
+"""What both ASGI apps share: problem+json rendering for every error (never an HTML 500), JSON
+bodies, and running blocking service calls off the event loop when the app is served for real."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kcverify.reference.problems import Problem
+
+PROBLEM_JSON = "application/problem+json"
+T = TypeVar("T")
+log = logging.getLogger("kcverify.reference.http")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status, headers, media_type="application/json")
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(problem.to_json(), problem.status, headers, media_type=PROBLEM_JSON)
+
+
+async def _on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {404: "Not Found", 405: "Method Not Allowed"}
+    problem = Problem(exc.status_code, titles.get(exc.status_code, "HTTP Error"), str(exc.detail))
+    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(Problem(500, "Internal Server Error", "the server failed; see its log"))
+
+
+async def json_body(request: Request) -> bytes:
+    """The raw body, after checking the media type (415 otherwise)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise Problem(415, "Unsupported Media Type", "send the body as application/json")
+    return await request.body()
+
+
+class Caller:
+    """Runs a blocking service call: inline for the embedded target (deterministic, one thread),
+    in Starlette's thread pool when served by uvicorn (so slow I/O does not stall the loop)."""
+
+    def __init__(self, threaded: bool) -> None:
+        self.threaded = threaded
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.threaded:
+            return await run_in_threadpool(fn, *args)
+        return fn(*args)
+
+
+def make_app(routes: list[Route]) -> Starlette:
+    return Starlette(
+        routes=routes,
+        exception_handlers={Problem: _on_problem, HTTPException: _on_http_exception, Exception: _on_error},
+    )
+
+
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok"})

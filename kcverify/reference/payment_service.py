@@ -1,0 +1,156 @@
+"""The payment service: creates payments (P1) and applies the gateway's signed confirmation (P2-P5).
+
+On `succeeded` the status change and the PURCHASE_CONFIRMED outbox row commit in one transaction
+(P3); the relay publishes later. The seed published straight after the commit instead (a dual write:
+a crash or a broker outage in between loses the event); that path survives only as a named defect."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from kcverify import contracts
+from kcverify.core.clock import Clock
+from kcverify.core.errors import BusUnavailable, CacheUnavailable
+from kcverify.core.ids import IdSource, is_uuid
+from kcverify.reference import domain
+from kcverify.reference.auth import signature_valid
+from kcverify.reference.defects import Defects
+from kcverify.reference.domain import Payment, PaymentStatus
+from kcverify.reference.instrument import CrashPoints, Tracer
+from kcverify.reference.ports import Bus, Cache, PaymentStore
+from kcverify.reference.problems import (
+    Problem,
+    bad_request,
+    conflict,
+    not_found,
+    unauthorized,
+    validation_failed,
+)
+
+COMPONENT = "payment-service"
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    return body
+
+
+def require_payment_id(payment_id: str) -> None:
+    if not is_uuid(payment_id):
+        raise bad_request(f"payment id {payment_id!r} is not a lower-case uuid")
+
+
+class PaymentService:
+    def __init__(self, *, store: PaymentStore, cache: Cache, bus: Bus, clock: Clock, ids: IdSource,
+                 webhook_secret: str, defects: Defects, crash: CrashPoints, tracer: Tracer) -> None:
+        self._store = store
+        self._cache = cache
+        self._bus = bus  # used only by the dual-write defect: the reference publishes via the outbox
+        self._clock = clock
+        self._ids = ids
+        self._secret = webhook_secret
+        self._defects = defects
+        self._crash = crash
+        self._tracer = tracer
+
+    def create(self, raw: bytes) -> Payment:
+        """P1: validate everything first; nothing is stored on error."""
+        body = parse_json_object(raw)
+        violations = contracts.validate("schemas/payment-create", body)
+        if violations:
+            raise validation_failed(violations)
+        payment = Payment(
+            id=self._ids.uuid(),
+            student_id=body["studentId"],
+            course_id=body["courseId"],
+            amount_cents=body["amountCents"],
+            currency=body["currency"],
+            status=PaymentStatus.INITIATED,
+            provider=body.get("provider", "test"),
+            provider_payment_id=None,
+            metadata=body["metadata"],
+            created_at=self._clock.now(),
+        )
+        self._store.insert_payment(payment)
+        self._tracer.emit(COMPONENT, "payment_created", paymentId=payment.id, studentId=payment.student_id)
+        return payment
+
+    def get(self, payment_id: str) -> Payment:
+        require_payment_id(payment_id)
+        payment = self._store.get_payment(payment_id)
+        if payment is None:
+            raise not_found(f"no payment {payment_id}")
+        return payment
+
+    def confirm(self, payment_id: str, raw: bytes, signature: str | None) -> Payment:
+        """The gateway's callback (P2): signed, may change only status and provider ids. A repeat of the
+        current status is a no-op 200 (P4); an illegal transition is a 409."""
+        require_payment_id(payment_id)
+        if not signature_valid(self._secret, raw, signature) and not self._defects.on("unsigned-confirm"):
+            raise unauthorized("X-Signature is missing or is not the HMAC-SHA256 of the body")
+        body = parse_json_object(raw)
+        new_course = None
+        if self._defects.on("confirm-mutates-course"):
+            new_course = body.pop("courseId", None)
+        violations = contracts.validate("schemas/payment-confirm", body)
+        if violations:
+            raise validation_failed(violations)
+        current = self.get(payment_id)
+        requested = PaymentStatus(body["status"])
+        try:
+            changed = domain.transition(current.status, requested)
+        except domain.IllegalTransition as exc:
+            raise conflict(str(exc)) from exc
+        if not changed:
+            self._tracer.emit(COMPONENT, "confirm_repeated", paymentId=payment_id, status=str(requested))
+            return current
+        now = self._clock.now()
+        updated = replace(
+            current,
+            status=requested,
+            provider=body.get("provider", current.provider),
+            provider_payment_id=body.get("providerPaymentId", current.provider_payment_id),
+            confirmed_at=now if requested == PaymentStatus.SUCCEEDED else current.confirmed_at,
+            course_id=new_course if isinstance(new_course, str) else current.course_id,
+        )
+        succeeded = requested == PaymentStatus.SUCCEEDED
+        dual_write = succeeded and self._defects.on("dual-write")
+        message = None
+        if succeeded:
+            message = domain.event_message(
+                domain.TOPIC_CONFIRMED, updated.student_id, domain.purchase_confirmed(updated, now)
+            )
+        self._store.save_status(updated, None if dual_write else message)
+        self._tracer.emit(COMPONENT, "payment_status_saved", paymentId=payment_id, status=str(requested),
+                          outbox=message is not None and not dual_write)
+        self._crash.hit("payment.after_commit")
+        if dual_write and message is not None:
+            self._publish_directly(message.topic, message.key, message.value, message.headers)
+        if succeeded:
+            self._invalidate(updated.student_id)
+        return updated
+
+    def _publish_directly(self, topic: str, key: str, value: bytes,
+                          headers: tuple[tuple[str, str], ...]) -> None:
+        try:
+            self._bus.publish(topic, key, value, headers)
+        except BusUnavailable as exc:  # the defect's real-world behaviour: logged, event lost
+            self._tracer.emit(COMPONENT, "publish_failed", topic=topic, error=str(exc))
+
+    def _invalidate(self, student_id: str) -> None:
+        """P5 (seed step 2.3). Not sufficient on its own for freshness: see the student service (S3)."""
+        try:
+            self._cache.delete(domain.cache_key(student_id))
+            self._tracer.emit(COMPONENT, "cache_invalidated", studentId=student_id)
+        except CacheUnavailable as exc:
+            self._tracer.emit(COMPONENT, "cache_invalidation_failed", studentId=student_id, error=str(exc))
+
+
+__all__ = ["PaymentService", "Problem"]

@@ -1,0 +1,304 @@
+"""The purchase worker: PURCHASE_CONFIRMED -> one purchase and one PURCHASE_CREATED (W1-W8).
+
+Step-driven: `poll_once()` does one unit of work and returns what it did, so the embedded target and
+the deterministic explorer can interleave it with everything else; the real-stack process calls it
+in a loop. An event is in flight until it is processed or dead-lettered; only then is its offset
+committed (W1). While it waits for a retry (W7) the worker polls nothing else, which keeps the
+partition's order, and a crash in that window simply redelivers it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from kcverify import contracts
+from kcverify.core.clock import Clock
+from kcverify.core.errors import BusUnavailable, StoreUnavailable
+from kcverify.core.ids import IdSource
+from kcverify.reference import domain
+from kcverify.reference.defects import Defects
+from kcverify.reference.domain import DeadLetter, DeadLetterReason, Purchase
+from kcverify.reference.instrument import CrashPoints, Tracer
+from kcverify.reference.ports import Bus, Consumer, CourseStore, Message, PaymentStore
+from kcverify.reference.settings import Settings
+
+COMPONENT = "purchase-worker"
+
+# The constant the production fallback silently substituted for a student's class time.
+_DEFAULTED_CLASS_TIME = "16:00"
+
+
+class Step(StrEnum):
+    IDLE = "idle"  # nothing to consume
+    WAITING = "waiting"  # an event waits for its next retry
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    RETRY = "retry"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass
+class _InFlight:
+    message: Message
+    event: dict[str, Any] | None = None
+    attempts: int = 0
+    first_failed_at: float | None = None
+    next_at: float = 0.0
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    step: Step
+    reason: str = ""
+    error: str = ""
+
+
+class PurchaseWorker:
+    def __init__(self, *, payments: PaymentStore, courses: CourseStore, bus: Bus, clock: Clock,
+                 ids: IdSource, settings: Settings, defects: Defects, crash: CrashPoints,
+                 tracer: Tracer) -> None:
+        self._payments = payments
+        self._courses = courses
+        self._bus = bus
+        self._clock = clock
+        self._ids = ids
+        self._settings = settings
+        self._defects = defects
+        self._crash = crash
+        self._tracer = tracer
+        self._consumer: Consumer | None = None
+        self._inflight: _InFlight | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def consumer(self) -> Consumer:
+        """Joins the group on first use: a worker that never started consumes nothing (W1)."""
+        if self._consumer is None:
+            reset = "latest" if self._defects.on("latest-offset-reset") else "earliest"
+            self._consumer = self._bus.consumer(domain.WORKER_GROUP, [domain.TOPIC_CONFIRMED], reset=reset)
+        return self._consumer
+
+    def start(self) -> None:
+        _ = self.consumer
+
+    def close(self) -> None:
+        """Graceful stop (SIGTERM): the current event is finished by the caller's loop first."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def abandon(self) -> None:
+        """After a crash: drop everything in memory; uncommitted offsets are redelivered."""
+        consumer, self._consumer, self._inflight = self._consumer, None, None
+        crash = getattr(consumer, "crash", None)
+        if callable(crash):
+            crash()
+        elif consumer is not None:
+            consumer.close()
+
+    def next_wakeup(self) -> float | None:
+        return self._inflight.next_at if self._inflight else None
+
+    # --- the step ------------------------------------------------------------------------------
+
+    def poll_once(self, timeout: float = 0.0) -> Step:
+        inflight = self._inflight
+        if inflight is None:
+            message = self.consumer.poll(timeout)
+            if message is None:
+                return Step.IDLE
+            if self._defects.on("commit-offset-before-handling"):
+                self.consumer.commit(message)
+            self._crash.hit("worker.after_poll")
+            inflight = self._inflight = _InFlight(message)
+        elif self._clock.now() < inflight.next_at:
+            return Step.WAITING
+        return self._attempt(inflight)
+
+    def _attempt(self, inflight: _InFlight) -> Step:
+        inflight.attempts += 1
+        msg = inflight.message
+        self._tracer.emit(COMPONENT, "attempt", attempt=inflight.attempts, topic=msg.topic,
+                          partition=msg.partition, offset=msg.offset,
+                          eventId=(inflight.event or {}).get("eventId"))
+        outcome = self._handle(inflight)
+        if outcome.step == Step.RETRY:
+            now = self._clock.now()
+            inflight.first_failed_at = inflight.first_failed_at or now
+            inflight.last_error = outcome.error
+            inflight.next_at = now + self._settings.backoff(inflight.attempts)
+            self._tracer.emit(COMPONENT, "retry_scheduled", attempt=inflight.attempts, offset=msg.offset,
+                              partition=msg.partition, reason=outcome.reason, error=outcome.error,
+                              nextAt=inflight.next_at)
+            return Step.RETRY
+        if outcome.step == Step.DEAD_LETTERED and not self._dead_letter(inflight, outcome):
+            return Step.RETRY
+        if outcome.step in (Step.PROCESSED, Step.DUPLICATE):
+            self._crash.hit("worker.after_commit")
+        self.consumer.commit(msg)
+        self._inflight = None
+        self._tracer.emit(COMPONENT, "offset_committed", partition=msg.partition, offset=msg.offset,
+                          outcome=str(outcome.step))
+        return outcome.step
+
+    def _final(self, inflight: _InFlight) -> bool:
+        attempts = 1 if self._defects.on("no-retries") else self._settings.retry_attempts
+        return inflight.attempts >= attempts
+
+    def _retry_or(self, inflight: _InFlight, reason: str, error: str) -> _Outcome:
+        if self._final(inflight):
+            return _Outcome(Step.DEAD_LETTERED, reason, error)
+        return _Outcome(Step.RETRY, reason, error)
+
+    def _handle(self, inflight: _InFlight) -> _Outcome:
+        if inflight.event is None:
+            event, problem = _decode(inflight.message.value)
+            if event is None:
+                if self._defects.on("poison-blocks-partition"):
+                    return _Outcome(Step.RETRY, DeadLetterReason.SCHEMA_VIOLATION, problem)
+                return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.SCHEMA_VIOLATION, problem)  # W2
+            inflight.event = event
+        event = inflight.event
+        key = event["idempotencyKey"]
+        tracked = not self._defects.on("no-idempotency-guard")
+        try:
+            if tracked and self._courses.is_processed(domain.WORKER_GROUP, key):
+                self._tracer.emit(COMPONENT, "duplicate_skipped", eventId=event["eventId"], idempotencyKey=key)
+                return _Outcome(Step.DUPLICATE)
+        except StoreUnavailable as exc:
+            return self._retry_or(inflight, DeadLetterReason.RETRIES_EXHAUSTED, str(exc))
+
+        payload = event["payload"]
+        source = "payment"
+        try:
+            payment = self._payments.find_succeeded(payload["paymentId"], payload["studentId"])
+        except StoreUnavailable as exc:
+            if not self._final(inflight):
+                return _Outcome(Step.RETRY, "payments_db_unavailable", str(exc))
+            fallback = self._fallback_metadata(payload["metadata"], str(exc))
+            if fallback is None:
+                return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.RETRIES_EXHAUSTED,
+                                f"payments_db unreadable and event metadata incomplete: {exc}")
+            merged, source = fallback, "event"
+        else:
+            if payment is None:  # W3: forged, unpaid or foreign payment: never grant a course
+                return self._retry_or(inflight, DeadLetterReason.PAYMENT_NOT_SUCCEEDED,
+                                      f"no succeeded payment {payload['paymentId']} "
+                                      f"for student {payload['studentId']}")
+            if self._defects.on("event-wins-merge"):
+                merged = domain.merge_metadata(payload["metadata"], payment.metadata)
+            else:
+                merged = domain.merge_metadata(payment.metadata, payload["metadata"])  # W4
+
+        violations = contracts.validate("schemas/purchase-metadata", merged)
+        if violations:
+            return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.INVALID_METADATA,
+                            "; ".join(str(v) for v in violations))
+        return self._record(inflight, event, merged, source)
+
+    def _fallback_metadata(self, event_md: dict[str, Any], error: str) -> dict[str, Any] | None:
+        """W5: the event's metadata, if complete; never silently dropped or defaulted fields."""
+        metadata = dict(event_md)
+        if self._defects.on("fallback-drops-fields"):
+            metadata["classTime"] = _DEFAULTED_CLASS_TIME
+        if self._defects.on("default-tier-30"):
+            metadata.setdefault("sessionCount", 30)
+        if contracts.validate("schemas/purchase-metadata", metadata):
+            return None
+        self._tracer.emit(COMPONENT, "fallback_to_event_metadata", level="warning", error=error)
+        return metadata
+
+    def _record(self, inflight: _InFlight, event: dict[str, Any], merged: dict[str, Any],
+                source: str) -> _Outcome:
+        payload = event["payload"]
+        stored_md = dict(merged)
+        if self._defects.on("string-session-count"):
+            stored_md["sessionCount"] = str(merged["sessionCount"])
+        purchase = Purchase(
+            id=self._ids.uuid(),
+            payment_id=payload["paymentId"],
+            student_id=payload["studentId"],
+            course_id=payload["courseId"],
+            purchase_tier=int(merged["sessionCount"]),
+            metadata=stored_md,
+            metadata_source=source,
+            is_active=True,
+            created_at=self._clock.now(),
+        )
+        created_md = payload["metadata"] if self._defects.on("created-event-unmerged-metadata") else None
+        outbox = domain.event_message(
+            domain.TOPIC_CREATED, purchase.student_id,
+            domain.purchase_created(purchase, purchase.created_at, created_md),
+        )
+        key = event["idempotencyKey"]
+        try:
+            if self._defects.on("unique-per-student-course") and any(
+                p.course_id == purchase.course_id for p in self._courses.purchases_for_student(purchase.student_id)
+            ):
+                self._courses.mark_processed(domain.WORKER_GROUP, key)
+                return _Outcome(Step.DUPLICATE)
+            if self._defects.on("marker-outside-transaction"):
+                self._courses.mark_processed(domain.WORKER_GROUP, key)
+                self._crash.hit("worker.after_marker")
+                created = self._courses.record_purchase(purchase, domain.WORKER_GROUP, key, outbox, track=False)
+            elif self._defects.on("no-idempotency-guard"):
+                created = self._courses.record_purchase(purchase, domain.WORKER_GROUP, key, outbox, track=False)
+                if not created:  # "recovery" re-emits PURCHASE_CREATED with a fresh id every redelivery
+                    again = replace(purchase, id=self._ids.uuid())
+                    self._courses.enqueue_outbox(domain.event_message(
+                        domain.TOPIC_CREATED, again.student_id, domain.purchase_created(again, again.created_at)))
+            else:
+                created = self._courses.record_purchase(purchase, domain.WORKER_GROUP, key, outbox)  # W6
+        except StoreUnavailable as exc:
+            return self._retry_or(inflight, DeadLetterReason.RETRIES_EXHAUSTED, str(exc))
+        if not created:
+            self._tracer.emit(COMPONENT, "duplicate_skipped", eventId=event["eventId"], idempotencyKey=key)
+            return _Outcome(Step.DUPLICATE)
+        self._tracer.emit(COMPONENT, "purchase_recorded", purchaseId=purchase.id, paymentId=purchase.payment_id,
+                          eventId=event["eventId"], metadataSource=source, attempt=inflight.attempts)
+        return _Outcome(Step.PROCESSED)
+
+    def _dead_letter(self, inflight: _InFlight, outcome: _Outcome) -> bool:
+        """Publish the dead letter; False (and a retry later) when the broker cannot take it."""
+        msg = inflight.message
+        now = self._clock.now()
+        letter = DeadLetter(
+            original_event=msg.value,
+            original_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            reason=outcome.reason,
+            error=outcome.error,
+            attempts=inflight.attempts,
+            first_failed_at=inflight.first_failed_at or now,
+            dead_lettered_at=now,
+        )
+        try:
+            self._bus.publish(domain.TOPIC_DLQ, msg.key, domain.encode(letter.to_json()), msg.headers)
+        except BusUnavailable as exc:
+            inflight.next_at = now + self._settings.backoff(inflight.attempts)
+            inflight.attempts -= 1  # the handling did not fail again; only the dead letter waits
+            self._tracer.emit(COMPONENT, "dead_letter_failed", error=str(exc))
+            return False
+        self._tracer.emit(COMPONENT, "dead_lettered", reason=outcome.reason, attempts=inflight.attempts,
+                          partition=msg.partition, offset=msg.offset,
+                          eventId=(inflight.event or {}).get("eventId"))
+        self._crash.hit("worker.after_dead_letter")
+        return True
+
+
+def _decode(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """W2: bytes -> a PURCHASE_CONFIRMED that satisfies its schema, or the reason it does not."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"not JSON: {exc}"
+    violations = contracts.validate("events/purchase-confirmed", event)
+    if violations:
+        return None, "; ".join(str(v) for v in violations[:5])
+    assert isinstance(event, dict)
+    return event, ""

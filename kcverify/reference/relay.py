@@ -1,0 +1,50 @@
+"""The outbox relay: publishes a database's outbox rows and then marks them published (P3, W6).
+
+At least once by construction: a crash after publishing and before marking re-publishes the same rows
+(same event ids) on the next run, and the consumers' idempotency absorbs the duplicate."""
+
+from __future__ import annotations
+
+from kcverify.core.clock import Clock
+from kcverify.core.errors import BusUnavailable, StoreUnavailable
+from kcverify.reference.instrument import CrashPoints, Tracer
+from kcverify.reference.ports import Bus, OutboxStore
+
+
+class OutboxRelay:
+    def __init__(self, *, name: str, store: OutboxStore, bus: Bus, clock: Clock, crash: CrashPoints,
+                 tracer: Tracer, batch: int = 100) -> None:
+        self.name = name
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self._crash = crash
+        self._tracer = tracer
+        self._batch = batch
+
+    def run_once(self) -> int:
+        """Publish one batch; returns how many rows were published (0 when idle or unavailable)."""
+        try:
+            rows = self._store.pending_outbox(self._batch)
+        except StoreUnavailable as exc:
+            self._tracer.emit(self.name, "outbox_read_failed", error=str(exc))
+            return 0
+        published: list[int] = []
+        for row in rows:
+            try:
+                delivered = self._bus.publish(row.topic, row.key, row.value, row.headers)
+            except BusUnavailable as exc:
+                self._tracer.emit(self.name, "publish_failed", outboxId=row.id, error=str(exc))
+                break
+            assert row.id is not None
+            published.append(row.id)
+            self._tracer.emit(self.name, "published", outboxId=row.id, topic=delivered.topic,
+                              partition=delivered.partition, offset=delivered.offset)
+        if not published:
+            return 0
+        self._crash.hit(f"{self.name}.after_publish")
+        try:
+            self._store.mark_published(published, self._clock.now())
+        except StoreUnavailable as exc:  # rows stay pending and are published again: at least once
+            self._tracer.emit(self.name, "mark_failed", error=str(exc))
+        return len(published)

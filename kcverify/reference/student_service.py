@@ -1,0 +1,235 @@
+"""The student service: the cached learning view (S1-S5) and the PURCHASE_CREATED cache invalidator.
+
+Freshness (S3) needs more than the seed's single invalidation at payment confirmation, which runs
+BEFORE the purchase exists: the invalidator deletes the key again when PURCHASE_CREATED arrives, and
+the read path stores only if the key's version is unchanged since before it loaded, so a read that
+loaded old rows cannot re-cache them after an invalidation (the stale-set race).
+
+The read is split in two (`begin_read` loads, `finish_read` stores and answers) so a scheduler can
+run a purchase and an invalidation between the two halves."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kcverify import contracts
+from kcverify.core.clock import Clock, rfc3339
+from kcverify.core.errors import CacheUnavailable, StoreUnavailable
+from kcverify.reference import domain
+from kcverify.reference.auth import InvalidToken, principal_from_header
+from kcverify.reference.defects import Defects
+from kcverify.reference.domain import Purchase
+from kcverify.reference.instrument import CrashPoints, Tracer
+from kcverify.reference.ports import Bus, Cache, Consumer, CourseStore
+from kcverify.reference.problems import Problem, bad_request, forbidden, unauthorized, unavailable
+from kcverify.reference.settings import Settings
+
+COMPONENT = "student-service"
+CACHE_NAME = "student-service"
+STUDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+@dataclass(frozen=True)
+class LearningResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class PendingRead:
+    """The first half of a read: a cache hit, or rows loaded (or a load error) and the key's version
+    as it was BEFORE the load."""
+
+    student_id: str
+    started_at: float
+    hit: bytes | None = None
+    hit_stored_at: float = 0.0
+    rows: tuple[Purchase, ...] = ()
+    loaded_at: float = 0.0
+    version: int | None = None  # None: the cache was unavailable
+    error: str | None = None
+
+
+def render_view(student_id: str, rows: tuple[Purchase, ...], generated_at: float) -> bytes:
+    view = {
+        "studentId": student_id,
+        "purchases": [p.to_json() for p in rows],
+        "generatedAt": rfc3339(generated_at),
+    }
+    return json.dumps(view, separators=(",", ":")).encode()
+
+
+class StudentService:
+    def __init__(self, *, courses: CourseStore, cache: Cache, clock: Clock, settings: Settings,
+                 defects: Defects, tracer: Tracer) -> None:
+        self._courses = courses
+        self._cache = cache
+        self._clock = clock
+        self._settings = settings
+        self._defects = defects
+        self._tracer = tracer
+
+    def authorize(self, authorization: str | None, student_id: str, *, admin_only: bool = False) -> None:
+        """S1/S4: 401 without a valid bearer token; 403 for anyone but the student (or an admin)."""
+        _check_student_id(student_id)
+        try:
+            principal = principal_from_header(self._settings.auth_secret, authorization)
+        except InvalidToken as exc:
+            raise unauthorized(f"bearer token required: {exc}") from exc
+        if admin_only:
+            if principal.role != "admin":
+                raise forbidden("only an admin may invalidate the cache")
+        elif not principal.may_read(student_id) and not self._defects.on("learning-view-ignores-authz"):
+            raise forbidden(f"{principal.subject} may not read the learning view of {student_id}")
+
+    def read(self, student_id: str) -> LearningResponse:
+        return self.finish_read(self.begin_read(student_id))
+
+    def begin_read(self, student_id: str) -> PendingRead:
+        _check_student_id(student_id)
+        key = domain.cache_key(student_id)
+        now = self._clock.now()
+        version: int | None
+        try:
+            entry = self._cache.get(key)
+            if entry is not None:
+                return PendingRead(student_id, now, hit=entry.value, hit_stored_at=entry.stored_at)
+            version = self._cache.version(key)
+        except CacheUnavailable as exc:  # S5: fall back to the database, never an error
+            self._tracer.emit(COMPONENT, "cache_unavailable", studentId=student_id, error=str(exc))
+            version = None
+        try:
+            rows = tuple(self._courses.purchases_for_student(student_id))
+        except StoreUnavailable as exc:
+            return PendingRead(student_id, now, version=version, error=str(exc), loaded_at=self._clock.now())
+        return PendingRead(student_id, now, rows=rows, loaded_at=self._clock.now(), version=version)
+
+    def finish_read(self, pending: PendingRead) -> LearningResponse:
+        now = self._clock.now()
+        key = domain.cache_key(pending.student_id)
+        if pending.hit is not None:
+            age = max(0, math.floor(now - pending.hit_stored_at))
+            return self._respond(pending, 200, pending.hit, {"Age": str(age), "Cache-Status": f"{CACHE_NAME}; hit"})
+        if pending.error is not None:
+            if self._defects.on("errors-cached") and pending.version is not None:
+                empty = render_view(pending.student_id, (), pending.loaded_at)
+                self._store(key, empty, pending.version)
+            raise unavailable(f"courses database unavailable: {pending.error}")  # S2: errors are never cached
+        body = render_view(pending.student_id, pending.rows, pending.loaded_at)
+        stored = pending.version is not None and self._store(key, body, pending.version)
+        status = f"{CACHE_NAME}; fwd=miss" + ("; stored" if stored else "")
+        return self._respond(pending, 200, body, {"Age": "0", "Cache-Status": status})
+
+    def _store(self, key: str, body: bytes, version: int) -> bool:
+        try:
+            if self._defects.on("stale-set-race"):
+                self._cache.set(key, body, self._settings.cache_ttl, self._clock.now())
+                return True
+            return self._cache.set_if_version(key, body, self._settings.cache_ttl, version, self._clock.now())
+        except CacheUnavailable:
+            return False
+
+    def _respond(self, pending: PendingRead, status: int, body: bytes, headers: dict[str, str]) -> LearningResponse:
+        self._tracer.emit(COMPONENT, "learning_read", studentId=pending.student_id, startedAt=pending.started_at,
+                          loadedAt=pending.loaded_at, cacheStatus=headers["Cache-Status"])
+        return LearningResponse(status, body, {"Content-Type": "application/json", **headers})
+
+    def invalidate(self, student_id: str) -> None:
+        """S4: at once. A down cache is an error here: the caller asked for this and must know."""
+        _check_student_id(student_id)
+        try:
+            self._cache.delete(domain.cache_key(student_id))
+        except CacheUnavailable as exc:
+            raise unavailable(f"cache unavailable: {exc}") from exc
+        self._tracer.emit(COMPONENT, "cache_invalidated", studentId=student_id, by="admin")
+
+
+def _check_student_id(student_id: str) -> None:
+    if not re.fullmatch(STUDENT_ID_PATTERN, student_id):
+        raise bad_request(f"student id {student_id!r} is malformed")
+
+
+class CacheInvalidator:
+    """Consumes PURCHASE_CREATED and deletes the student's learning key (S3's second invalidation).
+    A malformed event is logged and skipped (the consumer keeps going); a cache outage is retried."""
+
+    def __init__(self, *, bus: Bus, cache: Cache, clock: Clock, defects: Defects, crash: CrashPoints,
+                 tracer: Tracer, retry_after: float = 1.0) -> None:
+        self._bus = bus
+        self._cache = cache
+        self._clock = clock
+        self._defects = defects
+        self._crash = crash
+        self._tracer = tracer
+        self._retry_after = retry_after
+        self._consumer: Consumer | None = None
+        self._pending: tuple[Any, float] | None = None
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = self._bus.consumer(domain.INVALIDATOR_GROUP, [domain.TOPIC_CREATED])
+        return self._consumer
+
+    def start(self) -> None:
+        _ = self.consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def abandon(self) -> None:
+        consumer, self._consumer, self._pending = self._consumer, None, None
+        crash = getattr(consumer, "crash", None)
+        if callable(crash):
+            crash()
+        elif consumer is not None:
+            consumer.close()
+
+    def next_wakeup(self) -> float | None:
+        return self._pending[1] if self._pending else None
+
+    def poll_once(self, timeout: float = 0.0) -> bool:
+        """True when it did something."""
+        if self._pending is not None:
+            message, due = self._pending
+            if self._clock.now() < due:
+                return False
+        else:
+            message = self.consumer.poll(timeout)
+            if message is None:
+                return False
+            self._crash.hit("invalidator.after_poll")
+        try:
+            event = json.loads(message.value)
+            problems = contracts.validate("events/purchase-created", event)
+        except (ValueError, UnicodeDecodeError) as exc:
+            event, problems = None, [str(exc)]
+        if problems or not isinstance(event, dict):
+            self._tracer.emit(COMPONENT, "invalid_event_skipped", offset=message.offset,
+                              error="; ".join(str(p) for p in problems[:3]))
+        elif not self._defects.on("seed-invalidation-order"):
+            student_id = event["payload"]["studentId"]
+            try:
+                self._cache.delete(domain.cache_key(student_id))
+            except CacheUnavailable as exc:
+                self._pending = (message, self._clock.now() + self._retry_after)
+                self._tracer.emit(COMPONENT, "invalidation_retry", studentId=student_id, error=str(exc))
+                return True
+            self._tracer.emit(COMPONENT, "cache_invalidated", studentId=student_id, by="purchase-created",
+                              eventId=event["eventId"])
+        self.consumer.commit(message)
+        self._pending = None
+        return True
+
+
+__all__ = ["CacheInvalidator", "LearningResponse", "PendingRead", "Problem", "StudentService"]

@@ -1,0 +1,191 @@
+"""Purchase worker rules W1-W8 on the embedded system."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from kcverify.reference import domain
+from tests.unit.conftest import METADATA, Flow
+
+
+def _trace(flow: Flow, event: str) -> list[dict[str, Any]]:
+    return [r for r in flow.system.tracer.records if r["event"] == event]  # type: ignore[attr-defined]
+
+
+def _dlq(flow: Flow) -> list[dict[str, Any]]:
+    return flow.topic(domain.TOPIC_DLQ)
+
+
+def test_w1_events_published_before_the_workers_first_start_are_consumed(flow: Flow) -> None:
+    flow.system.stop("purchase-worker")
+    ids = [flow.buy(student=f"s{i}") for i in range(3)]
+    flow.settle()
+    assert flow.system.course_store.all_purchases() == []
+    flow.system.restart("purchase-worker")
+    flow.settle()
+    assert {p.payment_id for p in flow.system.course_store.all_purchases()} == set(ids)
+
+
+def test_w1_crash_after_db_commit_before_offset_commit_redelivers_without_duplicate(flow: Flow) -> None:
+    payment_id = flow.buy()
+    flow.system.crash_points.arm("worker.after_commit")
+    flow.settle()  # the worker dies right after its transaction
+    assert flow.system.crashed == [("purchase-worker", "worker.after_commit")]
+    flow.system.restart("purchase-worker")
+    flow.settle()
+    assert len(_trace(flow, "duplicate_skipped")) == 1
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+    assert len(flow.topic(domain.TOPIC_CREATED)) == 1
+
+
+def test_w1_crash_before_handling_redelivers_and_the_event_is_not_lost(flow: Flow) -> None:
+    payment_id = flow.buy()
+    flow.system.crash_points.arm("worker.after_poll")
+    flow.settle()
+    flow.system.restart("purchase-worker")
+    flow.settle()
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+
+
+def test_w2_poison_goes_to_dlq_at_once_and_the_partition_moves_on(flow: Flow) -> None:
+    flow.publish_confirmed(b"{not json", key="s1")
+    flow.publish_confirmed({"type": "PURCHASE_CONFIRMED", "payload": {}}, key="s1")
+    payment_id = flow.buy(student="s1")
+    flow.settle()
+    letters = _dlq(flow)
+    assert [(d["reason"], d["attempts"]) for d in letters] == [("schema_violation", 1)] * 2
+    assert letters[0]["originalEvent"] == "{not json"
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+
+
+def _forged(payment_id: str, student: str = "s1") -> dict[str, Any]:
+    return domain.envelope(
+        event_type=domain.EVENT_CONFIRMED,
+        payload={"paymentId": payment_id, "studentId": student, "courseId": "c1", "amountCents": 1,
+                 "currency": "EUR", "metadata": METADATA},
+        correlation_id=payment_id, idempotency_key=domain.confirmed_key(payment_id), source="attacker",
+        occurred_at=0.0)
+
+
+def test_w3_forged_event_for_an_unpaid_payment_grants_nothing(flow: Flow) -> None:
+    unpaid = flow.create()
+    flow.publish_confirmed(_forged(unpaid["id"]))
+    flow.settle()
+    assert flow.system.course_store.all_purchases() == []
+    [letter] = _dlq(flow)
+    assert (letter["reason"], letter["attempts"]) == ("payment_not_succeeded", 3)
+
+
+def test_w3_event_naming_another_student_grants_nothing(flow: Flow) -> None:
+    payment_id = flow.buy(student="s1")
+    flow.settle()
+    flow.publish_confirmed(_forged(payment_id, student="intruder") | {"idempotencyKey": "payment:"
+                           + "0" * 8 + "-0000-4000-8000-" + "0" * 12 + ":PURCHASE_CONFIRMED"}, key="intruder")
+    flow.settle()
+    assert [p.student_id for p in flow.system.course_store.all_purchases()] == ["s1"]
+
+
+def test_w4_payment_metadata_wins_over_a_divergent_event(flow: Flow) -> None:
+    payment = flow.create()
+    flow.confirm(payment["id"])
+    flow.system.stop("payment-relay")  # the real event is replaced by a divergent one
+    divergent = domain.purchase_confirmed(
+        domain.Payment(payment["id"], "s1", "c1", 4900, "EUR", domain.PaymentStatus.SUCCEEDED, "test", None,
+                       {**METADATA, "classTime": "16:00", "sessionCount": 30, "promo": "SPRING"}, 0.0, 0.0), 0.0)
+    flow.publish_confirmed(divergent)
+    flow.settle()
+    [purchase] = flow.system.course_store.all_purchases()
+    assert purchase.metadata == {**METADATA, "promo": "SPRING"}
+    assert purchase.purchase_tier == 10 and purchase.metadata_source == "payment"
+    [created] = flow.topic(domain.TOPIC_CREATED)
+    assert created["payload"]["metadata"] == purchase.metadata  # the MERGED metadata
+
+
+def test_w5_payments_db_down_falls_back_to_complete_event_metadata(flow: Flow) -> None:
+    payment_id = flow.buy()
+    flow.system.step("payment-relay")
+    flow.system.faults.fail_next("payments_db", 3, op="find_succeeded")
+    flow.settle()
+    [purchase] = flow.system.course_store.all_purchases()
+    assert purchase.payment_id == payment_id
+    assert purchase.metadata_source == "event" and purchase.metadata == METADATA
+    assert len(_trace(flow, "fallback_to_event_metadata")) == 1
+
+
+def test_w5_incomplete_event_metadata_with_payments_db_down_is_dead_lettered(flow: Flow) -> None:
+    payment = flow.create()
+    flow.confirm(payment["id"])
+    flow.system.stop("payment-relay")
+    event = json.loads(flow.system.payment_store.pending_outbox(1)[0].value)
+    del event["payload"]["metadata"]["sessionCount"]
+    flow.publish_confirmed(event)
+    flow.system.faults.fail_next("payments_db", 3, op="find_succeeded")
+    flow.settle()
+    assert flow.system.course_store.all_purchases() == []
+    [letter] = _dlq(flow)
+    assert (letter["reason"], letter["attempts"]) == ("retries_exhausted", 3)
+
+
+def test_w6_triple_delivery_gives_one_purchase_and_one_created_event(flow: Flow) -> None:
+    flow.buy()
+    flow.system.step("payment-relay")
+    event = flow.topic(domain.TOPIC_CONFIRMED)[0]
+    flow.publish_confirmed(event)
+    flow.publish_confirmed(event)
+    flow.settle()
+    assert len(flow.system.course_store.all_purchases()) == 1
+    assert len(flow.topic(domain.TOPIC_CREATED)) == 1
+    assert len(_trace(flow, "duplicate_skipped")) == 2
+
+
+def test_w6_repurchase_of_the_same_course_with_a_second_payment_is_a_second_purchase(flow: Flow) -> None:
+    first, second = flow.buy(), flow.buy()
+    flow.settle()
+    assert {p.payment_id for p in flow.system.course_store.all_purchases()} == {first, second}
+
+
+def test_w7_transient_failures_retry_with_backoff_then_succeed_on_attempt_3(flow: Flow) -> None:
+    flow.buy()
+    flow.system.step("payment-relay")
+    flow.system.faults.fail_next("courses_db", 2, op="record_purchase")
+    flow.settle()
+    attempts = _trace(flow, "attempt")
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(attempts)]
+    assert gaps == [1.0, 2.0]
+    assert len(flow.system.course_store.all_purchases()) == 1
+
+
+def test_w7_persistent_failure_dead_letters_after_3_attempts_and_w8_replay_yields_one(flow: Flow) -> None:
+    payment_id = flow.buy()
+    flow.system.step("payment-relay")
+    flow.system.faults.fail_next("courses_db", 3, op="record_purchase")
+    flow.system.stop("reconciler")
+    flow.settle()
+    [letter] = _dlq(flow)
+    assert (letter["reason"], letter["attempts"]) == ("retries_exhausted", 3)
+    assert letter["originalTopic"] == domain.TOPIC_CONFIRMED
+    assert flow.system.course_store.all_purchases() == []
+    assert flow.system.dlq_replayer.replay_all() == 1
+    assert flow.system.dlq_replayer.replay_all() == 0
+    flow.settle()
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+
+
+def test_i1_reconciler_republishes_a_succeeded_payment_without_purchase(flow: Flow) -> None:
+    payment_id = flow.buy()
+    flow.system.step("payment-relay")
+    flow.system.faults.fail_next("courses_db", 3, op="record_purchase")
+    flow.settle()  # dead-lettered, then the reconciler's grace passes and it re-publishes
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+    assert len(_trace(flow, "republished")) == 1
+
+
+def test_i1_without_a_worker_settle_does_not_spin_the_clock(flow: Flow) -> None:
+    flow.system.stop("purchase-worker")
+    flow.buy()
+    result = flow.system.settle()
+    assert result.quiet and result.advanced == 0.0
+    assert flow.system.course_store.all_purchases() == []
