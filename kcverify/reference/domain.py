@@ -243,6 +243,7 @@ class DeadLetter:
         except (ValueError, UnicodeDecodeError):
             original = self.original_event.decode("utf-8", errors="replace")
         return {
+            **self.extra,
             "originalEvent": original,
             "originalTopic": self.original_topic,
             "partition": self.partition,
@@ -252,7 +253,6 @@ class DeadLetter:
             "attempts": self.attempts,
             "firstFailedAt": rfc3339(self.first_failed_at),
             "deadLetteredAt": rfc3339(self.dead_lettered_at),
-            **self.extra,
         }
 
 
