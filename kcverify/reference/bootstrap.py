@@ -170,7 +170,8 @@ def _embedded_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, 
     from kcverify.reference.adapters.memory_cache import MemoryCache
     from kcverify.reference.adapters.sqlite_store import SqliteCourseStore, SqlitePaymentStore
 
-    return (SqlitePaymentStore(settings.payments_sqlite), SqliteCourseStore(settings.courses_sqlite),
+    return (SqlitePaymentStore(settings.payments_sqlite, clock=clock),
+            SqliteCourseStore(settings.courses_sqlite, clock=clock),
             EmbeddedBus(clock), MemoryCache(clock))
 
 

@@ -131,6 +131,14 @@ class Bus(Protocol):
         """Every record of a topic, partition by partition (for evidence and DLQ replay)."""
         ...
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """partition -> offset of the next record to be written (evidence: nothing left unconsumed)."""
+        ...
+
+    def committed(self, group: str, topic: str) -> dict[int, int | None]:
+        """partition -> the group's committed offset (None: never committed)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CacheEntry:

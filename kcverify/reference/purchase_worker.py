@@ -112,7 +112,7 @@ class PurchaseWorker:
             if message is None:
                 return Step.IDLE
             if self._defects.on("commit-offset-before-handling"):
-                self.consumer.commit(message)
+                self.consumer.commit(message)  # the defect: a crash from here on loses the event
             self._crash.hit("worker.after_poll")
             inflight = self._inflight = _InFlight(message)
         elif self._clock.now() < inflight.next_at:
@@ -139,8 +139,13 @@ class PurchaseWorker:
             return Step.RETRY
         if outcome.step in (Step.PROCESSED, Step.DUPLICATE):
             self._crash.hit("worker.after_commit")
-        self.consumer.commit(msg)
         self._inflight = None
+        try:
+            self.consumer.commit(msg)
+        except BusUnavailable as exc:  # e.g. lost the partition in a rebalance: its new owner
+            # gets the message again and the idempotency guard (W6) absorbs the duplicate
+            self._tracer.emit(COMPONENT, "commit_failed", partition=msg.partition, offset=msg.offset, error=str(exc))
+            return outcome.step
         self._tracer.emit(COMPONENT, "offset_committed", partition=msg.partition, offset=msg.offset,
                           outcome=str(outcome.step))
         return outcome.step

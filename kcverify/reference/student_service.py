@@ -18,7 +18,7 @@ from typing import Any
 
 from kcverify import contracts
 from kcverify.core.clock import Clock, rfc3339
-from kcverify.core.errors import CacheUnavailable, StoreUnavailable
+from kcverify.core.errors import BusUnavailable, CacheUnavailable, StoreUnavailable
 from kcverify.reference import domain
 from kcverify.reference.auth import InvalidToken, principal_from_header
 from kcverify.reference.defects import Defects
@@ -227,8 +227,11 @@ class CacheInvalidator:
                 return True
             self._tracer.emit(COMPONENT, "cache_invalidated", studentId=student_id, by="purchase-created",
                               eventId=event["eventId"])
-        self.consumer.commit(message)
         self._pending = None
+        try:
+            self.consumer.commit(message)
+        except BusUnavailable as exc:  # redelivered to the partition's new owner: deleting twice is harmless
+            self._tracer.emit(COMPONENT, "commit_failed", offset=message.offset, error=str(exc))
         return True
 
 

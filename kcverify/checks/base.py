@@ -1,0 +1,93 @@
+"""The check protocol and registry. A check sees the evidence grow step by step (`after_step`) and
+then whole (`finish`); each distinct problem is reported once, at the first step it was seen."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from kcverify.core.status import Status
+from kcverify.engine.evidence import Evidence
+from kcverify.engine.results import CheckResult, Failure, Table
+
+REGISTRY: dict[str, type[Check]] = {}
+
+
+class Check:
+    name: ClassVar[str]
+    rules: ClassVar[tuple[str, ...]]
+    needs: ClassVar[frozenset[str]] = frozenset()  # target capabilities without which it cannot judge
+    description: ClassVar[str] = ""
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.evidence = evidence
+        self._failures: dict[str, Failure] = {}
+        self.metrics: dict[str, Any] = {}
+        self.notes: list[str] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    def after_step(self, step: int) -> None:
+        """Judge what the evidence shows after step `step` (1-based)."""
+
+    def finish(self) -> None:
+        """Judge the whole run, after the final settle."""
+
+    def fail(self, key: str, message: str, *, rules: tuple[str, ...] | None = None, step: int | None = None,
+             evidence: Table | None = None, **details: Any) -> None:
+        if key in self._failures:
+            return
+        self._failures[key] = Failure(
+            check=self.name, rules=rules or self.rules, message=message, step=step,
+            step_title=self.evidence.step_title(step), evidence=evidence, details=details)
+
+    @property
+    def failures(self) -> tuple[Failure, ...]:
+        return tuple(self._failures.values())
+
+    def summary(self) -> str:
+        return "; ".join(self.notes)
+
+    def result(self) -> CheckResult:
+        status = Status.FAILED if self._failures else Status.PASSED
+        return CheckResult(self.name, self.rules, status, self.summary(), self.failures, dict(self.metrics))
+
+
+def skipped(check: type[Check], missing: set[str]) -> CheckResult:
+    return CheckResult(check.name, check.rules, Status.SKIPPED, f"needs {', '.join(sorted(missing))}")
+
+
+def show(value: Any) -> str:
+    """A value as a diff shows it: JSON, so 10 and "10" look different; '—' when absent."""
+    import json
+
+    if value is _MISSING:
+        return "—"
+    return json.dumps(value, sort_keys=True)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+_MISSING: Any = _Missing()
+MISSING: Any = _MISSING
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that respects JSON types: 10 != "10", 1 != True, 10 != 10.0 is NOT distinguished
+    (JSON has one number type) but int vs string is."""
+    if type(a) is bool or type(b) is bool:
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

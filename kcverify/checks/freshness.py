@@ -1,0 +1,107 @@
+"""Cache freshness (S3, S2): once a purchase is committed, every learning response that starts after
+the commit plus the freshness bound must show it. On the real stack the bound is a time (default 1 s);
+on the embedded one it is "after the next settle", since nothing moves there until something runs.
+
+For each purchase it also measures the staleness window: from the commit to the start of the first
+response that showed it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kcverify.checks.base import Check
+from kcverify.core.clock import rfc3339
+from kcverify.engine.evidence import Exchange
+from kcverify.reference.student_service import CACHE_NAME
+
+
+class FreshnessCheck(Check):
+    name = "freshness"
+    rules = ("S3", "S2")
+    needs = frozenset({"read_db"})
+    description = "every learning read after commit + bound shows the purchase; cached entries respect the TTL"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._commits: dict[str, tuple[float, int, str]] = {}  # paymentId -> (created_at, step, student)
+        self._judged = 0
+        self.metrics["windows_ms"] = {}
+
+    def after_step(self, step: int) -> None:
+        self._learn_commits(step)
+        self._judge_new_reads()
+
+    def finish(self) -> None:
+        self._learn_commits(None)
+        self._judge_new_reads()
+        windows = self.metrics["windows_ms"]
+        if windows:
+            shown = ", ".join(f"{name} {ms:.0f} ms" for name, ms in windows.items())
+            self.notes.append(f"staleness windows: {shown}")
+        bound = self.evidence.freshness_bound
+        self.notes.append("bound: after settle" if bound is None else f"bound: {bound * 1000:.0f} ms")
+
+    def _learn_commits(self, step: int | None) -> None:
+        from kcverify.core.clock import parse_rfc3339
+
+        for purchase in self.evidence.last.purchases:
+            if purchase["paymentId"] not in self._commits and purchase.get("isActive", True):
+                self._commits[purchase["paymentId"]] = (parse_rfc3339(purchase["createdAt"]), step or 0,
+                                                        purchase["studentId"])
+
+    def _due(self, committed_at: float, commit_step: int, read: Exchange) -> bool:
+        bound = self.evidence.freshness_bound
+        if bound is not None:
+            return read.started_at >= committed_at + bound
+        # embedded: due once a settle finished after the commit and before the read started
+        return any(s.step >= commit_step and s.finished_at <= read.started_at and s.step < read.step or
+                   (read.step == 0 and s.step >= commit_step) for s in self.evidence.settles)
+
+    def _judge_new_reads(self) -> None:
+        reads = [e for e in self.evidence.exchanges if e.service == "student-service" and e.method == "GET"
+                 and "/learning" in e.path and e.reply.status == 200]
+        for read in reads[self._judged:]:
+            self._judge(read)
+        self._judged = len(reads)
+
+    def _judge(self, read: Exchange) -> None:
+        try:
+            view = read.reply.json()
+            shown = {item.get("paymentId") for item in view.get("purchases", []) if isinstance(item, dict)}
+        except (ValueError, AttributeError):
+            return  # the contract check reports a malformed body
+        headers = {k.lower(): v for k, v in read.reply.headers.items()}
+        self._check_age(read, headers)
+        for payment_id, (committed_at, commit_step, student) in self._commits.items():
+            if student != read.student:
+                continue
+            name = self.evidence.payment_name(payment_id)
+            if payment_id in shown:
+                window = max(0.0, read.started_at - committed_at) * 1000
+                self.metrics["windows_ms"].setdefault(name, round(window, 1))
+                continue
+            if not self._due(committed_at, commit_step, read):
+                continue
+            late = (read.started_at - committed_at) * 1000
+            where = f"step {read.step}" if read.step else "the final read"
+            self.fail(
+                f"stale:{payment_id}",
+                f"{name}: the learning read at {where} (started {rfc3339(read.started_at)}) does not show the "
+                f"purchase committed at {rfc3339(committed_at)}, {late:.0f} ms earlier; "
+                f"Cache-Status: {headers.get('cache-status', '(none)')}, Age: {headers.get('age', '(none)')}",
+                step=read.step or None, payment=name, cache_status=headers.get("cache-status"),
+            )
+
+    def _check_age(self, read: Exchange, headers: dict[str, str]) -> None:
+        status = headers.get("cache-status", "")
+        if not status.startswith(CACHE_NAME) and status:
+            return  # another cache's header: nothing to say about our TTL
+        try:
+            age = int(headers.get("age", "0"))
+        except ValueError:
+            self.fail(f"age:{read.step}", f"Age header {headers.get('age')!r} is not an integer", rules=("S2",),
+                      step=read.step or None)
+            return
+        if age > self.evidence.target.cache_ttl:
+            self.fail(f"ttl:{read.step}", f"a cached learning view {age} s old was served (TTL "
+                      f"{self.evidence.target.cache_ttl:.0f} s)", rules=("S2",), step=read.step or None)

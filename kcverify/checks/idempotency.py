@@ -1,0 +1,85 @@
+"""Idempotency: exactly one purchase and one PURCHASE_CREATED per succeeded payment, whatever the
+duplicates, redeliveries, crashes and gateway retries; one logical event per idempotency key (same key
+-> same eventId); idempotency keys in the contract's format, naming the ids in their payload."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from kcverify.checks.base import Check
+from kcverify.engine.evidence import decode
+from kcverify.reference import domain
+
+
+class IdempotencyCheck(Check):
+    name = "idempotency"
+    rules = ("P4", "W6")
+    needs = frozenset({"read_db", "read_bus"})
+    description = "one purchase and one PURCHASE_CREATED per payment; stable, well-formed idempotency keys"
+
+    def after_step(self, step: int) -> None:
+        self._scan(step)
+
+    def _scan(self, step: int | None) -> None:
+        snapshot = self.evidence.last
+        per_payment: dict[str, list[str]] = defaultdict(list)
+        for purchase in snapshot.purchases:
+            per_payment[purchase["paymentId"]].append(purchase["purchaseId"])
+        for payment_id, purchase_ids in per_payment.items():
+            if len(purchase_ids) > 1:
+                name = self.evidence.payment_name(payment_id)
+                self.fail(f"purchases:{payment_id}", f"{name}: {len(purchase_ids)} purchases for one payment",
+                          rules=("W6", "I1"), step=step, payment=name, purchases=purchase_ids)
+        key_to_event: dict[str, str] = {}
+        events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for topic, expected in ((domain.TOPIC_CONFIRMED, domain.EVENT_CONFIRMED),
+                                (domain.TOPIC_CREATED, domain.EVENT_CREATED)):
+            for record in self.evidence.genuine(topic, snapshot):
+                event = decode(record)
+                if event is None or event.get("type") != expected:
+                    continue
+                payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+                key, event_id = event.get("idempotencyKey"), event.get("eventId")
+                self._key_format(step, expected, str(key), payload)
+                if isinstance(key, str) and isinstance(event_id, str):
+                    seen = key_to_event.setdefault(key, event_id)
+                    if seen != event_id:
+                        self.fail(f"key:{key}", f"idempotency key {key} was published with two event ids "
+                                  f"({seen[:8]}…, {event_id[:8]}…): consumers cannot tell it is one event",
+                                  rules=("W6",), step=step)
+                if isinstance(payload.get("paymentId"), str) and isinstance(event_id, str):
+                    events_per_payment[(expected, payload["paymentId"])].add(event_id)
+        for (event_type, payment_id), ids in events_per_payment.items():
+            if len(ids) > 1:
+                name = self.evidence.payment_name(payment_id)
+                rules = ("P4", "P3") if event_type == domain.EVENT_CONFIRMED else ("W6",)
+                self.fail(f"events:{event_type}:{payment_id}",
+                          f"{name}: {len(ids)} distinct {event_type} events for one payment", rules=rules,
+                          step=step, payment=name)
+
+    def _key_format(self, step: int | None, event_type: str, key: str, payload: dict[str, object]) -> None:
+        if event_type == domain.EVENT_CONFIRMED:
+            expected = domain.confirmed_key(str(payload.get("paymentId")))
+        else:
+            expected = domain.created_key(str(payload.get("purchaseId")))
+        if key != expected:
+            self.fail(f"format:{key}", f"{event_type} idempotency key {key!r} should be {expected!r}",
+                      rules=("W6",), step=step)
+
+    def finish(self) -> None:
+        self._scan(None)
+        snapshot = self.evidence.last
+        created: dict[str, set[str]] = defaultdict(set)
+        for record in self.evidence.genuine(domain.TOPIC_CREATED, snapshot):
+            event = decode(record) or {}
+            payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+            if isinstance(payload.get("paymentId"), str):
+                created[payload["paymentId"]].add(str(event.get("eventId")))
+        for purchase in snapshot.purchases:
+            if not created.get(purchase["paymentId"]):
+                name = self.evidence.payment_name(purchase["paymentId"])
+                self.fail(f"no-created:{purchase['paymentId']}",
+                          f"{name}: purchase {purchase['purchaseId'][:8]}… was never announced by PURCHASE_CREATED",
+                          rules=("W6",), payment=name)
+        self.notes.append(f"{len(snapshot.purchases)} purchase(s), {sum(len(v) for v in created.values())} "
+                          f"PURCHASE_CREATED event(s)")

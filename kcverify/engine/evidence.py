@@ -1,0 +1,94 @@
+"""Evidence: the append-only history of one scenario run. Operations (HTTP exchanges, injected
+events, settles) with their start and finish times on the target's clock, and a snapshot of the
+observable state after every step. Checks read evidence; they never touch the target."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from kcverify.targets.base import BusRecord, HttpReply, Snapshot, TargetInfo
+
+
+@dataclass(frozen=True)
+class Exchange:
+    step: int  # 1-based; 0 for the engine's final probes
+    kind: str  # the step kind, or "probe"
+    service: str
+    method: str
+    path: str
+    request_body: bytes
+    started_at: float
+    finished_at: float
+    reply: HttpReply
+    student: str | None = None
+
+    @property
+    def indeterminate(self) -> bool:
+        return self.reply.status is None
+
+
+@dataclass
+class PaymentRecord:
+    """A payment the scenario created: the name it goes by and what the student chose at checkout."""
+
+    name: str
+    id: str
+    student: str
+    course: str
+    checkout: dict[str, Any]
+    step: int
+
+
+@dataclass(frozen=True)
+class Settle:
+    step: int
+    started_at: float
+    finished_at: float
+    quiet: bool
+
+
+@dataclass
+class Evidence:
+    target: TargetInfo
+    freshness_bound: float | None
+    exchanges: list[Exchange] = field(default_factory=list)
+    payments: dict[str, PaymentRecord] = field(default_factory=dict)
+    injected: list[tuple[str, bytes]] = field(default_factory=list)  # (topic, value) put there by the scenario
+    settles: list[Settle] = field(default_factory=list)
+    snapshots: list[tuple[int, Snapshot]] = field(default_factory=list)
+    step_titles: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Snapshot:
+        return self.snapshots[-1][1] if self.snapshots else Snapshot(at=0.0)
+
+    def payment_name(self, payment_id: str) -> str:
+        for record in self.payments.values():
+            if record.id == payment_id:
+                return record.name
+        return payment_id[:8]
+
+    def genuine(self, topic: str, snapshot: Snapshot | None = None) -> list[BusRecord]:
+        """Records the system itself produced: all records minus those the scenario injected."""
+        injected = Counter(value for t, value in self.injected if t == topic)
+        out = []
+        for record in (snapshot or self.last).topics.get(topic, []):
+            if injected[record.value] > 0:
+                injected[record.value] -= 1
+                continue
+            out.append(record)
+        return out
+
+    def step_title(self, step: int | None) -> str | None:
+        return None if step is None else self.step_titles.get(step)
+
+
+def decode(record: BusRecord) -> dict[str, Any] | None:
+    try:
+        value = json.loads(record.value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

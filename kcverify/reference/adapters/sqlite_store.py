@@ -1,0 +1,402 @@
+"""The embedded stores: payments_db and courses_db on SQLite (`SqlitePaymentStore`, `SqliteCourseStore`).
+
+The schema is `contracts/db/sqlite/<database>.sql`, executed on open (idempotent); `ddl()` loads any of
+the four DDL files, so no DDL lives in Python. Every port method is one transaction on one connection
+guarded by a lock: the embedded system is single-threaded, but the HTTP app may call from a worker
+thread. Writes use BEGIN IMMEDIATE, so the check-then-insert of `record_purchase` cannot interleave
+with another writer, even another process on the same file.
+
+Errors: a transient SQLite failure (busy/locked, cannot open, I/O) is `StoreUnavailable`; a broken
+constraint that is not an expected race is `ConstraintViolation` (a ValueError: bad data or a bug,
+never retried); `save_status` on a payment never inserted is `RowNotFound`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from kcverify.contracts import contracts_dir
+from kcverify.core.clock import Clock, SystemClock
+from kcverify.core.errors import StoreUnavailable
+from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
+
+PAYMENTS_DB = "payments_db"
+COURSES_DB = "courses_db"
+
+
+class ConstraintViolation(ValueError):
+    """A write broke a table constraint other than the one race the port tolerates (a purchase for the
+    same payment): a CHECK (purchaseTier 250, amountCents 0, an unknown status), NOT NULL, a value of
+    the wrong type, a duplicate primary key. Nothing was written. Bad data or a bug: never transient,
+    do not retry. Meant to be shared by every store adapter (PostgreSQL raises it too)."""
+
+
+class RowNotFound(LookupError):
+    """`save_status` named a payment that was never inserted. Nothing was written."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row with its publication time (None while pending), for evidence."""
+
+    message: OutboxMessage
+    published_at: float | None
+
+
+@dataclass(frozen=True)
+class ProcessedEvent:
+    """A processed_events tracking row (W6), for evidence."""
+
+    consumer: str
+    idempotency_key: str
+    processed_at: float
+
+
+def ddl(dialect: str, database: str) -> str:
+    """The DDL of `contracts/db/<dialect>/<database>.sql`; dialect `sqlite` | `postgres`, database
+    `payments_db` | `courses_db`. Every statement in it is idempotent."""
+    if dialect not in ("sqlite", "postgres") or database not in (PAYMENTS_DB, COURSES_DB):
+        raise ValueError(f"no DDL for {dialect}/{database}")
+    return (contracts_dir() / "db" / dialect / f"{database}.sql").read_text(encoding="utf-8")
+
+
+# SQLite result codes (extended names start with these) that mean "try again later", not "bad SQL".
+_TRANSIENT_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL",
+                    "SQLITE_PROTOCOL", "SQLITE_NOMEM", "SQLITE_READONLY")
+_TRANSIENT_TEXT = ("database is locked", "database table is locked", "unable to open", "disk i/o error",
+                   "database or disk is full", "readonly database")
+
+
+def _is_transient(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if name.startswith(_TRANSIENT_CODES):
+        return True
+    text = str(exc).lower()
+    return any(fragment in text for fragment in _TRANSIENT_TEXT)
+
+
+class _Database:
+    """One SQLite connection, its lock, and transactions on it."""
+
+    def __init__(self, path: str | None, database: str, timeout: float) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            # isolation_level=None: the module issues no implicit BEGIN/COMMIT; transactions are ours.
+            conn = sqlite3.connect(":memory:" if path is None else path, timeout=timeout,
+                                   isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            if path is not None:
+                # readers in other processes (evidence, the verifier) do not block the writer
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(ddl("sqlite", database))
+        except sqlite3.OperationalError as exc:
+            if _is_transient(exc):
+                raise StoreUnavailable(f"{database}: cannot open {path or ':memory:'}: {exc}") from exc
+            raise
+        self._conn = conn
+        self._name = database
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN (IMMEDIATE for writes) ... COMMIT; ROLLBACK on any exception, SimulatedCrash included
+        (a crashed process's transaction never commits)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                    raise self._unavailable(exc) from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise self._unavailable(exc) from exc
+
+    def _rollback(self) -> None:
+        # the original failure matters more than one of ROLLBACK; SQLite drops the tx anyway
+        if self._conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> Exception:
+        if _is_transient(exc):
+            return StoreUnavailable(f"{self._name}: {exc}")
+        return exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _dump(value: Any) -> str:
+    # No coercion: ints stay ints, "10" stays a string. NaN/Infinity are not JSON: refuse them.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _constraint(exc: sqlite3.IntegrityError) -> ConstraintViolation:
+    return ConstraintViolation(str(exc))
+
+
+class _SqliteOutboxStore:
+    """The outbox half shared by both databases, plus the helpers common to both stores."""
+
+    def __init__(self, path: str | None, database: str, clock: Clock | None, timeout: float) -> None:
+        self._db = _Database(path, database, timeout)
+        self._clock: Clock = clock or SystemClock()
+
+    @property
+    def path(self) -> str | None:
+        """The database file, or None for a private in-memory database."""
+        return self._db.path
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- OutboxStore -------------------------------------------------------------------------------
+
+    def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+        if limit <= 0:
+            return []
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT id, topic, msg_key, value, headers, created_at FROM outbox"
+                " WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [_outbox_message(row) for row in rows]
+
+    def mark_published(self, ids: Sequence[int], at: float) -> None:
+        """Idempotent: a row published twice (at least once delivery) keeps its first time."""
+        if not ids:
+            return
+        with self._db.transaction() as conn:
+            conn.executemany("UPDATE outbox SET published_at = ? WHERE id = ? AND published_at IS NULL",
+                             [(at, int(i)) for i in ids])
+
+    def enqueue_outbox(self, message: OutboxMessage) -> None:
+        try:
+            with self._db.transaction() as conn:
+                self._insert_outbox(conn, message)
+        except sqlite3.IntegrityError as exc:
+            raise _constraint(exc) from exc
+
+    # --- helpers beyond the port --------------------------------------------------------------------
+
+    def outbox_rows(self) -> list[OutboxRow]:
+        """Every outbox row, published or not, by id (evidence)."""
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute("SELECT id, topic, msg_key, value, headers, created_at, published_at"
+                                " FROM outbox ORDER BY id").fetchall()
+        return [OutboxRow(_outbox_message(row), row["published_at"]) for row in rows]
+
+    def _insert_outbox(self, conn: sqlite3.Connection, message: OutboxMessage) -> int:
+        """`message.created_at` 0.0 (the default) means "now" by the store's clock; `message.id` is
+        ignored: the store assigns ids."""
+        created_at = message.created_at or self._clock.now()
+        headers = _dump([[name, value] for name, value in message.headers])
+        cursor = conn.execute(
+            "INSERT INTO outbox (topic, msg_key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+            (message.topic, message.key, message.value, headers, created_at))
+        row_id = cursor.lastrowid
+        assert row_id is not None
+        return row_id
+
+
+def _outbox_message(row: sqlite3.Row) -> OutboxMessage:
+    headers = tuple((str(name), str(value)) for name, value in json.loads(row["headers"]))
+    return OutboxMessage(topic=row["topic"], key=row["msg_key"], value=bytes(row["value"]),
+                         headers=headers, id=row["id"], created_at=row["created_at"])
+
+
+_PAYMENT_COLUMNS = ("id, student_id, course_id, amount_cents, currency, status, provider,"
+                    " provider_payment_id, metadata, created_at, confirmed_at")
+
+
+def _payment(row: sqlite3.Row) -> Payment:
+    return Payment(
+        id=row["id"], student_id=row["student_id"], course_id=row["course_id"],
+        amount_cents=row["amount_cents"], currency=row["currency"], status=PaymentStatus(row["status"]),
+        provider=row["provider"], provider_payment_id=row["provider_payment_id"],
+        metadata=json.loads(row["metadata"]), created_at=row["created_at"],
+        confirmed_at=row["confirmed_at"],
+    )
+
+
+class SqlitePaymentStore(_SqliteOutboxStore):
+    """payments_db on SQLite. `path` None: a private in-memory database (gone when closed).
+    `clock` stamps outbox rows whose created_at is unset. `timeout`: seconds to wait for a lock held
+    by another connection before StoreUnavailable."""
+
+    def __init__(self, path: str | None = None, *, clock: Clock | None = None,
+                 timeout: float = 5.0) -> None:
+        super().__init__(path, PAYMENTS_DB, clock, timeout)
+
+    def insert_payment(self, payment: Payment) -> None:
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(
+                    f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (payment.id, payment.student_id, payment.course_id, payment.amount_cents,
+                     payment.currency, str(payment.status), payment.provider, payment.provider_payment_id,
+                     _dump(payment.metadata), payment.created_at, payment.confirmed_at))
+        except sqlite3.IntegrityError as exc:
+            raise _constraint(exc) from exc
+
+    def get_payment(self, payment_id: str) -> Payment | None:
+        with self._db.transaction(write=False) as conn:
+            row = conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = ?",
+                               (payment_id,)).fetchone()
+        return None if row is None else _payment(row)
+
+    def save_status(self, payment: Payment, outbox: OutboxMessage | None) -> None:
+        """P3. Writes status, provider, provider_payment_id and confirmed_at only (courseId, amount and
+        metadata are immutable, P2), then the outbox row, in one transaction."""
+        try:
+            with self._db.transaction() as conn:
+                cursor = conn.execute(
+                    "UPDATE payments SET status = ?, provider = ?, provider_payment_id = ?,"
+                    " confirmed_at = ? WHERE id = ?",
+                    (str(payment.status), payment.provider, payment.provider_payment_id,
+                     payment.confirmed_at, payment.id))
+                if cursor.rowcount != 1:
+                    raise RowNotFound(f"payment {payment.id} does not exist")
+                if outbox is not None:
+                    self._insert_outbox(conn, outbox)
+        except sqlite3.IntegrityError as exc:
+            raise _constraint(exc) from exc
+
+    def find_succeeded(self, payment_id: str, student_id: str) -> Payment | None:
+        with self._db.transaction(write=False) as conn:
+            row = conn.execute(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payments"
+                " WHERE id = ? AND student_id = ? AND status = 'succeeded'",
+                (payment_id, student_id)).fetchone()
+        return None if row is None else _payment(row)
+
+    def succeeded_confirmed_before(self, before: float) -> list[Payment]:
+        """Oldest confirmation first."""
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'succeeded'"
+                " AND confirmed_at <= ? ORDER BY confirmed_at, id", (before,)).fetchall()
+        return [_payment(row) for row in rows]
+
+    def all_payments(self) -> list[Payment]:
+        """Oldest first (created_at, then id)."""
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payments ORDER BY created_at, id").fetchall()
+        return [_payment(row) for row in rows]
+
+
+_PURCHASE_COLUMNS = ("id, payment_id, student_id, course_id, purchase_tier, metadata, metadata_source,"
+                     " is_active, created_at")
+
+
+def _purchase(row: sqlite3.Row) -> Purchase:
+    return Purchase(
+        id=row["id"], payment_id=row["payment_id"], student_id=row["student_id"],
+        course_id=row["course_id"], purchase_tier=row["purchase_tier"],
+        metadata=json.loads(row["metadata"]), metadata_source=row["metadata_source"],
+        is_active=bool(row["is_active"]), created_at=row["created_at"],
+    )
+
+
+class SqliteCourseStore(_SqliteOutboxStore):
+    """courses_db on SQLite. `path` None: a private in-memory database. `clock` stamps processed_events
+    rows and outbox rows whose created_at is unset."""
+
+    def __init__(self, path: str | None = None, *, clock: Clock | None = None,
+                 timeout: float = 5.0) -> None:
+        super().__init__(path, COURSES_DB, clock, timeout)
+
+    def record_purchase(self, purchase: Purchase, consumer: str, idempotency_key: str,
+                        outbox: OutboxMessage | None, *, track: bool = True) -> bool:
+        """W6. False, nothing written, when the key was processed or the payment has a purchase. Any
+        other broken constraint (purchaseTier 250, a reused purchase id) is ConstraintViolation."""
+        try:
+            with self._db.transaction() as conn:
+                if track and self._processed(conn, consumer, idempotency_key):
+                    return False
+                conn.execute(
+                    f"INSERT INTO student_course_purchases ({_PURCHASE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (purchase.id, purchase.payment_id, purchase.student_id, purchase.course_id,
+                     purchase.purchase_tier, _dump(purchase.metadata), purchase.metadata_source,
+                     int(purchase.is_active), purchase.created_at))
+                if track:
+                    conn.execute("INSERT INTO processed_events (consumer, idempotency_key, processed_at)"
+                                 " VALUES (?, ?, ?)", (consumer, idempotency_key, self._clock.now()))
+                if outbox is not None:
+                    self._insert_outbox(conn, outbox)
+                return True
+        except sqlite3.IntegrityError as exc:
+            # Rolled back. A lost race is checked, not assumed: only an existing purchase for this
+            # payment (or, under concurrency, an existing tracking row) turns the error into False.
+            name = getattr(exc, "sqlite_errorname", "")
+            text = str(exc)
+            if (name == "SQLITE_CONSTRAINT_UNIQUE" and "student_course_purchases.payment_id" in text
+                    and self.purchase_for_payment(purchase.payment_id) is not None):
+                return False
+            if (track and name == "SQLITE_CONSTRAINT_PRIMARYKEY" and "processed_events." in text
+                    and self.is_processed(consumer, idempotency_key)):
+                return False
+            raise _constraint(exc) from exc
+
+    def is_processed(self, consumer: str, idempotency_key: str) -> bool:
+        with self._db.transaction(write=False) as conn:
+            return self._processed(conn, consumer, idempotency_key)
+
+    def mark_processed(self, consumer: str, idempotency_key: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO processed_events (consumer, idempotency_key, processed_at)"
+                         " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                         (consumer, idempotency_key, self._clock.now()))
+
+    def purchases_for_student(self, student_id: str) -> list[Purchase]:
+        """Active purchases, oldest first (created_at, then id)."""
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute(
+                f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases"
+                " WHERE student_id = ? AND is_active = 1 ORDER BY created_at, id", (student_id,)).fetchall()
+        return [_purchase(row) for row in rows]
+
+    def purchase_for_payment(self, payment_id: str) -> Purchase | None:
+        with self._db.transaction(write=False) as conn:
+            row = conn.execute(f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases"
+                               " WHERE payment_id = ?", (payment_id,)).fetchone()
+        return None if row is None else _purchase(row)
+
+    def all_purchases(self) -> list[Purchase]:
+        """Active or not, oldest first (created_at, then id)."""
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute(f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases"
+                                " ORDER BY created_at, id").fetchall()
+        return [_purchase(row) for row in rows]
+
+    # --- helpers beyond the port --------------------------------------------------------------------
+
+    def processed_events(self) -> list[ProcessedEvent]:
+        """Every tracking row, in processing order (evidence)."""
+        with self._db.transaction(write=False) as conn:
+            rows = conn.execute("SELECT consumer, idempotency_key, processed_at FROM processed_events"
+                                " ORDER BY processed_at, rowid").fetchall()
+        return [ProcessedEvent(row["consumer"], row["idempotency_key"], row["processed_at"])
+                for row in rows]
+
+    @staticmethod
+    def _processed(conn: sqlite3.Connection, consumer: str, idempotency_key: str) -> bool:
+        row = conn.execute("SELECT 1 FROM processed_events WHERE consumer = ? AND idempotency_key = ?",
+                           (consumer, idempotency_key)).fetchone()
+        return row is not None

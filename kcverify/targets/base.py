@@ -1,0 +1,123 @@
+"""The Target protocol: the primitives the engine needs from a system under test, and the
+capabilities that say which of them a target really has. The engine turns scenario steps into these
+calls; a step that needs a capability the target lacks is reported `skipped (needs X)`, never passed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Capabilities a target may offer beyond plain HTTP.
+CAPABILITIES = (
+    "http",
+    "produce_events",  # put arbitrary bytes on a topic
+    "read_db",  # snapshot payments and purchases
+    "read_bus",  # read every record of every topic, and offsets
+    "read_traces",  # the components' own trace of attempts, retries, commits
+    "inject_faults",  # make a store / the cache / the bus fail for the next N calls
+    "control_clock",  # advance time without waiting
+    "split_reads",  # run a learning read in two halves
+    "control_components",  # step, stop, kill, crash at a point, restart
+)
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """One HTTP exchange as the client saw it. status None: no answer (the server died mid-request),
+    an indeterminate outcome that is never counted as passed."""
+
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+    error: str = ""
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class BusRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    headers: tuple[tuple[str, str], ...]
+    timestamp: float
+
+
+@dataclass
+class Snapshot:
+    """The state of the system at one moment, as far as the target can see it."""
+
+    at: float
+    payments: list[dict[str, Any]] = field(default_factory=list)  # Payment.to_json() shape
+    purchases: list[dict[str, Any]] = field(default_factory=list)  # Purchase.to_json() shape
+    topics: dict[str, list[BusRecord]] = field(default_factory=dict)
+    end_offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    committed: dict[str, dict[int, int | None]] = field(default_factory=dict)  # "group/topic" -> offsets
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    down: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    capabilities: frozenset[str]
+    freshness_bound: float | None  # seconds after the commit; None: "after the next settle"
+    retry_backoff: tuple[float, ...] = (1.0, 2.0)
+    retry_attempts: int = 3
+    cache_ttl: float = 300.0
+
+
+class Target(Protocol):
+    info: TargetInfo
+
+    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+        """A fresh system for one scenario."""
+        ...
+
+    def stop(self) -> None: ...
+
+    def now(self) -> float: ...
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply: ...
+
+    def sign(self, body: bytes) -> str:
+        """The X-Signature a genuine payment gateway would send."""
+        ...
+
+    def token(self, subject: str, role: str) -> str: ...
+
+    def publish(self, topic: str, key: str | None, value: bytes) -> None: ...
+
+    def step_component(self, component: str, times: int) -> None: ...
+
+    def arm_crash(self, point: str) -> None: ...
+
+    def kill(self, component: str) -> None: ...
+
+    def stop_component(self, component: str) -> None: ...
+
+    def restart(self, component: str) -> None: ...
+
+    def fail(self, resource: str, times: int, op: str | None) -> None: ...
+
+    def begin_read(self, student: str, authorization: str) -> Any:
+        """Returns a handle for finish_read, or an HttpReply when the read was refused (401/403/400)."""
+        ...
+
+    def finish_read(self, handle: Any) -> HttpReply: ...
+
+    def advance_clock(self, seconds: float) -> None: ...
+
+    def settle(self, timeout: float | None) -> bool:
+        """Run / wait until quiet; False when a bound was hit with work pending."""
+        ...
+
+    def replay_dlq(self) -> int: ...
+
+    def snapshot(self) -> Snapshot: ...

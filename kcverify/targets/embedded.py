@@ -1,0 +1,147 @@
+"""The embedded target: the reference system in this process (SQLite in memory, the embedded log,
+the in-memory cache, a manual clock), driven through its real HTTP apps. Zero set-up, deterministic
+for a seed, and every capability: faults, crash points, split reads, clock control, full visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kcverify.core.errors import SimulatedCrash
+from kcverify.reference import domain
+from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.problems import Problem
+from kcverify.reference.settings import Settings
+from kcverify.reference.student_service import PendingRead
+from kcverify.targets.asgi import AsgiClient
+from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
+
+GROUPS = ((domain.WORKER_GROUP, domain.TOPIC_CONFIRMED), (domain.INVALIDATOR_GROUP, domain.TOPIC_CREATED))
+
+
+class EmbeddedTarget:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._base = settings or Settings()
+        self.info = TargetInfo(
+            name="embedded",
+            capabilities=frozenset(CAPABILITIES),
+            freshness_bound=None,  # S3 on the embedded system: every read after the next settle
+            retry_backoff=self._base.retry_backoff,
+            retry_attempts=self._base.retry_attempts,
+            cache_ttl=self._base.cache_ttl,
+        )
+        self._system: System | None = None
+        self._clients: dict[str, AsgiClient] = {}
+
+    @property
+    def system(self) -> System:
+        if self._system is None:
+            raise RuntimeError("target not started")
+        return self._system
+
+    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+        self.stop()
+        settings = Settings(**{**self._base.__dict__, "seed": seed, "defects": defects})
+        self._system = bootstrap(settings)
+        self._clients = {
+            "payment-service": AsgiClient(self._system.payment_app()),
+            "student-service": AsgiClient(self._system.student_app()),
+        }
+
+    def stop(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients = {}
+        self._system = None
+
+    def now(self) -> float:
+        return self.system.clock.now()
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        try:
+            response = self._clients[service].request(method, path, content=body, headers=headers or {})
+        except SimulatedCrash as crash:
+            # The service process died mid-request: the client gets no answer at all.
+            self.system.tracer.emit(service, "crashed", point=crash.point)
+            return HttpReply(None, {}, b"", error=f"no response: {service} crashed at {crash.point}")
+        return HttpReply(response.status_code, dict(response.headers), response.content)
+
+    def sign(self, body: bytes) -> str:
+        return sign_body(self.system.settings.webhook_secret, body)
+
+    def token(self, subject: str, role: str) -> str:
+        return issue_token(self.system.settings.auth_secret, subject, role)
+
+    def publish(self, topic: str, key: str | None, value: bytes) -> None:
+        bus = self.system.bus
+        getattr(bus, "inner", bus).publish(topic, key, value)
+
+    def step_component(self, component: str, times: int) -> None:
+        for _ in range(times):
+            self.system.step(component)
+
+    def arm_crash(self, point: str) -> None:
+        self.system.crash_points.arm(point)
+
+    def kill(self, component: str) -> None:
+        self.system.crash(component, "killed")
+
+    def stop_component(self, component: str) -> None:
+        self.system.stop(component)
+
+    def restart(self, component: str) -> None:
+        self.system.restart(component)
+
+    def fail(self, resource: str, times: int, op: str | None) -> None:
+        self.system.faults.fail_next(resource, times, op)
+
+    def begin_read(self, student: str, authorization: str) -> Any:
+        service = self.system.student_service
+        try:
+            service.authorize(authorization, student)
+        except Problem as problem:
+            return _problem_reply(problem)
+        return service.begin_read(student)
+
+    def finish_read(self, handle: Any) -> HttpReply:
+        if isinstance(handle, HttpReply):
+            return handle
+        assert isinstance(handle, PendingRead)
+        try:
+            answer = self.system.student_service.finish_read(handle)
+        except Problem as problem:
+            return _problem_reply(problem)
+        return HttpReply(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.body)
+
+    def advance_clock(self, seconds: float) -> None:
+        self.system.clock.advance(seconds)  # type: ignore[attr-defined]
+
+    def settle(self, timeout: float | None) -> bool:
+        return self.system.settle().quiet
+
+    def replay_dlq(self) -> int:
+        return self.system.dlq_replayer.replay_all()
+
+    def snapshot(self) -> Snapshot:
+        system = self.system
+        bus = getattr(system.bus, "inner", system.bus)
+        topics = {t: [BusRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+                      for m in bus.read_all(t)] for t in domain.TOPICS}
+        return Snapshot(
+            at=system.clock.now(),
+            payments=[p.to_json() for p in system.payment_store.all_payments()],
+            purchases=[p.to_json() for p in system.course_store.all_purchases()],
+            topics=topics,
+            end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
+            committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
+            traces=list(getattr(system.tracer, "records", [])),
+            down=frozenset(system.down),
+        )
+
+
+def _problem_reply(problem: Problem) -> HttpReply:
+    import json
+
+    return HttpReply(problem.status, {"content-type": "application/problem+json"},
+                     json.dumps(problem.to_json()).encode())

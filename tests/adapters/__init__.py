@@ -1,0 +1,1 @@
+"""Conformance suites: one per port, run on every adapter of the port (factories.py)."""
