@@ -53,9 +53,8 @@ class FreshnessCheck(Check):
         bound = self.evidence.freshness_bound
         if bound is not None:
             return read.started_at >= committed_at + bound
-        # embedded: due once a settle finished after the commit and before the read started
-        return any(s.step >= commit_step and s.finished_at <= read.started_at and s.step < read.step or
-                   (read.step == 0 and s.step >= commit_step) for s in self.evidence.settles)
+        # embedded: due once a settle that ran during or after the commit's step ended before the read began
+        return any(s.step >= commit_step and s.end_seq < read.start_seq for s in self.evidence.settles)
 
     def _judge_new_reads(self) -> None:
         reads = [e for e in self.evidence.exchanges if e.service == "student-service" and e.method == "GET"

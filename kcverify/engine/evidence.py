@@ -24,6 +24,7 @@ class Exchange:
     finished_at: float
     reply: HttpReply
     student: str | None = None
+    start_seq: int = 0  # order of the start among all operations (the manual clock often ties)
 
     @property
     def indeterminate(self) -> bool:
@@ -48,6 +49,7 @@ class Settle:
     started_at: float
     finished_at: float
     quiet: bool
+    end_seq: int = 0
 
 
 @dataclass
@@ -60,6 +62,12 @@ class Evidence:
     settles: list[Settle] = field(default_factory=list)
     snapshots: list[tuple[int, Snapshot]] = field(default_factory=list)
     step_titles: dict[int, str] = field(default_factory=dict)
+    seq: int = 0
+
+    def tick(self) -> int:
+        """The next number in the one order of every operation's start and end."""
+        self.seq += 1
+        return self.seq
 
     @property
     def last(self) -> Snapshot:

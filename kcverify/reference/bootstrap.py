@@ -133,6 +133,9 @@ class System:
 
     def _next_wakeup(self) -> float | None:
         wakeups: list[float | None] = []
+        for name, relay in (("payment-relay", self.payment_relay), ("course-relay", self.course_relay)):
+            if name not in self.down:
+                wakeups.append(relay.next_wakeup())
         if "purchase-worker" not in self.down:
             wakeups.append(self.worker.next_wakeup())
         if "cache-invalidator" not in self.down:

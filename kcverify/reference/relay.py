@@ -13,7 +13,7 @@ from kcverify.reference.ports import Bus, OutboxStore
 
 class OutboxRelay:
     def __init__(self, *, name: str, store: OutboxStore, bus: Bus, clock: Clock, crash: CrashPoints,
-                 tracer: Tracer, batch: int = 100) -> None:
+                 tracer: Tracer, batch: int = 100, retry_after: float = 1.0) -> None:
         self.name = name
         self._store = store
         self._bus = bus
@@ -21,13 +21,22 @@ class OutboxRelay:
         self._crash = crash
         self._tracer = tracer
         self._batch = batch
+        self._retry_after = retry_after
+        self._retry_at: float | None = None  # set while rows are stuck behind a failure
+
+    def next_wakeup(self) -> float | None:
+        return self._retry_at
 
     def run_once(self) -> int:
         """Publish one batch; returns how many rows were published (0 when idle or unavailable)."""
+        if self._retry_at is not None and self._clock.now() < self._retry_at:
+            return 0
+        self._retry_at = None
         try:
             rows = self._store.pending_outbox(self._batch)
         except StoreUnavailable as exc:
             self._tracer.emit(self.name, "outbox_read_failed", error=str(exc))
+            self._retry_at = self._clock.now() + self._retry_after
             return 0
         published: list[int] = []
         for row in rows:
@@ -35,6 +44,7 @@ class OutboxRelay:
                 delivered = self._bus.publish(row.topic, row.key, row.value, row.headers)
             except BusUnavailable as exc:
                 self._tracer.emit(self.name, "publish_failed", outboxId=row.id, error=str(exc))
+                self._retry_at = self._clock.now() + self._retry_after
                 break
             assert row.id is not None
             published.append(row.id)
@@ -47,4 +57,5 @@ class OutboxRelay:
             self._store.mark_published(published, self._clock.now())
         except StoreUnavailable as exc:  # rows stay pending and are published again: at least once
             self._tracer.emit(self.name, "mark_failed", error=str(exc))
+            self._retry_at = self._clock.now() + self._retry_after
         return len(published)

@@ -17,7 +17,8 @@ CAPABILITIES = (
     "inject_faults",  # make a store / the cache / the bus fail for the next N calls
     "control_clock",  # advance time without waiting
     "split_reads",  # run a learning read in two halves
-    "control_components",  # step, stop, kill, crash at a point, restart
+    "control_components",  # step, stop, kill, restart
+    "crash_components",  # crash a component at a named point in its code (the reference's instrumentation)
 )
 
 

@@ -1,0 +1,68 @@
+"""Contract (I4): every HTTP response observed validates against contracts/openapi/, and every event
+the system produced validates against contracts/events/ (events a scenario injected on purpose, like
+poison, are not the system's and are not judged). A response that never came (the server died) is
+indeterminate: reported, never counted as conforming."""
+
+from __future__ import annotations
+
+import json
+
+from kcverify import contracts
+from kcverify.checks.base import Check
+from kcverify.contracts.openapi import validate_response
+
+
+class ContractCheck(Check):
+    name = "contract"
+    rules = ("I4",)
+    description = "every HTTP response and every produced event conforms to contracts/"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._exchanges_seen = 0
+        self._records_seen: dict[str, int] = {}
+        self.metrics.update(responses=0, events=0)
+
+    def after_step(self, step: int) -> None:
+        self._scan(step)
+
+    def finish(self) -> None:
+        self._scan(None)
+        self.notes.append(f"{self.metrics['responses']} response(s), {self.metrics['events']} event(s) validated")
+
+    def _scan(self, step: int | None) -> None:
+        for exchange in self.evidence.exchanges[self._exchanges_seen:]:
+            self._exchanges_seen += 1
+            if exchange.reply.status is None:
+                continue  # indeterminate: the step's own outcome says so
+            self.metrics["responses"] += 1
+            violations = validate_response(exchange.service, exchange.method, exchange.path, exchange.reply.status,
+                                           exchange.reply.headers, exchange.reply.body)
+            if violations:
+                shown = "; ".join(str(v) for v in violations[:4])
+                self.fail(f"http:{exchange.step}:{exchange.method}:{exchange.path}:{exchange.reply.status}",
+                          f"{exchange.method} {exchange.path} -> {exchange.reply.status} breaks "
+                          f"{exchange.service}.yaml: {shown}", step=exchange.step or step,
+                          rules=_rules_for(exchange.path), body=exchange.reply.body[:500].decode(errors="replace"))
+        for topic, schema in contracts.EVENT_SCHEMAS.items():
+            genuine = self.evidence.genuine(topic)
+            for record in genuine[self._records_seen.get(topic, 0):]:
+                self.metrics["events"] += 1
+                try:
+                    event = json.loads(record.value)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    self.fail(f"event:{topic}:{record.partition}:{record.offset}",
+                              f"{topic}[{record.partition}]@{record.offset} is not JSON: {exc}", step=step)
+                    continue
+                violations = contracts.validate(schema, event)
+                if violations:
+                    shown = "; ".join(str(v) for v in violations[:4])
+                    self.fail(f"event:{topic}:{record.partition}:{record.offset}",
+                              f"{topic}[{record.partition}]@{record.offset} breaks {schema}: {shown}", step=step)
+            self._records_seen[topic] = len(genuine)
+
+
+def _rules_for(path: str) -> tuple[str, ...]:
+    if "/learning" in path:
+        return ("I4", "S1")
+    return ("I4", "P1")

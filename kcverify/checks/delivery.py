@@ -1,0 +1,133 @@
+"""Delivery: nothing lost, poison never blocks, retries as W7 says.
+
+- P3: a succeeded payment's PURCHASE_CONFIRMED is published promptly (by the next settle, or within
+  the bound on a real stack), not only when the reconciler notices it was lost.
+- W1/I3: every delivery whose offset the worker group committed was handled (processed, duplicate or
+  dead-lettered); a committed offset with no outcome is an event lost.
+- W2: a schema-invalid event is dead-lettered on its first attempt, never retried.
+- W7: at most `retry_attempts` attempts, spaced by the configured backoff; events dead-lettered for a
+  transient cause were tried exactly `retry_attempts` times.
+Needs the components' traces (capability read_traces) for the per-delivery parts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from kcverify.checks.base import Check
+from kcverify.core.clock import parse_rfc3339
+from kcverify.engine.evidence import decode
+from kcverify.reference import domain
+
+WORKER = "purchase-worker"
+TRANSIENT_REASONS = ("retries_exhausted", "payment_not_succeeded")
+# On a real stack, a retry may come this much later than its backoff (poll loop, scheduling).
+STACK_SLACK = 1.5
+PUBLISH_BOUND_STACK = 5.0
+
+
+class DeliveryCheck(Check):
+    name = "delivery"
+    rules = ("P3", "W1", "W2", "W7", "I3")
+    needs = frozenset({"read_db", "read_bus", "read_traces"})
+    description = "confirmations published promptly; no event lost; poison dead-lettered at once; W7 retries"
+
+    def finish(self) -> None:
+        snapshot = self.evidence.last
+        worker = [t for t in snapshot.traces if t.get("component") == WORKER]
+        self._published_promptly()
+        self._outcomes(worker)
+        self._retries(worker)
+        self._dead_letters()
+
+    def _published_promptly(self) -> None:
+        first_seen: dict[str, float] = {}
+        for record in self.evidence.genuine(domain.TOPIC_CONFIRMED):
+            payload = (decode(record) or {}).get("payload")
+            if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
+                first_seen.setdefault(payload["paymentId"], record.timestamp)
+        bound = self.evidence.freshness_bound
+        if any("payment-relay" in snap.down for _, snap in self.evidence.snapshots):
+            self.notes.append("publication latency not judged: the scenario took the payment relay down")
+            return
+        for payment in self.evidence.last.payments:
+            if payment["status"] != "succeeded" or not payment.get("confirmedAt"):
+                continue
+            confirmed_at = parse_rfc3339(payment["confirmedAt"])
+            published = first_seen.get(payment["id"])
+            if bound is None:
+                settles = [s.finished_at for s in self.evidence.settles if s.finished_at >= confirmed_at]
+                deadline = min(settles) if settles else None
+            else:
+                deadline = confirmed_at + PUBLISH_BOUND_STACK
+            if deadline is None:
+                continue
+            if published is None or published > deadline:
+                name = self.evidence.payment_name(payment["id"])
+                when = "never" if published is None else f"only {published - confirmed_at:.1f} s later"
+                self.fail(f"publish:{payment['id']}", f"{name}: succeeded at {payment['confirmedAt']} but its "
+                          f"PURCHASE_CONFIRMED was published {when} (the confirmation was lost in between)",
+                          rules=("P3",), payment=name)
+
+    def _outcomes(self, worker: list[dict[str, Any]]) -> None:
+        handled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "offset_committed"}
+        polled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "attempt"}
+        committed = self.evidence.last.committed.get(f"{domain.WORKER_GROUP}/{domain.TOPIC_CONFIRMED}", {})
+        for record in self.evidence.last.topics.get(domain.TOPIC_CONFIRMED, []):
+            upto = committed.get(record.partition)
+            key = (record.partition, record.offset)
+            if upto is not None and record.offset < upto and key not in handled:
+                seen = "was received but" if key in polled else "was"
+                self.fail(f"lost:{key}", f"purchase-confirmed[{record.partition}]@{record.offset} {seen} committed "
+                          "without being processed or dead-lettered: the event is lost", rules=("W1", "I3"))
+
+    def _retries(self, worker: list[dict[str, Any]]) -> None:
+        target = self.evidence.target
+        attempts: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+        for trace in worker:
+            if trace.get("event") == "attempt":
+                attempts[(trace["partition"], trace["offset"])].append(trace)
+            if trace.get("event") == "retry_scheduled" and trace.get("reason") == "schema_violation":
+                self.fail(f"poison-retried:{trace['partition']}:{trace['offset']}",
+                          f"purchase-confirmed[{trace['partition']}]@{trace['offset']} is schema-invalid but was "
+                          "retried instead of dead-lettered at once", rules=("W2",))
+        exact = self.evidence.freshness_bound is None
+        for (partition, offset), tries in attempts.items():
+            runs = _split_runs(tries)
+            for run in runs:
+                if len(run) > target.retry_attempts:
+                    self.fail(f"too-many:{partition}:{offset}", f"purchase-confirmed[{partition}]@{offset} was "
+                              f"attempted {len(run)} times (at most {target.retry_attempts})", rules=("W7",))
+                for i in range(1, len(run)):
+                    gap = run[i]["at"] - run[i - 1]["at"]
+                    want = target.retry_backoff[min(i, len(target.retry_backoff)) - 1]
+                    ok = abs(gap - want) < 1e-6 if exact else want * 0.9 <= gap <= want + STACK_SLACK
+                    if not ok:
+                        self.fail(f"backoff:{partition}:{offset}:{i}", f"purchase-confirmed[{partition}]@{offset}: "
+                                  f"attempt {i + 1} came {gap:.3f} s after attempt {i}; backoff is {want:g} s",
+                                  rules=("W7",))
+
+    def _dead_letters(self) -> None:
+        target = self.evidence.target
+        for record in self.evidence.genuine(domain.TOPIC_DLQ):
+            letter = decode(record)
+            if letter is None:
+                continue  # the contract check reports it
+            reason, attempts = letter.get("reason"), letter.get("attempts")
+            where = f"dead letter of purchase-confirmed[{letter.get('partition')}]@{letter.get('offset')}"
+            if reason == "schema_violation" and attempts != 1:
+                self.fail(f"dlq-poison:{record.offset}", f"{where}: schema_violation after {attempts} attempts "
+                          "(must be dead-lettered at once)", rules=("W2",))
+            if reason in TRANSIENT_REASONS and attempts != target.retry_attempts:
+                self.fail(f"dlq-attempts:{record.offset}", f"{where}: {reason} after {attempts} attempt(s); W7 "
+                          f"requires {target.retry_attempts}", rules=("W7",))
+
+
+def _split_runs(tries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A redelivery after a crash starts counting again at attempt 1: split there."""
+    runs: list[list[dict[str, Any]]] = []
+    for trace in tries:
+        if trace.get("attempt") == 1 or not runs:
+            runs.append([])
+        runs[-1].append(trace)
+    return runs

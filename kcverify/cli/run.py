@@ -1,0 +1,112 @@
+"""`kcverify run`: replay scenarios against a target and report; exit 0 passed, 1 a check failed,
+2 bad input / unreachable target / nothing ran, 3 kcverify broke."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from kcverify.cli.config import defaults_for_run
+from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
+from kcverify.engine.runner import RunOptions, Runner
+from kcverify.reference.defects import BY_NAME
+from kcverify.report import build_reporters
+from kcverify.report.console import ConsoleReporter
+from kcverify.scenario.loader import load_scenarios
+from kcverify.scenario.model import Scenario
+from kcverify.targets.base import Target
+
+TARGETS = ("embedded", "stack")
+
+
+def make_target(name: str) -> Target:
+    if name == "embedded":
+        from kcverify.targets.embedded import EmbeddedTarget
+
+        return EmbeddedTarget()
+    if name == "stack":
+        try:
+            from kcverify.targets.stack import StackTarget  # type: ignore[import-not-found]
+        except ModuleNotFoundError as exc:
+            raise TargetUnreachable("the stack target is not available in this build") from exc
+        target: Target = StackTarget.from_state()
+        return target
+    raise InputError(f"unknown target {name!r}", hint=f"one of {', '.join(TARGETS)}")
+
+
+def select(scenarios: list[Scenario], expressions: tuple[str, ...]) -> list[Scenario]:
+    """`-k WORD`: scenarios whose name contains WORD or that carry the tag WORD; `-k not:WORD` excludes."""
+    terms = [t.strip() for e in expressions for t in e.split(",") if t.strip()]
+    include = [t for t in terms if not t.startswith("not:")]
+    exclude = [t[4:] for t in terms if t.startswith("not:")]
+
+    def hit(scenario: Scenario, term: str) -> bool:
+        return term in scenario.name or term in scenario.tags
+
+    return [s for s in scenarios if (not include or any(hit(s, t) for t in include))
+            and not any(hit(s, t) for t in exclude)]
+
+
+class RunCommand(click.Command):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        try:
+            defaults = defaults_for_run(Path.cwd())
+        except InputError as exc:
+            click.echo(exc.render(), err=True)
+            sys.exit(2)
+        if defaults.get("paths") and not [a for a in args if not a.startswith("-")]:
+            args = [*args, *defaults.pop("paths")]
+        defaults.pop("paths", None)
+        extra.setdefault("default_map", defaults)
+        return super().make_context(info_name, args, parent, **extra)  # type: ignore[arg-type]
+
+
+@click.command(cls=RunCommand, context_settings={"auto_envvar_prefix": "KCVERIFY"})
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
+              help="Where the system under test runs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and generated values.")
+@click.option("--fail-fast", is_flag=True, help="Stop after the first scenario that fails.")
+@click.option("-k", "--select", "select_", multiple=True, help="Only scenarios whose name contains / tag is this.")
+@click.option("--report", default="", help="Comma-separated: junit,json,markdown,html.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
+@click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
+@click.option("--defect", "defects", multiple=True, hidden=True, type=click.Choice(sorted(BY_NAME)),
+              help="Run the reference with a named defect switched on (see `kcverify mutants`).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], report: str,
+        report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...], debug: bool) -> None:
+    """Replay purchase scenarios end to end and check every hop."""
+    console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
+    try:
+        scenarios = load_scenarios(list(paths) or [Path("scenarios")])
+        chosen = select(scenarios, select_)
+        if not chosen:
+            raise InputError("no scenario selected" + (f" by -k {' '.join(select_)}" if select_ else ""))
+        names = [n.strip() for n in report.split(",") if n.strip()]
+        handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
+        runner = Runner(make_target(target), handlers,
+                        RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target))
+        result = runner.run(chosen)
+    except (InputError, TargetUnreachable) as exc:
+        click.echo(exc.render() if isinstance(exc, InputError) else f"error: {exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:  # e.g. an unknown report name
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KcverifyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - an internal error: exit 3, please report
+        click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
+                   err=True)
+        if debug:
+            traceback.print_exc()
+        sys.exit(3)
+    sys.exit(result.exit_code)

@@ -1,0 +1,184 @@
+"""The runner: steps -> evidence -> checks -> results, emitted as events. It never prints.
+
+Per scenario: a fresh system on the target; each step is carried out and followed by a snapshot and
+the checks' `after_step`; then a final settle, a final read of every involved student's learning view
+(the last hop of the metadata check, and the last chance for a stale view to show), and the checks'
+`finish`. A scenario that needs a capability the target lacks is skipped with the reason."""
+
+from __future__ import annotations
+
+import random
+import shlex
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kcverify.checks import REGISTRY
+from kcverify.checks.base import skipped
+from kcverify.core.status import Status
+from kcverify.engine import steps as step_kinds
+from kcverify.engine.events import (
+    CheckFinished,
+    Event,
+    Handler,
+    RunFinished,
+    RunStarted,
+    ScenarioFinished,
+    ScenarioStarted,
+    StepFinished,
+)
+from kcverify.engine.evidence import Evidence, Exchange, Settle
+from kcverify.engine.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult
+from kcverify.scenario.model import RESPONSE_STEPS, Scenario
+from kcverify.targets.base import Target
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    defects: frozenset[str] = frozenset()
+    fail_fast: bool = False
+    checks: tuple[str, ...] = ()  # empty: all registered
+    target_name: str = "embedded"
+    extra_reproduce: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Runner:
+    def __init__(self, target: Target, handlers: Sequence[Handler] = (), options: RunOptions | None = None) -> None:
+        self.target = target
+        self.handlers = list(handlers)
+        self.options = options or RunOptions()
+
+    def emit(self, event: Event) -> None:
+        for handler in self.handlers:
+            handler.handle(event)
+
+    def run(self, scenarios: Sequence[Scenario]) -> RunResult:
+        started = time.time()
+        self.emit(RunStarted(self.options.target_name, self.options.seed, len(scenarios)))
+        results: list[ScenarioResult] = []
+        for index, scenario in enumerate(scenarios, start=1):
+            self.emit(ScenarioStarted(scenario.name, scenario.path, index, len(scenarios)))
+            result = self.run_scenario(scenario)
+            results.append(result)
+            self.emit(ScenarioFinished(result))
+            if self.options.fail_fast and result.status in (Status.FAILED, Status.ERROR):
+                break
+        run = RunResult(self.options.target_name, self.options.seed, started, time.time() - started, tuple(results))
+        self.emit(RunFinished(run))
+        return run
+
+    def reproduce(self, scenario: Scenario) -> str:
+        words = ["kcverify", "run", scenario.path, "--seed", str(self.options.seed)]
+        if self.options.target_name != "embedded":
+            words += ["--target", self.options.target_name]
+        for defect in sorted(self.options.defects):
+            words += ["--defect", defect]
+        words += list(self.options.extra_reproduce)
+        return shlex.join(words)
+
+    def run_scenario(self, scenario: Scenario) -> ScenarioResult:
+        started = time.perf_counter()
+        info = self.target.info
+
+        def finished(status: Status, steps: tuple[StepResult, ...] = (), checks: tuple[CheckResult, ...] = (),
+                     reason: str = "") -> ScenarioResult:
+            return ScenarioResult(scenario.name, scenario.path, scenario.title, scenario.covers, scenario.tags, status,
+                                  time.perf_counter() - started, self.options.seed, self.reproduce(scenario),
+                                  steps, checks, reason)
+
+        missing = sorted(set(scenario.capabilities_needed()) - info.capabilities)
+        if missing:
+            return finished(Status.SKIPPED, reason=f"needs {', '.join(missing)} (target {info.name} lacks it)")
+        bound = scenario.freshness_bound if scenario.freshness_bound is not None else info.freshness_bound
+        evidence = Evidence(info, bound)
+        for i, step in enumerate(scenario.steps, start=1):
+            evidence.step_titles[i] = step_kinds.title(step)
+        evidence.step_titles[len(scenario.steps) + 1] = "final settle and reads"
+        names = self.options.checks or tuple(REGISTRY)
+        active = [REGISTRY[n](evidence) for n in names if not (REGISTRY[n].needs - info.capabilities)]
+        inactive = [skipped(REGISTRY[n], set(REGISTRY[n].needs - info.capabilities)) for n in names
+                    if REGISTRY[n].needs - info.capabilities]
+        ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed))
+        step_results: list[StepResult] = []
+        try:
+            self.target.start(seed=self.options.seed, defects=self.options.defects)
+        except Exception as exc:  # noqa: BLE001 - the target could not be brought up: an error, not a verdict
+            return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
+        error = ""
+        try:
+            for i, step in enumerate(scenario.steps, start=1):
+                result = self._run_step(ctx, scenario, i, active)
+                step_results.append(result)
+                self.emit(StepFinished(scenario.name, result))
+                if result.status == Status.ERROR:
+                    error = f"step {i} ({result.title}): {result.reason}"
+                    break
+            if not error:
+                self._final(ctx, len(scenario.steps) + 1)
+                for check in active:
+                    check.finish()
+        except Exception as exc:  # noqa: BLE001 - kcverify or the target broke: report, never pass
+            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        finally:
+            self.target.stop()
+        check_results = tuple(c.result() for c in active) + tuple(inactive)
+        for check in check_results:
+            self.emit(CheckFinished(scenario.name, check))
+        step_results = _mark_steps(step_results, check_results)
+        if error:
+            return finished(Status.ERROR, tuple(step_results), check_results, error)
+        failed = any(s.status == Status.FAILED for s in step_results) or any(
+            c.status == Status.FAILED for c in check_results)
+        return finished(Status.FAILED if failed else Status.PASSED, tuple(step_results), check_results)
+
+    def _run_step(self, ctx: step_kinds.Context, scenario: Scenario, index: int, checks: list) -> StepResult:  # type: ignore[type-arg]
+        step = scenario.steps[index - 1]
+        ctx.step = index
+        ctx.failures = []
+        t0 = time.perf_counter()
+        title = step_kinds.title(step)
+        try:
+            step_kinds.STEPS[step.kind](ctx, step)
+            if step.expect and step.kind not in RESPONSE_STEPS:
+                step_kinds.assert_state(ctx, step.expect)
+            ctx.evidence.snapshots.append((index, self.target.snapshot()))
+            for check in checks:
+                check.after_step(index)
+        except step_kinds.StepError as exc:
+            return StepResult(index, step.kind, title, Status.ERROR, time.perf_counter() - t0, step.line, str(exc))
+        status = Status.FAILED if ctx.failures else Status.PASSED
+        return StepResult(index, step.kind, title, status, time.perf_counter() - t0, step.line,
+                          failures=tuple(ctx.failures))
+
+    def _final(self, ctx: step_kinds.Context, index: int) -> None:
+        """The final settle, then one read per involved student, as that student."""
+        ctx.step = index
+        started = self.target.now()
+        quiet = self.target.settle(None)
+        ctx.evidence.settles.append(Settle(index, started, self.target.now(), quiet, ctx.evidence.tick()))
+        for student in sorted({p.student for p in ctx.evidence.payments.values()}):
+            path = f"/api/v1/students/{student}/learning"
+            headers = {"Authorization": "Bearer " + self.target.token(student, "student")}
+            t0, seq = self.target.now(), ctx.evidence.tick()
+            reply = self.target.http("student-service", "GET", path, headers=headers)
+            ctx.evidence.exchanges.append(Exchange(0, "probe", "student-service", "GET", path, b"", t0,
+                                                   self.target.now(), reply, student, seq))
+        ctx.evidence.snapshots.append((index, self.target.snapshot()))
+
+
+def _mark_steps(steps: list[StepResult], checks: tuple[CheckResult, ...]) -> list[StepResult]:
+    """A step where a check first saw a problem is marked failed too, so reports point at it."""
+    by_step: dict[int, list[Failure]] = {}
+    for check in checks:
+        for failure in check.failures:
+            if failure.step is not None:
+                by_step.setdefault(failure.step, []).append(failure)
+    out = []
+    for step in steps:
+        if step.index in by_step and step.status == Status.PASSED:
+            step = StepResult(step.index, step.kind, step.title, Status.FAILED, step.duration, step.line, step.reason,
+                              step.failures)
+        out.append(step)
+    return out

@@ -1,0 +1,346 @@
+"""What each scenario step does to a target, and the expectations a step carries. One function per
+step kind; each records its operations in the evidence and returns the failures of its `expect`."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kcverify.engine.evidence import Evidence, Exchange, PaymentRecord, Settle, decode
+from kcverify.engine.results import Failure
+from kcverify.reference import domain
+from kcverify.scenario.model import Step
+from kcverify.targets.base import HttpReply, Target
+
+DEFAULT_METADATA: dict[str, Any] = {
+    "startDate": "2026-02-02",
+    "classTime": "18:30",
+    "classTypeId": "group-small",
+    "scheduleType": "weekly",
+    "sessionCount": 10,
+    "timezone": "Europe/Berlin",
+    "classTypeTitle": "Small group (max 6)",
+}
+
+# Status a step expects when its `expect` does not say.
+DEFAULT_STATUS = {"create_payment": 201, "confirm": 200, "read": 200, "finish_read": 200, "invalidate_cache": 204}
+
+
+# The rules an unexpected status of a step refutes.
+STATUS_RULES = {"create_payment": ("P1",), "confirm": ("P2", "P4"), "read": ("S1",), "finish_read": ("S1",),
+                "invalidate_cache": ("S4",)}
+
+
+class StepError(Exception):
+    """The step could not be carried out as written (e.g. a payment that failed to be created)."""
+
+
+@dataclass
+class PendingRead:
+    handle: Any
+    student: str
+    started_at: float
+    step: int
+    seq: int
+
+
+@dataclass
+class Context:
+    target: Target
+    evidence: Evidence
+    rng: random.Random
+    step: int = 0
+    reads: dict[str, PendingRead] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    def expect_failure(self, message: str, rules: tuple[str, ...] = ()) -> None:
+        self.failures.append(Failure("expect", rules, message, self.step, self.evidence.step_title(self.step)))
+
+    def http(self, kind: str, service: str, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None, student: str | None = None) -> HttpReply:
+        started, seq = self.target.now(), self.evidence.tick()
+        reply = self.target.http(service, method, path, body=body, headers=headers)
+        self.evidence.exchanges.append(Exchange(self.step, kind, service, method, path, body or b"", started,
+                                                self.target.now(), reply, student, seq))
+        return reply
+
+    def payment(self, name: str) -> PaymentRecord:
+        record = self.evidence.payments.get(name)
+        if record is None:
+            raise StepError(f"payment {name!r} was not created (its create_payment step failed)")
+        return record
+
+
+def _metadata(args: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = dict(args["metadata"]) if "metadata" in args else dict(DEFAULT_METADATA)
+    for key, value in (args.get("metadata_patch") or {}).items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    return metadata
+
+
+def _check_status(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
+    expect = step.expect or {}
+    wanted = expect.get("status", DEFAULT_STATUS.get(step.kind))
+    if wanted is None:
+        return
+    if reply.status is None:
+        ctx.expect_failure(f"{what}: expected {wanted}, got no response ({reply.error})",
+                           rules=STATUS_RULES.get(step.kind, ()))
+    elif reply.status != wanted:
+        ctx.expect_failure(f"{what}: expected status {wanted}, got {reply.status}: {_brief(reply)}",
+                           rules=STATUS_RULES.get(step.kind, ()))
+
+
+def _brief(reply: HttpReply) -> str:
+    text = reply.body[:200].decode(errors="replace")
+    return text.replace("\n", " ")
+
+
+def create_payment(ctx: Context, step: Step) -> None:
+    a = step.args
+    student, course = a.get("student", "s1"), a.get("course", "c1")
+    metadata = _metadata(a)
+    body = {"studentId": student, "courseId": course, "amountCents": a.get("amount_cents", 4900),
+            "currency": a.get("currency", "EUR"), "metadata": metadata}
+    raw = json.dumps(body).encode()
+    reply = ctx.http("create_payment", "payment-service", "POST", "/api/v1/payments", raw,
+                     {"Content-Type": "application/json"}, student)
+    _check_status(ctx, step, reply, f"create_payment {a['as']}")
+    if reply.status == 201:
+        ctx.evidence.payments[a["as"]] = PaymentRecord(a["as"], reply.json()["id"], student, course, metadata,
+                                                       ctx.step)
+
+
+def confirm(ctx: Context, step: Step) -> None:
+    a = step.args
+    record = ctx.payment(a["payment"])
+    body = {"status": a.get("status", "succeeded"), "providerPaymentId": f"pi_{record.name}", **(a.get("body") or {})}
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if a.get("signed", True):
+        headers["X-Signature"] = ctx.target.sign(raw)
+    for attempt in range(1, a.get("times", 1) + 1):
+        reply = ctx.http("confirm", "payment-service", "POST", f"/api/v1/payments/{record.id}/confirm", raw,
+                         headers, record.student)
+        _check_status(ctx, step, reply, f"confirm {record.name} (call {attempt})")
+        wanted = (step.expect or {}).get("payment_status")
+        if wanted and reply.status == 200 and reply.json().get("status") != wanted:
+            ctx.expect_failure(f"confirm {record.name}: payment status {reply.json().get('status')}, expected {wanted}")
+
+
+def publish(ctx: Context, step: Step) -> None:
+    a = step.args
+    key = a.get("key")
+    if "raw" in a:
+        value = str(a["raw"]).encode()
+        key = key or "s1"
+    elif "payment" in a:
+        record = ctx.payment(a["payment"])
+        value = _genuine_confirmation(ctx.evidence, record.id, record.name)
+        key = key or record.student
+    else:
+        value, student = _forged(ctx, dict(a["forged"]))
+        key = key or student
+    for _ in range(a.get("copies", 1)):
+        ctx.target.publish(domain.TOPIC_CONFIRMED, key, value)
+        ctx.evidence.injected.append((domain.TOPIC_CONFIRMED, value))
+
+
+def _genuine_confirmation(evidence: Evidence, payment_id: str, name: str) -> bytes:
+    for record in evidence.genuine(domain.TOPIC_CONFIRMED):
+        payload = (decode(record) or {}).get("payload")
+        if isinstance(payload, dict) and payload.get("paymentId") == payment_id:
+            return record.value
+    raise StepError(f"{name}'s PURCHASE_CONFIRMED has not been published yet (settle or run payment-relay first)")
+
+
+def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
+    name = spec.get("payment", "unknown")
+    if name == "unknown":
+        payment_id, student, course = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4)), "s1", "c1"
+    else:
+        record = ctx.payment(name)
+        payment_id, student, course = record.id, record.student, record.course
+    student, course = spec.get("student", student), spec.get("course", course)
+    event = domain.envelope(
+        event_type=domain.EVENT_CONFIRMED,
+        payload={"paymentId": payment_id, "studentId": student, "courseId": course, "amountCents": 4900,
+                 "currency": "EUR", "metadata": _metadata(spec)},
+        correlation_id=payment_id, idempotency_key=domain.confirmed_key(payment_id), source="scenario",
+        occurred_at=ctx.target.now())
+    return domain.encode(event), student
+
+
+def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) -> str:
+    by = a.get("by", default_by or a.get("student", "s1"))
+    role = a.get("role", "admin" if by == "admin" else "student")
+    return "Bearer " + ctx.target.token(by, role)
+
+
+def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
+    _check_status(ctx, step, reply, what)
+    expect = step.expect or {}
+    if reply.status != 200:
+        return
+    try:
+        view = reply.json()
+        items = [i for i in view.get("purchases", []) if isinstance(i, dict)]
+    except (ValueError, AttributeError):
+        ctx.expect_failure(f"{what}: the body is not a learning view")
+        return
+    shown = {i.get("paymentId") for i in items}
+    for name in expect.get("shows", []):
+        if ctx.payment(name).id not in shown:
+            ctx.expect_failure(f"{what}: {name} is not shown (the view lists {len(items)} purchase(s))", ("S1", "S3"))
+    for name in expect.get("lacks", []):
+        if name in ctx.evidence.payments and ctx.payment(name).id in shown:
+            ctx.expect_failure(f"{what}: {name} is shown but should not be")
+    if "purchases" in expect and len(items) != expect["purchases"]:
+        ctx.expect_failure(f"{what}: {len(items)} purchase(s) shown, expected {expect['purchases']}", ("S1",))
+    if "cache" in expect:
+        status = {k.lower(): v for k, v in reply.headers.items()}.get("cache-status", "")
+        got = "hit" if "; hit" in status or status.endswith("hit") else "miss"
+        if got != expect["cache"]:
+            ctx.expect_failure(f"{what}: Cache-Status {status!r} is a {got}, expected a {expect['cache']}", ("S2",))
+
+
+def read(ctx: Context, step: Step) -> None:
+    a = step.args
+    student = a.get("student", "s1")
+    reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{student}/learning",
+                     headers={"Authorization": _token(ctx, a)}, student=student)
+    _check_view(ctx, step, reply, f"read {student}")
+
+
+def begin_read(ctx: Context, step: Step) -> None:
+    a = step.args
+    student = a.get("student", "s1")
+    started, seq = ctx.target.now(), ctx.evidence.tick()
+    ctx.reads[a["as"]] = PendingRead(ctx.target.begin_read(student, _token(ctx, a)), student, started, ctx.step, seq)
+
+
+def finish_read(ctx: Context, step: Step) -> None:
+    pending = ctx.reads.pop(step.args["read"])
+    reply = ctx.target.finish_read(pending.handle)
+    path = f"/api/v1/students/{pending.student}/learning"
+    ctx.evidence.exchanges.append(Exchange(ctx.step, "finish_read", "student-service", "GET", path, b"",
+                                           pending.started_at, ctx.target.now(), reply, pending.student,
+                                           pending.seq))
+    _check_view(ctx, step, reply, f"read {step.args['read']} of {pending.student}")
+
+
+def invalidate_cache(ctx: Context, step: Step) -> None:
+    a = step.args
+    student = a.get("student", "s1")
+    reply = ctx.http("invalidate_cache", "student-service", "DELETE", f"/api/v1/students/{student}/learning/cache",
+                     headers={"Authorization": _token(ctx, a, default_by="admin")}, student=student)
+    _check_status(ctx, step, reply, f"invalidate_cache {student}")
+
+
+def settle(ctx: Context, step: Step) -> None:
+    started = ctx.target.now()
+    quiet = ctx.target.settle(step.args.get("timeout"))
+    ctx.evidence.settles.append(Settle(ctx.step, started, ctx.target.now(), quiet, ctx.evidence.tick()))
+    if not quiet:
+        ctx.failures.append(Failure("settle", ("I3",), "the flow did not become quiet: work was still pending when "
+                                    "the settle bound was reached (a blocked partition or an endless retry)",
+                                    ctx.step, ctx.evidence.step_title(ctx.step)))
+
+
+def replay_dlq(ctx: Context, step: Step) -> None:
+    replayed = ctx.target.replay_dlq()
+    wanted = (step.expect or {}).get("replayed")
+    if wanted is not None and replayed != wanted:
+        ctx.expect_failure(f"replay_dlq: replayed {replayed}, expected {wanted}", ("W8",))
+
+
+def expect(ctx: Context, step: Step) -> None:
+    assert_state(ctx, step.args)
+
+
+def assert_state(ctx: Context, a: Mapping[str, Any]) -> None:
+    """State assertions: of an `expect` step, or the `expect` of a step that has no response."""
+    snapshot = ctx.target.snapshot()
+    if "purchases" in a:
+        spec = a["purchases"]
+        payment_id = ctx.payment(spec["payment"]).id
+        count = sum(1 for p in snapshot.purchases if p["paymentId"] == payment_id)
+        if count != spec["count"]:
+            ctx.expect_failure(f"{spec['payment']}: {count} purchase(s), expected {spec['count']}", ("W6", "I1"))
+    if "payment" in a:
+        spec = a["payment"]
+        payment_id = ctx.payment(spec["payment"]).id
+        status = next((p["status"] for p in snapshot.payments if p["id"] == payment_id), None)
+        if status != spec["status"]:
+            ctx.expect_failure(f"{spec['payment']}: status {status}, expected {spec['status']}", ("P2", "P4"))
+    if "dlq" in a:
+        spec = a["dlq"]
+        letters = [d for d in (decode(r) for r in snapshot.topics.get(domain.TOPIC_DLQ, [])) if d is not None]
+        if "reason" in spec:
+            letters = [d for d in letters if d.get("reason") == spec["reason"]]
+        if "attempts" in spec:
+            letters = [d for d in letters if d.get("attempts") == spec["attempts"]]
+        if "count" in spec and len(letters) != spec["count"]:
+            ctx.expect_failure(f"dead letters matching {dict(spec)}: {len(letters)}, expected {spec['count']}",
+                               ("W2", "W7"))
+    if "created_events" in a:
+        spec = a["created_events"]
+        payment_id = ctx.payment(spec["payment"]).id
+        ids = {e.get("eventId") for e in (decode(r) for r in snapshot.topics.get(domain.TOPIC_CREATED, []))
+               if e and (e.get("payload") or {}).get("paymentId") == payment_id}
+        if len(ids) != spec["count"]:
+            ctx.expect_failure(f"{spec['payment']}: {len(ids)} PURCHASE_CREATED event(s), expected {spec['count']}",
+                               ("W6",))
+
+
+def _component(fn: Callable[[Target, Mapping[str, Any]], None]) -> Callable[[Context, Step], None]:
+    def run(ctx: Context, step: Step) -> None:
+        fn(ctx.target, step.args)
+    return run
+
+
+STEPS: dict[str, Callable[[Context, Step], None]] = {
+    "create_payment": create_payment,
+    "confirm": confirm,
+    "publish": publish,
+    "run": _component(lambda t, a: t.step_component(a["component"], a.get("times", 1))),
+    "crash": _component(lambda t, a: t.arm_crash(a["at"])),
+    "kill": _component(lambda t, a: t.kill(a["component"])),
+    "stop": _component(lambda t, a: t.stop_component(a["component"])),
+    "restart": _component(lambda t, a: t.restart(a["component"])),
+    "fail": _component(lambda t, a: t.fail(a["resource"], a["times"], a.get("op"))),
+    "read": read,
+    "begin_read": begin_read,
+    "finish_read": finish_read,
+    "advance_clock": _component(lambda t, a: t.advance_clock(float(a["seconds"]))),
+    "settle": settle,
+    "invalidate_cache": invalidate_cache,
+    "replay_dlq": replay_dlq,
+    "expect": expect,
+}
+
+
+def title(step: Step) -> str:
+    """One line naming the step and its main arguments."""
+    a = step.args
+    main = [str(a[k]) for k in ("as", "payment", "component", "at", "resource", "student", "read", "seconds")
+            if k in a and not isinstance(a[k], dict)]
+    extra = []
+    if a.get("times", 1) != 1:
+        extra.append(f"x{a['times']}")
+    if a.get("copies", 1) != 1:
+        extra.append(f"x{a['copies']}")
+    if "signed" in a and not a["signed"]:
+        extra.append("unsigned")
+    if "raw" in a:
+        extra.append("raw")
+    if "forged" in a:
+        extra.append("forged")
+    return " ".join([step.kind, *main, *extra])

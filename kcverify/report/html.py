@@ -1,0 +1,237 @@
+"""The HTML reporter: one self-contained report.html to attach to a CI run or mail to someone.
+
+No JavaScript and no external assets: the file must open the same offline, from an artifact store,
+years later. Collapsing uses <details>; styling is one inline <style>. Everything that comes from a
+run is escaped with html.escape, and a Content-Security-Policy forbidding scripts backs that up: a
+failure message quoting a hostile response body stays text."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from kcverify.core.status import Status
+from kcverify.engine.events import Event, RunFinished
+from kcverify.engine.results import Failure, RunResult, ScenarioResult, Table
+from kcverify.report import checklist, common
+
+CSS = """
+:root { --pass: #1a7f37; --fail: #cf222e; --skip: #9a6700; --error: #8250df; --muted: #57606a;
+        --line: #d0d7de; --bad: #ffebe9; }
+body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #1f2328; }
+h1 { margin: 0 0 .25rem; } h2 { margin-top: 2rem; border-bottom: 1px solid var(--line); }
+header { border-left: .5rem solid var(--muted); padding: .5rem 1rem; background: #f6f8fa; }
+header.passed { border-color: var(--pass); } header.failed { border-color: var(--fail); }
+header.skipped { border-color: var(--skip); } header.error { border-color: var(--error); }
+table { border-collapse: collapse; margin: .5rem 0; } th, td { border: 1px solid var(--line);
+  padding: .25rem .5rem; text-align: left; vertical-align: top; } th { background: #f6f8fa; }
+.passed .status, td.passed, tr.proved td:first-child { color: var(--pass); }
+.failed .status, td.failed, tr.refuted td:first-child { color: var(--fail); }
+.skipped .status, td.skipped, tr.no-evidence td:first-child { color: var(--skip); }
+.error .status, td.error { color: var(--error); }
+td.bad { background: var(--bad); color: var(--fail); font-weight: bold; }
+.muted { color: var(--muted); } code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+pre { background: #f6f8fa; padding: .5rem; white-space: pre-wrap; overflow-wrap: anywhere; margin: .25rem 0; }
+article { border: 1px solid var(--line); border-radius: 6px; padding: .5rem 1rem; margin: 1rem 0; }
+article h3 { margin: .25rem 0; } summary { cursor: pointer; font-weight: 600; margin: .25rem 0; }
+.failure { border-left: 3px solid var(--fail); padding-left: .75rem; margin: .75rem 0; }
+.rules { font-weight: bold; }
+"""
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def e(value: object) -> str:
+    """Escape for text and attribute values alike; control characters shown, not embedded."""
+    return html.escape(common.visible(str(value)), quote=True)
+
+
+def _status_cell(status: Status) -> str:
+    return f'<td class="{status.value}">{common.STATUS_EMOJI[status]} {e(status.value)}</td>'
+
+
+def evidence(table: Table) -> str:
+    """An evidence Table; highlighted cells get class "bad" (red) and a title saying why."""
+    width = max([len(table.columns), *(len(row) for row in table.rows)])
+    parts = ['<table class="evidence">']
+    if table.title:
+        parts.append(f"<caption>{e(table.title)}</caption>")
+    head = "".join(f"<th>{e(table.columns[c]) if c < len(table.columns) else ''}</th>" for c in range(width))
+    parts.append(f"<thead><tr>{head}</tr></thead><tbody>")
+    for r, row in enumerate(table.rows):
+        cells = []
+        for c in range(width):
+            value = e(common.cell(table, row, c))
+            if common.is_highlighted(table, r, c):
+                cells.append(f'<td class="bad" title="the value went wrong here">{value}</td>')
+            else:
+                cells.append(f"<td>{value}</td>")
+        parts.append(f"<tr>{''.join(cells)}</tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+def judgement_evidence(judgement: checklist.Judgement) -> str:
+    """The evidence cell of a checklist line, with scenario and check names as code."""
+    return checklist.describe(judgement, name=lambda n: f"<code>{e(n)}</code>", text=e)
+
+
+def _header(run: RunResult) -> str:
+    lines = [
+        f'<header class="{run.status.value}">',
+        f"<h1>kcverify: {common.STATUS_EMOJI[run.status]} {e(run.status.value.upper())}</h1>",
+        f"<p><strong>{e(common.summary_line(run))}</strong> on target <code>{e(run.target)}</code>, "
+        f"seed {e(run.seed)}.</p>",
+        f"<p>{e(common.exit_line(run))}.</p>",
+    ]
+    windows = common.freshness_windows(run)
+    if windows is not None:
+        lines.append(f"<p>{e(common.freshness_line(windows))}.</p>")
+    lines.append("</header>")
+    return "\n".join(lines)
+
+
+def _checklist(run: RunResult) -> str:
+    judgements = checklist.judge(run)
+    tally = {v: sum(1 for j in judgements if j.verdict is v) for v in checklist.Verdict}
+    parts = [
+        '<section id="checklist">',
+        "<h2>The seed's checklist, rebuilt from evidence</h2>",
+        "<p>The seed ticked every line after reading the code and concluded <em>“Your code will work "
+        "perfectly”</em>. Here each line names the SPEC rules that decide it and is judged by this run: "
+        "✅ proved (a passing scenario covers each rule), ❌ refuted (a failure cites one of its rules), "
+        "⚠️ no evidence.</p>",
+        f"<p><strong>{tally[checklist.Verdict.PROVED]} proved, {tally[checklist.Verdict.REFUTED]} refuted, "
+        f"{tally[checklist.Verdict.NO_EVIDENCE]} without evidence</strong> (of {len(judgements)} lines).</p>",
+    ]
+    for section in checklist.sections():
+        parts.append(f"<h3>{e(section)}</h3>")
+        parts.append("<table><thead><tr><th></th><th>The seed's claim</th><th>Rules</th><th>Evidence</th>"
+                     "</tr></thead><tbody>")
+        for j in judgements:
+            if j.claim.section != section:
+                continue
+            css = j.verdict.value.replace(" ", "-")
+            parts.append(
+                f'<tr class="{css}"><td title="{e(j.verdict.value)}">{checklist.VERDICT_EMOJI[j.verdict]}</td>'
+                f"<td>{e(j.claim.claim)}</td><td>{e(', '.join(j.claim.rules))}</td>"
+                f"<td>{judgement_evidence(j)}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _failure(number: int, failure: Failure) -> str:
+    parts = [
+        '<div class="failure">',
+        f"<p>{number}. <strong>{e(common.where(failure))}</strong> · check <code>{e(failure.check)}</code> · "
+        f'rules <span class="rules">{e(common.rules_text(failure.rules))}</span></p>',
+        f"<pre>{e(failure.message)}</pre>",
+    ]
+    if failure.evidence is not None:
+        parts.append(evidence(failure.evidence))
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _scenario(index: int, scenario: ScenarioResult) -> str:
+    broken = scenario.status in (Status.FAILED, Status.ERROR)
+    facts = [
+        e(scenario.title) if scenario.title else "",
+        f"<code>{e(common.display_path(scenario.path))}</code>" if scenario.path else "",
+        f"covers {e(common.rules_text(scenario.covers))}",
+        e(common.duration(scenario.duration)),
+        f"seed {e(scenario.seed)}",
+    ]
+    parts = [
+        f'<article id="scenario-{index}" class="{scenario.status.value}">',
+        f'<h3><span class="status">{common.STATUS_EMOJI[scenario.status]} {e(common.STATUS_WORD[scenario.status])}'
+        f"</span> {e(scenario.name)}</h3>",
+        f'<p class="muted">{" · ".join(f for f in facts if f)}</p>',
+    ]
+    if scenario.reason:
+        parts.append(f"<p><strong>{e(scenario.status.value)}:</strong> {e(scenario.reason)}</p>")
+    failures = scenario.failures
+    if failures or broken:
+        parts.append(f"<details{' open' if broken else ''}><summary>Failures ({len(failures)})</summary>")
+        parts.extend(_failure(n, f) for n, f in enumerate(failures, 1))
+        parts.extend(
+            f"<p>Step {s.index} ({e(s.title)}) broke: {e(s.reason)}</p>"
+            for s in scenario.steps if s.status is Status.ERROR and s.reason
+        )
+        parts.append(f"<p>reproduce: <code>{e(scenario.reproduce)}</code></p></details>")
+    if scenario.steps:
+        parts.append(f"<details><summary>Steps ({len(scenario.steps)})</summary><table><thead><tr><th>#</th>"
+                     "<th>Status</th><th>Step</th><th>Kind</th><th>Line</th><th>Duration</th><th>Note</th>"
+                     "</tr></thead><tbody>")
+        for step in scenario.steps:
+            note = step.reason or (common.plural(len(step.failures), "failure") if step.failures else "")
+            parts.append(
+                f"<tr><td>{step.index}</td>{_status_cell(step.status)}<td>{e(step.title)}</td>"
+                f"<td><code>{e(step.kind)}</code></td><td>{e(step.line) if step.line is not None else ''}</td>"
+                f"<td>{e(common.duration(step.duration))}</td><td>{e(note)}</td></tr>"
+            )
+        parts.append("</tbody></table></details>")
+    if scenario.checks:
+        parts.append(f"<details><summary>Checks ({len(scenario.checks)})</summary><table><thead><tr>"
+                     "<th>Status</th><th>Check</th><th>Rules</th><th>Summary</th></tr></thead><tbody>")
+        for check in scenario.checks:
+            parts.append(
+                f"<tr>{_status_cell(check.status)}<td><code>{e(check.name)}</code></td>"
+                f"<td>{e(common.rules_text(check.rules))}</td><td>{e(check.summary)}</td></tr>"
+            )
+        parts.append("</tbody></table></details>")
+    parts.append("</article>")
+    return "\n".join(parts)
+
+
+def _scenarios(run: RunResult) -> str:
+    rows = "".join(
+        f'<tr>{_status_cell(s.status)}<td><a href="#scenario-{i}">{e(s.name)}</a></td>'
+        f"<td>{e(common.rules_text(s.covers))}</td><td>{len(s.steps)}</td><td>{e(common.duration(s.duration))}</td></tr>"
+        for i, s in enumerate(run.scenarios, 1)
+    )
+    overview = ("<table><thead><tr><th>Status</th><th>Scenario</th><th>Rules</th><th>Steps</th><th>Duration</th>"
+                f"</tr></thead><tbody>{rows}</tbody></table>")
+    articles = "\n".join(_scenario(i, s) for i, s in enumerate(run.scenarios, 1))
+    return f'<section id="scenarios">\n<h2>Scenarios</h2>\n{overview}\n{articles}\n</section>'
+
+
+def render(run: RunResult) -> str:
+    """The whole report as one HTML document."""
+    title = f"kcverify: {run.status.value} ({common.summary_line(run)})"
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+        _header(run),
+        _checklist(run),
+        _scenarios(run),
+        "</body>",
+        "</html>",
+        "",
+    ])
+
+
+class HtmlReporter:
+    """Writes `path` on RunFinished."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunFinished):
+            self.write(event.result)
+
+    def write(self, run: RunResult) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(render(run), encoding="utf-8")
