@@ -47,6 +47,15 @@ class DeliveryCheck(Check):
             if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
                 first_seen.setdefault(payload["paymentId"], record.timestamp)
         bound = self.evidence.freshness_bound
+        republished = {t["paymentId"]: t["at"] for t in self.evidence.last.traces
+                       if t.get("component") == "reconciler" and t.get("event") == "republished"}
+        for payment_id, at in republished.items():
+            published = first_seen.get(payment_id)
+            if published is None or published >= at:
+                name = self.evidence.payment_name(payment_id)
+                self.fail(f"lost:{payment_id}", f"{name}: its PURCHASE_CONFIRMED was never published after the "
+                          "payment succeeded; only the reconciler's re-publish delivered it (a lost confirmation)",
+                          rules=("P3",), payment=name)
         if any("payment-relay" in snap.down for _, snap in self.evidence.snapshots):
             self.notes.append("publication latency not judged: the scenario took the payment relay down")
             return

@@ -59,9 +59,6 @@ class RunCommand(click.Command):
         except InputError as exc:
             click.echo(exc.render(), err=True)
             sys.exit(2)
-        if defaults.get("paths") and not [a for a in args if not a.startswith("-")]:
-            args = [*args, *defaults.pop("paths")]
-        defaults.pop("paths", None)
         extra.setdefault("default_map", defaults)
         return super().make_context(info_name, args, parent, **extra)  # type: ignore[arg-type]
 

@@ -111,6 +111,8 @@ class ConsoleReporter:
             self._emit(Text("Failures", style="bold red underline"))
             for scenario in broken:  # each block ends with a blank line, which also sets off the summary
                 self._emit(self._scenario_failures(scenario))
+                # never wrapped or cropped: the line must paste back into a shell as it stands
+                self._emit(Text("  reproduce: " + _v(scenario.reproduce) + "\n"), soft_wrap=True)
         self._emit(Text(common.summary_line(run), style=STATUS_STYLE[run.status]))
         windows = common.freshness_windows(run)
         if windows is not None:
@@ -170,9 +172,6 @@ class ConsoleReporter:
             if step.status is Status.ERROR and step.reason:
                 parts.append(Padding(Text(_v(f"step {step.index} ({step.title}) broke: {step.reason}"),
                                           style=STATUS_STYLE[Status.ERROR]), (0, 0, 0, 2)))
-        reproduce = Text("reproduce: ", style="bold")
-        reproduce.append(_v(scenario.reproduce))
-        parts.append(Padding(reproduce, (0, 0, 1, 2)))
         return Group(*parts)
 
     def _failure(self, number: int, failure: Failure) -> RenderableType:
@@ -246,16 +245,16 @@ class ConsoleReporter:
 
     # --- output ---------------------------------------------------------------------------------
 
-    def _emit(self, renderable: RenderableType) -> None:
+    def _emit(self, renderable: RenderableType, soft_wrap: bool = False) -> None:
         """Print; in plain mode render without styles first, so not one escape code reaches the stream
         even when the console is a terminal with --no-color (rich would still emit bold/underline)."""
         if not self.plain:
-            self.console.print(renderable)
+            self.console.print(renderable, soft_wrap=soft_wrap)
             return
         buffer = io.StringIO()
         capture = Console(file=buffer, width=self.console.width, color_system=None, force_terminal=False,
                           no_color=True, highlight=False, emoji=False, markup=False)
-        capture.print(renderable)
+        capture.print(renderable, soft_wrap=soft_wrap)
         # Padding fills lines to the console width; trailing blanks only bloat logs.
         self.console.out("\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").split("\n")),
                          highlight=False)

@@ -256,7 +256,7 @@ class _Builder:
         if id(node) in self._active:
             raise self._doc.error(_prefix(path) + "an alias refers to a value that contains it", here)
         self._active.add(id(node))
-        if not node.flow_style:
+        if isinstance(node, SequenceNode | MappingNode) and not node.flow_style:
             self._doc.blocks.add(path)
         try:
             if isinstance(node, SequenceNode):

@@ -171,8 +171,13 @@ def up(state_dir: str | os.PathLike[str] | None = None, topics: Mapping[str, int
                 assert own is not None and pid is not None
                 if svc.healthy(own):
                     continue
+                try:  # busy or still starting? give it a moment before calling it hung
+                    svc.wait_ready(pid, own, time.monotonic() + min(timeout, 15.0))
+                    continue
+                except ServiceStartError:
+                    pass
                 report(f"{name}: pid {pid} runs but does not answer; restarting it")
-                procs.stop(pid, svc.stop_signal, svc.stop_grace)
+                procs.stop(pid, svc.stop_signal, grace=5.0)  # hung: a long graceful wait is futile
             elif pid is not None:
                 report(f"{name}: pid {pid} is not running; restarting {name}")
             pids.pop(name, None)

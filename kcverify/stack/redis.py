@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import redis as redis_client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from kcverify.stack import procs
 from kcverify.stack.errors import ServiceStartError, StackError
@@ -82,8 +84,10 @@ class RedisService:
                                 procs.tail(self.log_path), str(self.log_path))
 
     def _ping(self, port: int, timeout: float) -> bool:
+        # no retries: redis-py retries timeouts 3 times with backoff by default, which turns a 2 s
+        # probe of a hung server into half a minute
         client = redis_client.Redis(host=HOST, port=port, socket_timeout=timeout,
-                                    socket_connect_timeout=timeout)
+                                    socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         try:
             return bool(client.ping())
         except redis_client.RedisError:

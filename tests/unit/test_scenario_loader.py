@@ -116,6 +116,8 @@ def test_every_step_kind_loads_with_positions_and_defaults(tmp_path: Path) -> No
 
     by_number = {step.number: step for step in scenario.steps}
     assert by_number[3].args == {"payment": "p1", "status": "succeeded", "signed": True, "times": 2}
+    assert [by_number[n].title for n in (3, 9, 13)] == [
+        "confirm p1 succeeded x2", "crash purchase-worker at worker.after_commit", "fail payments_db.find_succeeded x3"]
     assert by_number[7].args["forged"] == {"payment": "unknown", "student": "s1", "course": "c9"}
     assert by_number[9].args == {"at": "worker.after_commit", "component": "purchase-worker"}
     assert by_number[14].args == {"student": "s1", "by": "s1", "role": "student"}
@@ -348,7 +350,8 @@ def test_names_inside_expectations_are_checked(tmp_path: Path) -> None:
 
 def test_publish_needs_exactly_one_source(tmp_path: Path) -> None:
     none = steps(tmp_path, "publish: {copies: 2}", name="a.yaml")
-    assert error_of(none) == f"{none}:4:14: step 1: 'publish' needs exactly one of 'payment', 'raw', 'forged', found none"
+    assert error_of(none) == (f"{none}:4:14: step 1: 'publish' needs exactly one of 'payment', 'raw', 'forged', "
+                              "found none")
     two = steps(tmp_path, "create_payment: {as: p1}", "publish: {payment: p1, raw: x}", name="b.yaml")
     assert error_of(two) == (f"{two}:5:14: step 2: 'publish' needs exactly one of 'payment', 'raw', 'forged', "
                              "found 'payment' and 'raw'")

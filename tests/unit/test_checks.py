@@ -1,0 +1,113 @@
+"""Every check is shown to fail: the reference with a named defect switched on, replayed through the
+scenario that describes the behaviour the check guards, must produce a failure of that check citing
+the rule the defect breaks. And the reference without defects passes every scenario (no false alarm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kcverify.checks import REGISTRY
+from kcverify.checks.base import same
+from kcverify.core.status import Status
+from kcverify.engine.results import ScenarioResult
+from kcverify.engine.runner import RunOptions, Runner
+from kcverify.scenario.loader import load_scenario, load_scenarios
+from kcverify.targets.embedded import EmbeddedTarget
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def run(scenario: str, *defects: str) -> ScenarioResult:
+    runner = Runner(EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)))
+    [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
+    return result
+
+
+def test_the_reference_without_defects_passes_every_scenario() -> None:
+    result = Runner(EmbeddedTarget()).run(load_scenarios([SCENARIOS]))
+    failed = {s.name: [f.message for f in s.failures] for s in result.scenarios if s.status != Status.PASSED}
+    assert failed == {}
+    assert len(result.scenarios) >= 20
+
+
+# (check, defect, scenario, a rule the failure must cite)
+CAUGHT = [
+    ("metadata", "event-wins-merge", "payment-metadata-wins", "W4"),
+    ("metadata", "fallback-drops-fields", "fallback-payments-db-down", "W5"),
+    ("metadata", "created-event-unmerged-metadata", "payment-metadata-wins", "W4"),
+    ("metadata", "default-tier-30", "fallback-incomplete-event", "W5"),
+    ("idempotency", "no-idempotency-guard", "triple-delivery", "W6"),
+    ("idempotency", "no-idempotency-guard", "worker-crash-after-commit", "W6"),
+    ("freshness", "seed-invalidation-order", "seed-gap-read-between", "S3"),
+    ("freshness", "stale-set-race", "stale-set-race", "S3"),
+    ("freshness", "errors-cached", "errors-not-cached", "S3"),
+    ("delivery", "no-retries", "transient-then-success", "W7"),
+    ("delivery", "commit-offset-before-handling", "worker-crash-before-handling", "I3"),
+    ("delivery", "latest-offset-reset", "before-worker-first-start", "W1"),
+    ("delivery", "dual-write", "broker-down-at-confirm", "P3"),
+    ("delivery", "poison-blocks-partition", "poison-then-valid", "W2"),
+    ("contract", "string-session-count", "happy-path", "I4"),
+    ("invariants", "no-reconciler", "reconciler-heals", "I1"),
+    ("invariants", "unique-per-student-course", "repurchase-same-course", "I1"),
+    ("invariants", "marker-outside-transaction", "transient-then-success", "I1"),
+    ("invariants", "poison-blocks-partition", "poison-then-valid", "I3"),
+    ("expect", "unsigned-confirm", "unsigned-confirm", "P2"),
+    ("expect", "confirm-mutates-course", "unsigned-confirm", "P2"),
+    ("expect", "learning-view-ignores-authz", "other-students-view", "S1"),
+]
+
+
+@pytest.mark.parametrize(("check", "defect", "scenario", "rule"), CAUGHT,
+                         ids=[f"{c}-{d}" for c, d, _, _ in CAUGHT])
+def test_check_fails_on_the_defect_it_exists_for(check: str, defect: str, scenario: str, rule: str) -> None:
+    assert run(scenario).status == Status.PASSED  # the same scenario passes without the defect
+    result = run(scenario, defect)
+    assert result.status == Status.FAILED
+    mine = [f for f in result.failures if f.check == check]
+    assert mine, f"{check} did not fail; failures: {[(f.check, f.message) for f in result.failures]}"
+    assert any(rule in f.rules for f in mine), [(f.rules, f.message) for f in mine]
+
+
+def test_every_registered_check_is_shown_to_fail() -> None:
+    assert set(REGISTRY) <= {c for c, *_ in CAUGHT}
+
+
+def test_metadata_failure_shows_the_hop_by_field_table_with_the_first_bad_hop() -> None:
+    result = run("payment-metadata-wins", "event-wins-merge")
+    [failure] = [f for f in result.failures if f.check == "metadata"]
+    assert failure.details["hop"] == "purchase row"
+    assert failure.evidence is not None
+    assert failure.evidence.columns[0] == "hop" and "classTime" in failure.evidence.columns
+    assert [row[0] for row in failure.evidence.rows][:4] == ["checkout", "payments row", "PURCHASE_CONFIRMED",
+                                                             "purchase row"]
+    assert failure.evidence.highlight  # the changed cells are marked
+
+
+def test_type_drift_is_a_failure_int_10_vs_string_10() -> None:
+    result = run("happy-path", "string-session-count")
+    [failure] = [f for f in result.failures if f.check == "metadata"]
+    assert failure.details["field"] == "sessionCount"
+    assert '"10"' in failure.message
+
+
+def test_freshness_reports_measured_windows() -> None:
+    result = run("seed-gap-read-between")
+    [freshness] = [c for c in result.checks if c.name == "freshness"]
+    assert freshness.metrics["windows_ms"] == {"p1": 0.0}
+    assert "staleness windows" in freshness.summary
+
+
+def test_failures_carry_a_reproduce_command() -> None:
+    result = run("stale-set-race", "stale-set-race")
+    assert result.reproduce == "kcverify run " + str(SCENARIOS / "stale-set-race.yaml") + \
+        " --seed 0 --defect stale-set-race"
+
+
+@pytest.mark.parametrize(("a", "b", "equal"), [
+    (10, 10, True), (10, "10", False), (1, True, False), ({"a": [1]}, {"a": [1]}, True),
+    ({"a": 1}, {"a": 1, "b": None}, False), ("16:00", "18:30", False),
+])
+def test_same_respects_json_types(a: object, b: object, equal: bool) -> None:
+    assert same(a, b) is equal
