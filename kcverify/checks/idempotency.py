@@ -5,6 +5,7 @@ duplicates, redeliveries, crashes and gateway retries; one logical event per ide
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from kcverify.checks.base import Check
 from kcverify.engine.evidence import decode
@@ -38,7 +39,7 @@ class IdempotencyCheck(Check):
                 event = decode(record)
                 if event is None or event.get("type") != expected:
                     continue
-                payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+                payload: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
                 key, event_id = event.get("idempotencyKey"), event.get("eventId")
                 self._key_format(step, expected, str(key), payload)
                 if isinstance(key, str) and isinstance(event_id, str):
@@ -57,7 +58,7 @@ class IdempotencyCheck(Check):
                           f"{name}: {len(ids)} distinct {event_type} events for one payment", rules=rules,
                           step=step, payment=name)
 
-    def _key_format(self, step: int | None, event_type: str, key: str, payload: dict[str, object]) -> None:
+    def _key_format(self, step: int | None, event_type: str, key: str, payload: dict[str, Any]) -> None:
         if event_type == domain.EVENT_CONFIRMED:
             expected = domain.confirmed_key(str(payload.get("paymentId")))
         else:
@@ -72,7 +73,7 @@ class IdempotencyCheck(Check):
         created: dict[str, set[str]] = defaultdict(set)
         for record in self.evidence.genuine(domain.TOPIC_CREATED, snapshot):
             event = decode(record) or {}
-            payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+            payload: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
             if isinstance(payload.get("paymentId"), str):
                 created[payload["paymentId"]].add(str(event.get("eventId")))
         for purchase in snapshot.purchases:

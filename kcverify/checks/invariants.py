@@ -28,9 +28,9 @@ class InvariantsCheck(Check):
                 self.fail(f"I1:{payment['id']}", f"{name}: succeeded payment has {count} purchases after the final "
                           "settle (expected exactly 1)", rules=("I1",), payment=name)
         for purchase in snapshot.purchases:
-            payment = payments.get(purchase["paymentId"])
-            if payment is None or payment["status"] not in ("succeeded", "refunded"):
-                status = "no payment" if payment is None else f"a {payment['status']} payment"
+            paid = payments.get(purchase["paymentId"])
+            if paid is None or paid["status"] not in ("succeeded", "refunded"):
+                status = "no payment" if paid is None else f"a {paid['status']} payment"
                 name = self.evidence.payment_name(purchase["paymentId"])
                 self.fail(f"I2:{purchase['purchaseId']}", f"purchase {purchase['purchaseId'][:8]}… of "
                           f"{purchase['studentId']} exists for {status} ({name})", rules=("I2", "W3"))

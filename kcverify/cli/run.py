@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from kcverify.cli.config import defaults_for_run
 from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
-from kcverify.engine.runner import RunOptions, Runner
+from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference.defects import BY_NAME
 from kcverify.report import build_reporters
 from kcverify.report.console import ConsoleReporter
@@ -30,10 +31,10 @@ def make_target(name: str) -> Target:
         return EmbeddedTarget()
     if name == "stack":
         try:
-            from kcverify.targets.stack import StackTarget  # type: ignore[import-not-found]
+            stack = importlib.import_module("kcverify.targets.stack")
         except ModuleNotFoundError as exc:
             raise TargetUnreachable("the stack target is not available in this build") from exc
-        target: Target = StackTarget.from_state()
+        target: Target = stack.StackTarget.from_state()
         return target
     raise InputError(f"unknown target {name!r}", hint=f"one of {', '.join(TARGETS)}")
 
@@ -60,7 +61,7 @@ class RunCommand(click.Command):
             click.echo(exc.render(), err=True)
             sys.exit(2)
         extra.setdefault("default_map", defaults)
-        return super().make_context(info_name, args, parent, **extra)  # type: ignore[arg-type]
+        return super().make_context(info_name, args, parent, **extra)
 
 
 @click.command(cls=RunCommand, context_settings={"auto_envvar_prefix": "KCVERIFY"})
@@ -100,7 +101,7 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
     except KcverifyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - an internal error: exit 3, please report
+    except Exception as exc:
         click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
                    err=True)
         if debug:

@@ -96,9 +96,14 @@ def serve(component: str | None, embedded: bool, host: str, payment_port: int, s
     if component is not None and embedded:
         raise click.UsageError("--embedded runs every component; do not name one")
     if not embedded:
-        what = f"`kcverify serve {component}`" if component else "serving single components"
-        click.echo(f"kcverify serve: {what} is not available yet: it needs the real stack (kcverify stack up). "
-                   "For everything in one process, use `kcverify serve --embedded`.", err=True)
+        if component is None:
+            click.echo("kcverify serve: say what to serve: `kcverify serve --embedded` runs the whole flow in one "
+                       f"process; single components ({', '.join(STACK_COMPONENTS)}) are not available yet: "
+                       "they need the real stack (kcverify stack up).", err=True)
+        else:
+            click.echo(f"kcverify serve: `kcverify serve {component}` is not available yet: it needs the real stack "
+                       "(kcverify stack up). For the whole flow in one process, use `kcverify serve --embedded`.",
+                       err=True)
         sys.exit(2)
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")

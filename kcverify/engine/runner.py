@@ -104,7 +104,7 @@ class Runner:
         step_results: list[StepResult] = []
         try:
             self.target.start(seed=self.options.seed, defects=self.options.defects)
-        except Exception as exc:  # noqa: BLE001 - the target could not be brought up: an error, not a verdict
+        except Exception as exc:
             return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
         error = ""
         try:
@@ -119,13 +119,13 @@ class Runner:
                 self._final(ctx, len(scenario.steps) + 1)
                 for check in active:
                     check.finish()
-        except Exception as exc:  # noqa: BLE001 - kcverify or the target broke: report, never pass
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         finally:
             self.target.stop()
         check_results = tuple(c.result() for c in active) + tuple(inactive)
-        for check in check_results:
-            self.emit(CheckFinished(scenario.name, check))
+        for check_result in check_results:
+            self.emit(CheckFinished(scenario.name, check_result))
         step_results = _mark_steps(step_results, check_results)
         if error:
             return finished(Status.ERROR, tuple(step_results), check_results, error)

@@ -302,9 +302,9 @@ def assert_state(ctx: Context, a: Mapping[str, Any]) -> None:
                                ("W2", "W7"))
     if "created_events" in a:
         spec = a["created_events"]
-        payment_id = ctx.payment(spec["payment"]).id if "payment" in spec else None
+        wanted_id = ctx.payment(spec["payment"]).id if "payment" in spec else None
         ids = {e.get("eventId") for e in (decode(r) for r in snapshot.topics.get(domain.TOPIC_CREATED, []))
-               if e and payment_id in (None, (e.get("payload") or {}).get("paymentId"))}
+               if e and wanted_id in (None, (e.get("payload") or {}).get("paymentId"))}
         if len(ids) != spec["count"]:
             ctx.expect_failure(f"{spec.get('payment', 'all payments')}: {len(ids)} PURCHASE_CREATED event(s), "
                                f"expected {spec['count']}", ("W6",))

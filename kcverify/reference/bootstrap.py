@@ -7,6 +7,7 @@ that is all that remains."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,18 +180,15 @@ def _embedded_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, 
 
 
 def _stack_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, CourseStore, Bus, Cache]:
-    from kcverify.reference.adapters.kafka_bus import KafkaBus  # type: ignore[import-not-found]
-    from kcverify.reference.adapters.postgres_store import (  # type: ignore[import-not-found]
-        PostgresCourseStore,
-        PostgresPaymentStore,
-    )
-    from kcverify.reference.adapters.redis_cache import RedisCache  # type: ignore[import-not-found]
-
+    # Imported by name: the real adapters pull in their client libraries only when asked for.
+    postgres = importlib.import_module("kcverify.reference.adapters.postgres_store")
+    kafka = importlib.import_module("kcverify.reference.adapters.kafka_bus")
+    redis = importlib.import_module("kcverify.reference.adapters.redis_cache")
     if not (settings.payments_dsn and settings.courses_dsn and settings.kafka_bootstrap and settings.redis_url):
         raise ValueError("stack mode needs payments_dsn, courses_dsn, kafka_bootstrap and redis_url")
     adapters: tuple[PaymentStore, CourseStore, Bus, Cache] = (
-        PostgresPaymentStore(settings.payments_dsn), PostgresCourseStore(settings.courses_dsn),
-        KafkaBus(settings.kafka_bootstrap, clock), RedisCache(settings.redis_url),
+        postgres.PostgresPaymentStore(settings.payments_dsn), postgres.PostgresCourseStore(settings.courses_dsn),
+        kafka.KafkaBus(settings.kafka_bootstrap, clock), redis.RedisCache(settings.redis_url),
     )
     return adapters
 

@@ -211,7 +211,7 @@ class CacheInvalidator:
             self._crash.hit("invalidator.after_poll")
         try:
             event = json.loads(message.value)
-            problems = contracts.validate("events/purchase-created", event)
+            problems = [str(v) for v in contracts.validate("events/purchase-created", event)]
         except (ValueError, UnicodeDecodeError) as exc:
             event, problems = None, [str(exc)]
         if problems or not isinstance(event, dict):

@@ -423,9 +423,9 @@ def _schema_error(doc: _Document) -> InputError | None:
 def _rephrase(error: ValidationError) -> tuple[str, str | None]:
     """The schema error as a person would say it, and a hint."""
     path: Path = tuple(error.absolute_path)
-    value = error.instance
+    value: Any = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
-    rule = error.validator_value
+    rule: Any = error.validator_value
     what = _field(path)
     is_step_item = len(path) == 2 and path[0] == "steps"
     is_step_args = len(path) == 3 and path[0] == "steps"

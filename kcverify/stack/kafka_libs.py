@@ -75,8 +75,11 @@ def ensure_libs(version: str | None = None, report: Callable[[str], None] = lamb
         try:
             argv = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
                     "-DincludeScope=runtime", f"-DoutputDirectory={tmp}", f"-Dkafka.version={version}"]
-            out = subprocess.run(argv, capture_output=True, text=True, check=False,
-                                 stdin=subprocess.DEVNULL, timeout=1800)
+            try:
+                out = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                     stdin=subprocess.DEVNULL, timeout=1800)
+            except subprocess.TimeoutExpired as exc:
+                raise StackError(f"resolving the Kafka jars took over 30 min: {' '.join(argv)}") from exc
             if out.returncode != 0:
                 tail = "\n".join((out.stdout + out.stderr).splitlines()[-25:])
                 raise StackError(f"resolving the Kafka jars failed (exit {out.returncode}): "

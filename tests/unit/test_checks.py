@@ -12,7 +12,7 @@ from kcverify.checks import REGISTRY
 from kcverify.checks.base import same
 from kcverify.core.status import Status
 from kcverify.engine.results import ScenarioResult
-from kcverify.engine.runner import RunOptions, Runner
+from kcverify.engine.runner import Runner, RunOptions
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.targets.embedded import EmbeddedTarget
 
