@@ -72,6 +72,7 @@ def _config(mode: str) -> SchemathesisConfig:
 
 
 CASES: Counter[tuple[str, str, str]] = Counter()  # (service, mode, operation) -> cases sent
+STATUSES: Counter[tuple[str, str, int]] = Counter()  # (mode, operation, status) -> responses
 
 
 class SigningClient(ASGIClient):
@@ -188,6 +189,7 @@ def _assert_problem(response: Any) -> None:
 def _run(case: Any, client: SigningClient, app: Any, service: str, mode: str) -> None:
     CASES[(service, mode, case.operation.label)] += 1
     response = case.call_and_validate(session=client, app=app)
+    STATUSES[(mode, case.operation.label, response.status_code)] += 1
     assert response.status_code < 500, response.text
     if _must_reject(case):
         assert 400 <= response.status_code < 500, (response.status_code, response.text)
@@ -250,3 +252,11 @@ def test_student_service_positive(case: Any, harness: Harness) -> None:
 def test_student_service_negative(case: Any, harness: Harness) -> None:
     _prepare_student(case, harness)
     _run(case, harness.students, harness.student_app, "student-service", "negative")
+
+
+def test_zz_debug() -> None:
+    import sys
+    for k, v in sorted(CASES.items()):
+        print(k, v, file=sys.stderr)
+    for k, v in sorted(STATUSES.items()):
+        print(k, v, file=sys.stderr)
