@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from kcverify.stack import DEFAULT_TOPICS, StackError, down, resolve_state_dir, status, up
+from kcverify.stack import DEFAULT_TOPICS, StackError, down, prepare, resolve_state_dir, status, up
 from kcverify.stack.state import ENV_STATE_DIR
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +50,19 @@ def _parse_topic(_: click.Context, __: click.Parameter, values: tuple[str, ...])
 @click.group()
 def stack() -> None:
     """Start and stop a local PostgreSQL, Redis and Kafka (KRaft) for the real-stack target."""
+
+
+@stack.command("check")
+@click.option("--install", is_flag=True, help="apt-get install missing prerequisites (needs root).")
+def check_command(install: bool) -> None:
+    """Check (and with --install, install) what the stack needs; fetch the Kafka jars once."""
+    try:
+        tools = prepare(install=install, report=_progress)
+    except StackError as exc:
+        _fail(exc)
+        return
+    click.echo(f"ready: java {tools.java_version}, PostgreSQL {tools.pg_version}, redis {tools.redis_version}, "
+               "Kafka jars cached")
 
 
 @stack.command("up")

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from kcverify.stack.errors import PrerequisiteMissing, ServiceStartError, StackError, StackNotRunning
 from kcverify.stack.kafka import DEFAULT_TOPICS
-from kcverify.stack.lifecycle import DownResult, ServiceStatus, UpResult, down, status, up
+from kcverify.stack.lifecycle import DownResult, ServiceStatus, UpResult, down, prepare, status, up
 from kcverify.stack.state import ENV_STATE_DIR, load_settings, resolve_state_dir
 
 __all__ = [
+    "prepare",
     "DEFAULT_TOPICS",
     "ENV_STATE_DIR",
     "DownResult",

@@ -149,6 +149,17 @@ def _check_tools(need_mvn: bool, install: bool, report: Report) -> prereqs.Tools
         return prereqs.check(need_mvn=need_mvn)
 
 
+def prepare(install: bool = False, report: Report = _quiet) -> prereqs.Tools:
+    """Everything `up` needs that is not a running service: the programs (installed with apt-get when
+    asked and missing) and the Kafka jars (resolved from Maven Central once, then cached). CI calls
+    this first, so a slow first download is not mistaken for a broker that will not start."""
+    version = kafka_libs.kafka_version()
+    need_mvn = not kafka_libs.is_complete(kafka_libs.libs_dir(version))
+    tools = _check_tools(need_mvn, install, report)
+    kafka_libs.ensure_libs(version, report)
+    return tools
+
+
 def up(state_dir: str | os.PathLike[str] | None = None, topics: Mapping[str, int] = DEFAULT_TOPICS,
        timeout: float = DEFAULT_TIMEOUT, install: bool = False, report: Report = _quiet) -> UpResult:
     """Start (or repair) the stack and return its settings, also written to <state_dir>/stack.json."""

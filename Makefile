@@ -1,0 +1,39 @@
+# The two commands of README.md. Each installs what it needs on a fresh machine.
+#   make run    replay scenarios/ on the embedded reference (kcverify run)
+#   make test   lint, type-check and run the whole test suite, real PostgreSQL, Kafka and Redis included
+# Everything else here is what those two need.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck prerequisites clean
+
+run: $(STAMP)
+	$(BIN)/kcverify run scenarios/
+
+test: $(STAMP) prerequisites
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The real services the integration tests start themselves (kcverify stack): PostgreSQL, Redis,
+# Java + Maven for the Kafka broker. Installed from Debian's packages when missing (needs root).
+prerequisites: $(STAMP)
+	$(BIN)/kcverify stack check --install
+
+clean:
+	rm -rf $(VENV) .kcverify kcverify-report .pytest_cache .mypy_cache .ruff_cache
