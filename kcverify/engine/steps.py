@@ -68,6 +68,10 @@ class Context:
                                                 self.target.now(), reply, student, seq))
         return reply
 
+    def student(self, name: str) -> str:
+        """The id the target gives a scenario's student (a shared real stack keeps scenarios apart)."""
+        return self.target.student_id(name)
+
     def payment(self, name: str) -> PaymentRecord:
         record = self.evidence.payments.get(name)
         if record is None:
@@ -105,7 +109,7 @@ def _brief(reply: HttpReply) -> str:
 
 def create_payment(ctx: Context, step: Step) -> None:
     a = step.args
-    student, course = a.get("student", "s1"), a.get("course", "c1")
+    student, course = ctx.student(a.get("student", "s1")), a.get("course", "c1")
     metadata = _metadata(a)
     body = {"studentId": student, "courseId": course, "amountCents": a.get("amount_cents", 4900),
             "currency": a.get("currency", "EUR"), "metadata": metadata}
@@ -140,7 +144,7 @@ def publish(ctx: Context, step: Step) -> None:
     key = a.get("key")
     if "raw" in a:
         value = str(a["raw"]).encode()
-        key = key or "s1"
+        key = ctx.student(key or "s1")
     elif "payment" in a:
         record = ctx.payment(a["payment"])
         value = _genuine_confirmation(ctx.evidence, record.id, record.name)
@@ -164,11 +168,12 @@ def _genuine_confirmation(evidence: Evidence, payment_id: str, name: str) -> byt
 def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
     name = spec.get("payment", "unknown")
     if name == "unknown":
-        payment_id, student, course = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4)), "s1", "c1"
+        payment_id, student, course = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4)), ctx.student("s1"), "c1"
     else:
         record = ctx.payment(name)
         payment_id, student, course = record.id, record.student, record.course
-    student, course = spec.get("student", student), spec.get("course", course)
+    student = ctx.student(spec["student"]) if "student" in spec else student
+    course = spec.get("course", course)
     event = domain.envelope(
         event_type=domain.EVENT_CONFIRMED,
         payload={"paymentId": payment_id, "studentId": student, "courseId": course, "amountCents": 4900,
@@ -181,6 +186,7 @@ def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
 def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) -> str:
     by = a.get("by", default_by or a.get("student", "s1"))
     role = a.get("role", "admin" if by == "admin" else "student")
+    by = by if by == "admin" else ctx.student(by)
     return "Bearer " + ctx.target.token(by, role)
 
 
@@ -219,7 +225,7 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
 
 def read(ctx: Context, step: Step) -> None:
     a = step.args
-    student = a.get("student", "s1")
+    student = ctx.student(a.get("student", "s1"))
     reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{student}/learning",
                      headers={"Authorization": _token(ctx, a)}, student=student)
     _check_view(ctx, step, reply, f"read {student}")
@@ -227,7 +233,7 @@ def read(ctx: Context, step: Step) -> None:
 
 def begin_read(ctx: Context, step: Step) -> None:
     a = step.args
-    student = a.get("student", "s1")
+    student = ctx.student(a.get("student", "s1"))
     started, seq = ctx.target.now(), ctx.evidence.tick()
     ctx.reads[a["as"]] = PendingRead(ctx.target.begin_read(student, _token(ctx, a)), student, started, ctx.step, seq)
 
@@ -244,7 +250,7 @@ def finish_read(ctx: Context, step: Step) -> None:
 
 def invalidate_cache(ctx: Context, step: Step) -> None:
     a = step.args
-    student = a.get("student", "s1")
+    student = ctx.student(a.get("student", "s1"))
     reply = ctx.http("invalidate_cache", "student-service", "DELETE", f"/api/v1/students/{student}/learning/cache",
                      headers={"Authorization": _token(ctx, a, default_by="admin")}, student=student)
     _check_status(ctx, step, reply, f"invalidate_cache {student}")

@@ -84,6 +84,11 @@ class Target(Protocol):
 
     def now(self) -> float: ...
 
+    def student_id(self, name: str) -> str:
+        """The real id of the scenario's student `name` (e.g. prefixed per scenario on a shared stack,
+        so each scenario sees only its own students, payments and events)."""
+        ...
+
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply: ...
 

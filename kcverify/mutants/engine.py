@@ -1,0 +1,162 @@
+"""Runs the suite once without defects and once per defect, and judges each mutant.
+
+The baseline comes first and must pass: on a reference that already fails, every defect would be
+"killed" by the same broken scenario and the score would measure nothing. Mutants are independent
+runs of the same scenarios, so on a target whose systems live in this process (embedded) they go to a
+process pool, one fresh target per worker. The pool forks: scenarios hold read-only mapping proxies
+that cannot be pickled, and a forked worker inherits them (and the target factory, which may be any
+callable) without a copy; only the defect goes in and the small MutantResult comes back. Where fork
+does not exist the mutants run one after another, which is slower but gives the same verdicts."""
+
+from __future__ import annotations
+
+import difflib
+import multiprocessing
+import shlex
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.context import BaseContext
+
+from kcverify.checks import REGISTRY
+from kcverify.core.errors import InputError
+from kcverify.core.status import Status
+from kcverify.engine.results import RunResult, ScenarioResult
+from kcverify.engine.runner import Runner, RunOptions
+from kcverify.mutants.model import Baseline, BaselineFailed, Catch, MutantError, MutantResult, MutantsResult
+from kcverify.report.common import first_line
+from kcverify.reference.defects import BY_NAME, CATALOGUE, Defect
+from kcverify.scenario.model import Scenario
+from kcverify.targets.base import Target
+
+TargetFactory = Callable[[], Target]
+Progress = Callable[[MutantResult], None]
+
+
+def resolve(names: Iterable[str]) -> tuple[Defect, ...]:
+    """Defects by name, in catalogue order (so matrices from different runs line up); none given:
+    the whole catalogue. An unknown name is bad input with the nearest known names, because a typo
+    would otherwise silently measure nothing."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return CATALOGUE
+    for name in wanted:
+        if name not in BY_NAME:
+            close = difflib.get_close_matches(name, BY_NAME, n=3, cutoff=0.4)
+            hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+                    else "did you mean one of: " + ", ".join(BY_NAME) + "?")
+            raise InputError(f"unknown defect {name!r}", hint=hint)
+    return tuple(d for d in CATALOGUE if d.name in wanted)
+
+
+def judge(defect: Defect, run: RunResult, duration: float, reproduce_all: str = "") -> MutantResult:
+    """A mutant's verdict from its run. Killed only by a FAILED scenario: an ERROR means the verifier
+    or target broke, which is reported as such and never taken as proof that a check saw the defect."""
+    catches: list[Catch] = []
+    errors: list[MutantError] = []
+    first_failed: ScenarioResult | None = None
+    for scenario in run.scenarios:
+        if scenario.status is Status.ERROR:
+            errors.append(MutantError(scenario.name, first_line(scenario.reason) or "error"))
+        if scenario.status is not Status.FAILED:
+            continue
+        if first_failed is None:
+            first_failed = scenario
+        by_check: dict[str, list[str]] = {}
+        for failure in scenario.failures:
+            rules = by_check.setdefault(failure.check, [])
+            rules.extend(r for r in failure.rules if r not in rules)
+        if not by_check:  # FAILED without a failure object should not happen; still a kill, say so
+            by_check["unknown"] = []
+        catches.extend(Catch(scenario.name, check, tuple(rules)) for check, rules in by_check.items())
+    ran = sum(1 for s in run.scenarios if s.status is not Status.SKIPPED)
+    reproduce = first_failed.reproduce if first_failed is not None else reproduce_all
+    return MutantResult(defect.name, defect.rule, defect.description, first_failed is not None, tuple(catches),
+                        duration, tuple(errors), ran, reproduce)
+
+
+def run_baseline(scenarios: Sequence[Scenario], target: Target, seed: int = 0) -> tuple[Baseline, RunResult]:
+    """The suite without defects. Raises BaselineFailed unless nothing failed or broke and something ran."""
+    started = time.perf_counter()
+    run = Runner(target, options=RunOptions(seed=seed, target_name=target.info.name)).run(scenarios)
+    if any(s.status in (Status.FAILED, Status.ERROR) for s in run.scenarios):
+        raise BaselineFailed(run)
+    passed = tuple(s.name for s in run.scenarios if s.status is Status.PASSED)
+    if not passed:
+        raise BaselineFailed(run, f"nothing ran without defects: every scenario was skipped on target "
+                                  f"{target.info.name}")
+    skipped = tuple(s.name for s in run.scenarios if s.status is Status.SKIPPED)
+    return Baseline(time.perf_counter() - started, passed, skipped), run
+
+
+def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, defects: Sequence[Defect],
+                jobs: int = 1, *, seed: int = 0, paths: Sequence[str] = (),
+                progress: Progress | None = None) -> MutantsResult:
+    """The baseline, then one run per defect (`jobs` at a time), judged into a MutantsResult.
+
+    `target_factory` makes a fresh target; it is called once here and once per pool worker, never per
+    mutant (the Runner starts a new system per scenario anyway). `paths` only shapes the reproduce
+    command of a survivor (default: the scenarios' own files). `progress` is called in this process
+    as each mutant finishes, in completion order; the result keeps catalogue order."""
+    started_at, started = time.time(), time.perf_counter()
+    target = target_factory()
+    baseline, _ = run_baseline(scenarios, target, seed)
+    runnable = [s for s in scenarios if s.name not in set(baseline.skipped)]
+    where = list(paths) or [s.path for s in runnable]
+    context = _fork_context()
+    workers = max(1, min(jobs, len(defects))) if context is not None else 1
+    done: dict[str, MutantResult] = {}
+
+    def finished(result: MutantResult) -> None:
+        done[result.name] = result
+        if progress is not None:
+            progress(result)
+
+    if workers == 1:
+        for defect in defects:
+            finished(_run_one(target, runnable, defect, seed, where))
+    else:
+        assert context is not None
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(target_factory, runnable, seed, where)) as pool:
+            futures = [pool.submit(_worker_task, defect) for defect in defects]
+            for future in as_completed(futures):
+                finished(future.result())
+    return MutantsResult(target.info.name, seed, workers, started_at, time.perf_counter() - started, baseline,
+                         tuple(done[d.name] for d in defects), tuple(REGISTRY))
+
+
+def _run_one(target: Target, scenarios: Sequence[Scenario], defect: Defect, seed: int,
+             where: Sequence[str]) -> MutantResult:
+    options = RunOptions(seed=seed, defects=frozenset({defect.name}), target_name=target.info.name)
+    started = time.perf_counter()
+    run = Runner(target, options=options).run(scenarios)
+    return judge(defect, run, time.perf_counter() - started, _reproduce_all(where, defect, options))
+
+
+def _reproduce_all(where: Sequence[str], defect: Defect, options: RunOptions) -> str:
+    words = ["kcverify", "run", *where, "--seed", str(options.seed)]
+    if options.target_name != "embedded":
+        words += ["--target", options.target_name]
+    return shlex.join([*words, "--defect", defect.name])
+
+
+def _fork_context() -> BaseContext | None:
+    return multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+
+
+# --- pool workers: state set once per forked process ---------------------------------------------
+
+_worker: tuple[Target, Sequence[Scenario], int, Sequence[str]] | None = None
+
+
+def _init_worker(factory: TargetFactory, scenarios: Sequence[Scenario], seed: int, where: Sequence[str]) -> None:
+    global _worker
+    _worker = (factory(), scenarios, seed, where)
+
+
+def _worker_task(defect: Defect) -> MutantResult:
+    if _worker is None:
+        raise RuntimeError("mutant worker used before its initializer ran")
+    target, scenarios, seed, where = _worker
+    return _run_one(target, scenarios, defect, seed, where)
