@@ -80,14 +80,17 @@ class Evidence:
         return payment_id[:8]
 
     def genuine(self, topic: str, snapshot: Snapshot | None = None) -> list[BusRecord]:
-        """Records the system itself produced: all records minus those the scenario injected."""
+        """Records the system itself produced: all records minus those the scenario injected. A copy the
+        scenario injected (`publish: {payment: p1}`) can only follow the genuine record it copies, so
+        identical records are discounted from the latest back."""
         injected = Counter(value for t, value in self.injected if t == topic)
         out = []
-        for record in (snapshot or self.last).topics.get(topic, []):
+        for record in reversed((snapshot or self.last).topics.get(topic, [])):
             if injected[record.value] > 0:
                 injected[record.value] -= 1
                 continue
             out.append(record)
+        out.reverse()
         return out
 
     def step_title(self, step: int | None) -> str | None:

@@ -108,7 +108,7 @@ class Runner:
             return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
         error = ""
         try:
-            for i, step in enumerate(scenario.steps, start=1):
+            for i in range(1, len(scenario.steps) + 1):
                 result = self._run_step(ctx, scenario, i, active)
                 step_results.append(result)
                 self.emit(StepFinished(scenario.name, result))

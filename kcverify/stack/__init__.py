@@ -10,7 +10,6 @@ from kcverify.stack.lifecycle import DownResult, ServiceStatus, UpResult, down, 
 from kcverify.stack.state import ENV_STATE_DIR, load_settings, resolve_state_dir
 
 __all__ = [
-    "prepare",
     "DEFAULT_TOPICS",
     "ENV_STATE_DIR",
     "DownResult",
@@ -22,6 +21,7 @@ __all__ = [
     "UpResult",
     "down",
     "load_settings",
+    "prepare",
     "resolve_state_dir",
     "status",
     "up",
