@@ -21,6 +21,7 @@ from kcverify.reference import domain
 from kcverify.reference.defects import Defects
 from kcverify.reference.domain import DeadLetter, DeadLetterReason, Purchase
 from kcverify.reference.instrument import CrashPoints, Tracer
+from kcverify.reference.membership import GroupMember
 from kcverify.reference.ports import Bus, Consumer, CourseStore, Message, PaymentStore
 from kcverify.reference.settings import Settings
 
@@ -69,36 +70,27 @@ class PurchaseWorker:
         self._defects = defects
         self._crash = crash
         self._tracer = tracer
-        self._consumer: Consumer | None = None
+        reset = "latest" if defects.on("latest-offset-reset") else "earliest"
+        self._member = GroupMember(bus, domain.WORKER_GROUP, [domain.TOPIC_CONFIRMED], reset)
         self._inflight: _InFlight | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @property
     def consumer(self) -> Consumer:
-        """Joins the group on first use: a worker that never started consumes nothing (W1)."""
-        if self._consumer is None:
-            reset = "latest" if self._defects.on("latest-offset-reset") else "earliest"
-            self._consumer = self._bus.consumer(domain.WORKER_GROUP, [domain.TOPIC_CONFIRMED], reset=reset)
-        return self._consumer
+        return self._member.consumer
 
     def start(self) -> None:
-        _ = self.consumer
+        self._member.start()
 
     def close(self) -> None:
         """Graceful stop (SIGTERM): the current event is finished by the caller's loop first."""
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._member.close()
 
     def abandon(self) -> None:
         """After a crash: drop everything in memory; uncommitted offsets are redelivered."""
-        consumer, self._consumer, self._inflight = self._consumer, None, None
-        crash = getattr(consumer, "crash", None)
-        if callable(crash):
-            crash()
-        elif consumer is not None:
-            consumer.close()
+        self._inflight = None
+        self._member.abandon()
 
     def next_wakeup(self) -> float | None:
         return self._inflight.next_at if self._inflight else None

@@ -24,6 +24,7 @@ from kcverify.reference.auth import InvalidToken, principal_from_header
 from kcverify.reference.defects import Defects
 from kcverify.reference.domain import Purchase
 from kcverify.reference.instrument import CrashPoints, Tracer
+from kcverify.reference.membership import GroupMember
 from kcverify.reference.ports import Bus, Cache, Consumer, CourseStore
 from kcverify.reference.problems import Problem, bad_request, forbidden, unauthorized, unavailable
 from kcverify.reference.settings import Settings
@@ -170,30 +171,22 @@ class CacheInvalidator:
         self._crash = crash
         self._tracer = tracer
         self._retry_after = retry_after
-        self._consumer: Consumer | None = None
+        self._member = GroupMember(bus, domain.INVALIDATOR_GROUP, [domain.TOPIC_CREATED])
         self._pending: tuple[Any, float] | None = None
 
     @property
     def consumer(self) -> Consumer:
-        if self._consumer is None:
-            self._consumer = self._bus.consumer(domain.INVALIDATOR_GROUP, [domain.TOPIC_CREATED])
-        return self._consumer
+        return self._member.consumer
 
     def start(self) -> None:
-        _ = self.consumer
+        self._member.start()
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._member.close()
 
     def abandon(self) -> None:
-        consumer, self._consumer, self._pending = self._consumer, None, None
-        crash = getattr(consumer, "crash", None)
-        if callable(crash):
-            crash()
-        elif consumer is not None:
-            consumer.close()
+        self._pending = None
+        self._member.abandon()
 
     def next_wakeup(self) -> float | None:
         return self._pending[1] if self._pending else None
