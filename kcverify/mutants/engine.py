@@ -24,8 +24,8 @@ from kcverify.core.status import Status
 from kcverify.engine.results import RunResult, ScenarioResult
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.mutants.model import Baseline, BaselineFailed, Catch, MutantError, MutantResult, MutantsResult
-from kcverify.report.common import first_line
 from kcverify.reference.defects import BY_NAME, CATALOGUE, Defect
+from kcverify.report.common import first_line
 from kcverify.scenario.model import Scenario
 from kcverify.targets.base import Target
 
@@ -91,16 +91,20 @@ def run_baseline(scenarios: Sequence[Scenario], target: Target, seed: int = 0) -
 
 def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, defects: Sequence[Defect],
                 jobs: int = 1, *, seed: int = 0, paths: Sequence[str] = (),
-                progress: Progress | None = None) -> MutantsResult:
+                progress: Progress | None = None,
+                on_baseline: Callable[[Baseline], None] | None = None) -> MutantsResult:
     """The baseline, then one run per defect (`jobs` at a time), judged into a MutantsResult.
 
     `target_factory` makes a fresh target; it is called once here and once per pool worker, never per
     mutant (the Runner starts a new system per scenario anyway). `paths` only shapes the reproduce
     command of a survivor (default: the scenarios' own files). `progress` is called in this process
-    as each mutant finishes, in completion order; the result keeps catalogue order."""
+    as each mutant finishes, in completion order (the result keeps the order of `defects`), and
+    `on_baseline` once the baseline has passed."""
     started_at, started = time.time(), time.perf_counter()
     target = target_factory()
     baseline, _ = run_baseline(scenarios, target, seed)
+    if on_baseline is not None:
+        on_baseline(baseline)
     runnable = [s for s in scenarios if s.name not in set(baseline.skipped)]
     where = list(paths) or [s.path for s in runnable]
     context = _fork_context()
@@ -120,8 +124,12 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                  initargs=(target_factory, runnable, seed, where)) as pool:
             futures = [pool.submit(_worker_task, defect) for defect in defects]
-            for future in as_completed(futures):
-                finished(future.result())
+            try:
+                for future in as_completed(futures):
+                    finished(future.result())
+            except BaseException:  # one broken mutant (or Ctrl-C) ends the run: do not wait for the rest
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return MutantsResult(target.info.name, seed, workers, started_at, time.perf_counter() - started, baseline,
                          tuple(done[d.name] for d in defects), tuple(REGISTRY))
 

@@ -1,0 +1,124 @@
+"""`kcverify mutants`: prove the checks catch the defects they exist for.
+
+Runs the scenarios once without defects (the baseline must pass: a failing reference would "kill"
+every mutant and prove nothing), then once per named defect of the reference, and prints the kill
+matrix, the mutation score, every survivor and the wall time. Exit 0 every defect killed, 1 a
+survivor, 2 bad input / failing baseline / unreachable target, 3 kcverify or the target broke."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from kcverify.cli.run import TARGETS, make_target
+from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
+from kcverify.mutants.console import MutantsConsole
+from kcverify.mutants.engine import resolve, run_mutants
+from kcverify.mutants.model import Baseline, BaselineFailed, MutantsResult
+from kcverify.mutants.report import check_names, write_reports
+from kcverify.report.common import plural, visible
+from kcverify.scenario.loader import load_scenarios
+
+# Targets whose systems live inside the kcverify process, so several can run side by side in a pool.
+# Any other target is one shared system (a stack of real services): its mutants run one at a time.
+PARALLEL_TARGETS = frozenset({"embedded"})
+# A matrix read from a CI log or a pipe must not be folded at 80 columns.
+PIPE_WIDTH = 200
+
+
+def _console(no_color: bool) -> Console:
+    width = None if sys.stdout.isatty() else max(PIPE_WIDTH, int(os.environ.get("COLUMNS", "0") or 0))
+    return Console(no_color=no_color, highlight=False, force_terminal=False if no_color else None, width=width)
+
+
+def _bad_input(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _cpus() -> int:
+    """CPUs this process may use (a container's affinity mask, not the host's core count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
+# KCVERIFY_MUTANTS_* for every option: `run` reads KCVERIFY_REPORT etc., and its report names (junit,
+# html) are not valid here. Only the report directory is shared, so both commands fill one folder.
+@click.command(context_settings={"auto_envvar_prefix": "KCVERIFY_MUTANTS"})
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
+              help="Where the reference runs with each defect switched on.")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Only this defect (repeatable). Default: the whole catalogue.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Mutants run at the same time (embedded only). Default: the number of CPUs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and generated values.")
+@click.option("--report", default="", help="Comma-separated: json,markdown.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True,
+              envvar=["KCVERIFY_MUTANTS_REPORT_DIR", "KCVERIFY_REPORT_DIR"])
+@click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def mutants(paths: tuple[Path, ...], target: str, only: tuple[str, ...], jobs: int | None, seed: int, report: str,
+            report_dir: Path, no_color: bool, debug: bool) -> None:
+    """Prove the checks catch every known defect.
+
+    Runs the scenarios without defects (must pass), then once per defect of the reference, and prints
+    the kill matrix, the mutation score and every survivor."""
+    out = MutantsConsole(_console(no_color))
+    # Bad input is reported before anything runs, and only here: a ValueError raised later, inside
+    # a run, is kcverify breaking (exit 3), not the user's mistake.
+    try:
+        defects = resolve(only)
+        reports = check_names(n.strip() for n in report.split(","))
+        where = [str(p) for p in paths] or ["scenarios"]
+        scenarios = load_scenarios([Path(p) for p in where])
+        factory = functools.partial(make_target, target)
+        factory()  # an unavailable target is exit 2 now, not an error in every scenario
+    except InputError as exc:
+        _bad_input(exc.render())
+    except (TargetUnreachable, ValueError) as exc:
+        _bad_input(f"target {target}: {exc}" if isinstance(exc, TargetUnreachable) else str(exc))
+    workers = jobs or _cpus()
+    if target not in PARALLEL_TARGETS:
+        if workers > 1 and jobs is not None:
+            out.console.print(f"note: target {target} is one shared system: --jobs {jobs} ignored, one at a time",
+                              highlight=False, markup=False)
+        workers = 1
+    workers = min(workers, len(defects))
+    out.started(target, len(defects), len(scenarios), workers)
+
+    def baseline_done(baseline: Baseline) -> None:
+        out.console.print(f"baseline (no defect): {plural(len(baseline.passed), 'scenario')} passed in "
+                          f"{baseline.duration:.1f} s", highlight=False, markup=False)
+
+    result: MutantsResult
+    try:
+        result = run_mutants(scenarios, factory, defects, workers, seed=seed, paths=where,
+                             progress=out.mutant_finished, on_baseline=baseline_done)
+        out.finished(result)
+        written = write_reports(result, reports, report_dir)
+        if written:
+            out.console.print("reports: " + ", ".join(visible(p.as_posix()) for p in written),
+                              highlight=False, markup=False)
+    except BaselineFailed as exc:
+        out.baseline_failed(exc.run, str(exc))
+        sys.exit(2)
+    except TargetUnreachable as exc:
+        _bad_input(f"target {target}: {exc}")
+    except KcverifyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
+                   err=True)
+        if debug:
+            traceback.print_exc()
+        sys.exit(3)
+    sys.exit(result.exit_code)
