@@ -11,7 +11,7 @@ Needs the components' traces (capability read_traces) for the per-delivery parts
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from kcverify.checks.base import Check
@@ -47,11 +47,30 @@ class DeliveryCheck(Check):
             if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
                 first_seen.setdefault(payload["paymentId"], record.timestamp)
         bound = self.evidence.freshness_bound
-        republished = {t["paymentId"]: t["at"] for t in self.evidence.last.traces
-                       if t.get("component") == "reconciler" and t.get("event") == "republished"}
-        for payment_id, at in republished.items():
-            published = first_seen.get(payment_id)
-            if published is None or published >= at:
+        traces = self.evidence.last.traces
+        # Lost: every publication of the payment's confirmation came from a reconciler re-publish, so
+        # the original was never published at all (the outbox's original row, or the direct publish of
+        # a dual write). Counted by rows, not by time: the manual clock ties, and a late original is
+        # judged by the latency rule below, not here.
+        republished = Counter(t["paymentId"] for t in traces
+                              if t.get("component") == "reconciler" and t.get("event") == "republished")
+        records = {(r.partition, r.offset): r for r in self.evidence.last.topics.get(domain.TOPIC_CONFIRMED, [])}
+        rows: dict[str, set[Any]] = defaultdict(set)  # paymentId -> outbox rows the relay published
+        relayed: set[tuple[int, int]] = set()
+        for t in traces:
+            if t.get("component") == "payment-relay" and t.get("event") == "published" \
+                    and (t.get("partition"), t.get("offset")) in records:
+                relayed.add((t["partition"], t["offset"]))
+                payload = (decode(records[(t["partition"], t["offset"])]) or {}).get("payload")
+                if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
+                    rows[payload["paymentId"]].add(t.get("outboxId"))
+        for record in self.evidence.genuine(domain.TOPIC_CONFIRMED):
+            payload = (decode(record) or {}).get("payload")
+            if (record.partition, record.offset) not in relayed and isinstance(payload, dict):
+                rows[str(payload.get("paymentId"))].add(("direct", record.partition, record.offset))
+        earlier = {pid for pid, count in republished.items() if len(rows[pid]) > count}
+        for payment_id in republished:
+            if payment_id not in earlier:
                 name = self.evidence.payment_name(payment_id)
                 self.fail(f"lost:{payment_id}", f"{name}: its PURCHASE_CONFIRMED was never published after the "
                           "payment succeeded; only the reconciler's re-publish delivered it (a lost confirmation)",
@@ -65,7 +84,10 @@ class DeliveryCheck(Check):
             confirmed_at = parse_rfc3339(payment["confirmedAt"])
             published = first_seen.get(payment["id"])
             if bound is None:
-                settles = [s.finished_at for s in self.evidence.settles if s.finished_at >= confirmed_at]
+                # the first settle that ran after the confirmation (the manual clock ties, so order by seq)
+                after = self._confirm_seq(payment["id"])
+                settles = [s.finished_at for s in self.evidence.settles
+                           if s.finished_at >= confirmed_at and s.end_seq > after]
                 deadline = min(settles) if settles else None
             else:
                 deadline = confirmed_at + PUBLISH_BOUND_STACK
@@ -77,6 +99,12 @@ class DeliveryCheck(Check):
                 self.fail(f"publish:{payment['id']}", f"{name}: succeeded at {payment['confirmedAt']} but its "
                           f"PURCHASE_CONFIRMED was published {when} (the confirmation was lost in between)",
                           rules=("P3",), payment=name)
+
+    def _confirm_seq(self, payment_id: str) -> int:
+        """Where in the order of operations the payment's first accepted confirmation started (0: unseen)."""
+        path = f"/api/v1/payments/{payment_id}/confirm"
+        seqs = [e.start_seq for e in self.evidence.exchanges if e.path == path and e.reply.status == 200]
+        return min(seqs, default=0)
 
     def _outcomes(self, worker: list[dict[str, Any]]) -> None:
         handled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "offset_committed"}

@@ -25,6 +25,8 @@ class Exchange:
     reply: HttpReply
     student: str | None = None
     start_seq: int = 0  # order of the start among all operations (the manual clock often ties)
+    principal: tuple[str, str] | None = None  # (subject, role) of the bearer token sent, if any
+    signed: bool | None = None  # for gateway callbacks: was a genuine signature sent
 
     @property
     def indeterminate(self) -> bool:

@@ -58,13 +58,20 @@ class Runner:
         started = time.time()
         self.emit(RunStarted(self.options.target_name, self.options.seed, len(scenarios)))
         results: list[ScenarioResult] = []
-        for index, scenario in enumerate(scenarios, start=1):
-            self.emit(ScenarioStarted(scenario.name, scenario.path, index, len(scenarios)))
-            result = self.run_scenario(scenario)
-            results.append(result)
-            self.emit(ScenarioFinished(result))
-            if self.options.fail_fast and result.status in (Status.FAILED, Status.ERROR):
-                break
+        try:
+            for index, scenario in enumerate(scenarios, start=1):
+                self.emit(ScenarioStarted(scenario.name, scenario.path, index, len(scenarios)))
+                result = self.run_scenario(scenario)
+                results.append(result)
+                self.emit(ScenarioFinished(result))
+                if self.options.fail_fast and result.status in (Status.FAILED, Status.ERROR):
+                    break
+        finally:
+            # A target that holds resources across scenarios (the stack target's processes) frees them
+            # once, here; `close` is optional in the Target protocol.
+            close = getattr(self.target, "close", None)
+            if callable(close):
+                close()
         run = RunResult(self.options.target_name, self.options.seed, started, time.time() - started, tuple(results))
         self.emit(RunFinished(run))
         return run
@@ -164,7 +171,7 @@ class Runner:
             t0, seq = self.target.now(), ctx.evidence.tick()
             reply = self.target.http("student-service", "GET", path, headers=headers)
             ctx.evidence.exchanges.append(Exchange(0, "probe", "student-service", "GET", path, b"", t0,
-                                                   self.target.now(), reply, student, seq))
+                                                   self.target.now(), reply, student, seq, (student, "student")))
         ctx.evidence.snapshots.append((index, self.target.snapshot()))
 
 

@@ -46,6 +46,7 @@ class PendingRead:
     started_at: float
     step: int
     seq: int
+    principal: tuple[str, str]
 
 
 @dataclass
@@ -61,11 +62,12 @@ class Context:
         self.failures.append(Failure("expect", rules, message, self.step, self.evidence.step_title(self.step)))
 
     def http(self, kind: str, service: str, method: str, path: str, body: bytes | None = None,
-             headers: dict[str, str] | None = None, student: str | None = None) -> HttpReply:
+             headers: dict[str, str] | None = None, student: str | None = None,
+             principal: tuple[str, str] | None = None, signed: bool | None = None) -> HttpReply:
         started, seq = self.target.now(), self.evidence.tick()
         reply = self.target.http(service, method, path, body=body, headers=headers)
         self.evidence.exchanges.append(Exchange(self.step, kind, service, method, path, body or b"", started,
-                                                self.target.now(), reply, student, seq))
+                                                self.target.now(), reply, student, seq, principal, signed))
         return reply
 
     def student(self, name: str) -> str:
@@ -128,11 +130,12 @@ def confirm(ctx: Context, step: Step) -> None:
     body = {"status": a.get("status", "succeeded"), "providerPaymentId": f"pi_{record.name}", **(a.get("body") or {})}
     raw = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
-    if a.get("signed", True):
+    signed = bool(a.get("signed", True))
+    if signed:
         headers["X-Signature"] = ctx.target.sign(raw)
     for attempt in range(1, a.get("times", 1) + 1):
         reply = ctx.http("confirm", "payment-service", "POST", f"/api/v1/payments/{record.id}/confirm", raw,
-                         headers, record.student)
+                         headers, record.student, signed=signed)
         _check_status(ctx, step, reply, f"confirm {record.name} (call {attempt})")
         wanted = (step.expect or {}).get("payment_status")
         if wanted and reply.status == 200 and reply.json().get("status") != wanted:
@@ -183,11 +186,12 @@ def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
     return domain.encode(event), student
 
 
-def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) -> str:
+def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) -> tuple[str, tuple[str, str]]:
+    """The Authorization header for the step's caller, and who that caller is (subject, role)."""
     by = a.get("by", default_by or a.get("student", "s1"))
     role = a.get("role", "admin" if by == "admin" else "student")
     by = by if by == "admin" else ctx.student(by)
-    return "Bearer " + ctx.target.token(by, role)
+    return "Bearer " + ctx.target.token(by, role), (by, role)
 
 
 def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
@@ -226,8 +230,9 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
 def read(ctx: Context, step: Step) -> None:
     a = step.args
     student = ctx.student(a.get("student", "s1"))
+    authorization, principal = _token(ctx, a)
     reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{student}/learning",
-                     headers={"Authorization": _token(ctx, a)}, student=student)
+                     headers={"Authorization": authorization}, student=student, principal=principal)
     _check_view(ctx, step, reply, f"read {student}")
 
 
@@ -235,7 +240,9 @@ def begin_read(ctx: Context, step: Step) -> None:
     a = step.args
     student = ctx.student(a.get("student", "s1"))
     started, seq = ctx.target.now(), ctx.evidence.tick()
-    ctx.reads[a["as"]] = PendingRead(ctx.target.begin_read(student, _token(ctx, a)), student, started, ctx.step, seq)
+    authorization, principal = _token(ctx, a)
+    ctx.reads[a["as"]] = PendingRead(ctx.target.begin_read(student, authorization), student, started, ctx.step, seq,
+                                     principal)
 
 
 def finish_read(ctx: Context, step: Step) -> None:
@@ -244,15 +251,16 @@ def finish_read(ctx: Context, step: Step) -> None:
     path = f"/api/v1/students/{pending.student}/learning"
     ctx.evidence.exchanges.append(Exchange(ctx.step, "finish_read", "student-service", "GET", path, b"",
                                            pending.started_at, ctx.target.now(), reply, pending.student,
-                                           pending.seq))
+                                           pending.seq, pending.principal))
     _check_view(ctx, step, reply, f"read {step.args['read']} of {pending.student}")
 
 
 def invalidate_cache(ctx: Context, step: Step) -> None:
     a = step.args
     student = ctx.student(a.get("student", "s1"))
+    authorization, principal = _token(ctx, a, default_by="admin")
     reply = ctx.http("invalidate_cache", "student-service", "DELETE", f"/api/v1/students/{student}/learning/cache",
-                     headers={"Authorization": _token(ctx, a, default_by="admin")}, student=student)
+                     headers={"Authorization": authorization}, student=student, principal=principal)
     _check_status(ctx, step, reply, f"invalidate_cache {student}")
 
 
