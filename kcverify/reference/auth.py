@@ -23,7 +23,8 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
         return False
     given = header.strip().removeprefix("sha256=")
     expected = sign_body(secret, body).removeprefix("sha256=")
-    return hmac.compare_digest(given.lower(), expected)
+    # compared as bytes: compare_digest refuses non-ASCII text, and a header may carry anything
+    return hmac.compare_digest(given.lower().encode("utf-8", "replace"), expected.encode())
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,7 @@ def _stack_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, Cou
 
 
 def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, ids: IdSource | None = None,
-              tracer: Tracer | None = None,
+              tracer: Tracer | None = None, faults: Faults | None = None,
               adapters: tuple[PaymentStore, CourseStore, Bus, Cache] | None = None) -> System:
     settings = settings or Settings()
     embedded = settings.mode == "embedded"
@@ -203,7 +203,7 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, i
     tracer = tracer or MemoryTracer(clock)
     defects = Defects(settings.defects)
     crash_points = CrashPoints()
-    faults = Faults()
+    faults = faults or Faults()  # the real stack's processes pass one rule table they all share
     if adapters is None:
         adapters = _embedded_adapters(settings, clock) if embedded else _stack_adapters(settings, clock)
     raw_payments, raw_courses, bus, raw_cache = adapters
@@ -228,7 +228,8 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, i
                                   batch=settings.relay_batch, **common),
         course_relay=OutboxRelay(name="course-relay", store=courses, bus=bus, crash=crash_points,
                                  batch=settings.relay_batch, **common),
-        invalidator=CacheInvalidator(bus=bus, cache=cache, defects=defects, crash=crash_points, **common),
+        invalidator=CacheInvalidator(bus=bus, cache=cache, defects=defects, crash=crash_points,
+                                     retry_after=settings.invalidator_retry, **common),
         reconciler=Reconciler(payments=payments, courses=courses, grace=settings.reconcile_grace,
                               defects=defects, **common),
         dlq_replayer=DeadLetterReplayer(bus=bus, tracer=tracer),

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kcverify.reference.problems import Problem
+from kcverify.core.errors import StoreUnavailable
+from kcverify.reference.problems import Problem, unavailable
 
 PROBLEM_JSON = "application/problem+json"
 T = TypeVar("T")
@@ -40,6 +41,11 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     titles = {404: "Not Found", 405: "Method Not Allowed"}
     problem = Problem(exc.status_code, titles.get(exc.status_code, "HTTP Error"), str(exc.detail))
     return problem_response(problem, dict(exc.headers) if exc.headers else None)
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    """A store outage the component did not handle itself: nothing was changed, so a 503 (retry)."""
+    return problem_response(unavailable(f"a database is unavailable: {exc}"), {"Retry-After": "1"})
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
@@ -69,10 +75,13 @@ class Caller:
 
 
 def make_app(routes: list[Route]) -> Starlette:
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        exception_handlers={Problem: _on_problem, HTTPException: _on_http_exception, Exception: _on_error},
+        exception_handlers={Problem: _on_problem, HTTPException: _on_http_exception,
+                            StoreUnavailable: _on_unavailable, Exception: _on_error},
     )
+    app.router.redirect_slashes = False  # an API answers a stray slash with its problem, not a 307
+    return app
 
 
 async def health(request: Request) -> Response:

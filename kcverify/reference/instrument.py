@@ -34,6 +34,9 @@ class CrashPoints:
     def __init__(self) -> None:
         self._armed: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
+        # Called with the point just before SimulatedCrash is raised. A real-stack process sets it to
+        # die on the spot (os._exit, as SIGKILL would) instead of unwinding through the caller.
+        self.on_crash: Callable[[str], None] | None = None
 
     def arm(self, point: str, times: int = 1) -> None:
         if point not in CRASH_POINTS:
@@ -47,6 +50,8 @@ class CrashPoints:
         self.hits[point] += 1
         if self._armed[point] > 0:
             self._armed[point] -= 1
+            if self.on_crash is not None:
+                self.on_crash(point)
             raise SimulatedCrash(point)
 
 

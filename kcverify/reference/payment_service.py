@@ -7,6 +7,8 @@ a crash or a broker outage in between loses the event); that path survives only 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -30,15 +32,48 @@ from kcverify.reference.problems import (
 )
 
 COMPONENT = "payment-service"
+MAX_JSON_DEPTH = 64  # far beyond any real metadata; deeper bodies would break the stores' encoders
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def _interop_problem(body: Any) -> str | None:
+    """What would make the body unstorable (I-JSON, RFC 7493): an unpaired surrogate, or nesting too deep
+    for the encoders downstream. NaN/Infinity are refused while parsing."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                return "request body contains an unpaired UTF-16 surrogate"
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"request body is nested deeper than {MAX_JSON_DEPTH} levels"
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise bad_request(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
+    problem = _interop_problem(body)
+    if problem:
+        raise bad_request(problem)
     return body
 
 
@@ -93,6 +128,8 @@ class PaymentService:
         """The gateway's callback (P2): signed, may change only status and provider ids. A repeat of the
         current status is a no-op 200 (P4); an illegal transition is a 409."""
         require_payment_id(payment_id)
+        if signature is not None and not signature.isascii():
+            signature = None  # a header is latin-1 text; a non-hex one can only be wrong (compare_digest raises)
         if not signature_valid(self._secret, raw, signature) and not self._defects.on("unsigned-confirm"):
             raise unauthorized("X-Signature is missing or is not the HMAC-SHA256 of the body")
         body = parse_json_object(raw)

@@ -27,6 +27,9 @@ class Settings:
     retry_attempts: int = 3
     retry_backoff: tuple[float, ...] = (1.0, 2.0)
     reconcile_grace: float = 60.0
+    # How long the cache invalidator waits before retrying a failed delete. The real stack's processes
+    # use a short one: on real time, "the next 50 cache calls fail" would otherwise take 50 s to drain.
+    invalidator_retry: float = 1.0
     partitions: int = 3
     relay_batch: int = 100
     defects: frozenset[str] = field(default_factory=frozenset)

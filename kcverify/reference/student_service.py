@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,10 @@ class StudentService:
         self._settings = settings
         self._defects = defects
         self._tracer = tracer
+        # Test-only pause point between the two halves of a served read (rows loaded and version taken,
+        # nothing stored yet). The real stack's control endpoint sets it to hold one student's read
+        # there, which is what the embedded target's begin_read/finish_read do in-process. None: off.
+        self.between_halves: Callable[[PendingRead], None] | None = None
 
     def authorize(self, authorization: str | None, student_id: str, *, admin_only: bool = False) -> None:
         """S1/S4: 401 without a valid bearer token; 403 for anyone but the student (or an admin)."""
@@ -92,7 +97,10 @@ class StudentService:
             raise forbidden(f"{principal.subject} may not read the learning view of {student_id}")
 
     def read(self, student_id: str) -> LearningResponse:
-        return self.finish_read(self.begin_read(student_id))
+        pending = self.begin_read(student_id)
+        if self.between_halves is not None:
+            self.between_halves(pending)
+        return self.finish_read(pending)
 
     def begin_read(self, student_id: str) -> PendingRead:
         _check_student_id(student_id)

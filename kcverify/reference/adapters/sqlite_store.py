@@ -1,10 +1,11 @@
 """The embedded stores: payments_db and courses_db on SQLite (`SqlitePaymentStore`, `SqliteCourseStore`).
 
-The schema is `contracts/db/sqlite/<database>.sql`, executed on open (idempotent); `ddl()` loads any of
-the four DDL files, so no DDL lives in Python. Every port method is one transaction on one connection
-guarded by a lock: the embedded system is single-threaded, but the HTTP app may call from a worker
-thread. Writes use BEGIN IMMEDIATE, so the check-then-insert of `record_purchase` cannot interleave
-with another writer, even another process on the same file.
+The schema is `contracts/db/sqlite/<database>.sql`, executed on open (idempotent); `ddl()` (in sql.py,
+shared with the PostgreSQL stores) loads any of the four DDL files, so no DDL lives in Python. Every
+port method is one transaction on one connection guarded by a lock: the embedded system is
+single-threaded, but the HTTP app may call from a worker thread. Writes use BEGIN IMMEDIATE, so the
+check-then-insert of `record_purchase` cannot interleave with another writer, even another process on
+the same file.
 
 Errors: a transient SQLite failure (busy/locked, cannot open, I/O) is `StoreUnavailable`; a broken
 constraint that is not an expected race is `ConstraintViolation` (a ValueError: bad data or a bug,
@@ -17,53 +18,24 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
-from kcverify.contracts import contracts_dir
 from kcverify.core.clock import Clock, SystemClock
 from kcverify.core.errors import StoreUnavailable
+from kcverify.reference.adapters.sql import (
+    COURSES_DB,
+    PAYMENTS_DB,
+    ConstraintViolation,
+    OutboxRow,
+    ProcessedEvent,
+    RowNotFound,
+    ddl,
+)
 from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
 
-PAYMENTS_DB = "payments_db"
-COURSES_DB = "courses_db"
-
-
-class ConstraintViolation(ValueError):
-    """A write broke a table constraint other than the one race the port tolerates (a purchase for the
-    same payment): a CHECK (purchaseTier 250, amountCents 0, an unknown status), NOT NULL, a value of
-    the wrong type, a duplicate primary key. Nothing was written. Bad data or a bug: never transient,
-    do not retry. Meant to be shared by every store adapter (PostgreSQL raises it too)."""
-
-
-class RowNotFound(LookupError):
-    """`save_status` named a payment that was never inserted. Nothing was written."""
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """An outbox row with its publication time (None while pending), for evidence."""
-
-    message: OutboxMessage
-    published_at: float | None
-
-
-@dataclass(frozen=True)
-class ProcessedEvent:
-    """A processed_events tracking row (W6), for evidence."""
-
-    consumer: str
-    idempotency_key: str
-    processed_at: float
-
-
-def ddl(dialect: str, database: str) -> str:
-    """The DDL of `contracts/db/<dialect>/<database>.sql`; dialect `sqlite` | `postgres`, database
-    `payments_db` | `courses_db`. Every statement in it is idempotent."""
-    if dialect not in ("sqlite", "postgres") or database not in (PAYMENTS_DB, COURSES_DB):
-        raise ValueError(f"no DDL for {dialect}/{database}")
-    return (contracts_dir() / "db" / dialect / f"{database}.sql").read_text(encoding="utf-8")
-
+# The shared names (now in sql.py) stay importable from here, as before.
+__all__ = ["COURSES_DB", "PAYMENTS_DB", "ConstraintViolation", "OutboxRow", "ProcessedEvent", "RowNotFound",
+           "SqliteCourseStore", "SqlitePaymentStore", "ddl"]
 
 # SQLite result codes (extended names start with these) that mean "try again later", not "bad SQL".
 _TRANSIENT_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL",

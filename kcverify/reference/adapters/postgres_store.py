@@ -1,0 +1,412 @@
+"""The real stores: payments_db and courses_db on PostgreSQL (`PostgresPaymentStore`,
+`PostgresCourseStore`), the twins of sqlite_store.py, held to the same conformance suites.
+
+- Connections: psycopg 3 through a small `psycopg_pool.ConnectionPool` (1..4 connections by default),
+  opened on construction and checked on checkout, so a server restart costs one failed call at most.
+  `close()` closes the pool.
+- Schema: `contracts/db/postgres/<database>.sql`, applied on construction. Every statement is
+  idempotent, but two processes running `CREATE TABLE IF NOT EXISTS` at once can still collide in
+  PostgreSQL's catalogue, so the DDL runs under a transaction-scoped advisory lock. The tables go to the
+  first schema of the connection's `search_path` (the tests give each test its own schema that way).
+- Transactions: every port method is one transaction (autocommit connections, explicit
+  `conn.transaction()` blocks), READ COMMITTED. `record_purchase` checks processed_events, then inserts;
+  two workers racing on the same payment meet at the UNIQUE index: the loser's INSERT waits for the
+  winner's commit, fails with a unique violation, its transaction is rolled back, and the adapter checks
+  (in a new transaction) that the winner's row really exists before answering False, as the port says.
+- Timestamps: the port's float epoch seconds <-> TIMESTAMPTZ, microsecond precision. A float with more
+  digits than that comes back rounded to the microsecond (floats with few binary digits, such as the
+  manual clock's, round-trip exactly). Stored in UTC; the session time zone does not matter.
+- JSON: metadata and headers are JSONB written with `Jsonb` and read with `json.loads`, never coerced:
+  10 stays an int, "10" a string, 2.5 a float, key order is not kept (dicts compare without it).
+  JSONB refuses NaN/Infinity (refused before the write, as SQLite does) and `\\u0000` in strings
+  (a ConstraintViolation here, accepted by SQLite).
+- Ordering: ties on a timestamp are broken by id with `COLLATE "C"` (byte order), which is SQLite's
+  default text order, whatever the database's collation.
+
+Errors: connection failures and timeouts (`psycopg.OperationalError`, which includes the pool's
+`PoolTimeout`, serialization failures and cancelled statements) are `StoreUnavailable`; a broken
+constraint or a value PostgreSQL rejects (`IntegrityError`, `DataError`) is `ConstraintViolation`;
+`save_status` on a payment never inserted is `RowNotFound`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from kcverify.core.clock import Clock, SystemClock
+from kcverify.core.errors import StoreUnavailable
+from kcverify.reference.adapters.sql import (
+    COURSES_DB,
+    PAYMENTS_DB,
+    ConstraintViolation,
+    OutboxRow,
+    ProcessedEvent,
+    RowNotFound,
+    ddl,
+)
+from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
+
+# The constraint names of contracts/db/postgres/courses_db.sql that mean "a rival won the race".
+PURCHASE_PAYMENT_UNIQUE = "purchases_payment_id_unique"
+PROCESSED_EVENTS_PKEY = "processed_events_pkey"
+
+# One key for every kcverify DDL run: serializes concurrent `CREATE ... IF NOT EXISTS` (see docstring).
+_DDL_LOCK = 0x6B63_7665_7269_6679  # "kcverify"
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+
+def _to_db_time(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _from_db_time(value: datetime) -> float:
+    # aware datetime: exact integer microseconds divided once, the closest float to the stored instant
+    return value.timestamp()
+
+
+def _opt_time(value: datetime | None) -> float | None:
+    return None if value is None else _from_db_time(value)
+
+
+def _dumps(value: Any) -> str:
+    # No coercion; NaN/Infinity are not JSON, refuse them (as sqlite_store does).
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _jsonb(value: Any) -> Jsonb:
+    _dumps(value)  # raise ValueError here, before the transaction, not inside the driver
+    return Jsonb(value, dumps=_dumps)
+
+
+class _Database:
+    """A connection pool on one database, and transactions on it."""
+
+    def __init__(self, dsn: str, database: str, *, min_size: int, max_size: int, timeout: float,
+                 connect_timeout: float, application_name: str | None) -> None:
+        self.dsn = dsn
+        self._name = database
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+            name=f"kcverify-{database}",
+            # a connection broken while idle (server restart) is replaced on checkout, not handed out
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "connect_timeout": max(1, round(connect_timeout)),
+                    "application_name": application_name or f"kcverify-{database}"},
+            connection_class=psycopg.Connection[Row],
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except psycopg.OperationalError as exc:
+            self._pool.close()  # else its workers go on trying to connect in the background
+            reason = _why_not(dsn, connect_timeout) or str(exc)
+            raise StoreUnavailable(f"{database}: cannot connect to {_redacted(dsn)}: {reason}") from exc
+        try:
+            with self.transaction() as conn:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+                conn.execute(ddl("postgres", database))
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        """One transaction on a pooled connection: COMMIT at the end, ROLLBACK on any exception
+        (SimulatedCrash included: a crashed process's transaction never commits)."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"{self._name}: {exc}") from exc
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            raise _Constraint(exc) from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class _Constraint(ConstraintViolation):
+    """A ConstraintViolation that keeps the driver's error, so `record_purchase` can tell a lost race
+    (by the constraint's name) from bad data."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause).strip())
+        self.cause = cause
+        self.constraint: str | None = cause.diag.constraint_name
+        self.unique = isinstance(cause, pg_errors.UniqueViolation)
+
+
+def _why_not(dsn: str, connect_timeout: float) -> str | None:
+    """The driver's own reason a connection fails ("Connection refused", "database does not exist"):
+    the pool only says it timed out."""
+    try:
+        psycopg.connect(dsn, connect_timeout=max(1, round(connect_timeout))).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparsable dsn>"
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+class _PostgresOutboxStore:
+    """The outbox half shared by both databases, plus the helpers common to both stores."""
+
+    def __init__(self, dsn: str, database: str, clock: Clock | None, *, min_size: int, max_size: int,
+                 timeout: float, connect_timeout: float, application_name: str | None) -> None:
+        self._db = _Database(dsn, database, min_size=min_size, max_size=max_size, timeout=timeout,
+                             connect_timeout=connect_timeout, application_name=application_name)
+        self._clock: Clock = clock or SystemClock()
+
+    @property
+    def dsn(self) -> str:
+        return self._db.dsn
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- OutboxStore -------------------------------------------------------------------------------
+
+    def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+        if limit <= 0:
+            return []
+        return self._read(
+            "SELECT id, topic, msg_key, value, headers, created_at FROM outbox"
+            " WHERE published_at IS NULL ORDER BY id LIMIT %s", (limit,), _outbox_message)
+
+    def mark_published(self, ids: Sequence[int], at: float) -> None:
+        """Idempotent: a row published twice (at least once delivery) keeps its first time."""
+        if not ids:
+            return
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE outbox SET published_at = %s WHERE id = ANY(%s) AND published_at IS NULL",
+                         (_to_db_time(at), [int(i) for i in ids]))
+
+    def enqueue_outbox(self, message: OutboxMessage) -> None:
+        with self._db.transaction() as conn:
+            self._insert_outbox(conn, message)
+
+    # --- helpers beyond the port --------------------------------------------------------------------
+
+    def outbox_rows(self) -> list[OutboxRow]:
+        """Every outbox row, published or not, by id (evidence)."""
+        return self._read("SELECT id, topic, msg_key, value, headers, created_at, published_at"
+                          " FROM outbox ORDER BY id", (),
+                          lambda row: OutboxRow(_outbox_message(row), _opt_time(row["published_at"])))
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _read(self, query: str, params: Sequence[Any], convert: Callable[[Row], T]) -> list[T]:
+        with self._db.transaction() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [convert(row) for row in rows]
+
+    def _read_one(self, query: str, params: Sequence[Any], convert: Callable[[Row], T]) -> T | None:
+        found = self._read(query, params, convert)
+        return found[0] if found else None
+
+    def _insert_outbox(self, conn: psycopg.Connection[Row], message: OutboxMessage) -> int:
+        """`message.created_at` 0.0 (the default) means "now" by the store's clock; `message.id` is
+        ignored: the store assigns ids."""
+        created_at = message.created_at or self._clock.now()
+        headers = _jsonb([[name, value] for name, value in message.headers])
+        row = conn.execute(
+            "INSERT INTO outbox (topic, msg_key, value, headers, created_at) VALUES (%s, %s, %s, %s, %s)"
+            " RETURNING id",
+            (message.topic, message.key, message.value, headers, _to_db_time(created_at))).fetchone()
+        assert row is not None
+        return int(row["id"])
+
+
+def _outbox_message(row: Row) -> OutboxMessage:
+    headers = tuple((str(name), str(value)) for name, value in row["headers"])
+    return OutboxMessage(topic=row["topic"], key=row["msg_key"], value=bytes(row["value"]),
+                         headers=headers, id=int(row["id"]), created_at=_from_db_time(row["created_at"]))
+
+
+_PAYMENT_COLUMNS = ("id, student_id, course_id, amount_cents, currency, status, provider,"
+                    " provider_payment_id, metadata, created_at, confirmed_at")
+
+
+def _payment(row: Row) -> Payment:
+    return Payment(
+        id=row["id"], student_id=row["student_id"], course_id=row["course_id"],
+        amount_cents=int(row["amount_cents"]), currency=row["currency"], status=PaymentStatus(row["status"]),
+        provider=row["provider"], provider_payment_id=row["provider_payment_id"],
+        metadata=row["metadata"], created_at=_from_db_time(row["created_at"]),
+        confirmed_at=_opt_time(row["confirmed_at"]),
+    )
+
+
+class PostgresPaymentStore(_PostgresOutboxStore):
+    """payments_db on PostgreSQL (see the module docstring). `clock` stamps outbox rows whose
+    created_at is unset. `pool_min`/`pool_max`: pool size; `timeout`: seconds to wait for a pooled
+    connection (and for the pool to open) before StoreUnavailable; `connect_timeout`: per connection
+    attempt; `application_name`: how the connections show in pg_stat_activity (default
+    `kcverify-payments_db`). Raises StoreUnavailable when the server cannot be reached on construction."""
+
+    def __init__(self, dsn: str, *, clock: Clock | None = None, pool_min: int = 1, pool_max: int = 4,
+                 timeout: float = 5.0, connect_timeout: float = 3.0, application_name: str | None = None) -> None:
+        super().__init__(dsn, PAYMENTS_DB, clock, min_size=pool_min, max_size=pool_max, timeout=timeout,
+                         connect_timeout=connect_timeout, application_name=application_name)
+
+    def insert_payment(self, payment: Payment) -> None:
+        metadata = _jsonb(payment.metadata)
+        with self._db.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO payments ({_PAYMENT_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (payment.id, payment.student_id, payment.course_id, payment.amount_cents, payment.currency,
+                 str(payment.status), payment.provider, payment.provider_payment_id, metadata,
+                 _to_db_time(payment.created_at),
+                 None if payment.confirmed_at is None else _to_db_time(payment.confirmed_at)))
+
+    def get_payment(self, payment_id: str) -> Payment | None:
+        return self._read_one(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = %s", (payment_id,),
+                              _payment)
+
+    def save_status(self, payment: Payment, outbox: OutboxMessage | None) -> None:
+        """P3. Writes status, provider, provider_payment_id and confirmed_at only (courseId, amount and
+        metadata are immutable, P2), then the outbox row, in one transaction."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE payments SET status = %s, provider = %s, provider_payment_id = %s, confirmed_at = %s"
+                " WHERE id = %s",
+                (str(payment.status), payment.provider, payment.provider_payment_id,
+                 None if payment.confirmed_at is None else _to_db_time(payment.confirmed_at), payment.id))
+            if cursor.rowcount != 1:
+                raise RowNotFound(f"payment {payment.id} does not exist")
+            if outbox is not None:
+                self._insert_outbox(conn, outbox)
+
+    def find_succeeded(self, payment_id: str, student_id: str) -> Payment | None:
+        return self._read_one(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = %s AND student_id = %s"
+            " AND status = 'succeeded'", (payment_id, student_id), _payment)
+
+    def succeeded_confirmed_before(self, before: float) -> list[Payment]:
+        """Oldest confirmation first."""
+        return self._read(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'succeeded' AND confirmed_at <= %s"
+            ' ORDER BY confirmed_at, id COLLATE "C"', (_to_db_time(before),), _payment)
+
+    def all_payments(self) -> list[Payment]:
+        """Oldest first (created_at, then id)."""
+        return self._read(f'SELECT {_PAYMENT_COLUMNS} FROM payments ORDER BY created_at, id COLLATE "C"', (),
+                          _payment)
+
+
+_PURCHASE_COLUMNS = ("id, payment_id, student_id, course_id, purchase_tier, metadata, metadata_source,"
+                     " is_active, created_at")
+
+
+def _purchase(row: Row) -> Purchase:
+    return Purchase(
+        id=row["id"], payment_id=row["payment_id"], student_id=row["student_id"],
+        course_id=row["course_id"], purchase_tier=int(row["purchase_tier"]), metadata=row["metadata"],
+        metadata_source=row["metadata_source"], is_active=bool(row["is_active"]),
+        created_at=_from_db_time(row["created_at"]),
+    )
+
+
+class PostgresCourseStore(_PostgresOutboxStore):
+    """courses_db on PostgreSQL (see the module docstring). `clock` stamps processed_events rows and
+    outbox rows whose created_at is unset; the other options are PostgresPaymentStore's."""
+
+    def __init__(self, dsn: str, *, clock: Clock | None = None, pool_min: int = 1, pool_max: int = 4,
+                 timeout: float = 5.0, connect_timeout: float = 3.0, application_name: str | None = None) -> None:
+        super().__init__(dsn, COURSES_DB, clock, min_size=pool_min, max_size=pool_max, timeout=timeout,
+                         connect_timeout=connect_timeout, application_name=application_name)
+
+    def record_purchase(self, purchase: Purchase, consumer: str, idempotency_key: str,
+                        outbox: OutboxMessage | None, *, track: bool = True) -> bool:
+        """W6. False, nothing written, when the key was processed or the payment has a purchase (also
+        when a concurrent worker wins either race while this one runs). Any other broken constraint
+        (purchaseTier 250, a reused purchase id) is ConstraintViolation."""
+        metadata = _jsonb(purchase.metadata)
+        try:
+            with self._db.transaction() as conn:
+                if track and self._processed(conn, consumer, idempotency_key):
+                    return False
+                conn.execute(
+                    f"INSERT INTO student_course_purchases ({_PURCHASE_COLUMNS})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (purchase.id, purchase.payment_id, purchase.student_id, purchase.course_id,
+                     purchase.purchase_tier, metadata, purchase.metadata_source, purchase.is_active,
+                     _to_db_time(purchase.created_at)))
+                if track:
+                    conn.execute("INSERT INTO processed_events (consumer, idempotency_key, processed_at)"
+                                 " VALUES (%s, %s, %s)", (consumer, idempotency_key, _to_db_time(self._clock.now())))
+                if outbox is not None:
+                    self._insert_outbox(conn, outbox)
+                return True
+        except _Constraint as exc:
+            # Rolled back. A lost race is checked, not assumed: only an existing purchase for this
+            # payment (or, under concurrency, an existing tracking row) turns the error into False.
+            if (exc.unique and exc.constraint == PURCHASE_PAYMENT_UNIQUE
+                    and self.purchase_for_payment(purchase.payment_id) is not None):
+                return False
+            if (track and exc.unique and exc.constraint == PROCESSED_EVENTS_PKEY
+                    and self.is_processed(consumer, idempotency_key)):
+                return False
+            raise
+
+    def is_processed(self, consumer: str, idempotency_key: str) -> bool:
+        with self._db.transaction() as conn:
+            return self._processed(conn, consumer, idempotency_key)
+
+    def mark_processed(self, consumer: str, idempotency_key: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO processed_events (consumer, idempotency_key, processed_at)"
+                         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                         (consumer, idempotency_key, _to_db_time(self._clock.now())))
+
+    def purchases_for_student(self, student_id: str) -> list[Purchase]:
+        """Active purchases, oldest first (created_at, then id)."""
+        return self._read(
+            f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases WHERE student_id = %s AND is_active"
+            ' ORDER BY created_at, id COLLATE "C"', (student_id,), _purchase)
+
+    def purchase_for_payment(self, payment_id: str) -> Purchase | None:
+        return self._read_one(f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases WHERE payment_id = %s",
+                              (payment_id,), _purchase)
+
+    def all_purchases(self) -> list[Purchase]:
+        """Active or not, oldest first (created_at, then id)."""
+        return self._read(
+            f'SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases ORDER BY created_at, id COLLATE "C"', (),
+            _purchase)
+
+    # --- helpers beyond the port --------------------------------------------------------------------
+
+    def processed_events(self) -> list[ProcessedEvent]:
+        """Every tracking row, by processing time (evidence). Rows stamped at the same instant come in
+        key order (PostgreSQL has no insertion order to fall back on, unlike SQLite's rowid)."""
+        return self._read(
+            'SELECT consumer, idempotency_key, processed_at FROM processed_events'
+            ' ORDER BY processed_at, consumer COLLATE "C", idempotency_key COLLATE "C"', (),
+            lambda row: ProcessedEvent(row["consumer"], row["idempotency_key"], _from_db_time(row["processed_at"])))
+
+    @staticmethod
+    def _processed(conn: psycopg.Connection[Row], consumer: str, idempotency_key: str) -> bool:
+        row = conn.execute("SELECT 1 FROM processed_events WHERE consumer = %s AND idempotency_key = %s",
+                           (consumer, idempotency_key)).fetchone()
+        return row is not None
