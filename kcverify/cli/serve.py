@@ -1,13 +1,18 @@
-"""`kcverify serve --embedded`: the embedded reference as a real HTTP server, to click through with curl.
+"""`kcverify serve`: the reference as real HTTP servers and processes.
 
-`serve` takes an optional COMPONENT so the real-stack processes (`kcverify serve payment`, `... worker`,
-...) can be added as values later without changing how `--embedded` is spelled; until then they exit 2
-with what they need. Exit codes: 0 stopped cleanly (Ctrl-C / SIGTERM), 2 wrong usage or a port that
-cannot be bound."""
+- `kcverify serve --embedded`: the whole flow in one process (SQLite, an in-process log, an in-memory
+  cache), to click through with curl (docs/serve.md).
+- `kcverify serve payment|student|worker|relay|reconciler`: ONE component as its own process on the real
+  stack (PostgreSQL, Kafka, Redis) that `kcverify stack up` started; the settings come from the stack's
+  stack.json. The stack target (`kcverify run --target stack`) starts these itself (docs/targets.md).
+
+Exit codes: 0 stopped cleanly (Ctrl-C / SIGTERM), 1 a server failed while running, 2 wrong usage, no
+running stack, or a port that cannot be bound."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -19,8 +24,9 @@ import click
 from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.defects import BY_NAME
 
-# The real-stack processes `serve` will run one day, one per value.
+# The real-stack processes, one per value (kcverify.reference.processes.PROCESS_KINDS).
 STACK_COMPONENTS = ("payment", "student", "worker", "relay", "reconciler")
+DEFAULT_PORTS = {"payment": 8081, "student": 8082}
 
 EXAMPLE_METADATA = {"startDate": "2026-03-02", "classTime": "18:30", "classTypeId": "group-conversation",
                     "scheduleType": "weekly", "sessionCount": 10}
@@ -75,39 +81,125 @@ def walkthrough(payment_url: str, student_url: str, webhook_secret: str, auth_se
 @click.argument("component", required=False, type=click.Choice(STACK_COMPONENTS))
 @click.option("--embedded", is_flag=True,
               help="Run the whole embedded reference (both services and every component) in this process.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface both services listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the services listen on.")
 @click.option("--payment-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
-              help="Payment service port (0: any free port).")
+              help="--embedded: payment service port (0: any free port).")
 @click.option("--student-port", type=click.IntRange(0, 65535), default=8082, show_default=True,
-              help="Student service port (0: any free port).")
+              help="--embedded: student service port (0: any free port).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep payments_db and courses_db as SQLite files here, across restarts. "
+              help="--embedded: keep payments_db and courses_db as SQLite files here, across restarts. "
                    "Default: a temporary directory, deleted on exit.")
-@click.option("--in-memory", is_flag=True, help="In-memory SQLite databases instead of files.")
+@click.option("--in-memory", is_flag=True, help="--embedded: in-memory SQLite databases instead of files.")
 @click.option("--defect", "defects", multiple=True, type=click.Choice(sorted(BY_NAME)), metavar="NAME",
               help="Switch on a named defect (repeatable); see docs/defects.md.")
 @click.option("--trace/--no-trace", default=True, show_default=True,
-              help="Print one line per hop (payment saved, event published, purchase recorded...) on stderr.")
+              help="--embedded: print one line per hop (payment saved, event published, ...) on stderr.")
 @click.option("--access-log", is_flag=True, help="Also log every HTTP request on stderr.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="KCVERIFY_STATE_DIR",
+              help="COMPONENT: the stack's state directory (default ./.kcverify/stack); its stack.json "
+                   "has the PostgreSQL, Kafka and Redis addresses.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="COMPONENT payment/student: HTTP port (default 8081 / 8082; 0: any free port).")
+@click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="COMPONENT: append the component's trace records here, one JSON object a line "
+                   "(default: stderr).")
+@click.option("--outbox", "outboxes", multiple=True, type=click.Choice(("payments", "courses")),
+              help="COMPONENT relay: which outbox to relay (repeatable; default both).")
+@click.option("--reconcile-grace", type=click.FloatRange(min=0), default=None, envvar="KCVERIFY_RECONCILE_GRACE",
+              help="COMPONENT reconciler: seconds a succeeded payment may lack its purchase before its "
+                   "confirmation is re-published (default 60; the stack target uses 5).")
+@click.option("--reconcile-every", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
+              help="COMPONENT reconciler: seconds between two scans.")
+@click.option("--invalidator-retry", type=click.FloatRange(min=0.01), default=None,
+              help="COMPONENT student: seconds before the cache invalidator retries a failed delete "
+                   "(default 1; the stack target uses 0.1).")
+@click.option("--control-port", type=click.IntRange(0, 65535), default=None,
+              help="TEST ONLY: serve the control endpoint (faults, crash points, hold/step, read pause) on "
+                   "this port. Never on by default; never expose it.")
+@click.option("--held", is_flag=True, hidden=True, help="TEST ONLY (with --control-port): start every loop held.")
+@click.option("--faults-file", type=click.Path(dir_okay=False, path_type=Path), default=None, hidden=True,
+              help="TEST ONLY (with --control-port): a fault table shared with the other processes.")
+@click.option("--parent-pid", type=int, default=None, hidden=True,
+              help="TEST ONLY: stop when this process is no longer the parent.")
 def serve(component: str | None, embedded: bool, host: str, payment_port: int, student_port: int,
-          data_dir: Path | None, in_memory: bool, defects: tuple[str, ...], trace: bool, access_log: bool) -> None:
-    """Serve the reference over HTTP. Today: `kcverify serve --embedded`, the whole flow in one process
-    with real time, ready for curl. Stop it with Ctrl-C or SIGTERM."""
+          data_dir: Path | None, in_memory: bool, defects: tuple[str, ...], trace: bool, access_log: bool,
+          state_dir: Path | None, port: int | None, trace_file: Path | None, outboxes: tuple[str, ...],
+          reconcile_grace: float | None, reconcile_every: float, invalidator_retry: float | None,
+          control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None) -> None:
+    """Serve the reference: `--embedded` runs the whole flow in one process with real time, ready for
+    curl; COMPONENT runs one component of it as its own process on the stack of `kcverify stack up`.
+    Stop it with Ctrl-C or SIGTERM."""
     if component is not None and embedded:
         raise click.UsageError("--embedded runs every component; do not name one")
-    if not embedded:
-        if component is None:
-            click.echo("kcverify serve: say what to serve: `kcverify serve --embedded` runs the whole flow in one "
-                       f"process; single components ({', '.join(STACK_COMPONENTS)}) are not available yet: "
-                       "they need the real stack (kcverify stack up).", err=True)
-        else:
-            click.echo(f"kcverify serve: `kcverify serve {component}` is not available yet: it needs the real stack "
-                       "(kcverify stack up). For the whole flow in one process, use `kcverify serve --embedded`.",
-                       err=True)
-        sys.exit(2)
+    if not embedded and component is None:
+        raise click.UsageError("say what to serve: `kcverify serve --embedded` runs the whole flow in one "
+                               f"process; `kcverify serve COMPONENT` ({', '.join(STACK_COMPONENTS)}) runs one "
+                               "component on the real stack (kcverify stack up)")
+    if component is not None:
+        if data_dir is not None or in_memory:
+            raise click.UsageError("--data-dir and --in-memory are for --embedded; a component keeps its "
+                                   "data in the stack's PostgreSQL")
+        if (held or faults_file is not None) and control_port is None:
+            raise click.UsageError("--held and --faults-file need --control-port")
+        if outboxes and component != "relay":
+            raise click.UsageError("--outbox is for `serve relay`")
+        if port is not None and component not in DEFAULT_PORTS:
+            raise click.UsageError("--port is for `serve payment` and `serve student`")
+        _serve_component(component, host, port, state_dir, defects, trace_file, outboxes, reconcile_grace,
+                         reconcile_every, invalidator_retry, control_port, held, faults_file, parent_pid,
+                         access_log)
+        return
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")
     _serve_embedded(host, payment_port, student_port, data_dir, in_memory, defects, trace, access_log)
+
+
+def _serve_component(component: str, host: str, port: int | None, state_dir: Path | None,
+                     defects: tuple[str, ...], trace_file: Path | None, outboxes: tuple[str, ...],
+                     reconcile_grace: float | None, reconcile_every: float, invalidator_retry: float | None,
+                     control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None,
+                     access_log: bool) -> None:
+    # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
+    from kcverify.reference.processes import ComponentProcess, ProcessOptions
+    from kcverify.reference.settings import Settings
+    from kcverify.stack import StackError, load_settings
+
+    try:
+        stack = load_settings(state_dir)
+    except StackError as exc:
+        click.echo(f"kcverify serve {component}: {exc}", err=True)
+        sys.exit(2)
+    overrides: dict[str, float] = {}
+    if reconcile_grace is not None:
+        overrides["reconcile_grace"] = reconcile_grace
+    if invalidator_retry is not None:
+        overrides["invalidator_retry"] = invalidator_retry
+    settings = Settings(mode="stack", payments_dsn=stack["payments_dsn"], courses_dsn=stack["courses_dsn"],
+                        kafka_bootstrap=stack["kafka_bootstrap"], redis_url=stack["redis_url"],
+                        defects=frozenset(defects), **overrides)  # type: ignore[arg-type]
+    options = ProcessOptions(kind=component, host=host, port=DEFAULT_PORTS.get(component, 0) if port is None else port,
+                             control_port=control_port, trace_file=trace_file, faults_file=faults_file, held=held,
+                             outboxes=outboxes or ("payments", "courses"), reconcile_every=reconcile_every,
+                             parent_pid=parent_pid, access_log=access_log)
+    try:
+        process = ComponentProcess(settings, options)
+    except OSError as exc:
+        click.echo(f"kcverify serve {component}: cannot listen on {host} (port {options.port}"
+                   + (f", control port {control_port}" if control_port is not None else "") + f"): {exc}", err=True)
+        sys.exit(2)
+    lines = [f"kcverify serve {component}: pid {os.getpid()}, stack {stack.get('state_dir', state_dir or '')}"]
+    if process.service_url:
+        lines.append(f"  {component} service  {process.service_url}")
+    if process.control_url:
+        lines.append(f"  control (TEST ONLY)  {process.control_url}")
+    if defects:
+        lines.append(f"  defects          {', '.join(sorted(defects))} (NOT the spec)")
+    click.echo("\n".join(lines))
+    sys.stdout.flush()
+    status = process.run()
+    click.echo(f"kcverify serve {component}: stopped", err=True)
+    sys.exit(status)
 
 
 def _serve_embedded(host: str, payment_port: int, student_port: int, data_dir: Path | None, in_memory: bool,

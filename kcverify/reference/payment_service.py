@@ -128,8 +128,6 @@ class PaymentService:
         """The gateway's callback (P2): signed, may change only status and provider ids. A repeat of the
         current status is a no-op 200 (P4); an illegal transition is a 409."""
         require_payment_id(payment_id)
-        if signature is not None and not signature.isascii():
-            signature = None  # a header is latin-1 text; a non-hex one can only be wrong (compare_digest raises)
         if not signature_valid(self._secret, raw, signature) and not self._defects.on("unsigned-confirm"):
             raise unauthorized("X-Signature is missing or is not the HMAC-SHA256 of the body")
         body = parse_json_object(raw)

@@ -74,6 +74,9 @@ class TargetInfo:
 
 
 class Target(Protocol):
+    """A target may also offer `close()`: the Runner calls it once at the end of a run (the stack
+    target stops its processes there). It is not part of the protocol, so targets without it conform."""
+
     info: TargetInfo
 
     def start(self, *, seed: int, defects: frozenset[str]) -> None:
