@@ -1,5 +1,5 @@
 """A single-node Apache Kafka broker in KRaft mode (broker and controller in one JVM), started with
-`java` from the jars kafka_libs.py caches, as /work/shared/KAFKA_LOCAL.md describes.
+`java` from the jars kafka_libs.py caches, as docs/stack.md describes.
 
 - Storage is formatted once with a random cluster id; a later start reuses it (topics survive `down`).
 - Listeners are 127.0.0.1 only (never `localhost`: it may resolve to ::1 while the broker is IPv4).

@@ -4,7 +4,7 @@ authentication on 127.0.0.1 only, no Unix socket, fsync off. Creates payments_db
 Running as root: PostgreSQL refuses to run as root (initdb and postgres both exit), so when kcverify
 runs as root the server runs as an unprivileged system user: $KCVERIFY_PG_USER if set, else `postgres`
 (created by Debian's postgresql packages), else `nobody`. Its directory is chown'ed to that user. That
-user must be able to reach the directory: when an ancestor is private (pytest's /tmp/pytest-of-root is
+user must be able to reach the directory: when an ancestor is private (pytest's temporary root is
 0700), the data lives in a 0700 directory under the system temp dir instead and
 `<state>/postgres` is a symlink to it. When not root, everything runs as the current user."""
 
