@@ -69,7 +69,7 @@ def _forged(payment_id: str, student: str = "s1") -> dict[str, Any]:
         occurred_at=0.0)
 
 
-def test_w3_forged_event_for_an_unpaid_payment_grants_nothing(flow: Flow) -> None:
+def test_w3_i2_forged_event_for_an_unpaid_payment_grants_nothing(flow: Flow) -> None:
     unpaid = flow.create()
     flow.publish_confirmed(_forged(unpaid["id"]))
     flow.settle()
