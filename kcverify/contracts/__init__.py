@@ -85,8 +85,26 @@ def validator(name: str) -> Draft202012Validator:
     )
 
 
+# Validation results by (schema, repr(instance)). Validation is a pure function of the two, and the same
+# bodies and events recur across the scenarios of a run and the schedules of `kcverify explore`, where
+# jsonschema was a quarter of the time. repr() keeps the types JSON Schema tells apart (10, 10.0, "10",
+# True). Bounded: cleared when full.
+_MEMO: dict[tuple[str, str], tuple[Violation, ...]] = {}
+MEMO_LIMIT = 4096
+
+
 def validate(name: str, instance: object) -> list[Violation]:
     """Every violation of the named schema, sorted by path; empty when the instance conforms."""
+    key = (name, repr(instance))
+    found = _MEMO.get(key)
+    if found is None:
+        if len(_MEMO) >= MEMO_LIMIT:
+            _MEMO.clear()
+        found = _MEMO[key] = tuple(_validate(name, instance))
+    return list(found)
+
+
+def _validate(name: str, instance: object) -> list[Violation]:
     found = []
     for error in validator(name).iter_errors(instance):
         parts = list(error.absolute_path)

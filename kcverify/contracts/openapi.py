@@ -16,7 +16,15 @@ from jsonschema import Draft202012Validator
 from referencing import Resource
 from referencing.jsonschema import DRAFT202012
 
-from kcverify.contracts import BASE_URI, FORMAT_CHECKER, Violation, _json_path, _registry, contracts_dir
+from kcverify.contracts import (
+    BASE_URI,
+    FORMAT_CHECKER,
+    MEMO_LIMIT,
+    Violation,
+    _json_path,
+    _registry,
+    contracts_dir,
+)
 
 SERVICES = ("payment-service", "student-service")
 
@@ -124,7 +132,18 @@ def validate_response(service: str, method: str, path: str, status: int, headers
         instance = json.loads(body)
     except ValueError as exc:
         return [*found, Violation("$", f"body is not JSON: {exc}")]
-    return found + _validate_schema(service, schema_pointer, instance)
+    memo_key = (service, schema_pointer, body)
+    violations = _BODY_MEMO.get(memo_key)
+    if violations is None:
+        if len(_BODY_MEMO) >= MEMO_LIMIT:
+            _BODY_MEMO.clear()
+        violations = _BODY_MEMO[memo_key] = tuple(_validate_schema(service, schema_pointer, instance))
+    return found + list(violations)
+
+
+# Schema results by (service, schema, body bytes): a pure function of the three, and the same bodies
+# recur across scenarios and explored schedules (see contracts.validate). Bounded: cleared when full.
+_BODY_MEMO: dict[tuple[str, str, bytes], tuple[Violation, ...]] = {}
 
 
 def _validate_schema(service: str, pointer: str, instance: Any) -> list[Violation]:

@@ -64,6 +64,9 @@ class System:
     invalidator: CacheInvalidator
     reconciler: Reconciler
     dlq_replayer: DeadLetterReplayer
+    # The same adapters without injected faults: for observers (a target's snapshot, a scenario's own
+    # publish), which must neither trip over a fault meant for the system nor use one up.
+    unfaulted: tuple[PaymentStore, CourseStore, Bus, Cache]
     down: set[str] = field(default_factory=set)
     crashed: list[tuple[str, str]] = field(default_factory=list)  # (component, crash point)
 
@@ -206,7 +209,8 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, i
     faults = faults or Faults()  # the real stack's processes pass one rule table they all share
     if adapters is None:
         adapters = _embedded_adapters(settings, clock) if embedded else _stack_adapters(settings, clock)
-    raw_payments, raw_courses, bus, raw_cache = adapters
+    raw_payments, raw_courses, raw_bus, raw_cache = adapters
+    bus = raw_bus
     for topic, partitions in TOPIC_PARTITIONS.items():
         bus.create_topic(topic, partitions or settings.partitions)
     payments = with_faults(raw_payments, "payments_db", faults)
@@ -233,4 +237,5 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, i
         reconciler=Reconciler(payments=payments, courses=courses, grace=settings.reconcile_grace,
                               defects=defects, **common),
         dlq_replayer=DeadLetterReplayer(bus=bus, tracer=tracer),
+        unfaulted=(raw_payments, raw_courses, raw_bus, raw_cache),
     )

@@ -48,6 +48,7 @@ class _InFlight:
     first_failed_at: float | None = None
     next_at: float = 0.0
     last_error: str = ""
+    letter: _Outcome | None = None  # handled to a dead letter the broker did not take: only it is retried
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,15 @@ class PurchaseWorker:
         return self._attempt(inflight)
 
     def _attempt(self, inflight: _InFlight) -> Step:
-        inflight.attempts += 1
         msg = inflight.message
-        self._tracer.emit(COMPONENT, "attempt", attempt=inflight.attempts, topic=msg.topic,
-                          partition=msg.partition, offset=msg.offset,
-                          eventId=(inflight.event or {}).get("eventId"))
-        outcome = self._handle(inflight)
+        if inflight.letter is not None:  # the handling is over (W7: no 4th attempt); publish the letter again
+            outcome = inflight.letter
+        else:
+            inflight.attempts += 1
+            self._tracer.emit(COMPONENT, "attempt", attempt=inflight.attempts, topic=msg.topic,
+                              partition=msg.partition, offset=msg.offset,
+                              eventId=(inflight.event or {}).get("eventId"))
+            outcome = self._handle(inflight)
         if outcome.step == Step.RETRY:
             now = self._clock.now()
             inflight.first_failed_at = inflight.first_failed_at or now
@@ -278,7 +282,7 @@ class PurchaseWorker:
             self._bus.publish(domain.TOPIC_DLQ, msg.key, domain.encode(letter.to_json()), msg.headers)
         except BusUnavailable as exc:
             inflight.next_at = now + self._settings.backoff(inflight.attempts)
-            inflight.attempts -= 1  # the handling did not fail again; only the dead letter waits
+            inflight.letter = outcome  # the handling did not fail again; only the dead letter waits
             self._tracer.emit(COMPONENT, "dead_letter_failed", error=str(exc))
             return False
         self._tracer.emit(COMPONENT, "dead_lettered", reason=outcome.reason, attempts=inflight.attempts,

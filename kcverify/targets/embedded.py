@@ -77,8 +77,7 @@ class EmbeddedTarget:
         return issue_token(self.system.settings.auth_secret, subject, role)
 
     def publish(self, topic: str, key: str | None, value: bytes) -> None:
-        bus = self.system.bus
-        getattr(bus, "inner", bus).publish(topic, key, value)
+        self.system.unfaulted[2].publish(topic, key, value)
 
     def step_component(self, component: str, times: int) -> None:
         for _ in range(times):
@@ -128,13 +127,13 @@ class EmbeddedTarget:
 
     def snapshot(self) -> Snapshot:
         system = self.system
-        bus = getattr(system.bus, "inner", system.bus)
+        payments, courses, bus, _ = system.unfaulted
         topics = {t: [BusRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
                       for m in bus.read_all(t)] for t in domain.TOPICS}
         return Snapshot(
             at=system.clock.now(),
-            payments=[p.to_json() for p in system.payment_store.all_payments()],
-            purchases=[p.to_json() for p in system.course_store.all_purchases()],
+            payments=[p.to_json() for p in payments.all_payments()],
+            purchases=[p.to_json() for p in courses.all_purchases()],
             topics=topics,
             end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
             committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},

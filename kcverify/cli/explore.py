@@ -1,0 +1,130 @@
+"""`kcverify explore`: deterministic simulation of the embedded reference that searches interleavings
+for one that breaks a check, shrinks it and writes it as a scenario file (kcverify/explore/).
+Exit 0 nothing found within the budget, 1 a finding (written and replayed), 2 bad input, 3 kcverify
+broke (including a finding whose written file did not reproduce it)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kcverify.explore.explorer import (
+    DEFAULT_MAX_STEPS,
+    Budget,
+    ExploreOptions,
+    ExploreReport,
+    Finding,
+    Progress,
+)
+from kcverify.explore.explorer import (
+    explore as run_exploration,
+)
+from kcverify.explore.scenario_file import step_lines
+from kcverify.reference.defects import BY_NAME
+
+
+def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
+    try:
+        return Budget.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.command()
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the search. The same seed, defect and budget in schedules explore the same schedules.")
+@click.option("--budget", default="60s", show_default=True, callback=_budget, metavar="60s|2m|N",
+              help="When to stop searching: a time (60s, 2m) or a number of schedules (500).")
+@click.option("--defect", type=click.Choice(sorted(BY_NAME)), default=None, metavar="NAME",
+              help="Explore the reference with this defect switched on (see `kcverify mutants`).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("explore-findings"),
+              show_default=True, help="Directory for the scenario file of a finding.")
+@click.option("--max-steps", type=click.IntRange(1, 40), default=DEFAULT_MAX_STEPS, show_default=True,
+              help="Actions per generated schedule (the scenario adds the restarts a crash needs).")
+@click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_steps: int, no_color: bool,
+            debug: bool) -> None:
+    """Search interleavings of the embedded reference for a failing schedule; shrink it to a scenario."""
+    console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
+    options = ExploreOptions(seed=seed, defect=defect, budget=budget, max_steps=max_steps, out_dir=out_dir)
+    what = f"defect {defect}" if defect else "the reference (no defect)"
+    console.print(f"kcverify explore: seed {seed}, {what}, budget {budget}, up to {max_steps} actions a schedule")
+    try:
+        if console.is_terminal:
+            with console.status("exploring...") as status:
+                def show(progress: Progress) -> None:
+                    verb = "searching" if progress.phase == "search" else "shrinking"
+                    status.update(f"{verb}: {progress.schedules} schedules, {progress.seconds:.0f} s")
+
+                report = run_exploration(options, progress=show)
+        else:
+            report = run_exploration(options)
+    except Exception as exc:
+        click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
+                   err=True)
+        if debug:
+            traceback.print_exc()
+        sys.exit(3)
+    _print_report(console, report)
+    code = report.exit_code
+    if report.finding is not None and not (report.finding.reproduced and report.finding.passes_without_defect
+                                           in (True, None)):
+        code = 3
+    console.print(f"exit {code}")
+    sys.exit(code)
+
+
+def _print_report(console: Console, report: ExploreReport) -> None:
+    console.print(f"seed {report.seed}: {report.schedules} schedules in {report.seconds:.1f} s, "
+                  f"{report.rate:.1f} schedules/s (CPU {report.cpu_rate:.1f}/s)")
+    console.print(f"history sha256 {report.digest[:16]} (same seed, defect and budget in schedules: same history)")
+    _print_coverage(console, report)
+    if report.errors:
+        console.print(f"[yellow]{report.errors} schedule(s) could not be run to the end (see the finding)[/]")
+    if report.reference_failures:
+        console.print(f"[yellow]{report.reference_failures} failing schedule(s) failed without the defect too; "
+                      "`kcverify explore` without --defect explores the reference itself[/]")
+    if report.finding is None:
+        console.print("[green]no failure found[/] within the budget")
+        return
+    _print_finding(console, report, report.finding)
+
+
+def _print_finding(console: Console, report: ExploreReport, finding: Finding) -> None:
+    rules = ", ".join(finding.rules)
+    console.print(f"[red bold]FAILED[/]: the {finding.check} check ({rules})")
+    console.print(f"  {finding.message}", soft_wrap=True)
+    console.print(f"found after {finding.found_after} schedules ({finding.found_seconds:.1f} s); shrunk from "
+                  f"{finding.original_steps} to {len(finding.steps)} steps in {finding.shrink_runs} runs "
+                  f"({finding.shrink_seconds:.1f} s):")
+    for line in step_lines(finding.steps):
+        console.print(line, soft_wrap=True, markup=False)
+    console.print(f"written: {finding.path}", soft_wrap=True)
+    replay = f"kcverify run {finding.path}" + (f" --defect {report.defect}" if report.defect else "")
+    verdict = f"fails with {finding.check}" if finding.reproduced else "[red]does NOT fail[/] (please report)"
+    console.print(f"replayed: `{replay}` {verdict}", soft_wrap=True)
+    if finding.passes_without_defect is not None:
+        console.print("without the defect it passes" if finding.passes_without_defect
+                      else "[red]without the defect it fails too[/]")
+
+
+def _print_coverage(console: Console, report: ExploreReport) -> None:
+    table = Table(title="coverage over the schedules searched", title_justify="left", show_edge=False)
+    table.add_column("area")
+    table.add_column("name")
+    table.add_column("in steps", justify="right")
+    table.add_column("what happened")
+    effects = {"component": "crashed {}", "crash point": "fired {}", "fault": "failed {} call(s)"}
+    for area, name, count, happened in report.coverage.rows():
+        if area == "check":
+            table.add_row(area, name, "", f"judged {count}, failed {happened}")
+        else:
+            effect = effects[area].format(happened) if happened is not None and area in effects else ""
+            table.add_row(area, name, str(count), effect)
+    console.print(table)

@@ -1,0 +1,162 @@
+"""The explorer's target: the embedded reference, observed and called a little more directly.
+
+`ObservedTarget` is the `EmbeddedTarget` (same system, same bootstrap, same ASGI apps) with two
+differences, both for the explorer's sake:
+- it keeps a digest of everything a schedule observed (every HTTP exchange, every answered split read,
+  the final snapshot with every record and trace) and what its crash points and faults did, for the
+  exploration's history digest (determinism) and its coverage table;
+- it calls the ASGI apps directly instead of through httpx: one scope and one body message per request,
+  on one private event loop. httpx's request building and URL parsing cost a schedule more than the
+  apps themselves; the apps see the same method, path, headers and body, and the replay of every
+  finding (`kcverify run`, through httpx) confirms the result does not depend on the difference."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, MutableMapping
+from dataclasses import fields, is_dataclass, replace
+from typing import Any
+
+from kcverify.core.errors import SimulatedCrash
+from kcverify.reference.bootstrap import bootstrap
+from kcverify.targets.base import HttpReply, Snapshot
+from kcverify.targets.embedded import EmbeddedTarget
+
+
+class DirectAsgi:
+    """Calls an ASGI app in this process with a hand-built scope: no client library, no sockets."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._app = app
+        self._loop = loop
+
+    def request(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> HttpReply:
+        raw_headers = [(b"host", b"embedded")]
+        raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if body or method in ("POST", "PUT", "PATCH"):
+            raw_headers.append((b"content-length", str(len(body)).encode()))
+        path_only, _, query = path.partition("?")
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "scheme": "http", "path": path_only, "raw_path": path_only.encode(), "root_path": "",
+                 "query_string": query.encode(), "headers": raw_headers, "server": ("embedded", 80),
+                 "client": ("127.0.0.1", 50000)}
+        messages: list[MutableMapping[str, Any]] = []
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            messages.append(message)
+
+        self._loop.run_until_complete(self._app(scope, receive, send))
+        status = 500
+        reply_headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+        for message in messages:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for key, value in message.get("headers", []):
+                    name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+                    reply_headers[name] = f"{reply_headers[name]}, {text}" if name in reply_headers else text
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+        return HttpReply(status, reply_headers, b"".join(chunks))
+
+
+class ObservedTarget(EmbeddedTarget):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evidence = hashlib.sha256()
+        self.fired: list[tuple[str, str]] = []  # (component, crash point) of every crash
+        self.injected: Counter[str] = Counter()  # "resource.op" -> calls that failed
+        self.left_down: frozenset[str] = frozenset()  # components down after the final settle
+        self._last: Snapshot | None = None
+        self._direct: dict[str, DirectAsgi] = {}
+        self._loop = asyncio.new_event_loop()
+
+    def reset(self) -> None:
+        """Forget the previous schedule's observations."""
+        self.evidence = hashlib.sha256()
+        self.fired, self.injected, self.left_down, self._last = [], Counter(), frozenset(), None
+
+    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+        # EmbeddedTarget.start, without the httpx clients this target does not use: a fresh system from
+        # the same settings, and the two apps called directly on one event loop kept for every schedule.
+        self.stop()
+        self._system = bootstrap(replace(self._base, seed=seed, defects=defects))
+        self._direct = {"payment-service": DirectAsgi(self._system.payment_app(), self._loop),
+                        "student-service": DirectAsgi(self._system.student_app(), self._loop)}
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        try:
+            reply = self._direct[service].request(method, path, body or b"", headers or {})
+        except SimulatedCrash as crash:  # as EmbeddedTarget.http: the service died mid-request
+            self.system.tracer.emit(service, "crashed", point=crash.point)
+            reply = HttpReply(None, {}, b"", error=f"no response: {service} crashed at {crash.point}")
+        self.evidence.update(f"{service} {method} {path} {headers!r} {body!r} {reply!r}".encode())
+        return reply
+
+    def finish_read(self, handle: Any) -> HttpReply:
+        reply = super().finish_read(handle)
+        self.evidence.update(f"finish_read {reply!r}".encode())
+        return reply
+
+    def snapshot(self) -> Snapshot:
+        self._last = super().snapshot()
+        return self._last
+
+    def stop(self) -> None:
+        system = self._system
+        if system is not None:
+            self.fired = list(system.crashed)
+            self.injected = Counter(system.faults.injected)
+            if self._last is not None:
+                self.left_down = self._last.down
+                self.evidence.update(_snapshot_bytes(self._last))
+        self._direct = {}
+        super().stop()
+
+    def close(self) -> None:
+        """Release the event loop (the target cannot be started again)."""
+        self.stop()
+        self._loop.close()
+
+
+def _snapshot_bytes(snapshot: Snapshot) -> bytes:
+    """The snapshot as stable bytes. repr() is exact and fast for its lists and dicts, whose order is the
+    system's own (deterministic); only the set of down components is sorted (set order is per process)."""
+    s = snapshot
+    return repr((s.at, s.payments, s.purchases, s.topics, s.end_offsets, s.committed, s.traces,
+                 sorted(s.down))).encode()
+
+
+def canonical(value: Any) -> bytes:
+    """Stable bytes for a value (dataclasses, bytes, sets included), independent of hash seeds."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=repr)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
