@@ -161,6 +161,7 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
                      control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None,
                      access_log: bool) -> None:
     # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
+    from kcverify.core.errors import ReferenceError_
     from kcverify.reference.processes import ComponentProcess, ProcessOptions
     from kcverify.reference.settings import Settings
     from kcverify.stack import StackError, load_settings
@@ -184,6 +185,10 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
                              parent_pid=parent_pid, access_log=access_log)
     try:
         process = ComponentProcess(settings, options)
+    except ReferenceError_ as exc:  # PostgreSQL, Kafka or Redis did not answer
+        click.echo(f"kcverify serve {component}: cannot reach the stack: {exc} (see `kcverify stack status`)",
+                   err=True)
+        sys.exit(2)
     except OSError as exc:
         click.echo(f"kcverify serve {component}: cannot listen on {host} (port {options.port}"
                    + (f", control port {control_port}" if control_port is not None else "") + f"): {exc}", err=True)

@@ -485,7 +485,6 @@ class ComponentProcess:
             self.system.crash_points.on_crash = self._on_crash
             if options.kind == "student":
                 self.system.student_service.between_halves = self.pauses.point
-        self._sockets: list[socket.socket] = []
         try:
             self.service_socket = _listen(options.host, options.port) if self.app is not None else None
             self.control_socket = _listen(options.host, options.control_port) if options.control_port is not None \

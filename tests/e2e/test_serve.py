@@ -156,7 +156,8 @@ def test_serve_embedded_buys_a_course_over_http_and_stops_on_sigterm(served: Ser
     assert "purchase-worker   stopped" in served.stderr.read_text()
 
 
-def test_serve_without_embedded_says_what_is_missing() -> None:
-    result = subprocess.run([kcverify_command(), "serve", "worker"], capture_output=True, text=True, timeout=30)
+def test_serve_component_without_a_stack_says_what_is_missing(tmp_path: Path) -> None:
+    result = subprocess.run([kcverify_command(), "serve", "worker", "--state-dir", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "not available yet" in result.stderr and "kcverify stack up" in result.stderr
+    assert "no running stack" in result.stderr and "kcverify stack up" in result.stderr

@@ -1,0 +1,513 @@
+"""The stack target: the reference running as separate processes on the local stack of
+`kcverify stack up` (HTTP over loopback, events through Kafka, state in PostgreSQL, the cache in
+Redis), driven with the same primitives and the same meaning as the embedded target.
+
+- Processes (stack_procs.SPECS): payment, student (+ the cache invalidator), worker, payment-relay,
+  course-relay, reconciler, each `kcverify serve COMPONENT` with the test-only control endpoint. Started
+  lazily on the first scenario, reused by the next ones (restarted when the defects change, or when a
+  scenario left one down), stopped by `close()` at the end of the run.
+- Stillness between steps: the background components are HELD between steps and run (concurrently, on
+  real time) during `settle` and `run`, as in the embedded system, where nothing moves unless a step
+  makes it. Free-running components would turn "publish, then make the next 3 reads fail" into a race
+  the worker wins before the fault exists. The HTTP services always serve.
+- Namespaces: the databases, topics and cache are shared by every scenario and never wiped; each
+  scenario gets fresh student ids (`{run}{n}-{name}`), and snapshots show only its rows and records
+  (dead letters keep the original key) and the trace records about them. Offsets are global.
+- Faults: one table shared by every process (a file): "the next N calls to courses_db fail" counts
+  calls whichever process makes them, as the embedded system counts them across components.
+- Time is real: no `control_clock` (the TTL scenario is skipped); the freshness bound is 1 s.
+
+See docs/targets.md."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import httpx
+
+from kcverify.core.clock import SystemClock
+from kcverify.core.errors import TargetUnreachable
+from kcverify.reference import domain
+from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.settings import Settings
+from kcverify.scenario.loader import crash_point_owner
+from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
+from kcverify.targets.stack_observe import Databases, TopicReader, TraceFiles
+from kcverify.targets.stack_procs import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
+
+if TYPE_CHECKING:
+    from kcverify.reference.adapters.kafka_bus import KafkaBus
+
+SETTLE_TIMEOUT = 30.0
+SETTLE_POLL = 0.1
+SETTLE_STABLE = 2  # consecutive quiet polls
+READ_HOLD_TIMEOUT = 15.0
+SERVICES = {"payment-service": "payment", "student-service": "student"}
+# the topic a component's trace records are about when they name a partition and offset but no topic
+WORKER_TOPICS = {"purchase-worker": domain.TOPIC_CONFIRMED}
+GROUPS = ((domain.WORKER_GROUP, domain.TOPIC_CONFIRMED), (domain.INVALIDATOR_GROUP, domain.TOPIC_CREATED))
+
+
+@dataclass
+class _SplitRead:
+    """A learning read held in the student service between its two halves."""
+
+    student: str
+    thread: threading.Thread
+    reply: list[HttpReply] = field(default_factory=list)
+
+
+class StackTarget:
+    def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT) -> None:
+        self._stack = stack
+        self._state_dir = state_dir
+        self._settings = Settings(mode="stack")  # secrets, retry policy, TTL: what the processes use too
+        self._settle_timeout = settle_timeout
+        self.info = TargetInfo(
+            name="stack",
+            capabilities=frozenset(CAPABILITIES) - {"control_clock"},
+            freshness_bound=1.0,
+            retry_backoff=self._settings.retry_backoff,
+            retry_attempts=self._settings.retry_attempts,
+            cache_ttl=self._settings.cache_ttl,
+        )
+        self._clock = SystemClock()
+        self._run = f"k{uuid.uuid4().hex[:6]}-"
+        self._run_dir = state_dir / "target-runs" / self._run.rstrip("-")
+        self._faults_file = self._run_dir / "faults.json"
+        self._client: httpx.Client | None = None
+        self._lock: TextIO | None = None
+        self._procs: dict[str, ManagedProcess] = {}
+        self._defects: frozenset[str] | None = None
+        self._db: Databases | None = None
+        self._topics: TopicReader | None = None
+        self._traces: TraceFiles | None = None
+        self._bus: KafkaBus | None = None  # created on first use (publish, offsets)
+        self._scenario = 0
+        self._prefix = f"{self._run}0-"
+        self._started_at = 0.0
+        self._notes: list[dict[str, Any]] = []  # trace records the target writes itself (kill, stop...)
+        self._replayed: set[tuple[int, int]] = set()
+        self._reads: list[_SplitRead] = []
+        self.last_settle_pending: list[str] = []
+
+    @classmethod
+    def from_state(cls, state_dir: str | os.PathLike[str] | None = None) -> StackTarget:
+        """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`).
+        TargetUnreachable (exit 2) when no stack runs there or a service does not answer."""
+        from kcverify.stack import StackError, load_settings, resolve_state_dir, status
+
+        directory = resolve_state_dir(state_dir)
+        try:
+            stack = load_settings(state_dir)
+            down = [s for s in status(directory) if not s.up]
+        except StackError as exc:
+            raise TargetUnreachable(f"the stack target needs a running stack: {exc}") from exc
+        if down:
+            what = ", ".join(f"{s.name} ({s.detail})" for s in down)
+            raise TargetUnreachable(f"the stack in {directory} is not healthy: {what}; run `kcverify stack up`")
+        target = cls(stack, directory)
+        target._claim_stack()  # a second run on the same stack is refused here, before anything starts
+        return target
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+        """Processes up (started with `defects`, restarted if a scenario left one down), everything held
+        and reset, and a fresh namespace. The seed does not apply: ids are random on a real stack."""
+        if self._defects != defects:
+            self._stop_processes()
+            self._defects = defects
+        self._ensure_processes()
+        self._each(lambda p: p.control("POST", "/reset"))
+        self._hold_all()
+        self._observer()
+        assert self._topics is not None and self._traces is not None
+        self._scenario += 1
+        self._prefix = f"{self._run}{self._scenario}-"
+        self._started_at = self.now()
+        self._topics.mark()
+        self._traces.mark()
+        self._notes = []
+        self._replayed = set()
+        self.last_settle_pending = []
+
+    def stop(self) -> None:
+        """The end of one scenario: a read still held is let go. The processes stay for the next one."""
+        if self._reads and "student" in self._procs:
+            self._procs["student"].control("POST", "/release", {})
+        for pending in self._reads:
+            pending.thread.join(READ_HOLD_TIMEOUT)
+        self._reads = []
+
+    def close(self) -> None:
+        """The end of the run: every process stopped gracefully, connections closed, run files removed
+        (kept when KCVERIFY_STACK_KEEP_RUN is set, for debugging)."""
+        self.stop()
+        self._stop_processes()
+        self._procs = {}
+        self._defects = None
+        for closer in (self._db, self._topics):
+            if closer is not None:
+                closer.close()
+        if self._bus is not None:
+            self._bus.close()
+        self._db = self._topics = self._traces = self._bus = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+        if not os.environ.get("KCVERIFY_STACK_KEEP_RUN"):
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+
+    def __enter__(self) -> StackTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_processes(self) -> None:
+        if not self._procs:
+            self._claim_stack()
+            self._run_dir.mkdir(parents=True, exist_ok=True)
+            self._faults_file.touch()
+            self._client = httpx.Client(timeout=30.0)
+            self._procs = {spec.name: ManagedProcess(spec, self._run_dir, self._state_dir, self._faults_file,
+                                                     self._client) for spec in SPECS}
+        defects = self._defects or frozenset()
+        starting = [p for p in self._procs.values() if not p.alive()]
+        for process in starting:
+            process.spawn(defects)
+        deadline = time.monotonic() + READY_TIMEOUT
+        try:
+            for process in starting:
+                process.wait_ready(deadline)
+        except Exception as exc:
+            raise TargetUnreachable(f"a component process of the stack target did not start: {exc}") from exc
+        student = self._procs["student"].control("GET", "/health") or {}
+        for name, state in (student.get("components") or {}).items():
+            if state in ("down", "stopped"):
+                self._procs["student"].control("POST", f"/components/{name}/restart")
+
+    def _claim_stack(self) -> None:
+        """One run at a time per stack: two runs' workers would share the consumer group and take each
+        other's events (held, with the other run's defects). The lock goes with the process."""
+        if self._lock is not None:
+            return
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self._state_dir / "target.lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise TargetUnreachable(f"another `kcverify run --target stack` is using the stack in {self._state_dir}; "
+                                    "wait for it (one run at a time per stack)") from None
+        self._lock = lock
+
+    def _stop_processes(self) -> None:
+        with ThreadPoolExecutor(len(SPECS)) as pool:
+            list(pool.map(lambda p: p.terminate(), self._procs.values()))
+
+    def _each(self, action: Any) -> list[Any]:
+        """`action(process)` for every running process, concurrently."""
+        live = [p for p in self._procs.values() if p.alive()]
+        if not live:
+            return []
+        with ThreadPoolExecutor(len(live)) as pool:
+            return list(pool.map(action, live))
+
+    def _hold_all(self) -> None:
+        self._each(lambda p: p.control("POST", "/hold", {}))
+
+    def _resume_all(self) -> None:
+        self._each(lambda p: p.control("POST", "/resume", {}))
+
+    def _observer(self) -> None:
+        if self._db is None:
+            self._db = Databases(self._stack["payments_dsn"], self._stack["courses_dsn"])
+        if self._topics is None:
+            self._topics = TopicReader(self._stack["kafka_bootstrap"], self._kafka().end_offsets)
+        if self._traces is None:
+            self._traces = TraceFiles(self._run_dir)
+
+    def _kafka(self) -> KafkaBus:
+        if self._bus is None:
+            from kcverify.reference.adapters.kafka_bus import KafkaBus
+
+            self._bus = KafkaBus(self._stack["kafka_bootstrap"], self._clock, client_id="kcverify-target")
+        return self._bus
+
+    def _note(self, component: str, event: str, **fields: Any) -> None:
+        self._notes.append({"at": self.now(), "component": component, "event": event, "by": "stack-target",
+                            **fields})
+
+    # --- for tests and tools -------------------------------------------------------------------------
+
+    @property
+    def stack_settings(self) -> dict[str, Any]:
+        """The stack's stack.json (DSNs, Kafka bootstrap, Redis URL, ...)."""
+        return dict(self._stack)
+
+    def process(self, name: str) -> ManagedProcess:
+        """A component process by name (stack_procs.SPECS): its pid, ports, control endpoint."""
+        return self._procs[name]
+
+    # --- the primitives ----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock.now()  # the host's clock: the same one the processes and PostgreSQL stamp with
+
+    def student_id(self, name: str) -> str:
+        return f"{self._prefix}{name}"
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        return self._request(service, method, path, body=body, headers=headers, timeout=30.0)
+
+    def _request(self, service: str, method: str, path: str, *, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float | None) -> HttpReply:
+        assert self._client is not None, "target not started"
+        process = self._procs[SERVICES[service]]
+        if not process.alive():  # died at a crash point in an earlier request: a supervisor restarts it
+            process.spawn(self._defects or frozenset())
+            process.wait_ready(time.monotonic() + READY_TIMEOUT)
+            self._note(service, "started")
+        try:
+            response = self._client.request(method, f"{process.service_url}{path}", content=body,
+                                            headers=headers or {}, timeout=timeout)
+        except httpx.HTTPError as exc:
+            process.wait_exit(2.0)  # a service that died mid-request is reaped now and restarted next time
+            return HttpReply(None, {}, b"", error=f"no response from {service}: {type(exc).__name__}: {exc}")
+        return HttpReply(response.status_code, dict(response.headers), response.content)
+
+    def sign(self, body: bytes) -> str:
+        return sign_body(self._settings.webhook_secret, body)
+
+    def token(self, subject: str, role: str) -> str:
+        return issue_token(self._settings.auth_secret, subject, role)
+
+    def publish(self, topic: str, key: str | None, value: bytes) -> None:
+        self._kafka().publish(topic, key, value)
+
+    def step_component(self, component: str, times: int) -> None:
+        """`run`: `times` steps of that component now, the others held (as embedded `System.step`). A
+        component that is down does nothing; one that dies at a crash point mid-step just ends."""
+        process = self._procs[OWNER[component]]
+        process.control("POST", "/step", {"component": component, "times": times})
+
+    def arm_crash(self, point: str) -> None:
+        process = self._procs[OWNER[crash_point_owner(point)]]
+        if process.control("POST", "/crash", {"point": point}) is None:
+            raise RuntimeError(f"cannot arm {point}: {process.spec.name} is not running")
+
+    def kill(self, component: str) -> None:
+        process = self._procs[OWNER[component]]
+        if component in IN_PROCESS:
+            process.control("POST", f"/components/{component}/kill")
+            return
+        process.kill()
+        self._note(component, "crashed", point="killed")
+
+    def stop_component(self, component: str) -> None:
+        process = self._procs[OWNER[component]]
+        if component in IN_PROCESS:
+            process.control("POST", f"/components/{component}/stop")
+            return
+        status = process.terminate()
+        self._note(component, "stopped", exitStatus=status)
+
+    def restart(self, component: str) -> None:
+        process = self._procs[OWNER[component]]
+        if component in IN_PROCESS:
+            process.control("POST", f"/components/{component}/restart")
+            return
+        if process.alive():
+            return
+        process.spawn(self._defects or frozenset())
+        process.wait_ready(time.monotonic() + READY_TIMEOUT)
+        self._note(component, "started")
+
+    def fail(self, resource: str, times: int, op: str | None) -> None:
+        """Every process reads the same fault table, so any live one can take the rule."""
+        for process in self._procs.values():
+            if process.control("POST", "/faults", {"resource": resource, "times": times, "op": op}) is not None:
+                return
+        raise RuntimeError("no component process is running to take the fault")
+
+    def begin_read(self, student: str, authorization: str) -> Any:
+        """The GET starts in a thread and is held in the student service between its two halves; returns
+        once it is held, or the reply when the service answered at once (401/403/400)."""
+        process = self._procs["student"]
+        process.control("POST", "/pause", {"student": student})
+        pending = _SplitRead(student, threading.Thread(target=lambda: None))
+
+        def get() -> None:
+            # no timeout: it is held for as long as the scenario's steps in between take
+            pending.reply.append(self._request("student-service", "GET", f"/api/v1/students/{student}/learning",
+                                               headers={"Authorization": authorization}, timeout=None))
+
+        pending.thread = threading.Thread(target=get, name=f"kcverify-read-{student}", daemon=True)
+        pending.thread.start()
+        deadline = time.monotonic() + READ_HOLD_TIMEOUT
+        while True:
+            if not pending.thread.is_alive():
+                process.control("POST", "/release", {"student": student})
+                return pending.reply[0]
+            held = (process.control("GET", "/paused") or {}).get("paused", [])
+            if student in held:
+                self._reads.append(pending)
+                return pending
+            if time.monotonic() >= deadline:
+                process.control("POST", "/release", {"student": student})
+                pending.thread.join(READ_HOLD_TIMEOUT)
+                raise RuntimeError(f"the learning read of {student} never reached its pause point")
+            time.sleep(0.01)
+
+    def finish_read(self, handle: Any) -> HttpReply:
+        if isinstance(handle, HttpReply):
+            return handle
+        assert isinstance(handle, _SplitRead)
+        self._procs["student"].control("POST", "/release", {"student": handle.student})
+        handle.thread.join(READ_HOLD_TIMEOUT + 30.0)
+        if handle in self._reads:
+            self._reads.remove(handle)
+        if not handle.reply:
+            return HttpReply(None, {}, b"", error="the held read did not finish")
+        return handle.reply[0]
+
+    def advance_clock(self, seconds: float) -> None:
+        raise NotImplementedError("the stack runs on real time (no control_clock)")
+
+    def settle(self, timeout: float | None) -> bool:
+        """Let every live component run until the flow is quiet for SETTLE_STABLE polls in a row, then
+        hold them again. Quiet: no unpublished outbox row (of a live relay), the worker and invalidator
+        groups have consumed and committed everything (when live), and no succeeded payment of this
+        namespace lacks its purchase while the reconciler could still help. False on the bound (work
+        pending: `last_settle_pending` says what)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self._settle_timeout)
+        self._resume_all()
+        try:
+            stable = 0
+            while True:
+                pending = self._pending_work()
+                stable = stable + 1 if not pending else 0
+                if stable >= SETTLE_STABLE:
+                    self.last_settle_pending = []
+                    return True
+                if time.monotonic() >= deadline:
+                    self.last_settle_pending = pending
+                    return False
+                time.sleep(SETTLE_POLL)
+        finally:
+            self._hold_all()
+
+    def _pending_work(self) -> list[str]:
+        assert self._db is not None
+        down = self._down()
+        pending: list[str] = []
+        for relay, db in (("payment-relay", "payments"), ("course-relay", "courses")):
+            if relay not in down and (n := self._db.pending_outbox(db)):
+                pending.append(f"{n} unpublished {db}_db outbox row(s)")
+        bus = self._kafka()
+        for component, (group, topic) in zip(("purchase-worker", "cache-invalidator"), GROUPS, strict=True):
+            if component in down:
+                continue
+            ends, committed = bus.end_offsets(topic), bus.committed(group, topic)
+            lag = sum(max(0, end - (committed.get(p) or 0)) for p, end in ends.items())
+            if lag:
+                pending.append(f"{group} is {lag} record(s) behind on {topic}")
+        helpers = {"reconciler", "payment-relay", "purchase-worker"}
+        if not helpers & down and "no-reconciler" not in (self._defects or frozenset()):
+            orphans = self._db.orphans(self._prefix)
+            if orphans:
+                pending.append(f"{len(orphans)} succeeded payment(s) without a purchase yet")
+        return pending
+
+    def _down(self) -> frozenset[str]:
+        down: set[str] = set()
+        for process in self._procs.values():
+            loops = [c for c in process.spec.components if c in OWNER and c not in SERVICES]
+            if not process.alive():
+                down.update(loops)
+                continue
+            if any(c in IN_PROCESS for c in loops):
+                states = (process.control("GET", "/health") or {}).get("components", {})
+                down.update(c for c, state in states.items() if state in ("down", "stopped"))
+        return frozenset(down)
+
+    def replay_dlq(self) -> int:
+        """W8 for this scenario: every dead letter of this namespace not replayed yet goes back to its
+        original topic, verbatim, with its key and headers (the embedded replayer's group over the
+        whole DLQ would also replay other scenarios' letters on a shared stack)."""
+        assert self._topics is not None
+        self._topics.read_new()
+        count = 0
+        for record in self._topics.records[domain.TOPIC_DLQ]:
+            if not (record.key or "").startswith(self._prefix) or (record.partition, record.offset) in self._replayed:
+                continue
+            letter = json.loads(record.value)
+            original = letter["originalEvent"]
+            raw = original.encode() if isinstance(original, str) else domain.encode(original)
+            self._kafka().publish(letter["originalTopic"], record.key, raw, list(record.headers))
+            self._replayed.add((record.partition, record.offset))
+            self._note("dlq-replayer", "replayed", reason=letter.get("reason"), originalOffset=letter.get("offset"))
+            count += 1
+        return count
+
+    def snapshot(self) -> Snapshot:
+        assert self._db is not None and self._topics is not None and self._traces is not None
+        self._topics.read_new()
+        self._traces.read_new()
+        prefix = self._prefix
+        topics = {t: [r for r in records if (r.key or "").startswith(prefix)]
+                  for t, records in self._topics.records.items()}
+        payments = self._db.payments(prefix)
+        bus = self._kafka()
+        return Snapshot(
+            at=self.now(),
+            payments=payments,
+            purchases=self._db.purchases(prefix),
+            topics=topics,
+            end_offsets={t: dict(ends) for t, ends in self._topics.ends.items()},
+            committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
+            traces=self._scenario_traces({p["id"] for p in payments}),
+            down=self._down(),
+        )
+
+    def _scenario_traces(self, payment_ids: set[str]) -> list[dict[str, Any]]:
+        """This scenario's trace records: those since it started, minus the ones that are about another
+        namespace (another payment, student or record). The processes serve every namespace: the
+        reconciler may, say, re-publish an earlier run's orphan while this scenario runs."""
+        assert self._topics is not None and self._traces is not None
+        foreign = {(r.topic, r.partition, r.offset) for records in self._topics.records.values() for r in records
+                   if not (r.key or "").startswith(self._prefix)}
+
+        def ours(record: dict[str, Any]) -> bool:
+            if record.get("at", 0) < self._started_at:
+                return False
+            payment, student = record.get("paymentId"), record.get("studentId")
+            if isinstance(payment, str) and payment not in payment_ids:
+                return False
+            if isinstance(student, str) and not student.startswith(self._prefix):
+                return False
+            topic = record.get("topic") or WORKER_TOPICS.get(str(record.get("component")))
+            return (topic, record.get("partition"), record.get("offset")) not in foreign
+
+        out = [r for r in [*self._traces.records, *self._notes] if ours(r)]
+        out.sort(key=lambda r: float(r.get("at", 0)))
+        return out
+
+
+__all__ = ["BusRecord", "StackTarget"]
