@@ -189,3 +189,25 @@ def table_text(table: Table) -> str:
     if table.highlight:
         lines.append(f"({HIGHLIGHT_MARK}value{HIGHLIGHT_MARK}: where the value went wrong)")
     return "\n".join(lines)
+
+
+class FileReporter:
+    """A reporter that writes one file when the run has finished; the other events carry nothing a
+    file needs. Subclasses say how a run becomes text."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def handle(self, event: object) -> None:
+        from kcverify.engine.events import RunFinished
+
+        if isinstance(event, RunFinished):
+            self.write(event.result)
+
+    def write(self, run: RunResult) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(self.text(run), encoding="utf-8")
+
+    def text(self, run: RunResult) -> str:
+        raise NotImplementedError
+

@@ -8,10 +8,8 @@ failure message quoting a hostile response body stays text."""
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 from kcverify.core.status import Status
-from kcverify.engine.events import Event, RunFinished
 from kcverify.engine.results import Failure, RunResult, ScenarioResult, Table
 from kcverify.report import checklist, common
 
@@ -222,16 +220,8 @@ def render(run: RunResult) -> str:
     ])
 
 
-class HtmlReporter:
+class HtmlReporter(common.FileReporter):
     """Writes `path` on RunFinished."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, RunFinished):
-            self.write(event.result)
-
-    def write(self, run: RunResult) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(render(run), encoding="utf-8")
+    def text(self, run: RunResult) -> str:
+        return render(run)

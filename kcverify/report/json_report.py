@@ -13,12 +13,12 @@ import json
 import math
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from kcverify.core.status import Status
-from kcverify.engine.events import Event, RunFinished
 from kcverify.engine.results import RunResult
+from kcverify.report.common import FileReporter
 
 REPORT_VERSION = 1
 SCHEMA_NAME = "schemas/report"  # for kcverify.contracts.validate
@@ -63,17 +63,8 @@ def report(run: RunResult) -> dict[str, Any]:
     return document
 
 
-class JsonReporter:
+class JsonReporter(FileReporter):
     """Writes `path` on RunFinished."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, RunFinished):
-            self.write(event.result)
-
-    def write(self, run: RunResult) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(report(run), indent=2, ensure_ascii=False, allow_nan=False)
-        self.path.write_text(text + "\n", encoding="utf-8")
+    def text(self, run: RunResult) -> str:
+        return json.dumps(report(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
