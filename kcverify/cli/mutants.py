@@ -10,15 +10,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import NoReturn
 
 import click
 from rich.console import Console
 
+from kcverify.cli.outcomes import exit_for
 from kcverify.cli.run import TARGETS, make_target
-from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
+from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.mutants.console import MutantsConsole
 from kcverify.mutants.engine import resolve, run_mutants
 from kcverify.mutants.model import Baseline, BaselineFailed, MutantsResult
@@ -110,15 +110,6 @@ def mutants(paths: tuple[Path, ...], target: str, only: tuple[str, ...], jobs: i
     except BaselineFailed as exc:
         out.baseline_failed(exc.run, str(exc))
         sys.exit(2)
-    except TargetUnreachable as exc:
-        _bad_input(f"target {target}: {exc}")
-    except KcverifyError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
     except Exception as exc:
-        click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
-                   err=True)
-        if debug:
-            traceback.print_exc()
-        sys.exit(3)
+        exit_for(exc, debug=debug, target=target)
     sys.exit(result.exit_code)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from kcverify.cli.config import defaults_for_run
-from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
+from kcverify.cli.outcomes import exit_for
+from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference.defects import BY_NAME
 from kcverify.report import build_reporters
@@ -92,19 +92,9 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         runner = Runner(make_target(target), handlers,
                         RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target))
         result = runner.run(chosen)
-    except (InputError, TargetUnreachable) as exc:
-        click.echo(exc.render() if isinstance(exc, InputError) else f"error: {exc}", err=True)
-        sys.exit(2)
     except ValueError as exc:  # e.g. an unknown report name
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KcverifyError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
     except Exception as exc:
-        click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
-                   err=True)
-        if debug:
-            traceback.print_exc()
-        sys.exit(3)
+        exit_for(exc, debug=debug)
     sys.exit(result.exit_code)

@@ -271,22 +271,29 @@ NO_INPUT = frozenset({"GET /health"})
 
 
 def test_every_operation_got_its_cases() -> None:
-    """At least MAX_EXAMPLES generated cases per operation and pass, and the authorized paths ran."""
-    if len(RAN) < 4:
-        pytest.skip(f"only {sorted(RAN)} of the four fuzz passes ran (the others were deselected)")
-    for schema in (PAYMENT_POSITIVE, STUDENT_POSITIVE):
-        for result in schema.get_all_operations():
+    """At least MAX_EXAMPLES generated cases per operation and pass, and the authorized paths ran.
+    Judges the passes that ran before it (all four in a whole-file run); with none, it fails."""
+    assert RAN, "no fuzz pass ran before this test: run the whole file"
+    services = {"payment-service": PAYMENT_POSITIVE, "student-service": STUDENT_POSITIVE}
+    for (service, mode) in sorted(RAN):
+        for result in services[service].get_all_operations():
             label = result.ok().label
-            for mode in ("positive", "negative"):
-                if label not in NO_INPUT:
-                    assert CASES[(mode, label)] >= MAX_EXAMPLES, (mode, label, CASES[(mode, label)])
-    successes = {label: status for (mode, label, status) in STATUSES if mode == "positive" and status < 300}
-    assert set(successes) == {"POST /api/v1/payments", "GET /api/v1/payments/{paymentId}",
-                              "POST /api/v1/payments/{paymentId}/confirm", "GET /health",
-                              "GET /api/v1/students/{studentId}/learning",
-                              "DELETE /api/v1/students/{studentId}/learning/cache"}, STATUSES
-    assert STATUSES[("positive", "POST /api/v1/payments/{paymentId}/confirm", 409)] > 0, STATUSES
-    assert STATUSES[("positive", "GET /api/v1/students/{studentId}/learning", 403)] > 0, STATUSES
+            if label not in NO_INPUT:
+                assert CASES[(mode, label)] >= MAX_EXAMPLES, (mode, label, CASES[(mode, label)])
+    expected = {
+        "payment-service": {"POST /api/v1/payments", "GET /api/v1/payments/{paymentId}",
+                            "POST /api/v1/payments/{paymentId}/confirm", "GET /health"},
+        "student-service": {"GET /api/v1/students/{studentId}/learning",
+                            "DELETE /api/v1/students/{studentId}/learning/cache", "GET /health"},
+    }
+    successes = {label for (mode, label, status) in STATUSES if mode == "positive" and status < 300}
+    for service, labels in expected.items():
+        if (service, "positive") in RAN:
+            assert labels <= successes, (service, STATUSES)
+    if ("payment-service", "positive") in RAN:
+        assert STATUSES[("positive", "POST /api/v1/payments/{paymentId}/confirm", 409)] > 0, STATUSES
+    if ("student-service", "positive") in RAN:
+        assert STATUSES[("positive", "GET /api/v1/students/{studentId}/learning", 403)] > 0, STATUSES
 
 
 # --- explicit malformed input ------------------------------------------------------------------------
