@@ -41,7 +41,7 @@ def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
 @click.option("--budget", default="60s", show_default=True, callback=_budget, metavar="60s|2m|N",
               help="When to stop searching: a time (60s, 2m) or a number of schedules (500).")
 @click.option("--defect", type=click.Choice(sorted(BY_NAME)), default=None, metavar="NAME",
-              help="Explore the reference with this defect switched on (see `kcverify mutants`).")
+              help="Explore the reference with this defect switched on (see `kcverify defects`).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("explore-findings"),
               show_default=True, help="Directory for the scenario file of a finding.")
 @click.option("--max-steps", type=click.IntRange(1, 40), default=DEFAULT_MAX_STEPS, show_default=True,

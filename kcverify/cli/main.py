@@ -13,7 +13,7 @@ SUBCOMMANDS = {
     "serve": "kcverify.cli.serve:serve",
     "run": "kcverify.cli.run:run",
     "stack": "kcverify.cli.stack:stack",
-    "mutants": "kcverify.cli.mutants:mutants",
+    "defects": "kcverify.cli.defects:defects_command",
     "explore": "kcverify.cli.explore:explore",
 }
 

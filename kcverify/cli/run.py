@@ -21,7 +21,7 @@ from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.model import Scenario
 from kcverify.targets.base import Target
 
-TARGETS = ("embedded", "stack")
+TARGETS = ("embedded", "processes")
 
 
 def make_target(name: str) -> Target:
@@ -29,12 +29,12 @@ def make_target(name: str) -> Target:
         from kcverify.targets.embedded import EmbeddedTarget
 
         return EmbeddedTarget()
-    if name == "stack":
+    if name == "processes":
         try:
-            stack = importlib.import_module("kcverify.targets.stack")
+            stack = importlib.import_module("kcverify.targets.processes")
         except ModuleNotFoundError as exc:
-            raise TargetUnreachable("the stack target is not available in this build") from exc
-        target: Target = stack.StackTarget.from_state()
+            raise TargetUnreachable("the processes target is not available in this build") from exc
+        target: Target = stack.ProcessesTarget.from_state()
         return target
     raise InputError(f"unknown target {name!r}", hint=f"one of {', '.join(TARGETS)}")
 
@@ -76,7 +76,7 @@ class RunCommand(click.Command):
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
 @click.option("--defect", "defects", multiple=True, hidden=True, type=click.Choice(sorted(BY_NAME)),
-              help="Run the reference with a named defect switched on (see `kcverify mutants`).")
+              help="Run the reference with a named defect switched on (see `kcverify defects`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], report: str,
         report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...], debug: bool) -> None:

@@ -4,7 +4,7 @@
   cache), to click through with curl (docs/serve.md).
 - `kcverify serve payment|student|worker|relay|reconciler`: ONE component as its own process on the real
   stack (PostgreSQL, Kafka, Redis) that `kcverify stack up` started; the settings come from the stack's
-  stack.json. The stack target (`kcverify run --target stack`) starts these itself (docs/targets.md).
+  stack.json. The stack target (`kcverify run --target processes`) starts these itself (docs/targets.md).
 
 Exit codes: 0 stopped cleanly (Ctrl-C / SIGTERM), 1 a server failed while running, 2 wrong usage, no
 running stack, or a port that cannot be bound."""
@@ -24,7 +24,7 @@ import click
 from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.defects import BY_NAME
 
-# The real-stack processes, one per value (kcverify.reference.processes.PROCESS_KINDS).
+# The real-stack processes, one per value (kcverify.reference.component_process.PROCESS_KINDS).
 STACK_COMPONENTS = ("payment", "student", "worker", "relay", "reconciler")
 DEFAULT_PORTS = {"payment": 8081, "student": 8082}
 
@@ -162,7 +162,7 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
                      access_log: bool) -> None:
     # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
     from kcverify.core.errors import ReferenceError_
-    from kcverify.reference.processes import ComponentProcess, ProcessOptions
+    from kcverify.reference.component_process import ComponentProcess, ProcessOptions
     from kcverify.reference.settings import Settings
     from kcverify.stack import StackError, load_settings
 

@@ -25,9 +25,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
-from kcverify.stack import procs
+from kcverify.stack import daemons
 from kcverify.stack.errors import ServiceStartError, StackError
-from kcverify.stack.ports import HOST, is_listening, wait_listening
+from kcverify.stack.network import HOST, is_listening, wait_listening
 
 DEFAULT_TOPICS: Mapping[str, int] = {
     "purchase-confirmed": 3,
@@ -238,23 +238,23 @@ class KafkaService:
         with self.log_path.open("a") as log:
             log.write(f"--- kcverify stack: starting broker on {bootstrap(ports['kafka'])} "
                       f"at {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n")
-        return procs.spawn_detached(self._java("kafka.Kafka", str(self.server_properties), heap=HEAP),
+        return daemons.spawn_detached(self._java("kafka.Kafka", str(self.server_properties), heap=HEAP),
                                     self.log_path, cwd=self.home)
 
     def _fail(self, reason: str) -> ServiceStartError:
-        return ServiceStartError(self.name, reason, procs.tail(self.log_path), str(self.log_path))
+        return ServiceStartError(self.name, reason, daemons.tail(self.log_path), str(self.log_path))
 
     def wait_ready(self, pid: int, ports: Mapping[str, int], deadline: float) -> None:
         port = ports["kafka"]
         # wait for the socket first: a client pointed at a closed port only retries and logs
         while not wait_listening(port, min(deadline, time.monotonic() + 1.0)):
-            if not procs.is_alive(pid):
+            if not daemons.is_alive(pid):
                 raise self._fail(f"broker (pid {pid}) exited while starting")
             if time.monotonic() >= deadline:
                 raise self._fail(f"broker did not listen on {bootstrap(port)} in time")
         client = admin(bootstrap(port))
         while True:
-            if not procs.is_alive(pid):
+            if not daemons.is_alive(pid):
                 raise self._fail(f"broker (pid {pid}) exited while starting")
             with contextlib.suppress(KafkaException):
                 if client.list_topics(timeout=2).brokers:

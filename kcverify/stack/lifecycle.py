@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kcverify.stack import kafka_libs, prereqs, procs
+from kcverify.stack import daemons, kafka_libs, prereqs
 from kcverify.stack.errors import PrerequisiteMissing, ServiceStartError
 from kcverify.stack.kafka import DEFAULT_TOPICS, KafkaService, bootstrap, ensure_topics
-from kcverify.stack.ports import free_ports, port_is_free
+from kcverify.stack.network import free_ports, port_is_free
 from kcverify.stack.postgres import PostgresService, dsn
 from kcverify.stack.redis import RedisService, url
 from kcverify.stack.service import Service
@@ -86,7 +86,7 @@ def _ports_of(svc: Service, ports: Mapping[str, int]) -> dict[str, int] | None:
 
 def _running(svc: Service, pid: object, ports: Mapping[str, int]) -> bool:
     own = _ports_of(svc, ports)
-    return isinstance(pid, int) and own is not None and procs.is_service(pid, svc.marker(own))
+    return isinstance(pid, int) and own is not None and daemons.is_service(pid, svc.marker(own))
 
 
 class _Start:
@@ -117,7 +117,7 @@ class _Start:
         self.report(f"{self.svc.name}: did not start from its existing data; starting it with a fresh "
                     "data directory")
         if self.pid is not None:
-            procs.stop(self.pid, signal.SIGKILL, grace=5)
+            daemons.stop(self.pid, signal.SIGKILL, grace=5)
             self.record(self.svc.name, None)
             self.pid = None
         self.svc.reset()
@@ -188,7 +188,7 @@ def up(state_dir: str | os.PathLike[str] | None = None, topics: Mapping[str, int
                 except ServiceStartError:
                     pass
                 report(f"{name}: pid {pid} runs but does not answer; restarting it")
-                procs.stop(pid, svc.stop_signal, grace=5.0)  # hung: a long graceful wait is futile
+                daemons.stop(pid, svc.stop_signal, grace=5.0)  # hung: a long graceful wait is futile
             elif pid is not None:
                 report(f"{name}: pid {pid} is not running; restarting {name}")
             pids.pop(name, None)
@@ -232,7 +232,7 @@ def up(state_dir: str | os.PathLike[str] | None = None, topics: Mapping[str, int
             for name in reversed(ORDER):
                 pid = pids.get(name)
                 if name in starts and pid is not None:
-                    procs.stop(pid, services[name].stop_signal, grace=10)
+                    daemons.stop(pid, services[name].stop_signal, grace=10)
                     pids.pop(name, None)
             state["pids"] = dict(pids)
             write_state(directory, state)
@@ -280,7 +280,7 @@ def down(state_dir: str | os.PathLike[str] | None = None, purge: bool = False,
             svc, pid = services[name], pids.pop(name, None)
             if isinstance(pid, int) and _running(svc, pid, ports):
                 report(f"stopping {name} (pid {pid})")
-                if not procs.stop(pid, svc.stop_signal, svc.stop_grace):
+                if not daemons.stop(pid, svc.stop_signal, svc.stop_grace):
                     forced.append(name)
                 stopped.append(name)
         if state:

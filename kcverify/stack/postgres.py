@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psycopg
 
-from kcverify.stack import procs
+from kcverify.stack import daemons
 from kcverify.stack.errors import ServiceStartError, StackError
-from kcverify.stack.ports import HOST
+from kcverify.stack.network import HOST
 
 DATABASES = ("payments_db", "courses_db")
 SUPERUSER = "postgres"
@@ -215,11 +215,11 @@ class PostgresService:
         pid = self._postmaster_pid()
         if out is None or out.returncode != 0 or pid is None:
             if pid is not None:
-                procs.stop(pid, self.stop_signal, grace=10)
+                daemons.stop(pid, self.stop_signal, grace=10)
             reason = "pg_ctl start timed out" if out is None else f"pg_ctl start failed (exit {out.returncode})"
             detail = "" if out is None else (out.stdout + out.stderr).strip()
             raise ServiceStartError(self.name, f"{reason}; {detail}".rstrip("; "),
-                                    procs.tail(self.log_path), str(self.log_path))
+                                    daemons.tail(self.log_path), str(self.log_path))
         return pid
 
     def _connect(self, port: int, database: str = "postgres", timeout: int = 3) -> psycopg.Connection[
@@ -230,9 +230,9 @@ class PostgresService:
         port = ports["postgres"]
         last: Exception | None = None
         while time.monotonic() < deadline:
-            if not procs.is_alive(pid):
+            if not daemons.is_alive(pid):
                 raise ServiceStartError(self.name, f"postgres (pid {pid}) exited while starting",
-                                        procs.tail(self.log_path), str(self.log_path))
+                                        daemons.tail(self.log_path), str(self.log_path))
             try:
                 with self._connect(port) as conn:
                     existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
@@ -244,7 +244,7 @@ class PostgresService:
                 last = exc
                 time.sleep(0.2)
         raise ServiceStartError(self.name, f"no connection to {dsn(port, 'postgres')} in time ({last})",
-                                procs.tail(self.log_path), str(self.log_path))
+                                daemons.tail(self.log_path), str(self.log_path))
 
     def healthy(self, ports: Mapping[str, int]) -> bool:
         with contextlib.suppress(psycopg.Error), self._connect(ports["postgres"], DATABASES[0]) as conn:

@@ -15,9 +15,9 @@ import redis as redis_client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from kcverify.stack import procs
+from kcverify.stack import daemons
 from kcverify.stack.errors import ServiceStartError, StackError
-from kcverify.stack.ports import HOST
+from kcverify.stack.network import HOST
 
 
 def url(port: int) -> str:
@@ -73,7 +73,7 @@ class RedisService:
         if out.returncode != 0:
             raise ServiceStartError(self.name, f"redis-server exited {out.returncode}: "
                                     f"{(out.stdout + out.stderr).strip()}",
-                                    procs.tail(self.log_path), str(self.log_path))
+                                    daemons.tail(self.log_path), str(self.log_path))
         # the daemonized child writes the pidfile just after the fork
         deadline = time.monotonic() + min(timeout, 10.0)
         while time.monotonic() < deadline:
@@ -81,7 +81,7 @@ class RedisService:
                 return int(self.pidfile.read_text().strip())
             time.sleep(0.05)
         raise ServiceStartError(self.name, f"redis-server wrote no pidfile ({self.pidfile})",
-                                procs.tail(self.log_path), str(self.log_path))
+                                daemons.tail(self.log_path), str(self.log_path))
 
     def _ping(self, port: int, timeout: float) -> bool:
         # no retries: redis-py retries timeouts 3 times with backoff by default, which turns a 2 s
@@ -97,14 +97,14 @@ class RedisService:
 
     def wait_ready(self, pid: int, ports: Mapping[str, int], deadline: float) -> None:
         while time.monotonic() < deadline:
-            if not procs.is_alive(pid):
+            if not daemons.is_alive(pid):
                 raise ServiceStartError(self.name, f"redis-server (pid {pid}) exited while starting",
-                                        procs.tail(self.log_path), str(self.log_path))
+                                        daemons.tail(self.log_path), str(self.log_path))
             if self._ping(ports["redis"], 1.0):
                 return
             time.sleep(0.05)
         raise ServiceStartError(self.name, f"no PING reply from {url(ports['redis'])} in time",
-                                procs.tail(self.log_path), str(self.log_path))
+                                daemons.tail(self.log_path), str(self.log_path))
 
     def healthy(self, ports: Mapping[str, int]) -> bool:
         return self._ping(ports["redis"], 2.0)

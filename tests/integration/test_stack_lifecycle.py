@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from kcverify import stack
 from kcverify.cli.main import cli
-from kcverify.stack import procs
+from kcverify.stack import daemons
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -137,9 +137,9 @@ def test_broker_crash_restarts_only_the_broker(state_dir: Path, settings: dict[s
     broker = before["pids"]["kafka"]
     os.kill(broker, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while procs.is_alive(broker) and time.monotonic() < deadline:
+    while daemons.is_alive(broker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not procs.is_alive(broker)
+    assert not daemons.is_alive(broker)
     assert _cli("status", "--state-dir", str(state_dir)).exit_code == 1
 
     result = stack.up(state_dir, timeout=180)
@@ -162,7 +162,7 @@ def test_down_twice(state_dir: Path, settings: dict[str, Any]) -> None:
     first = _cli("down", "--state-dir", str(state_dir))
     assert first.exit_code == 0, first.output
     assert "stopped" in first.output
-    assert not any(procs.is_alive(pid) for pid in pids.values())
+    assert not any(daemons.is_alive(pid) for pid in pids.values())
     second = _cli("down", "--state-dir", str(state_dir))
     assert second.exit_code == 0, second.output
     assert "nothing running" in second.output

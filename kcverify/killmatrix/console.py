@@ -1,4 +1,4 @@
-"""What `kcverify mutants` prints: a line per mutant as it finishes, then the kill matrix, the score,
+"""What `kcverify defects` prints: a line per mutant as it finishes, then the kill matrix, the score,
 every survivor with its rule, and the wall time.
 
 The matrix is the point of the command: rows are defects, columns are checks, a cell counts the
@@ -16,7 +16,7 @@ from rich.text import Text
 
 from kcverify.core.status import Status
 from kcverify.engine.results import RunResult
-from kcverify.mutants.model import EXIT_MEANING, Catch, MutantResult, MutantsResult, Outcome, percent
+from kcverify.killmatrix.model import EXIT_MEANING, Catch, MutantResult, MutantsResult, Outcome, percent
 from kcverify.report import common
 
 OUTCOME_STYLE = {Outcome.KILLED: "green", Outcome.SURVIVED: "bold red", Outcome.ERROR: "bold magenta"}
@@ -42,7 +42,7 @@ class MutantsConsole:
         self.console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text))
 
     def started(self, target: str, defects: int, scenarios: int, jobs: int) -> None:
-        self._print(Text(f"kcverify mutants: {common.plural(defects, 'defect')} x "
+        self._print(Text(f"kcverify defects: {common.plural(defects, 'defect')} x "
                          f"{common.plural(scenarios, 'scenario')} on target {_v(target)}, "
                          f"{common.plural(jobs, 'job')}", style="bold"))
 

@@ -1,5 +1,5 @@
 """File reports of a mutants run, written to the report directory: `mutants.json` (for machines;
-contract contracts/schemas/mutants-report.schema.json) and `mutants.md` (the kill matrix, the score
+contract contracts/schemas/kill-matrix-report.schema.json) and `mutants.md` (the kill matrix, the score
 and the survivors; also appended to $GITHUB_STEP_SUMMARY so a pull request shows the score). The
 names differ from `kcverify run`'s report.json / report.md so both can share one directory."""
 
@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kcverify.mutants.console import catch_text
-from kcverify.mutants.model import EXIT_MEANING, MutantResult, MutantsResult, Outcome, percent
+from kcverify.killmatrix.console import catch_text
+from kcverify.killmatrix.model import EXIT_MEANING, MutantResult, MutantsResult, Outcome, percent
 from kcverify.report import common
 from kcverify.report.markdown import STEP_SUMMARY_LIMIT, code, table, text
 
 REPORT_VERSION = 1
-SCHEMA_NAME = "schemas/mutants-report"  # for kcverify.contracts.validate
+SCHEMA_NAME = "schemas/kill-matrix-report"  # for kcverify.contracts.validate
 
 OUTCOME_EMOJI = {Outcome.KILLED: "✅", Outcome.SURVIVED: "❌", Outcome.ERROR: "💥"}
 
@@ -72,7 +72,7 @@ def render_markdown(result: MutantsResult) -> str:
     """The report as Markdown: score, matrix, survivors, broken scenarios. Run values are escaped."""
     verdict = "✅ every defect caught" if result.exit_code == 0 else f"❌ {EXIT_MEANING[result.exit_code]}"
     lines = [
-        f"# kcverify mutants: {percent(result.score)}",
+        f"# kcverify defects: {percent(result.score)}",
         "",
         f"**Mutation score {len(result.killed)}/{len(result.mutants)} ({percent(result.score)})** on target "
         f"{code(result.target)}, seed {result.seed}, over {common.plural(len(result.baseline.passed), 'scenario')}; "

@@ -1,4 +1,4 @@
-"""`kcverify run --target stack`: every scenario of scenarios/ replayed against the reference running as
+"""`kcverify run --target processes`: every scenario of scenarios/ replayed against the reference running as
 separate processes on real PostgreSQL, Kafka and Redis, with the same checks as on the embedded target.
 
 Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary
@@ -24,7 +24,7 @@ from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference import domain
 from kcverify.scenario.loader import load_scenarios
-from kcverify.targets.stack import StackTarget
+from kcverify.targets.processes import ProcessesTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -51,17 +51,17 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
-def target(state_dir: Path) -> Iterator[StackTarget]:
-    with StackTarget.from_state(state_dir) as target:
+def target(state_dir: Path) -> Iterator[ProcessesTarget]:
+    with ProcessesTarget.from_state(state_dir) as target:
         yield target
 
 
-def test_every_scenario_passes_on_the_stack(target: StackTarget) -> None:
+def test_every_scenario_passes_on_the_stack(target: ProcessesTarget) -> None:
     scenarios = load_scenarios([SCENARIOS])
     started = time.monotonic()
     target.start(seed=0, defects=frozenset())  # the component processes, timed apart from the run
     processes_up = time.monotonic() - started
-    run = Runner(target, options=RunOptions(target_name="stack")).run(scenarios)
+    run = Runner(target, options=RunOptions(target_name="processes")).run(scenarios)
     print(f"\ncomponent processes up: {processes_up:.1f} s; {len(scenarios)} scenarios on the stack: "
           f"{run.duration:.1f} s")
 
@@ -90,7 +90,7 @@ def test_every_scenario_passes_on_the_stack(target: StackTarget) -> None:
     print(f"freshness windows: {len(windows)} measured, {min(windows.values()):.0f}-{max(windows.values()):.0f} ms")
 
 
-def test_worker_sigterm_mid_event_finishes_it_commits_and_exits_0(target: StackTarget) -> None:
+def test_worker_sigterm_mid_event_finishes_it_commits_and_exits_0(target: ProcessesTarget) -> None:
     target.start(seed=0, defects=frozenset())
     student = target.student_id("s1")
     payment_id = _buy(target, student)
@@ -122,7 +122,7 @@ def test_worker_sigterm_mid_event_finishes_it_commits_and_exits_0(target: StackT
     assert target.settle(None), target.last_settle_pending
 
 
-def test_payment_service_crash_inside_confirm_answers_nothing_and_comes_back(target: StackTarget) -> None:
+def test_payment_service_crash_inside_confirm_answers_nothing_and_comes_back(target: ProcessesTarget) -> None:
     target.start(seed=0, defects=frozenset())
     student = target.student_id("s1")
     target.arm_crash("payment.after_commit")
@@ -136,7 +136,7 @@ def test_payment_service_crash_inside_confirm_answers_nothing_and_comes_back(tar
     assert [p["paymentId"] for p in target.snapshot().purchases] == [payment_id]
 
 
-def _buy(target: StackTarget, student: str, expect_confirm: int | None = 200) -> str:
+def _buy(target: ProcessesTarget, student: str, expect_confirm: int | None = 200) -> str:
     import json
 
     body = json.dumps({"studentId": student, "courseId": "c1", "amountCents": 4900, "currency": "EUR",

@@ -2,7 +2,7 @@
 `kcverify stack up` (HTTP over loopback, events through Kafka, state in PostgreSQL, the cache in
 Redis), driven with the same primitives and the same meaning as the embedded target.
 
-- Processes (stack_procs.SPECS): payment, student (+ the cache invalidator), worker, payment-relay,
+- Processes (launcher.SPECS): payment, student (+ the cache invalidator), worker, payment-relay,
   course-relay, reconciler, each `kcverify serve COMPONENT` with the test-only control endpoint. Started
   lazily on the first scenario, reused by the next ones (restarted when the defects change, or when a
   scenario left one down), stopped by `close()` at the end of the run.
@@ -42,8 +42,8 @@ from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.settings import Settings
 from kcverify.scenario.loader import crash_point_owner
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
-from kcverify.targets.stack_observe import Databases, TopicReader, TraceFiles
-from kcverify.targets.stack_procs import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
+from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
+from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
 
 if TYPE_CHECKING:
     from kcverify.reference.adapters.kafka_bus import KafkaBus
@@ -67,14 +67,14 @@ class _SplitRead:
     reply: list[HttpReply] = field(default_factory=list)
 
 
-class StackTarget:
+class ProcessesTarget:
     def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT) -> None:
         self._stack = stack
         self._state_dir = state_dir
         self._settings = Settings(mode="stack")  # secrets, retry policy, TTL: what the processes use too
         self._settle_timeout = settle_timeout
         self.info = TargetInfo(
-            name="stack",
+            name="processes",
             capabilities=frozenset(CAPABILITIES) - {"control_clock"},
             freshness_bound=1.0,
             retry_backoff=self._settings.retry_backoff,
@@ -102,7 +102,7 @@ class StackTarget:
         self.last_settle_pending: list[str] = []
 
     @classmethod
-    def from_state(cls, state_dir: str | os.PathLike[str] | None = None) -> StackTarget:
+    def from_state(cls, state_dir: str | os.PathLike[str] | None = None) -> ProcessesTarget:
         """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`).
         TargetUnreachable (exit 2) when no stack runs there or a service does not answer."""
         from kcverify.stack import StackError, load_settings, resolve_state_dir, status
@@ -172,7 +172,7 @@ class StackTarget:
         if not os.environ.get("KCVERIFY_STACK_KEEP_RUN"):
             shutil.rmtree(self._run_dir, ignore_errors=True)
 
-    def __enter__(self) -> StackTarget:
+    def __enter__(self) -> ProcessesTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -212,8 +212,8 @@ class StackTarget:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise TargetUnreachable(f"another `kcverify run --target stack` is using the stack in {self._state_dir}; "
-                                    "wait for it (one run at a time per stack)") from None
+            raise TargetUnreachable(f"another `kcverify run --target processes` is using the stack in "
+                                    f"{self._state_dir}; wait for it (one run at a time per stack)") from None
         self._lock = lock
 
     def _stop_processes(self) -> None:
@@ -261,7 +261,7 @@ class StackTarget:
         return dict(self._stack)
 
     def process(self, name: str) -> ManagedProcess:
-        """A component process by name (stack_procs.SPECS): its pid, ports, control endpoint."""
+        """A component process by name (launcher.SPECS): its pid, ports, control endpoint."""
         return self._procs[name]
 
     # --- the primitives ----------------------------------------------------------------------------
@@ -510,4 +510,4 @@ class StackTarget:
         return out
 
 
-__all__ = ["BusRecord", "StackTarget"]
+__all__ = ["BusRecord", "ProcessesTarget"]

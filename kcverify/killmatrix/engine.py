@@ -23,7 +23,7 @@ from kcverify.core.errors import InputError
 from kcverify.core.status import Status
 from kcverify.engine.results import RunResult, ScenarioResult
 from kcverify.engine.runner import Runner, RunOptions
-from kcverify.mutants.model import Baseline, BaselineFailed, Catch, MutantError, MutantResult, MutantsResult
+from kcverify.killmatrix.model import Baseline, BaselineFailed, Catch, MutantError, MutantResult, MutantsResult
 from kcverify.reference.defects import BY_NAME, CATALOGUE, Defect
 from kcverify.report.common import first_line
 from kcverify.scenario.model import Scenario

@@ -1,5 +1,5 @@
 """The pieces of the real-stack component processes that need no stack: the shared fault table, the
-held/stepped background loop, and the read pause point (kcverify/reference/processes.py)."""
+held/stepped background loop, and the read pause point (kcverify/reference/component_process.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kcverify.core.errors import SimulatedCrash
-from kcverify.reference.processes import ComponentLoop, FileFaults, ReadPauses
+from kcverify.reference.component_process import ComponentLoop, FileFaults, ReadPauses
 from kcverify.reference.student_service import PendingRead
 
 

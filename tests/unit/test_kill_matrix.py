@@ -1,4 +1,4 @@
-"""`kcverify mutants` through its library API: the defect-free reference passes, every defect in the
+"""`kcverify defects` through its library API: the defect-free reference passes, every defect in the
 catalogue is killed by the shipped scenarios (and by a failure citing the rule the defect breaks), a
 suite too small to see a defect reports it as a survivor, and a scenario that breaks is never taken
 for a kill. Plus the reports (JSON against its schema, Markdown) and the CLI's exit codes for bad
@@ -15,13 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from kcverify import contracts
-from kcverify.cli import mutants as cli_mutants
+from kcverify.cli import defects as cli_defects
 from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.core.status import Status
 from kcverify.engine.results import Failure, RunResult, ScenarioResult
-from kcverify.mutants import BaselineFailed, MutantsResult, Outcome, judge, resolve, run_baseline, run_mutants
-from kcverify.mutants.console import MutantsConsole
-from kcverify.mutants.report import SCHEMA_NAME, render_markdown, to_json, write_reports
+from kcverify.killmatrix import BaselineFailed, MutantsResult, Outcome, judge, resolve, run_baseline, run_mutants
+from kcverify.killmatrix.console import MutantsConsole
+from kcverify.killmatrix.report import SCHEMA_NAME, render_markdown, to_json, write_reports
 from kcverify.reference.defects import BY_NAME, CATALOGUE
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.scenario.model import Scenario
@@ -216,8 +216,8 @@ def in_repo() -> Iterator[None]:
 
 
 def test_cli_failing_baseline_is_exit_2_with_its_failures(in_repo: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_mutants, "make_target", lambda name: ForcedDefect("dual-write"))
-    result = CliRunner().invoke(cli_mutants.mutants, ["scenarios/broker-down-at-confirm.yaml", "--no-color"])
+    monkeypatch.setattr(cli_defects, "make_target", lambda name: ForcedDefect("dual-write"))
+    result = CliRunner().invoke(cli_defects.defects_command, ["scenarios/broker-down-at-confirm.yaml", "--no-color"])
     assert result.exit_code == 2, result.output
     assert "the reference fails without any defect: fix that first" in result.output
     assert "delivery [P3" in result.output and "reproduce: kcverify run" in result.output
@@ -228,12 +228,12 @@ def test_cli_unavailable_target_is_exit_2(in_repo: None, monkeypatch: pytest.Mon
     def unreachable(name: str) -> EmbeddedTarget:
         raise TargetUnreachable("the stack target is not available in this build")
 
-    monkeypatch.setattr(cli_mutants, "make_target", unreachable)
-    result = CliRunner().invoke(cli_mutants.mutants, ["--target", "stack", "--only", "dual-write"])
+    monkeypatch.setattr(cli_defects, "make_target", unreachable)
+    result = CliRunner().invoke(cli_defects.defects_command, ["--target", "processes", "--only", "dual-write"])
     assert result.exit_code == 2
-    assert "target stack: the stack target is not available" in result.output
+    assert "target processes: the stack target is not available" in result.output
 
 
 def test_cli_unknown_report_is_exit_2(in_repo: None) -> None:
-    result = CliRunner().invoke(cli_mutants.mutants, ["--only", "dual-write", "--report", "pdf"])
+    result = CliRunner().invoke(cli_defects.defects_command, ["--only", "dual-write", "--report", "pdf"])
     assert result.exit_code == 2 and "unknown report 'pdf'" in result.output

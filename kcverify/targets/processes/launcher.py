@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from kcverify.stack.ports import HOST, free_ports
+from kcverify.stack.network import HOST, free_ports
 
 READY_TIMEOUT = 60.0  # a process imports the reference and connects to PostgreSQL, Kafka and Redis
 STOP_TIMEOUT = 30.0  # SIGTERM, then SIGKILL

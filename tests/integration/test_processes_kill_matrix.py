@@ -1,9 +1,9 @@
-"""`kcverify mutants --target stack` on a named subset: one defect per registered check, each replayed
+"""`kcverify defects --target processes` on a named subset: one defect per registered check, each replayed
 through the scenarios that describe the behaviour it breaks, against the reference running as
 separate processes on real PostgreSQL, Kafka and Redis. Every defect must be killed, and together
 they must make every check fail at least once: the checks are blind to nothing on the real stack.
 (The whole catalogue over every scenario takes most of an hour on the stack; it is run by hand, see
-docs/mutants.md.)"""
+docs/defects.md.)"""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 
 from kcverify import stack
 from kcverify.checks import REGISTRY
-from kcverify.mutants.engine import resolve, run_mutants
+from kcverify.killmatrix.engine import resolve, run_mutants
 from kcverify.scenario.loader import load_scenarios
-from kcverify.targets.stack import StackTarget
+from kcverify.targets.processes import ProcessesTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -56,7 +56,7 @@ def test_a_subset_of_defects_covering_every_check_is_killed_on_the_stack(state_d
     assert set(SUBSET.values()) == set(REGISTRY), "the subset must show every registered check failing"
     scenarios = load_scenarios([SCENARIOS / f"{name}.yaml" for name in SCENARIO_FILES])
     started = time.monotonic()
-    result = run_mutants(scenarios, lambda: StackTarget.from_state(state_dir), resolve(SUBSET), jobs=1)
+    result = run_mutants(scenarios, lambda: ProcessesTarget.from_state(state_dir), resolve(SUBSET), jobs=1)
     print(f"\nmutants on the stack: {len(SUBSET)} defects x {len(scenarios)} scenarios in "
           f"{time.monotonic() - started:.0f} s, score {result.score:.0%}")
     survivors = [(m.name, m.outcome.value, [e.reason for e in m.errors]) for m in result.mutants if not m.killed]

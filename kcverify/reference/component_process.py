@@ -17,7 +17,7 @@ finishes the step it is in (the worker commits the event it is handling; an even
 is left uncommitted and goes to the next member), consumers leave their groups, exit status 0.
 
 Test-only control (`control_port`, never on by default) is a second small HTTP app per process, used by
-the stack target (kcverify/targets/stack.py) to give the real processes the primitives the embedded
+the stack target (kcverify/targets/processes/__init__.py) to give the real processes the primitives the embedded
 target has in-process: faults, crash points, holding and stepping the loops, and a pause point inside
 a learning read. See `control_app` and docs/targets.md."""
 
@@ -55,7 +55,7 @@ from kcverify.reference.relay import OutboxRelay
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
 
-log = logging.getLogger("kcverify.reference.processes")
+log = logging.getLogger("kcverify.reference.component_process")
 
 PROCESS_KINDS = ("payment", "student", "worker", "relay", "reconciler")
 OUTBOXES = ("payments", "courses")

@@ -1,4 +1,4 @@
-"""`kcverify mutants`: prove the checks catch the defects they exist for.
+"""`kcverify defects`: prove the checks catch the defects they exist for.
 
 Runs the scenarios once without defects (the baseline must pass: a failing reference would "kill"
 every mutant and prove nothing), then once per named defect of the reference, and prints the kill
@@ -19,10 +19,10 @@ from rich.console import Console
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.run import TARGETS, make_target
 from kcverify.core.errors import InputError, TargetUnreachable
-from kcverify.mutants.console import MutantsConsole
-from kcverify.mutants.engine import resolve, run_mutants
-from kcverify.mutants.model import Baseline, BaselineFailed, MutantsResult
-from kcverify.mutants.report import check_names, write_reports
+from kcverify.killmatrix.console import MutantsConsole
+from kcverify.killmatrix.engine import resolve, run_mutants
+from kcverify.killmatrix.model import Baseline, BaselineFailed, MutantsResult
+from kcverify.killmatrix.report import check_names, write_reports
 from kcverify.report.common import plural, visible
 from kcverify.scenario.loader import load_scenarios
 
@@ -51,7 +51,7 @@ def _cpus() -> int:
 
 # KCVERIFY_MUTANTS_* for every option: `run` reads KCVERIFY_REPORT etc., and its report names (junit,
 # html) are not valid here. Only the report directory is shared, so both commands fill one folder.
-@click.command(context_settings={"auto_envvar_prefix": "KCVERIFY_MUTANTS"})
+@click.command(name="defects", context_settings={"auto_envvar_prefix": "KCVERIFY"})
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
               help="Where the reference runs with each defect switched on.")
@@ -65,8 +65,8 @@ def _cpus() -> int:
               envvar=["KCVERIFY_MUTANTS_REPORT_DIR", "KCVERIFY_REPORT_DIR"])
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def mutants(paths: tuple[Path, ...], target: str, only: tuple[str, ...], jobs: int | None, seed: int, report: str,
-            report_dir: Path, no_color: bool, debug: bool) -> None:
+def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...], jobs: int | None, seed: int,
+                    report: str, report_dir: Path, no_color: bool, debug: bool) -> None:
     """Prove the checks catch every known defect.
 
     Runs the scenarios without defects (must pass), then once per defect of the reference, and prints

@@ -1,4 +1,4 @@
-"""`kcverify mutants` as a user runs it: the installed command, in a subprocess, from the repository."""
+"""`kcverify defects` as a user runs it: the installed command, in a subprocess, from the repository."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def kcverify(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) ->
 
 def test_two_defects_print_the_matrix_and_a_full_score(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
-    result = kcverify("mutants", "--only", "stale-set-race", "--only", "dual-write", "--report", "json,markdown",
+    result = kcverify("defects", "--only", "stale-set-race", "--only", "dual-write", "--report", "json,markdown",
                       "--report-dir", str(tmp_path / "out"), env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -40,23 +40,23 @@ def test_two_defects_print_the_matrix_and_a_full_score(tmp_path: Path) -> None:
     assert "wall time:" in out
     assert "\x1b[" not in out  # NO_COLOR: plain text for logs
     document = json.loads((tmp_path / "out" / "mutants.json").read_text())
-    assert contracts.validate("schemas/mutants-report", document) == []
+    assert contracts.validate("schemas/kill-matrix-report", document) == []
     assert [m["name"] for m in document["mutants"]] == ["dual-write", "stale-set-race"]  # catalogue order
     assert "Mutation score 2/2 (100%)" in summary.read_text()
 
 
 def test_an_unknown_defect_is_exit_2_with_a_did_you_mean() -> None:
-    result = kcverify("mutants", "--only", "no-such")
+    result = kcverify("defects", "--only", "no-such")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "unknown defect 'no-such'" in result.stderr
     assert "did you mean" in result.stderr
     assert "Traceback" not in result.stderr and "mutation score" not in result.stdout
-    close = kcverify("mutants", "--only", "stale-set-rac")
+    close = kcverify("defects", "--only", "stale-set-rac")
     assert close.returncode == 2 and "did you mean 'stale-set-race'" in close.stderr
 
 
 def test_a_survivor_is_exit_1_and_named_with_its_rule(tmp_path: Path) -> None:
-    result = kcverify("mutants", str(ROOT / "scenarios" / "happy-path.yaml"), "--only", "no-reconciler",
+    result = kcverify("defects", str(ROOT / "scenarios" / "happy-path.yaml"), "--only", "no-reconciler",
                       cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "mutation score: 0/1 killed (0%)" in result.stdout
