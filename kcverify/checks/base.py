@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from kcverify.core.status import Status
-from kcverify.engine.evidence import Evidence
-from kcverify.engine.results import CheckResult, Failure, Table
+from kcverify.evidence.evidence import Evidence
+from kcverify.evidence.results import CheckResult, Failure, Table
 
 REGISTRY: dict[str, type[Check]] = {}
 

@@ -5,8 +5,9 @@
 - W1/I3: every delivery whose offset the worker group committed was handled (processed, duplicate or
   dead-lettered); a committed offset with no outcome is an event lost.
 - W2: a schema-invalid event is dead-lettered on its first attempt, never retried.
-- W7: at most `retry_attempts` attempts, spaced by the configured backoff; events dead-lettered for a
-  transient cause were tried exactly `retry_attempts` times.
+- W7: at most `retry_attempts` attempts, spaced by the backoff of the conventions the system is judged by
+  (spec.policy: 3, 1 s then 2 s; never the system's own settings); events dead-lettered for a transient
+  cause were tried exactly `retry_attempts` times.
 Needs the components' traces (capability read_traces) for the per-delivery parts."""
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 
 from kcverify.checks.base import Check
 from kcverify.core.clock import parse_rfc3339
-from kcverify.engine.evidence import decode
-from kcverify.reference import domain
+from kcverify.evidence.evidence import decode
+from kcverify.spec import names
 
-WORKER = "purchase-worker"
-TRANSIENT_REASONS = ("retries_exhausted", "payment_not_succeeded")
+WORKER = "purchase-worker"  # the component whose traces explain retries
+TRANSIENT_REASONS = (names.DLQ_RETRIES_EXHAUSTED, names.DLQ_PAYMENT_NOT_SUCCEEDED)
 # On a real stack, a retry may come this much later than its backoff (poll loop, scheduling).
 STACK_SLACK = 1.5
 PUBLISH_BOUND_STACK = 5.0
@@ -42,7 +43,7 @@ class DeliveryCheck(Check):
 
     def _published_promptly(self) -> None:
         first_seen: dict[str, float] = {}
-        for record in self.evidence.genuine(domain.TOPIC_CONFIRMED):
+        for record in self.evidence.genuine(names.TOPIC_CONFIRMED):
             payload = (decode(record) or {}).get("payload")
             if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
                 first_seen.setdefault(payload["paymentId"], record.timestamp)
@@ -54,7 +55,7 @@ class DeliveryCheck(Check):
         # judged by the latency rule below, not here.
         republished = Counter(t["paymentId"] for t in traces
                               if t.get("component") == "reconciler" and t.get("event") == "republished")
-        records = {(r.partition, r.offset): r for r in self.evidence.last.topics.get(domain.TOPIC_CONFIRMED, [])}
+        records = {(r.partition, r.offset): r for r in self.evidence.last.topics.get(names.TOPIC_CONFIRMED, [])}
         rows: dict[str, set[Any]] = defaultdict(set)  # paymentId -> outbox rows the relay published
         relayed: set[tuple[int, int]] = set()
         for t in traces:
@@ -64,7 +65,7 @@ class DeliveryCheck(Check):
                 payload = (decode(records[(t["partition"], t["offset"])]) or {}).get("payload")
                 if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
                     rows[payload["paymentId"]].add(t.get("outboxId"))
-        for record in self.evidence.genuine(domain.TOPIC_CONFIRMED):
+        for record in self.evidence.genuine(names.TOPIC_CONFIRMED):
             payload = (decode(record) or {}).get("payload")
             if (record.partition, record.offset) not in relayed and isinstance(payload, dict):
                 rows[str(payload.get("paymentId"))].add(("direct", record.partition, record.offset))
@@ -109,8 +110,8 @@ class DeliveryCheck(Check):
     def _outcomes(self, worker: list[dict[str, Any]]) -> None:
         handled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "offset_committed"}
         polled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "attempt"}
-        committed = self.evidence.last.committed.get(f"{domain.WORKER_GROUP}/{domain.TOPIC_CONFIRMED}", {})
-        for record in self.evidence.last.topics.get(domain.TOPIC_CONFIRMED, []):
+        committed = self.evidence.last.committed.get(names.group_topic(names.WORKER_GROUP, names.TOPIC_CONFIRMED), {})
+        for record in self.evidence.last.topics.get(names.TOPIC_CONFIRMED, []):
             upto = committed.get(record.partition)
             key = (record.partition, record.offset)
             if upto is not None and record.offset < upto and key not in handled:
@@ -119,7 +120,7 @@ class DeliveryCheck(Check):
                           "without being processed or dead-lettered: the event is lost", rules=("W1", "I3"))
 
     def _retries(self, worker: list[dict[str, Any]]) -> None:
-        target = self.evidence.target
+        conventions = self.evidence.conventions
         attempts: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         for trace in worker:
             if trace.get("event") == "attempt":
@@ -132,12 +133,12 @@ class DeliveryCheck(Check):
         for (partition, offset), tries in attempts.items():
             runs = _split_runs(tries)
             for run in runs:
-                if len(run) > target.retry_attempts:
+                if len(run) > conventions.retry_attempts:
                     self.fail(f"too-many:{partition}:{offset}", f"purchase-confirmed[{partition}]@{offset} was "
-                              f"attempted {len(run)} times (at most {target.retry_attempts})", rules=("W7",))
+                              f"attempted {len(run)} times (at most {conventions.retry_attempts})", rules=("W7",))
                 for i in range(1, len(run)):
                     gap = run[i]["at"] - run[i - 1]["at"]
-                    want = target.retry_backoff[min(i, len(target.retry_backoff)) - 1]
+                    want = conventions.backoff(i)
                     ok = abs(gap - want) < 1e-6 if exact else want * 0.9 <= gap <= want + STACK_SLACK
                     if not ok:
                         self.fail(f"backoff:{partition}:{offset}:{i}", f"purchase-confirmed[{partition}]@{offset}: "
@@ -145,8 +146,8 @@ class DeliveryCheck(Check):
                                   rules=("W7",))
 
     def _dead_letters(self) -> None:
-        target = self.evidence.target
-        for record in self.evidence.genuine(domain.TOPIC_DLQ):
+        conventions = self.evidence.conventions
+        for record in self.evidence.genuine(names.TOPIC_DLQ):
             letter = decode(record)
             if letter is None:
                 continue  # the contract check reports it
@@ -155,9 +156,9 @@ class DeliveryCheck(Check):
             if reason == "schema_violation" and attempts != 1:
                 self.fail(f"dlq-poison:{record.offset}", f"{where}: schema_violation after {attempts} attempts "
                           "(must be dead-lettered at once)", rules=("W2",))
-            if reason in TRANSIENT_REASONS and attempts != target.retry_attempts:
+            if reason in TRANSIENT_REASONS and attempts != conventions.retry_attempts:
                 self.fail(f"dlq-attempts:{record.offset}", f"{where}: {reason} after {attempts} attempt(s); W7 "
-                          f"requires {target.retry_attempts}", rules=("W7",))
+                          f"requires {conventions.retry_attempts}", rules=("W7",))
 
 
 def _split_runs(tries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -11,8 +11,7 @@ from typing import Any
 
 from kcverify.checks.base import Check
 from kcverify.core.clock import rfc3339
-from kcverify.engine.evidence import Exchange
-from kcverify.reference.student_service import CACHE_NAME
+from kcverify.evidence.evidence import Exchange
 
 
 class FreshnessCheck(Check):
@@ -101,7 +100,7 @@ class FreshnessCheck(Check):
 
     def _check_age(self, read: Exchange, headers: dict[str, str]) -> None:
         status = headers.get("cache-status", "")
-        if not status.startswith(CACHE_NAME) and status:
+        if not status.startswith(self.evidence.conventions.cache_status_name) and status:
             return  # another cache's header: nothing to say about our TTL
         try:
             age = int(headers.get("age", "0"))
@@ -109,6 +108,6 @@ class FreshnessCheck(Check):
             self.fail(f"age:{read.step}", f"Age header {headers.get('age')!r} is not an integer", rules=("S2",),
                       step=read.step or None)
             return
-        if age > self.evidence.target.cache_ttl:
+        if age > self.evidence.conventions.cache_ttl:
             self.fail(f"ttl:{read.step}", f"a cached learning view {age} s old was served (TTL "
-                      f"{self.evidence.target.cache_ttl:.0f} s)", rules=("S2",), step=read.step or None)
+                      f"{self.evidence.conventions.cache_ttl:.0f} s)", rules=("S2",), step=read.step or None)

@@ -8,8 +8,8 @@ from collections import defaultdict
 from typing import Any
 
 from kcverify.checks.base import Check
-from kcverify.engine.evidence import decode
-from kcverify.reference import domain
+from kcverify.evidence.evidence import decode
+from kcverify.spec import names
 
 
 class IdempotencyCheck(Check):
@@ -33,8 +33,8 @@ class IdempotencyCheck(Check):
                           rules=("W6", "I1"), step=step, payment=name, purchases=purchase_ids)
         key_to_event: dict[str, str] = {}
         events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for topic, expected in ((domain.TOPIC_CONFIRMED, domain.EVENT_CONFIRMED),
-                                (domain.TOPIC_CREATED, domain.EVENT_CREATED)):
+        for topic, expected in ((names.TOPIC_CONFIRMED, names.EVENT_CONFIRMED),
+                                (names.TOPIC_CREATED, names.EVENT_CREATED)):
             for record in self.evidence.genuine(topic, snapshot):
                 event = decode(record)
                 if event is None or event.get("type") != expected:
@@ -53,16 +53,16 @@ class IdempotencyCheck(Check):
         for (event_type, payment_id), ids in events_per_payment.items():
             if len(ids) > 1:
                 name = self.evidence.payment_name(payment_id)
-                rules = ("P4", "P3") if event_type == domain.EVENT_CONFIRMED else ("W6",)
+                rules = ("P4", "P3") if event_type == names.EVENT_CONFIRMED else ("W6",)
                 self.fail(f"events:{event_type}:{payment_id}",
                           f"{name}: {len(ids)} distinct {event_type} events for one payment", rules=rules,
                           step=step, payment=name)
 
     def _key_format(self, step: int | None, event_type: str, key: str, payload: dict[str, Any]) -> None:
-        if event_type == domain.EVENT_CONFIRMED:
-            expected = domain.confirmed_key(str(payload.get("paymentId")))
+        if event_type == names.EVENT_CONFIRMED:
+            expected = names.confirmed_key(str(payload.get("paymentId")))
         else:
-            expected = domain.created_key(str(payload.get("purchaseId")))
+            expected = names.created_key(str(payload.get("purchaseId")))
         if key != expected:
             self.fail(f"format:{key}", f"{event_type} idempotency key {key!r} should be {expected!r}",
                       rules=("W6",), step=step)
@@ -71,7 +71,7 @@ class IdempotencyCheck(Check):
         self._scan(None)
         snapshot = self.evidence.last
         created: dict[str, set[str]] = defaultdict(set)
-        for record in self.evidence.genuine(domain.TOPIC_CREATED, snapshot):
+        for record in self.evidence.genuine(names.TOPIC_CREATED, snapshot):
             event = decode(record) or {}
             payload: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
             if isinstance(payload.get("paymentId"), str):

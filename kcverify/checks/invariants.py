@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from kcverify.checks.base import Check
-from kcverify.reference import domain
+from kcverify.spec import names
 
 
 class InvariantsCheck(Check):
@@ -50,11 +50,11 @@ class InvariantsCheck(Check):
             return
         if not self.evidence.settles or not self.evidence.settles[-1].quiet:
             return  # reported as not quiet
-        ends = snapshot.end_offsets.get(domain.TOPIC_CONFIRMED, {})
-        committed = snapshot.committed.get(f"{domain.WORKER_GROUP}/{domain.TOPIC_CONFIRMED}", {})
+        ends = snapshot.end_offsets.get(names.TOPIC_CONFIRMED, {})
+        committed = snapshot.committed.get(names.group_topic(names.WORKER_GROUP, names.TOPIC_CONFIRMED), {})
         for partition, end in sorted(ends.items()):
             done = committed.get(partition) or 0
             if done < end:
                 self.fail(f"I3:{partition}", f"purchase-confirmed[{partition}]: {end - done} event(s) after offset "
-                          f"{done} were never handled and committed by {domain.WORKER_GROUP}",
+                          f"{done} were never handled and committed by {names.WORKER_GROUP}",
                           rules=("I3", "W1", "W2"), partition=partition)

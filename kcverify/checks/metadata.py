@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from kcverify.checks.base import MISSING, Check, same, show
-from kcverify.engine.evidence import decode
-from kcverify.engine.results import Table
+from kcverify.evidence.evidence import decode
+from kcverify.evidence.results import Table
 from kcverify.reference import domain
 from kcverify.reference.frontend import DISPLAY_FIELDS, display
 

@@ -18,7 +18,7 @@ from kcverify.checks import REGISTRY
 from kcverify.checks.base import skipped
 from kcverify.core.status import Status
 from kcverify.engine import steps as step_kinds
-from kcverify.engine.events import (
+from kcverify.evidence.events import (
     CheckFinished,
     Event,
     Handler,
@@ -28,8 +28,8 @@ from kcverify.engine.events import (
     ScenarioStarted,
     StepFinished,
 )
-from kcverify.engine.evidence import Evidence, Exchange, Settle
-from kcverify.engine.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult
+from kcverify.evidence.evidence import Evidence, Exchange, Settle
+from kcverify.evidence.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult
 from kcverify.scenario.model import RESPONSE_STEPS, Scenario
 from kcverify.targets.base import Target
 

@@ -10,10 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kcverify.engine.evidence import Evidence, Exchange, PaymentRecord, Settle, decode
-from kcverify.engine.results import Failure
-from kcverify.reference import domain
+from kcverify.core.clock import rfc3339
+from kcverify.core.ids import event_id_for
+from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode
+from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
 from kcverify.scenario.model import Step
+from kcverify.spec import names
 from kcverify.targets.base import HttpReply, Target
 
 DEFAULT_METADATA: dict[str, Any] = {
@@ -59,7 +61,8 @@ class Context:
     failures: list[Failure] = field(default_factory=list)
 
     def expect_failure(self, message: str, rules: tuple[str, ...] = ()) -> None:
-        self.failures.append(Failure("expect", rules, message, self.step, self.evidence.step_title(self.step)))
+        self.failures.append(Failure(STEP_EXPECTATION, rules, message, self.step, self.evidence.step_title(self.step),
+                                     source="step"))
 
     def http(self, kind: str, service: str, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None, student: str | None = None,
@@ -156,12 +159,12 @@ def publish(ctx: Context, step: Step) -> None:
         value, student = _forged(ctx, dict(a["forged"]))
         key = key or student
     for _ in range(a.get("copies", 1)):
-        ctx.target.publish(domain.TOPIC_CONFIRMED, key, value)
-        ctx.evidence.injected.append((domain.TOPIC_CONFIRMED, value))
+        ctx.target.publish(names.TOPIC_CONFIRMED, key, value)
+        ctx.evidence.injected.append((names.TOPIC_CONFIRMED, value))
 
 
 def _genuine_confirmation(evidence: Evidence, payment_id: str, name: str) -> bytes:
-    for record in evidence.genuine(domain.TOPIC_CONFIRMED):
+    for record in evidence.genuine(names.TOPIC_CONFIRMED):
         payload = (decode(record) or {}).get("payload")
         if isinstance(payload, dict) and payload.get("paymentId") == payment_id:
             return record.value
@@ -177,13 +180,15 @@ def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
         payment_id, student, course = record.id, record.student, record.course
     student = ctx.student(spec["student"]) if "student" in spec else student
     course = spec.get("course", course)
-    event = domain.envelope(
-        event_type=domain.EVENT_CONFIRMED,
-        payload={"paymentId": payment_id, "studentId": student, "courseId": course, "amountCents": 4900,
-                 "currency": "EUR", "metadata": _metadata(spec)},
-        correlation_id=payment_id, idempotency_key=domain.confirmed_key(payment_id), source="scenario",
-        occurred_at=ctx.target.now())
-    return domain.encode(event), student
+    key = names.confirmed_key(payment_id)
+    event = {  # the envelope of contracts/events/envelope.schema.json, as a forger would write it
+        "eventId": event_id_for(key), "type": names.EVENT_CONFIRMED, "version": names.EVENT_VERSION,
+        "occurredAt": rfc3339(ctx.target.now()), "correlationId": payment_id, "idempotencyKey": key,
+        "source": "scenario",
+        "payload": {"paymentId": payment_id, "studentId": student, "courseId": course, "amountCents": 4900,
+                    "currency": "EUR", "metadata": _metadata(spec)},
+    }
+    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode("utf-8"), student
 
 
 def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) -> tuple[str, tuple[str, str]]:
@@ -269,9 +274,9 @@ def settle(ctx: Context, step: Step) -> None:
     quiet = ctx.target.settle(step.args.get("timeout"))
     ctx.evidence.settles.append(Settle(ctx.step, started, ctx.target.now(), quiet, ctx.evidence.tick()))
     if not quiet:
-        ctx.failures.append(Failure("settle", ("I3",), "the flow did not become quiet: work was still pending when "
-                                    "the settle bound was reached (a blocked partition or an endless retry)",
-                                    ctx.step, ctx.evidence.step_title(ctx.step)))
+        ctx.failures.append(Failure(SETTLE_BOUND, ("I3",), "the flow did not become quiet: work was still pending "
+                                    "when the settle bound was reached (a blocked partition or an endless retry)",
+                                    ctx.step, ctx.evidence.step_title(ctx.step), source="step"))
 
 
 def replay_dlq(ctx: Context, step: Step) -> None:
@@ -306,7 +311,7 @@ def assert_state(ctx: Context, a: Mapping[str, Any]) -> None:
             ctx.expect_failure(f"{spec['payment']}: status {status}, expected {spec['status']}", ("P2", "P4"))
     if "dlq" in a:
         spec = a["dlq"]
-        letters = [d for d in (decode(r) for r in snapshot.topics.get(domain.TOPIC_DLQ, [])) if d is not None]
+        letters = [d for d in (decode(r) for r in snapshot.topics.get(names.TOPIC_DLQ, [])) if d is not None]
         if "reason" in spec:
             letters = [d for d in letters if d.get("reason") == spec["reason"]]
         if "attempts" in spec:
@@ -317,7 +322,7 @@ def assert_state(ctx: Context, a: Mapping[str, Any]) -> None:
     if "created_events" in a:
         spec = a["created_events"]
         wanted_id = ctx.payment(spec["payment"]).id if "payment" in spec else None
-        ids = {e.get("eventId") for e in (decode(r) for r in snapshot.topics.get(domain.TOPIC_CREATED, []))
+        ids = {e.get("eventId") for e in (decode(r) for r in snapshot.topics.get(names.TOPIC_CREATED, []))
                if e and wanted_id in (None, (e.get("payload") or {}).get("paymentId"))}
         if len(ids) != spec["count"]:
             ctx.expect_failure(f"{spec.get('payment', 'all payments')}: {len(ids)} PURCHASE_CREATED event(s), "

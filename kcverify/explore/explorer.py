@@ -30,8 +30,8 @@ from hypothesis import seed as hypothesis_seed
 
 from kcverify.checks import REGISTRY
 from kcverify.core.status import Status
-from kcverify.engine.results import Failure, ScenarioResult
 from kcverify.engine.runner import Runner, RunOptions
+from kcverify.evidence.results import Failure, ScenarioResult
 from kcverify.explore import program as prog
 from kcverify.explore.scenario_file import render, step_lines
 from kcverify.explore.target import ObservedTarget, canonical

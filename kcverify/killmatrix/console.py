@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kcverify.core.status import Status
-from kcverify.engine.results import RunResult
+from kcverify.evidence.results import RunResult
 from kcverify.killmatrix.model import EXIT_MEANING, Catch, MutantResult, MutantsResult, Outcome, percent
 from kcverify.report import common
 

@@ -21,8 +21,8 @@ from multiprocessing.context import BaseContext
 from kcverify.checks import REGISTRY
 from kcverify.core.errors import InputError
 from kcverify.core.status import Status
-from kcverify.engine.results import RunResult, ScenarioResult
 from kcverify.engine.runner import Runner, RunOptions
+from kcverify.evidence.results import RunResult, ScenarioResult
 from kcverify.killmatrix.model import Baseline, BaselineFailed, Catch, MutantError, MutantResult, MutantsResult
 from kcverify.reference.defects import BY_NAME, CATALOGUE, Defect
 from kcverify.report.common import first_line

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kcverify.core.errors import KcverifyError
-from kcverify.engine.results import RunResult
+from kcverify.evidence.results import RunResult
 
 # Checks that are not registered classes but still fail scenarios: a step's own `expect:` and a
 # `settle` that never became quiet (kcverify.engine.steps). They lead the matrix's columns.

@@ -11,20 +11,19 @@ from typing import Any
 
 from kcverify.core.clock import rfc3339
 from kcverify.core.ids import event_id_for
+from kcverify.spec import names
 
-REQUIRED_METADATA = ("startDate", "classTime", "classTypeId", "scheduleType", "sessionCount")
-
-TOPIC_CONFIRMED = "purchase-confirmed"
-TOPIC_CREATED = "purchase-created"
-TOPIC_DLQ = "purchase-confirmed.dlq"
-TOPICS = (TOPIC_CONFIRMED, TOPIC_CREATED, TOPIC_DLQ)
-
-EVENT_CONFIRMED = "PURCHASE_CONFIRMED"
-EVENT_CREATED = "PURCHASE_CREATED"
-EVENT_VERSION = 1
-
-WORKER_GROUP = "purchase-worker"
-INVALIDATOR_GROUP = "student-cache-invalidator"
+# The rules' literal names, shared with the verifier (kcverify.spec.names).
+REQUIRED_METADATA = names.REQUIRED_METADATA
+TOPIC_CONFIRMED = names.TOPIC_CONFIRMED
+TOPIC_CREATED = names.TOPIC_CREATED
+TOPIC_DLQ = names.TOPIC_DLQ
+TOPICS = names.TOPICS
+EVENT_CONFIRMED = names.EVENT_CONFIRMED
+EVENT_CREATED = names.EVENT_CREATED
+EVENT_VERSION = names.EVENT_VERSION
+WORKER_GROUP = names.WORKER_GROUP
+INVALIDATOR_GROUP = names.INVALIDATOR_GROUP
 
 
 class PaymentStatus(StrEnum):
@@ -180,7 +179,7 @@ def encode(doc: dict[str, Any]) -> bytes:
 def event_message(topic: str, key: str, event: dict[str, Any]) -> OutboxMessage:
     """An outbox message for an event: Kafka key = studentId, headers repeat the envelope's ids."""
     headers = tuple(
-        (name, str(event[name])) for name in ("eventId", "type", "correlationId", "idempotencyKey")
+        (name, str(event[name])) for name in names.EVENT_HEADERS
     )
     return OutboxMessage(topic=topic, key=key, value=encode(event), headers=headers)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kcverify.spec import policy
+
 # Development-only keys for the embedded reference and local stacks. They protect nothing real;
 # a deployment sets its own through the environment (KCVERIFY_WEBHOOK_SECRET, KCVERIFY_AUTH_SECRET).
 DEV_WEBHOOK_SECRET = "kcverify-dev-webhook-key"
@@ -23,10 +25,10 @@ class Settings:
     redis_url: str | None = None
     webhook_secret: str = DEV_WEBHOOK_SECRET
     auth_secret: str = DEV_AUTH_SECRET
-    cache_ttl: float = 300.0
-    retry_attempts: int = 3
-    retry_backoff: tuple[float, ...] = (1.0, 2.0)
-    reconcile_grace: float = 60.0
+    cache_ttl: float = policy.CACHE_TTL
+    retry_attempts: int = policy.RETRY_ATTEMPTS
+    retry_backoff: tuple[float, ...] = policy.RETRY_BACKOFF
+    reconcile_grace: float = policy.RECONCILE_GRACE
     # How long the cache invalidator waits before retrying a failed delete. The real stack's processes
     # use a short one: on real time, "the next 50 cache calls fail" would otherwise take 50 s to drain.
     invalidator_retry: float = 1.0

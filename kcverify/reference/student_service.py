@@ -29,9 +29,10 @@ from kcverify.reference.membership import GroupMember
 from kcverify.reference.ports import Bus, Cache, Consumer, CourseStore
 from kcverify.reference.problems import Problem, bad_request, forbidden, unauthorized, unavailable
 from kcverify.reference.settings import Settings
+from kcverify.spec import names
 
 COMPONENT = "student-service"
-CACHE_NAME = "student-service"
+CACHE_NAME = names.CACHE_STATUS_NAME
 STUDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 

@@ -1,4 +1,4 @@
-"""Reporters: handlers of engine events (kcverify.engine.events). The engine never prints; the CLI
+"""Reporters: handlers of engine events (kcverify.evidence.events). The engine never prints; the CLI
 builds the console reporter and, with `build_reporters`, the file reporters a user asked for, and hands
 them to the engine (one by one, or as one `Fanout`).
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from kcverify.engine.events import Event, Handler, RunFinished
+from kcverify.evidence.events import Event, Handler, RunFinished
 from kcverify.report import common
 from kcverify.report.console import ConsoleReporter
 from kcverify.report.html import HtmlReporter

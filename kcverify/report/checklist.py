@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from kcverify.core.status import Status
-from kcverify.engine.results import RunResult
+from kcverify.evidence.results import RunResult
 
 
 class Claim(NamedTuple):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcverify.core.status import Status
-from kcverify.engine.results import Failure, RunResult, Table
+from kcverify.evidence.results import Failure, RunResult, Table
 
 # Order in which counts are listed: the outcome a reader acts on first.
 STATUS_ORDER = (Status.FAILED, Status.ERROR, Status.PASSED, Status.SKIPPED)
@@ -199,7 +199,7 @@ class FileReporter:
         self.path = Path(path)
 
     def handle(self, event: object) -> None:
-        from kcverify.engine.events import RunFinished
+        from kcverify.evidence.events import RunFinished
 
         if isinstance(event, RunFinished):
             self.write(event.result)

@@ -20,7 +20,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from kcverify.core.status import Status
-from kcverify.engine.events import (
+from kcverify.evidence.events import (
     CheckFinished,
     Event,
     RunFinished,
@@ -29,7 +29,7 @@ from kcverify.engine.events import (
     ScenarioStarted,
     StepFinished,
 )
-from kcverify.engine.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult, Table
+from kcverify.evidence.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult, Table
 from kcverify.report import common
 
 STATUS_STYLE = {

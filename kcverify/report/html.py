@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 
 from kcverify.core.status import Status
-from kcverify.engine.results import Failure, RunResult, ScenarioResult, Table
+from kcverify.evidence.results import Failure, RunResult, ScenarioResult, Table
 from kcverify.report import checklist, common
 
 CSS = """

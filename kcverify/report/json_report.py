@@ -17,7 +17,7 @@ from pathlib import PurePath
 from typing import Any
 
 from kcverify.core.status import Status
-from kcverify.engine.results import RunResult
+from kcverify.evidence.results import RunResult
 from kcverify.report.common import FileReporter
 
 REPORT_VERSION = 1

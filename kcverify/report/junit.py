@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kcverify.core.status import Status
-from kcverify.engine.events import Event, RunFinished
-from kcverify.engine.results import Failure, RunResult, ScenarioResult
+from kcverify.evidence.events import Event, RunFinished
+from kcverify.evidence.results import Failure, RunResult, ScenarioResult
 from kcverify.report import common
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from kcverify.core.status import Status
-from kcverify.engine.events import Event, RunFinished
-from kcverify.engine.results import Failure, RunResult, ScenarioResult, Table
+from kcverify.evidence.events import Event, RunFinished
+from kcverify.evidence.results import Failure, RunResult, ScenarioResult, Table
 from kcverify.report import checklist, common
 
 # GitHub rejects a job summary over 1 MiB; keep below it and point at the full file.

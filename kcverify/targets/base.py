@@ -68,9 +68,8 @@ class TargetInfo:
     name: str
     capabilities: frozenset[str]
     freshness_bound: float | None  # seconds after the commit; None: "after the next settle"
-    retry_backoff: tuple[float, ...] = (1.0, 2.0)
-    retry_attempts: int = 3
-    cache_ttl: float = 300.0
+    # No retry counts, backoffs or TTLs here: what a system is judged by comes from the rules
+    # (kcverify.spec.policy.Conventions), never from the system's own configuration.
 
 
 class Target(Protocol):

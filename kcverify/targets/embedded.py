@@ -13,6 +13,7 @@ from kcverify.reference.bootstrap import System, bootstrap
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
+from kcverify.spec import policy
 from kcverify.targets.asgi import AsgiClient
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
 
@@ -25,10 +26,7 @@ class EmbeddedTarget:
         self.info = TargetInfo(
             name="embedded",
             capabilities=frozenset(CAPABILITIES),
-            freshness_bound=None,  # S3 on the embedded system: every read after the next settle
-            retry_backoff=self._base.retry_backoff,
-            retry_attempts=self._base.retry_attempts,
-            cache_ttl=self._base.cache_ttl,
+            freshness_bound=policy.FRESHNESS_BOUND_EMBEDDED,  # S3 embedded: every read after the next settle
         )
         self._system: System | None = None
         self._clients: dict[str, AsgiClient] = {}

@@ -11,8 +11,8 @@ import pytest
 from kcverify.checks import REGISTRY
 from kcverify.checks.base import same
 from kcverify.core.status import Status
-from kcverify.engine.results import ScenarioResult
 from kcverify.engine.runner import Runner, RunOptions
+from kcverify.evidence.results import ScenarioResult
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.targets.embedded import EmbeddedTarget
 

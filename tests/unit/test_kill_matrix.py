@@ -18,7 +18,7 @@ from kcverify import contracts
 from kcverify.cli import defects as cli_defects
 from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.core.status import Status
-from kcverify.engine.results import Failure, RunResult, ScenarioResult
+from kcverify.evidence.results import Failure, RunResult, ScenarioResult
 from kcverify.killmatrix import BaselineFailed, MutantsResult, Outcome, judge, resolve, run_baseline, run_mutants
 from kcverify.killmatrix.console import MutantsConsole
 from kcverify.killmatrix.report import SCHEMA_NAME, render_markdown, to_json, write_reports
@@ -149,7 +149,7 @@ def test_error_scenarios_are_not_kills() -> None:
 
 
 def _scenario(name: str, status: Status, *failures: Failure) -> ScenarioResult:
-    from kcverify.engine.results import CheckResult
+    from kcverify.evidence.results import CheckResult
 
     checks = (CheckResult("delivery", ("P3",), status, failures=failures),) if failures else ()
     return ScenarioResult(name, f"{name}.yaml", name, (), (), status, 0.1, 0, f"kcverify run {name}.yaml", (), checks,

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from kcverify.contracts import validate
 from kcverify.core.status import Status
-from kcverify.engine.events import (
+from kcverify.evidence.events import (
     CheckFinished,
     Event,
     Handler,
@@ -30,7 +30,7 @@ from kcverify.engine.events import (
     ScenarioStarted,
     StepFinished,
 )
-from kcverify.engine.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult, Table
+from kcverify.evidence.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult, Table
 from kcverify.report import (
     ConsoleReporter,
     Fanout,

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from kcverify.checks import REGISTRY
-from kcverify.rules import RULES
 from kcverify.scenario.loader import load_scenarios
+from kcverify.spec.rules import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -41,6 +41,7 @@ from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.settings import Settings
 from kcverify.scenario.loader import crash_point_owner
+from kcverify.spec import policy
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
 from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
 from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
@@ -76,10 +77,7 @@ class ProcessesTarget:
         self.info = TargetInfo(
             name="processes",
             capabilities=frozenset(CAPABILITIES) - {"control_clock"},
-            freshness_bound=1.0,
-            retry_backoff=self._settings.retry_backoff,
-            retry_attempts=self._settings.retry_attempts,
-            cache_ttl=self._settings.cache_ttl,
+            freshness_bound=policy.FRESHNESS_BOUND_REAL,
         )
         self._clock = SystemClock()
         self._run = f"k{uuid.uuid4().hex[:6]}-"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from kcverify.engine.results import CheckResult, RunResult, ScenarioResult, StepResult
+from kcverify.evidence.results import CheckResult, RunResult, ScenarioResult, StepResult
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
 from kcverify.targets.base import BusRecord, HttpReply, Snapshot, TargetInfo
 
 
@@ -65,6 +66,9 @@ class Evidence:
     snapshots: list[tuple[int, Snapshot]] = field(default_factory=list)
     step_titles: dict[int, str] = field(default_factory=dict)
     seq: int = 0
+    # What the system is judged by where the rules leave room for configuration (retries, backoff, TTL):
+    # the spec's defaults, or a profile's declared conventions. Never the system's own settings.
+    conventions: Conventions = SPEC_CONVENTIONS
 
     def tick(self) -> int:
         """The next number in the one order of every operation's start and end."""

@@ -21,15 +21,25 @@ class Table:
     highlight: tuple[tuple[int, int], ...] = ()  # (row, column) cells where a value went wrong
 
 
+# The two judgements that are not registered checks but part of the steps themselves (source "step").
+STEP_EXPECTATION = "step expectation"  # a step's own `expect:` (status, shows, dlq, ...)
+SETTLE_BOUND = "settle bound"  # a settle that hit its bound with work pending (I3)
+
+
 @dataclass(frozen=True)
 class Failure:
-    check: str  # registered check name, or "expect" for a step's own expectation
+    check: str  # registered check name; for source "step": STEP_EXPECTATION or SETTLE_BOUND
     rules: tuple[str, ...]  # SPEC rule ids, e.g. ("W4", "F2")
     message: str
     step: int | None = None  # 1-based index of the step after which it was seen; None: end of run
     step_title: str | None = None
     evidence: Table | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    source: str = "check"  # "check": a registered check; "step": the scenario's steps themselves
+
+    @property
+    def from_check(self) -> bool:
+        return self.source == "check"
 
 
 @dataclass(frozen=True)

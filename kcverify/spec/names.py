@@ -1,0 +1,59 @@
+"""The literal names the rules fix: topics, event types and version, consumer groups, the Kafka
+headers an event carries, idempotency-key and cache-key formats, and the metadata fields. A system
+that follows the rules uses exactly these strings, so both sides may import them."""
+
+from __future__ import annotations
+
+# Topics (events of contracts/events/).
+TOPIC_CONFIRMED = "purchase-confirmed"
+TOPIC_CREATED = "purchase-created"
+TOPIC_DLQ = "purchase-confirmed.dlq"
+TOPICS = (TOPIC_CONFIRMED, TOPIC_CREATED, TOPIC_DLQ)
+
+# Event types and the envelope version.
+EVENT_CONFIRMED = "PURCHASE_CONFIRMED"
+EVENT_CREATED = "PURCHASE_CREATED"
+EVENT_VERSION = 1
+
+# Consumer groups: the worker (W1) and the student service's cache invalidator (S3).
+WORKER_GROUP = "purchase-worker"
+INVALIDATOR_GROUP = "student-cache-invalidator"
+
+# The Kafka headers every event carries: they repeat these envelope fields. The Kafka key is studentId.
+EVENT_HEADERS = ("eventId", "type", "correlationId", "idempotencyKey")
+
+# Dead-letter reasons the rules name (W2, W3, W5).
+DLQ_SCHEMA_VIOLATION = "schema_violation"
+DLQ_PAYMENT_NOT_SUCCEEDED = "payment_not_succeeded"
+DLQ_RETRIES_EXHAUSTED = "retries_exhausted"
+
+# Required checkout metadata (P1), and the five values the frontend shows (F1), in display order.
+REQUIRED_METADATA = ("startDate", "classTime", "classTypeId", "scheduleType", "sessionCount")
+DISPLAY_FIELDS = ("startDate", "classTime", "classTypeId", "scheduleType", "sessionCount")
+
+# Where a purchase's metadata came from (W5).
+SOURCE_PAYMENT = "payment"
+SOURCE_EVENT = "event"
+
+# The name of the student service's cache in its Cache-Status header (RFC 9211 names the cache first).
+CACHE_STATUS_NAME = "student-service"
+
+
+def confirmed_key(payment_id: str) -> str:
+    """The idempotency key of a PURCHASE_CONFIRMED event."""
+    return f"payment:{payment_id}:{EVENT_CONFIRMED}"
+
+
+def created_key(purchase_id: str) -> str:
+    """The idempotency key of a PURCHASE_CREATED event."""
+    return f"purchase:{purchase_id}:{EVENT_CREATED}"
+
+
+def cache_key(student_id: str) -> str:
+    """The cache key of a student's learning view (S2)."""
+    return f"student:learning:{student_id}"
+
+
+def group_topic(group: str, topic: str) -> str:
+    """How a snapshot keys a consumer group's committed offsets on a topic."""
+    return f"{group}/{topic}"

@@ -1,0 +1,50 @@
+"""The numbers the rules fix, and the `Conventions` a check judges a system by.
+
+The checks never take these from the system under test: a system configured with 5 retries does not
+thereby make 5 retries correct. For the reference the conventions are the rules' defaults; for a
+user's system they will come from its profile's declared conventions (the seam: whoever builds the
+`Evidence` of a run hands it a `Conventions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kcverify.spec import names
+
+# W7: 3 attempts in all, backoff 1 s after the first failure and 2 s after the second.
+RETRY_ATTEMPTS = 3
+RETRY_BACKOFF: tuple[float, ...] = (1.0, 2.0)
+
+# S2: a learning view is cached for 300 s.
+CACHE_TTL = 300.0
+
+# S3: a read that starts this long after a purchase's commit must show it. On the real stack 1 s; on
+# the embedded system (manual clock) "after the next settle", written None.
+FRESHNESS_BOUND_REAL = 1.0
+FRESHNESS_BOUND_EMBEDDED: float | None = None
+
+# P2: a gateway signature whose timestamp is further than this from now is refused.
+SIGNATURE_TOLERANCE = 300.0
+
+# I1: the reconciler re-publishes a succeeded payment without a purchase after this grace period.
+RECONCILE_GRACE = 60.0
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """What a system is judged by where the rules leave a choice open to configuration (W7 "backoff
+    1 s then 2 s (configurable)"). The defaults are the rules' own numbers."""
+
+    retry_attempts: int = RETRY_ATTEMPTS
+    retry_backoff: tuple[float, ...] = RETRY_BACKOFF
+    cache_ttl: float = CACHE_TTL
+    cache_status_name: str = names.CACHE_STATUS_NAME
+
+    def backoff(self, failed_attempt: int) -> float:
+        """The delay after the n-th failed attempt (1-based); the last delay repeats."""
+        if not self.retry_backoff:
+            return 0.0
+        return self.retry_backoff[min(failed_attempt, len(self.retry_backoff)) - 1]
+
+
+SPEC_CONVENTIONS = Conventions()
