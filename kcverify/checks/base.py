@@ -55,10 +55,6 @@ class Check:
         return CheckResult(self.name, self.rules, status, self.summary(), self.failures, dict(self.metrics))
 
 
-def skipped(check: type[Check], missing: set[str]) -> CheckResult:
-    return CheckResult(check.name, check.rules, Status.SKIPPED, f"needs {', '.join(sorted(missing))}")
-
-
 def show(value: Any) -> str:
     """A value as a diff shows it: JSON, so 10 and "10" look different; '—' when absent."""
     import json

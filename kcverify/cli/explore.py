@@ -18,6 +18,7 @@ from kcverify.explore.explorer import (
     Budget,
     ExploreOptions,
     ExploreReport,
+    ExploreTargets,
     Finding,
     Progress,
 )
@@ -26,6 +27,8 @@ from kcverify.explore.explorer import (
 )
 from kcverify.explore.scenario_file import step_lines
 from kcverify.reference.defects import BY_NAME
+from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.explore_embedded import ObservedTarget
 
 
 def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
@@ -53,6 +56,7 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
     """Search interleavings of the embedded reference for a failing schedule; shrink it to a scenario."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     options = ExploreOptions(seed=seed, defect=defect, budget=budget, max_steps=max_steps, out_dir=out_dir)
+    targets = ExploreTargets(search=ObservedTarget, replay=EmbeddedTarget)  # the embedded reference
     what = f"defect {defect}" if defect else "the reference (no defect)"
     console.print(f"kcverify explore: seed {seed}, {what}, budget {budget}, up to {max_steps} actions a schedule")
     try:
@@ -62,9 +66,9 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
                     verb = "searching" if progress.phase == "search" else "shrinking"
                     status.update(f"{verb}: {progress.schedules} schedules, {progress.seconds:.0f} s")
 
-                report = run_exploration(options, progress=show)
+                report = run_exploration(options, progress=show, targets=targets)
         else:
-            report = run_exploration(options)
+            report = run_exploration(options, targets=targets)
     except Exception as exc:
         click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
                    err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from kcverify.checks import select as select_checks
 from kcverify.cli.config import defaults_for_run
 from kcverify.cli.outcomes import exit_for
 from kcverify.core.errors import InputError, TargetUnreachable
@@ -52,6 +53,16 @@ def select(scenarios: list[Scenario], expressions: tuple[str, ...]) -> list[Scen
             and not any(hit(s, t) for t in exclude)]
 
 
+def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
+    """The check selection, as the reproduce command repeats it."""
+    words: tuple[str, ...] = ()
+    if checks.strip(","):
+        words += ("--checks", checks)
+    if exclude_checks.strip(","):
+        words += ("--exclude-checks", exclude_checks)
+    return words
+
+
 class RunCommand(click.Command):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: object) -> click.Context:
@@ -71,6 +82,10 @@ class RunCommand(click.Command):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and generated values.")
 @click.option("--fail-fast", is_flag=True, help="Stop after the first scenario that fails.")
 @click.option("-k", "--select", "select_", multiple=True, help="Only scenarios whose name contains / tag is this.")
+@click.option("--checks", "checks", default="", metavar="NAMES",
+              help="Comma-separated: run only these checks (default: every registered check).")
+@click.option("--exclude-checks", "exclude_checks", default="", metavar="NAMES",
+              help="Comma-separated: checks not to run.")
 @click.option("--report", default="", help="Comma-separated: junit,json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
@@ -78,11 +93,15 @@ class RunCommand(click.Command):
 @click.option("--defect", "defects", multiple=True, hidden=True, type=click.Choice(sorted(BY_NAME)),
               help="Run the reference with a named defect switched on (see `kcverify defects`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], report: str,
-        report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...], debug: bool) -> None:
+def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], checks: str,
+        exclude_checks: str, report: str, report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...],
+        debug: bool) -> None:
     """Replay purchase scenarios end to end and check every hop."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     try:
+        chosen_checks = select_checks(checks.split(","), exclude_checks.split(","))
+        if not chosen_checks:
+            raise InputError("no check selected", hint="--checks and --exclude-checks leave none")
         scenarios = load_scenarios(list(paths) or [Path("scenarios")])
         chosen = select(scenarios, select_)
         if not chosen:
@@ -90,7 +109,9 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         names = [n.strip() for n in report.split(",") if n.strip()]
         handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
         runner = Runner(make_target(target), handlers,
-                        RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target))
+                        RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target,
+                                   extra_reproduce=_check_words(checks, exclude_checks)),
+                        checks=chosen_checks)
         result = runner.run(chosen)
     except ValueError as exc:  # e.g. an unknown report name
         click.echo(f"error: {exc}", err=True)

@@ -13,9 +13,8 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from kcverify.checks import REGISTRY
-from kcverify.checks.base import skipped
 from kcverify.core.status import Status
 from kcverify.engine import steps as step_kinds
 from kcverify.evidence.events import (
@@ -39,16 +38,43 @@ class RunOptions:
     seed: int = 0
     defects: frozenset[str] = frozenset()
     fail_fast: bool = False
-    checks: tuple[str, ...] = ()  # empty: all registered
     target_name: str = "embedded"
     extra_reproduce: tuple[str, ...] = field(default_factory=tuple)
 
 
+class CheckInstance(Protocol):
+    def after_step(self, step: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def result(self) -> CheckResult: ...
+
+
+class CheckType(Protocol):
+    """What the Runner needs of a check class (kcverify.checks.Check is one): its name, the rules it
+    judges, the capabilities it needs, and an instance per scenario built on that scenario's evidence."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rules(self) -> tuple[str, ...]: ...
+
+    @property
+    def needs(self) -> frozenset[str]: ...
+
+    def __call__(self, evidence: Evidence) -> CheckInstance: ...
+
+
 class Runner:
-    def __init__(self, target: Target, handlers: Sequence[Handler] = (), options: RunOptions | None = None) -> None:
+    """Runs the checks it is given (e.g. `kcverify.checks.select()`); it knows no check by name."""
+
+    def __init__(self, target: Target, handlers: Sequence[Handler] = (), options: RunOptions | None = None, *,
+                 checks: Sequence[CheckType]) -> None:
         self.target = target
         self.handlers = list(handlers)
         self.options = options or RunOptions()
+        self.checks = tuple(checks)
 
     def emit(self, event: Event) -> None:
         for handler in self.handlers:
@@ -103,10 +129,10 @@ class Runner:
         for i, step in enumerate(scenario.steps, start=1):
             evidence.step_titles[i] = step_kinds.title(step)
         evidence.step_titles[len(scenario.steps) + 1] = "final settle and reads"
-        names = self.options.checks or tuple(REGISTRY)
-        active = [REGISTRY[n](evidence) for n in names if not (REGISTRY[n].needs - info.capabilities)]
-        inactive = [skipped(REGISTRY[n], set(REGISTRY[n].needs - info.capabilities)) for n in names
-                    if REGISTRY[n].needs - info.capabilities]
+        active = [check(evidence) for check in self.checks if not (check.needs - info.capabilities)]
+        inactive = [CheckResult(check.name, check.rules, Status.SKIPPED,
+                                f"needs {', '.join(sorted(check.needs - info.capabilities))}")
+                    for check in self.checks if check.needs - info.capabilities]
         ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed))
         step_results: list[StepResult] = []
         try:
@@ -140,7 +166,8 @@ class Runner:
             c.status == Status.FAILED for c in check_results)
         return finished(Status.FAILED if failed else Status.PASSED, tuple(step_results), check_results)
 
-    def _run_step(self, ctx: step_kinds.Context, scenario: Scenario, index: int, checks: list) -> StepResult:  # type: ignore[type-arg]
+    def _run_step(self, ctx: step_kinds.Context, scenario: Scenario, index: int,
+                  checks: list[CheckInstance]) -> StepResult:
         step = scenario.steps[index - 1]
         ctx.step = index
         ctx.failures = []

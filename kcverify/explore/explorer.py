@@ -24,19 +24,20 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from kcverify.checks import REGISTRY
+from kcverify.checks import REGISTRY, select
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.results import Failure, ScenarioResult
 from kcverify.explore import program as prog
+from kcverify.explore.canonical import canonical
 from kcverify.explore.scenario_file import render, step_lines
-from kcverify.explore.target import ObservedTarget, canonical
 from kcverify.scenario.loader import load_scenario
-from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.base import Target
 
 # The system's own seed (its ids). Fixed, so that `kcverify run FILE` (seed 0 by default) replays a
 # finding byte for byte; `--seed` steers the search, which is what varies between explorations.
@@ -46,6 +47,30 @@ DEFAULT_MAX_STEPS = 10
 DEFAULT_SHRINK_SECONDS = 30.0
 RULE_ID = re.compile(r"^(P[1-5]|W[1-8]|S[1-5]|F[1-2]|I[1-4])$")
 RULE_ORDER = "PWSFI"
+
+
+class ObservingTarget(Target, Protocol):
+    """The target a search runs schedules on: a deterministic system (one process, manual clock, seeded
+    ids) that also keeps what each schedule observed, for the history digest and the coverage table."""
+
+    evidence: Any  # a running hashlib digest of everything the schedule observed
+    fired: list[tuple[str, str]]  # (component, crash point) of every crash
+    injected: Counter[str]  # "resource.op" -> calls that failed
+    left_down: frozenset[str]  # components down after the final settle
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExploreTargets:
+    """Where an exploration runs: `search` makes the observing target schedules run on; `replay` a plain
+    target for the written finding's replay, as `kcverify run` would reach the system. The CLI wires
+    the embedded reference in; the explorer never builds a system itself."""
+
+    search: Callable[[], ObservingTarget]
+    replay: Callable[[], Target]
 
 
 class _Found(Exception):
@@ -140,7 +165,7 @@ class Coverage:
     checks_judged: Counter[str] = field(default_factory=Counter)  # schedules a check passed or failed
     checks_failed: Counter[str] = field(default_factory=Counter)
 
-    def add(self, steps: Sequence[prog.Planned], target: ObservedTarget, result: ScenarioResult) -> None:
+    def add(self, steps: Sequence[prog.Planned], target: ObservingTarget, result: ScenarioResult) -> None:
         for step in steps:
             self.steps[step.kind] += 1
             if step.kind == "run":
@@ -226,15 +251,19 @@ class Progress:
 class Explorer:
     """One exploration: `run()` searches, shrinks a finding, writes and re-checks it, and reports."""
 
-    def __init__(self, options: ExploreOptions, *, clock: Callable[[], float] = time.perf_counter,
+    def __init__(self, options: ExploreOptions, *, targets: ExploreTargets,
+                 clock: Callable[[], float] = time.perf_counter,
                  progress: Callable[[Progress], None] | None = None) -> None:
         self.options = options
         self._clock = clock
         self._progress = progress
-        self._target = ObservedTarget()
+        self._targets = targets
+        self._target = targets.search()
+        self._checks = select()
         defects = frozenset({options.defect}) if options.defect else frozenset()
-        self._runner = Runner(self._target, (), RunOptions(seed=RUN_SEED, defects=defects))
-        self._reference = Runner(self._target, (), RunOptions(seed=RUN_SEED)) if options.defect else None
+        self._runner = Runner(self._target, (), RunOptions(seed=RUN_SEED, defects=defects), checks=self._checks)
+        self._reference = (Runner(self._target, (), RunOptions(seed=RUN_SEED), checks=self._checks)
+                           if options.defect else None)
         self._history = hashlib.sha256()
         self._memo: dict[str, Verdict] = {}
         self._reference_memo: dict[str, bool] = {}
@@ -444,11 +473,13 @@ class Explorer:
         does it fail with the same check, and (with a defect) pass without it?"""
         scenario = load_scenario(path)
         defects = frozenset({self.options.defect}) if self.options.defect else frozenset()
-        result = Runner(EmbeddedTarget(), (), RunOptions(seed=RUN_SEED, defects=defects)).run_scenario(scenario)
+        result = Runner(self._targets.replay(), (), RunOptions(seed=RUN_SEED, defects=defects),
+                        checks=self._checks).run_scenario(scenario)
         reproduced = check in Verdict.of(result).checks
         if not self.options.defect:
             return reproduced, None
-        clean = Runner(EmbeddedTarget(), (), RunOptions(seed=RUN_SEED)).run_scenario(scenario)
+        clean = Runner(self._targets.replay(), (), RunOptions(seed=RUN_SEED),
+                       checks=self._checks).run_scenario(scenario)
         return reproduced, clean.status == Status.PASSED
 
 
@@ -457,6 +488,7 @@ def _rules(failures: Sequence[Failure]) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda r: (RULE_ORDER.index(r[0]), int(r[1:]))))
 
 
-def explore(options: ExploreOptions, progress: Callable[[Progress], None] | None = None) -> ExploreReport:
-    """Run one exploration (see the module docstring)."""
-    return Explorer(options, progress=progress).run()
+def explore(options: ExploreOptions, progress: Callable[[Progress], None] | None = None, *,
+            targets: ExploreTargets) -> ExploreReport:
+    """Run one exploration (see the module docstring) on the targets it is given."""
+    return Explorer(options, targets=targets, progress=progress).run()

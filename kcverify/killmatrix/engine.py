@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing.context import BaseContext
 
-from kcverify.checks import REGISTRY
+from kcverify.checks import REGISTRY, select
 from kcverify.core.errors import InputError
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
@@ -78,7 +78,7 @@ def judge(defect: Defect, run: RunResult, duration: float, reproduce_all: str = 
 def run_baseline(scenarios: Sequence[Scenario], target: Target, seed: int = 0) -> tuple[Baseline, RunResult]:
     """The suite without defects. Raises BaselineFailed unless nothing failed or broke and something ran."""
     started = time.perf_counter()
-    run = Runner(target, options=RunOptions(seed=seed, target_name=target.info.name)).run(scenarios)
+    run = Runner(target, options=RunOptions(seed=seed, target_name=target.info.name), checks=select()).run(scenarios)
     if any(s.status in (Status.FAILED, Status.ERROR) for s in run.scenarios):
         raise BaselineFailed(run)
     passed = tuple(s.name for s in run.scenarios if s.status is Status.PASSED)
@@ -138,7 +138,7 @@ def _run_one(target: Target, scenarios: Sequence[Scenario], defect: Defect, seed
              where: Sequence[str]) -> MutantResult:
     options = RunOptions(seed=seed, defects=frozenset({defect.name}), target_name=target.info.name)
     started = time.perf_counter()
-    run = Runner(target, options=options).run(scenarios)
+    run = Runner(target, options=options, checks=select()).run(scenarios)
     return judge(defect, run, time.perf_counter() - started, _reproduce_all(where, defect, options))
 
 

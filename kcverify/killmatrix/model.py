@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kcverify.core.errors import KcverifyError
-from kcverify.evidence.results import RunResult
+from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, RunResult
 
-# Checks that are not registered classes but still fail scenarios: a step's own `expect:` and a
-# `settle` that never became quiet (kcverify.engine.steps). They lead the matrix's columns.
-STEP_CHECKS = ("expect", "settle")
+# Judgements that are not registered checks but still fail scenarios (Failure.source "step"): a step's
+# own `expect:` and a `settle` that never became quiet (kcverify.engine.steps). They lead the columns.
+STEP_CHECKS = (STEP_EXPECTATION, SETTLE_BOUND)
 
 
 class Outcome(StrEnum):

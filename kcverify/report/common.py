@@ -100,6 +100,13 @@ def where(failure: Failure) -> str:
     return f"step {failure.step}"
 
 
+def judged_by(failure: Failure) -> tuple[str, str]:
+    """What judged a failure, as (label, name): ("check", "metadata") for a registered check;
+    ("step", "step expectation") / ("step", "settle bound") for the steps' own judgements, which
+    reports must never list as checks."""
+    return ("check", failure.check) if failure.from_check else ("step", failure.check)
+
+
 def headline(failure: Failure) -> str:
     """One line that says what broke, which rules, and where: 'metadata [W4, F2] at step 3 (...): msg'."""
     return f"{failure.check} [{rules_text(failure.rules)}] at {where(failure)}: {first_line(failure.message)}"

@@ -177,8 +177,9 @@ class ConsoleReporter:
     def _failure(self, number: int, failure: Failure) -> RenderableType:
         head = Text(f"{number}. ")
         head.append(_v(common.where(failure)), style="bold")
-        head.append("  check ")
-        head.append(_v(failure.check), style="bold")
+        label, name = common.judged_by(failure)
+        head.append("  check " if label == "check" else "  ")
+        head.append(_v(name), style="bold")
         head.append("  rules ")
         head.append(_v(common.rules_text(failure.rules)), style="bold cyan")
         parts: list[RenderableType] = [head, Padding(Text(_v(failure.message)), (0, 0, 0, 3))]

@@ -122,9 +122,11 @@ def _checklist(run: RunResult) -> str:
 
 
 def _failure(number: int, failure: Failure) -> str:
+    label, name = common.judged_by(failure)
+    judge = f"check <code>{e(name)}</code>" if label == "check" else e(name)
     parts = [
         '<div class="failure">',
-        f"<p>{number}. <strong>{e(common.where(failure))}</strong> · check <code>{e(failure.check)}</code> · "
+        f"<p>{number}. <strong>{e(common.where(failure))}</strong> · {judge} · "
         f'rules <span class="rules">{e(common.rules_text(failure.rules))}</span></p>',
         f"<pre>{e(failure.message)}</pre>",
     ]

@@ -151,8 +151,10 @@ def _scenarios(run: RunResult) -> list[str]:
 
 
 def _failure(number: int, failure: Failure) -> list[str]:
+    label, name = common.judged_by(failure)
+    judge = f"check {code(name)}" if label == "check" else text(name)
     lines = [
-        f"**Failure {number}:** {text(common.where(failure))} · check {code(failure.check)} · "
+        f"**Failure {number}:** {text(common.where(failure))} · {judge} · "
         f"rules **{_rules(failure.rules)}**",
         "",
         text(failure.message),

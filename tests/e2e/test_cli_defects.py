@@ -30,7 +30,7 @@ def test_two_defects_print_the_matrix_and_a_full_score(tmp_path: Path) -> None:
     out = result.stdout
     assert "Kill matrix" in out
     header = next(line for line in out.splitlines() if "first caught by" in line and "defect" in line)
-    for column in ("rule", "expect", "settle", "freshness", "delivery", "metadata"):
+    for column in ("rule", "step expectation", "settle bound", "freshness", "delivery", "metadata"):
         assert column in header
     [dual] = [line for line in out.splitlines() if line.strip().startswith("dual-write ")]
     assert "broker-down-at-confirm: delivery [P3" in dual

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kcverify.checks import REGISTRY
+from kcverify.checks import REGISTRY, select
 from kcverify.checks.base import same
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
@@ -20,13 +20,13 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def run(scenario: str, *defects: str) -> ScenarioResult:
-    runner = Runner(EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)))
+    runner = Runner(EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)), checks=select())
     [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
     return result
 
 
 def test_the_reference_without_defects_passes_every_scenario() -> None:
-    result = Runner(EmbeddedTarget()).run(load_scenarios([SCENARIOS]))
+    result = Runner(EmbeddedTarget(), checks=select()).run(load_scenarios([SCENARIOS]))
     failed = {s.name: [f.message for f in s.failures] for s in result.scenarios if s.status != Status.PASSED}
     assert failed == {}
     assert len(result.scenarios) >= 20
@@ -56,9 +56,9 @@ CAUGHT = [
     ("authority", "unsigned-confirm", "unsigned-confirm", "P2"),
     ("authority", "confirm-mutates-course", "unsigned-confirm", "P2"),
     ("authority", "learning-view-ignores-authz", "other-students-view", "S1"),
-    ("expect", "unsigned-confirm", "unsigned-confirm", "P2"),
-    ("expect", "confirm-mutates-course", "unsigned-confirm", "P2"),
-    ("expect", "learning-view-ignores-authz", "other-students-view", "S1"),
+    ("step expectation", "unsigned-confirm", "unsigned-confirm", "P2"),
+    ("step expectation", "confirm-mutates-course", "unsigned-confirm", "P2"),
+    ("step expectation", "learning-view-ignores-authz", "other-students-view", "S1"),
 ]
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from kcverify.checks import select
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.explore import program as prog
-from kcverify.explore.explorer import Budget, ExploreOptions, Explorer, Verdict
+from kcverify.explore.explorer import Budget, ExploreOptions, Explorer, ExploreTargets, Verdict
 from kcverify.explore.scenario_file import render, scalar
-from kcverify.explore.target import ObservedTarget
 from kcverify.scenario.loader import load_scenario
 from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.explore_embedded import ObservedTarget
 
 # defect -> budget in schedules, all from one seed. Searches are deterministic: each finds its failure
 # after the same number of schedules every time (noted: schedules, shrunk steps; each search + shrink +
@@ -40,7 +41,8 @@ def random_programs(count: int, seed: int, max_steps: int = 12) -> list[list[pro
 
 
 def explore(tmp_path: Path, seed: int, budget: int, defect: str | None = None) -> Explorer:
-    return Explorer(ExploreOptions(seed=seed, defect=defect, budget=Budget(schedules=budget), out_dir=tmp_path))
+    return Explorer(ExploreOptions(seed=seed, defect=defect, budget=Budget(schedules=budget), out_dir=tmp_path),
+                    targets=ExploreTargets(search=ObservedTarget, replay=EmbeddedTarget))
 
 
 # --- the generator -------------------------------------------------------------------------------------
@@ -117,8 +119,8 @@ def test_observed_target_reaches_the_same_verdicts_as_the_embedded_target(defect
     observed, embedded = ObservedTarget(), EmbeddedTarget()
     for program in random_programs(40, seed=3):
         scenario = prog.to_scenario(prog.compile_program(program))
-        fast = Runner(observed, (), RunOptions(defects=defects)).run_scenario(scenario)
-        slow = Runner(embedded, (), RunOptions(defects=defects)).run_scenario(scenario)
+        fast = Runner(observed, (), RunOptions(defects=defects), checks=select()).run_scenario(scenario)
+        slow = Runner(embedded, (), RunOptions(defects=defects), checks=select()).run_scenario(scenario)
         assert Verdict.of(fast) == Verdict.of(slow)
         assert [s.status for s in fast.steps] == [s.status for s in slow.steps]
     observed.close()
@@ -171,10 +173,11 @@ def test_each_defect_is_found_shrunk_written_and_replayed(tmp_path: Path, defect
     scenario = load_scenario(finding.path)
     assert scenario.tags == ("explore",) and set(scenario.covers) == set(finding.rules)
     assert len(scenario.steps) == len(finding.steps)
-    broken = Runner(EmbeddedTarget(), (), RunOptions(defects=frozenset({defect}))).run_scenario(scenario)
+    broken = Runner(EmbeddedTarget(), (), RunOptions(defects=frozenset({defect})),
+                    checks=select()).run_scenario(scenario)
     assert broken.status == Status.FAILED
     assert finding.check in {f.check for f in broken.failures}
-    clean = Runner(EmbeddedTarget(), (), RunOptions()).run_scenario(scenario)
+    clean = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(scenario)
     assert clean.status == Status.PASSED, [f.message for f in clean.failures]
     text = finding.path.read_text()
     assert f"--seed {seed} --defect {defect}" in text and f"Failing check: {finding.check}" in text
@@ -209,5 +212,6 @@ REFERENCE_PASSES = {
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_PASSES))
 def test_schedules_once_misjudged_pass_on_the_reference(name: str) -> None:
-    result = Runner(EmbeddedTarget(), (), RunOptions()).run_scenario(prog.to_scenario(REFERENCE_PASSES[name]))
+    scenario = prog.to_scenario(REFERENCE_PASSES[name])
+    result = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(scenario)
     assert result.status == Status.PASSED, [f.message for f in result.failures]

@@ -90,7 +90,7 @@ def test_kills_name_scenario_check_and_rules(everything: MutantsResult) -> None:
     assert any("P3" in c.rules for c in dual.caught_by if c.check == "delivery")
     assert by_name["stale-set-race"].scenarios_by_check()["freshness"] == ("stale-set-race",)
     assert by_name["stale-set-race"].reproduce.endswith("--defect stale-set-race")
-    assert everything.columns[:2] == ("expect", "settle")
+    assert everything.columns[:2] == ("step expectation", "settle bound")
     assert {"metadata", "freshness", "delivery", "idempotency", "contract", "invariants"} <= set(everything.columns)
 
 

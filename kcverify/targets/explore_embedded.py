@@ -1,4 +1,5 @@
-"""The explorer's target: the embedded reference, observed and called a little more directly.
+"""The explorer's target: the embedded reference, observed and called a little more directly
+(`kcverify explore` hands it to the explorer, which knows only its protocol, explore.ObservingTarget).
 
 `ObservedTarget` is the `EmbeddedTarget` (same system, same bootstrap, same ASGI apps) with two
 differences, both for the explorer's sake:
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Mapping, MutableMapping
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from kcverify.core.errors import SimulatedCrash
@@ -139,24 +139,3 @@ def _snapshot_bytes(snapshot: Snapshot) -> bytes:
     s = snapshot
     return repr((s.at, s.payments, s.purchases, s.topics, s.end_offsets, s.committed, s.traces,
                  sorted(s.down))).encode()
-
-
-def canonical(value: Any) -> bytes:
-    """Stable bytes for a value (dataclasses, bytes, sets included), independent of hash seeds."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":")).encode()
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((_plain(v) for v in value), key=repr)
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)
