@@ -1,7 +1,17 @@
-"""Metadata propagation: field by field, the values chosen at checkout must arrive unchanged, with
-their types, at every hop: payments row -> PURCHASE_CONFIRMED -> purchase row -> PURCHASE_CREATED ->
-learning view -> frontend model. A failure shows the hop x field table and the first hop where a value
-changed or vanished."""
+"""Metadata propagation, judged hop by hop by what the rules say each hop must hold:
+
+- payments row: what the create accepted (the checkout metadata; P1, P3);
+- PURCHASE_CONFIRMED: the payments row's metadata (P3);
+- purchase row: the W4 merge (spec.oracle.merge) of the payments row's metadata as stored and the
+  metadata of the PURCHASE_CONFIRMED it was made from, as sent; with `metadataSource: event` (the W5
+  fallback) that event's metadata; its purchaseTier is the merged sessionCount;
+- PURCHASE_CREATED and the learning view: the purchase row (W4, S1);
+- frontend: spec.oracle.display of the learning view's item equals the values chosen at checkout (F1, F2).
+
+Which PURCHASE_CONFIRMED a purchase came from is not observable (a scenario may inject copies or forged
+events about the same payment); the purchase row must equal the expectation for one of the events about
+its payment on the topic, and a failure is reported against the first of them, the one a worker
+consuming in order meets first. A failure shows the hop x field table and the first hop that is wrong."""
 
 from __future__ import annotations
 
@@ -10,8 +20,7 @@ from typing import Any
 from kcverify.checks.base import MISSING, Check, same, show
 from kcverify.evidence.evidence import decode
 from kcverify.evidence.results import Table
-from kcverify.reference import domain
-from kcverify.reference.frontend import DISPLAY_FIELDS, display
+from kcverify.spec import names, oracle
 
 HOPS = ("checkout", "payments row", "PURCHASE_CONFIRMED", "purchase row", "PURCHASE_CREATED",
         "learning view", "frontend")
@@ -24,20 +33,26 @@ HOP_RULES = {
     "learning view": ("S1",),
     "frontend": ("F1", "F2"),
 }
+NOT_OBSERVED = "(not observed)"
+
+Metadata = dict[str, Any]
 
 
 class MetadataCheck(Check):
     name = "metadata"
     rules = ("P3", "W4", "W5", "S1", "F1", "F2")
     needs = frozenset({"read_db", "read_bus"})
-    description = "checkout metadata reaches every hop unchanged, types included"
+    description = "every hop holds the metadata the rules say it must (W4 merge, F1 display), types included"
 
     def finish(self) -> None:
         snapshot = self.evidence.last
         payments = {p["id"]: p for p in snapshot.payments}
         purchases = {p["paymentId"]: p for p in snapshot.purchases}
-        confirmed = _by_payment(self.evidence.genuine(domain.TOPIC_CONFIRMED))
-        created = _by_payment(self.evidence.genuine(domain.TOPIC_CREATED))
+        confirmed = _by_payment(self.evidence.genuine(names.TOPIC_CONFIRMED))
+        created = _by_payment(self.evidence.genuine(names.TOPIC_CREATED))
+        # Every event about a payment, injected ones included, in topic order: the candidates a purchase
+        # may have been made from.
+        sent = _all_by_payment(snapshot.topics.get(names.TOPIC_CONFIRMED, []))
         checked = 0
         for record in self.evidence.payments.values():
             purchase = purchases.get(record.id)
@@ -45,16 +60,30 @@ class MetadataCheck(Check):
                 continue  # no purchase: the invariants check reports it (I1)
             checked += 1
             view_item = self._latest_view_item(record.student, record.id)
-            hops: dict[str, dict[str, Any] | None] = {
+            row = _metadata((payments.get(record.id) or {}).get("metadata"))
+            actual: dict[str, Metadata | None] = {
                 "checkout": record.checkout,
-                "payments row": (payments.get(record.id) or {}).get("metadata"),
+                "payments row": row,
                 "PURCHASE_CONFIRMED": confirmed.get(record.id),
-                "purchase row": purchase.get("metadata"),
+                "purchase row": _metadata(purchase.get("metadata")),
                 "PURCHASE_CREATED": created.get(record.id),
-                "learning view": view_item.get("metadata") if view_item else None,
-                "frontend": display(view_item).to_json() if view_item else None,
+                "learning view": _metadata(view_item.get("metadata")) if view_item else None,
+                "frontend": oracle.display(view_item) if view_item else None,
             }
-            self._compare(record.name, record.checkout, hops, purchase)
+            stored = row if row is not None else record.checkout
+            merged = _expected_purchase(stored, sent.get(record.id, []), purchase)
+            observed_purchase = actual["purchase row"]
+            expected: dict[str, Metadata] = {
+                "checkout": record.checkout,
+                "payments row": record.checkout,
+                "PURCHASE_CONFIRMED": stored,
+                "purchase row": merged,
+                "PURCHASE_CREATED": observed_purchase if observed_purchase is not None else merged,
+                "learning view": observed_purchase if observed_purchase is not None else merged,
+                "frontend": {f: record.checkout.get(f) for f in names.DISPLAY_FIELDS},
+            }
+            self._compare(record.name, actual, expected, purchase.get("purchaseTier", MISSING),
+                          oracle.purchase_tier(merged))
         self.notes.append(f"{checked} purchase(s) traced through {len(HOPS)} hops")
 
     def _latest_view_item(self, student: str, payment_id: str) -> dict[str, Any] | None:
@@ -70,53 +99,72 @@ class MetadataCheck(Check):
                     return item
         return None
 
-    def _compare(self, name: str, checkout: dict[str, Any], hops: dict[str, dict[str, Any] | None],
-                 purchase: dict[str, Any]) -> None:
-        fields = list(DISPLAY_FIELDS) + sorted(k for k in checkout if k not in DISPLAY_FIELDS)
+    def _compare(self, name: str, actual: dict[str, Metadata | None], expected: dict[str, Metadata],
+                 tier: Any, expected_tier: Any) -> None:
+        seen = {k for values in (*actual.values(), *expected.values()) if values for k in values}
+        fields = list(names.DISPLAY_FIELDS) + sorted(seen - set(names.DISPLAY_FIELDS))
         rows: list[tuple[str, ...]] = []
         highlight: list[tuple[int, int]] = []
         first_bad: tuple[str, str, Any, Any] | None = None
         for r, hop in enumerate(HOPS):
-            values = hops[hop]
+            values, wanted = actual[hop], expected[hop]
             row = [hop]
             for c, field_name in enumerate(fields, start=1):
                 if values is None:
-                    row.append("(not observed)")
+                    row.append(NOT_OBSERVED)
                     continue
-                if hop == "frontend" and field_name not in DISPLAY_FIELDS:
+                if hop == "frontend" and field_name not in names.DISPLAY_FIELDS:
                     row.append("")
                     continue
-                actual = values.get(field_name, MISSING)
-                expected = checkout.get(field_name, MISSING)
-                row.append(show(actual))
-                if not same(actual, expected) and not (actual is MISSING and expected is MISSING):
+                have, want = values.get(field_name, MISSING), wanted.get(field_name, MISSING)
+                row.append(show(have))
+                if not same(have, want) and not (have is MISSING and want is MISSING):
                     highlight.append((r, c))
                     if first_bad is None:
-                        first_bad = (hop, field_name, expected, actual)
+                        first_bad = (hop, field_name, want, have)
             rows.append(tuple(row))
-        tier = purchase.get("purchaseTier")
-        if first_bad is None and not same(tier, checkout.get("sessionCount")):
-            first_bad = ("purchase row", "purchaseTier", checkout.get("sessionCount"), tier)
+        if first_bad is None and not same(tier, expected_tier):
+            first_bad = ("purchase row", "purchaseTier", expected_tier, tier)
         if first_bad is None:
             return
-        hop, field_name, expected, actual = first_bad
-        verb = "vanished" if actual is MISSING else f"became {show(actual)}"
+        hop, field_name, want, have = first_bad
+        verb = "is missing" if have is MISSING else f"is {show(have)}"
+        chosen = (actual["checkout"] or {}).get(field_name, MISSING)
         self.fail(
             f"{name}:{hop}:{field_name}",
-            f"{name}: {field_name} chosen at checkout as {show(expected)} {verb} at hop '{hop}'",
+            f"{name}: at hop '{hop}' {field_name} {verb}, the rules require {show(want)} "
+            f"(chosen at checkout: {show(chosen)})",
             rules=HOP_RULES.get(hop, self.rules),
             evidence=Table(("hop", *fields), tuple(rows), title=f"metadata of {name}", highlight=tuple(highlight)),
-            payment=name, hop=hop, field=field_name,
+            payment=name, hop=hop, field=field_name, expected=want if want is not MISSING else None,
         )
 
 
-def _by_payment(records: list[Any]) -> dict[str, dict[str, Any]]:
-    """paymentId -> the payload metadata of the first event about it."""
-    out: dict[str, dict[str, Any]] = {}
+def _expected_purchase(stored: Metadata, events: list[Metadata], purchase: dict[str, Any]) -> Metadata:
+    """The purchase row's metadata as the rules make it from the payments row and one of the events about
+    the payment: the W4 merge, or with metadataSource `event` (W5) the event's metadata verbatim. The
+    expectation the row matches if any, else the one for the first event."""
+    fallback = purchase.get("metadataSource") == names.SOURCE_EVENT
+    candidates = [event if fallback else oracle.merge(stored, event) for event in events] or [stored]
+    observed = purchase.get("metadata")
+    return next((c for c in candidates if same(c, observed)), candidates[0])
+
+
+def _metadata(value: Any) -> Metadata | None:
+    return value if isinstance(value, dict) else None
+
+
+def _all_by_payment(records: list[Any]) -> dict[str, list[Metadata]]:
+    """paymentId -> the payload metadata of every event about it, in topic order."""
+    out: dict[str, list[Metadata]] = {}
     for record in records:
-        event = decode(record)
-        payload = (event or {}).get("payload")
+        payload = (decode(record) or {}).get("payload")
         if isinstance(payload, dict) and isinstance(payload.get("paymentId"), str):
             metadata = payload.get("metadata")
-            out.setdefault(payload["paymentId"], metadata if isinstance(metadata, dict) else {})
+            out.setdefault(payload["paymentId"], []).append(metadata if isinstance(metadata, dict) else {})
     return out
+
+
+def _by_payment(records: list[Any]) -> dict[str, Metadata]:
+    """paymentId -> the payload metadata of the first event about it."""
+    return {payment: events[0] for payment, events in _all_by_payment(records).items()}

@@ -30,7 +30,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kcverify import contracts
 from kcverify.core.errors import InputError
-from kcverify.reference import ports
 from kcverify.scenario.model import RESPONSE_STEPS, Path, Scenario, Step, freeze
 
 SCHEMA = "schemas/scenario"
@@ -46,12 +45,16 @@ CRASH_POINT_OWNERS: Mapping[str, str] = MappingProxyType({
     "invalidator": "cache-invalidator",
 })
 
-# The port whose methods a `fail: {resource: R, op: M}` step may name (instrument.with_faults wraps it).
-RESOURCE_PORTS: Mapping[str, type] = MappingProxyType({
-    "payments_db": ports.PaymentStore,
-    "courses_db": ports.CourseStore,
-    "cache": ports.Cache,
-    "bus": ports.Bus,
+# The operations a `fail: {resource: R, op: M}` step may name, per resource: the vocabulary of fault
+# injection that scenarios are written in. The reference's ports offer exactly these (a test holds the
+# two together); another system's target maps them onto its own calls.
+FAULT_OPERATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "payments_db": ("all_payments", "enqueue_outbox", "find_succeeded", "get_payment", "insert_payment",
+                    "mark_published", "pending_outbox", "save_status", "succeeded_confirmed_before"),
+    "courses_db": ("all_purchases", "enqueue_outbox", "is_processed", "mark_processed", "mark_published",
+                   "pending_outbox", "purchase_for_payment", "purchases_for_student", "record_purchase"),
+    "cache": ("delete", "get", "set", "set_if_version", "version"),
+    "bus": ("committed", "consumer", "create_topic", "end_offsets", "publish", "read_all"),
 })
 
 # `publish: {forged: {payment: unknown}}` means "a payment that does not exist", so nothing may bind it.
@@ -66,9 +69,8 @@ def crash_point_owner(point: str) -> str:
 
 
 def port_operations(resource: str) -> tuple[str, ...]:
-    """The public methods of the port behind `resource`: what a `fail` step's `op` may name."""
-    port = RESOURCE_PORTS[resource]
-    return tuple(sorted(n for n in dir(port) if not n.startswith("_") and callable(getattr(port, n))))
+    """What a `fail` step's `op` may name for `resource`."""
+    return FAULT_OPERATIONS[resource]
 
 
 # --- public API ----------------------------------------------------------------------------------------

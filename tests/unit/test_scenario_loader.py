@@ -487,6 +487,20 @@ def test_schema_enums_match_the_reference() -> None:
     assert "record_purchase" in port_operations("courses_db")
 
 
+def test_fault_operations_are_exactly_what_the_reference_ports_offer() -> None:
+    """The loader's list is the verifier's own; the reference's Protocols must offer exactly it, so a
+    port method added or renamed in the reference shows up here rather than as an unusable fault."""
+    from kcverify.reference import ports
+    from kcverify.scenario.loader import FAULT_OPERATIONS
+
+    by_resource = {"payments_db": ports.PaymentStore, "courses_db": ports.CourseStore, "cache": ports.Cache,
+                   "bus": ports.Bus}
+    assert set(FAULT_OPERATIONS) == set(by_resource)
+    for resource, port in by_resource.items():
+        offered = {n for n in dir(port) if not n.startswith("_") and callable(getattr(port, n))}
+        assert set(FAULT_OPERATIONS[resource]) == offered, resource
+
+
 def test_the_user_guide_documents_every_step_kind_and_its_example_loads(tmp_path: Path) -> None:
     guide = (contracts_dir().parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
     for kind in schema("schemas/scenario")["$defs"]["step"]["properties"]:
