@@ -1,6 +1,6 @@
 # The two commands of README.md. Each installs what it needs on a fresh machine.
 #   make run    replay scenarios/ on the embedded reference (kcverify run)
-#   make test   lint, type-check and run the whole test suite, real PostgreSQL, Kafka and Redis included
+#   make test   lint, type-check, check the import layering and run the whole test suite, real PostgreSQL, Kafka and Redis included
 # Everything else here is what those two need.
 
 PYTHON ?= python3.11
@@ -16,6 +16,7 @@ run: $(STAMP)
 test: $(STAMP) prerequisites
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -120,3 +120,29 @@ def test_missing_path_is_exit_2(tmp_path: Path) -> None:
     result = kcverify("run", "nope/", cwd=tmp_path)
     assert result.returncode == 2
     assert "nope" in result.stderr
+
+
+def test_checks_are_selected_by_name_and_an_unknown_one_is_exit_2(tmp_path: Path) -> None:
+    write(tmp_path, "good.yaml", GOOD)
+    only = kcverify("run", "good.yaml", "--checks", "metadata,freshness", "-v", cwd=tmp_path)
+    assert only.returncode == 0, only.stdout + only.stderr
+    assert "check ✓ PASS  metadata" in only.stdout and "freshness" in only.stdout
+    assert "delivery" not in only.stdout and "contract" not in only.stdout
+    but = kcverify("run", "good.yaml", "--exclude-checks", "delivery", "-v", cwd=tmp_path)
+    assert but.returncode == 0 and "check ✓ PASS  metadata" in but.stdout and "delivery [" not in but.stdout
+    wrong = kcverify("run", "good.yaml", "--checks", "metadta", cwd=tmp_path)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "unknown check 'metadta'" in wrong.stderr and "did you mean 'metadata'" in wrong.stderr
+    assert "known checks: " in wrong.stderr and "freshness" in wrong.stderr
+    none = kcverify("run", "good.yaml", "--checks", "metadata", "--exclude-checks", "metadata", cwd=tmp_path)
+    assert none.returncode == 2 and "no check selected" in none.stderr
+
+
+def test_a_failed_step_expectation_is_not_reported_as_a_check(tmp_path: Path) -> None:
+    write(tmp_path, "expect.yaml", GOOD.replace("expect: {shows: [p1]}", "expect: {status: 404}"))
+    result = kcverify("run", "expect.yaml", "--report", "markdown", "--report-dir", "out", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "step expectation" in result.stdout and "check step expectation" not in result.stdout
+    assert "check expect" not in result.stdout
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "step expectation" in markdown and "check `step expectation`" not in markdown

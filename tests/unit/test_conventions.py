@@ -1,0 +1,43 @@
+"""Expectations come from the rules, never from the system's configuration: a reference configured
+with another retry count, backoff or cache TTL than the rules fix is judged wrong by the scenario
+library, although it does exactly what its settings say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kcverify.checks import select
+from kcverify.core.status import Status
+from kcverify.engine.runner import Runner
+from kcverify.evidence.evidence import Evidence
+from kcverify.reference.settings import Settings
+from kcverify.scenario.loader import load_scenarios
+from kcverify.spec import policy
+from kcverify.targets.base import TargetInfo
+from kcverify.targets.embedded import EmbeddedTarget
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def test_target_info_carries_no_expectations() -> None:
+    fields = set(TargetInfo.__dataclass_fields__)
+    assert not fields & {"retry_attempts", "retry_backoff", "cache_ttl"}
+
+
+def test_checks_judge_by_the_spec_conventions_by_default() -> None:
+    evidence = Evidence(EmbeddedTarget().info, None)
+    assert evidence.conventions == policy.Conventions()
+    assert (evidence.conventions.retry_attempts, evidence.conventions.retry_backoff,
+            evidence.conventions.cache_ttl) == (3, (1.0, 2.0), 300.0)
+
+
+@pytest.mark.parametrize("settings", [
+    Settings(retry_attempts=4),
+    Settings(retry_backoff=(2.0, 4.0)),
+    Settings(cache_ttl=600.0),
+], ids=["retry_attempts=4", "backoff=2s,4s", "cache_ttl=600s"])
+def test_a_reference_configured_against_the_rules_fails_the_library(settings: Settings) -> None:
+    run = Runner(EmbeddedTarget(settings), checks=select()).run(load_scenarios([SCENARIOS]))
+    assert run.status == Status.FAILED, "the library passed a system whose configuration breaks W7/S2"
