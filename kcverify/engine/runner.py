@@ -30,6 +30,7 @@ from kcverify.evidence.events import (
 from kcverify.evidence.evidence import Evidence, Exchange, Settle
 from kcverify.evidence.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult
 from kcverify.scenario.model import RESPONSE_STEPS, Scenario
+from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
 from kcverify.targets.base import Target
 
 
@@ -38,6 +39,9 @@ class RunOptions:
     seed: int = 0
     defects: frozenset[str] = frozenset()
     fail_fast: bool = False
+    # What the checks judge by where the rules leave room for configuration: the spec's defaults; later a
+    # user's profile's declared conventions. Never the target's own settings.
+    conventions: Conventions = SPEC_CONVENTIONS
     target_name: str = "embedded"
     extra_reproduce: tuple[str, ...] = field(default_factory=tuple)
 
@@ -125,7 +129,7 @@ class Runner:
         if missing:
             return finished(Status.SKIPPED, reason=f"needs {', '.join(missing)} (target {info.name} lacks it)")
         bound = scenario.freshness_bound if scenario.freshness_bound is not None else info.freshness_bound
-        evidence = Evidence(info, bound)
+        evidence = Evidence(info, bound, conventions=self.options.conventions)
         for i, step in enumerate(scenario.steps, start=1):
             evidence.step_titles[i] = step_kinds.title(step)
         evidence.step_titles[len(scenario.steps) + 1] = "final settle and reads"

@@ -10,8 +10,9 @@ import pytest
 
 from kcverify.checks import select
 from kcverify.core.status import Status
-from kcverify.engine.runner import Runner
+from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.evidence import Evidence
+from kcverify.evidence.results import CheckResult
 from kcverify.reference.settings import Settings
 from kcverify.scenario.loader import load_scenarios
 from kcverify.spec import policy
@@ -41,3 +42,28 @@ def test_checks_judge_by_the_spec_conventions_by_default() -> None:
 def test_a_reference_configured_against_the_rules_fails_the_library(settings: Settings) -> None:
     run = Runner(EmbeddedTarget(settings), checks=select()).run(load_scenarios([SCENARIOS]))
     assert run.status == Status.FAILED, "the library passed a system whose configuration breaks W7/S2"
+
+
+class _Spy:
+    """A check-shaped probe (not registered): records the conventions the evidence hands to checks."""
+
+    name, rules, needs = "spy", ("W7",), frozenset[str]()
+    seen: list[policy.Conventions] = []
+
+    def __init__(self, evidence: Evidence) -> None:
+        _Spy.seen.append(evidence.conventions)
+
+    def after_step(self, step: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def result(self) -> CheckResult:
+        return CheckResult(self.name, self.rules, Status.PASSED)
+
+
+def test_declared_conventions_reach_the_checks_through_the_evidence() -> None:
+    declared = policy.Conventions(retry_attempts=5, retry_backoff=(0.5,), cache_ttl=60.0)
+    scenario = load_scenarios([SCENARIOS / "happy-path.yaml"])
+    Runner(EmbeddedTarget(), options=RunOptions(conventions=declared), checks=[_Spy]).run(scenario)
+    Runner(EmbeddedTarget(), checks=[_Spy]).run(scenario)
+    assert _Spy.seen == [declared, policy.SPEC_CONVENTIONS]
