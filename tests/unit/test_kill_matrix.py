@@ -108,7 +108,7 @@ def test_the_markdown_report_has_the_matrix_and_the_score(everything: MutantsRes
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     text = render_markdown(everything)
     assert "Mutation score 20/20 (100%)" in text
-    assert "| Defect | Rule | `expect` | `settle` |" in text
+    assert "| Defect | Rule | `step expectation` | `settle bound` |" in text
     assert "| ✅ `dual-write` | P3 |" in text
     summary = tmp_path / "summary.md"
     summary.write_text("before\n")
