@@ -14,7 +14,7 @@ from kcverify.engine.evidence import Evidence, Exchange, PaymentRecord, Settle, 
 from kcverify.engine.results import Failure
 from kcverify.reference import domain
 from kcverify.scenario.model import Step
-from kcverify.targets.base import HttpReply, Target
+from kcverify.targets.base import INJECTED_HEADER, HttpReply, Target
 
 DEFAULT_METADATA: dict[str, Any] = {
     "startDate": "2026-02-02",
@@ -143,11 +143,13 @@ def confirm(ctx: Context, step: Step) -> None:
 
 
 def publish(ctx: Context, step: Step) -> None:
+    """Every copy carries the INJECTED_HEADER, and its identity is kept in the evidence so the checks
+    judge only what the system produced (`Evidence.genuine`). A `key` is a student id like the others."""
     a = step.args
-    key = a.get("key")
+    key = ctx.student(a["key"]) if "key" in a else None
     if "raw" in a:
         value = str(a["raw"]).encode()
-        key = ctx.student(key or "s1")
+        key = key or ctx.student("s1")
     elif "payment" in a:
         record = ctx.payment(a["payment"])
         value = _genuine_confirmation(ctx.evidence, record.id, record.name)
@@ -155,9 +157,10 @@ def publish(ctx: Context, step: Step) -> None:
     else:
         value, student = _forged(ctx, dict(a["forged"]))
         key = key or student
-    for _ in range(a.get("copies", 1)):
-        ctx.target.publish(domain.TOPIC_CONFIRMED, key, value)
-        ctx.evidence.injected.append((domain.TOPIC_CONFIRMED, value))
+    for copy in range(1, a.get("copies", 1) + 1):
+        produced = ctx.target.publish(domain.TOPIC_CONFIRMED, key, value,
+                                      ((INJECTED_HEADER, f"step-{ctx.step}-copy-{copy}"),))
+        ctx.evidence.injected.append(produced)
 
 
 def _genuine_confirmation(evidence: Evidence, payment_id: str, name: str) -> bytes:

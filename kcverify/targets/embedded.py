@@ -14,7 +14,7 @@ from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
 from kcverify.targets.asgi import AsgiClient
-from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
+from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 
 GROUPS = ((domain.WORKER_GROUP, domain.TOPIC_CONFIRMED), (domain.INVALIDATOR_GROUP, domain.TOPIC_CREATED))
 
@@ -76,8 +76,10 @@ class EmbeddedTarget:
     def token(self, subject: str, role: str) -> str:
         return issue_token(self.system.settings.auth_secret, subject, role)
 
-    def publish(self, topic: str, key: str | None, value: bytes) -> None:
-        self.system.unfaulted[2].publish(topic, key, value)
+    def publish(self, topic: str, key: str | None, value: bytes,
+                headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
+        delivered = self.system.unfaulted[2].publish(topic, key, value, headers)
+        return RecordId(delivered.topic, delivered.partition, delivered.offset)
 
     def step_component(self, component: str, times: int) -> None:
         for _ in range(times):
