@@ -268,9 +268,15 @@ def invalidate_cache(ctx: Context, step: Step) -> None:
 
 
 def settle(ctx: Context, step: Step) -> None:
+    """`expect: {quiet: false}` states that the settle must hit its bound with work pending (e.g. while the
+    broker is down); otherwise a settle that is not quiet fails with I3."""
     started = ctx.target.now()
     quiet = ctx.target.settle(step.args.get("timeout"))
     ctx.evidence.settles.append(Settle(ctx.step, started, ctx.target.now(), quiet, ctx.evidence.tick()))
+    if not (step.expect or {}).get("quiet", True):
+        if quiet:
+            ctx.expect_failure("settle: the flow became quiet, expected its bound to be hit with work still pending")
+        return
     if not quiet:
         ctx.failures.append(Failure("settle", ("I3",), "the flow did not become quiet: work was still pending when "
                                     "the settle bound was reached (a blocked partition or an endless retry)",

@@ -122,7 +122,11 @@ class EmbeddedTarget:
         self.system.clock.advance(seconds)  # type: ignore[attr-defined]
 
     def settle(self, timeout: float | None) -> bool:
-        return self.system.settle().quiet
+        """`timeout` bounds the simulated seconds the settle may move the manual clock; without one, the
+        system's default horizon. Either way, rounds without the clock moving are bounded by the work."""
+        if timeout is None:
+            return self.system.settle().quiet
+        return self.system.settle(horizon=timeout).quiet
 
     def replay_dlq(self) -> int:
         return self.system.dlq_replayer.replay_all()
