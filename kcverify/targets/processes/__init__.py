@@ -411,7 +411,7 @@ class ProcessesTarget:
                 if time.monotonic() >= deadline:
                     self.last_settle_pending = pending
                     return False
-                time.sleep(SETTLE_POLL)
+                time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))  # the last poll at the bound
         finally:
             self._hold_all()
 
