@@ -74,3 +74,50 @@ def test_the_regression_scenario_passes_on_the_reference_and_its_copy_is_on_a_lo
     # The scenario is meaningful only while the copy's partition is listed before the original's.
     partitions = len(bootstrap().bus.end_offsets(TOPIC))
     assert partition_for_key("s2", partitions) < partition_for_key("s1", partitions)
+
+
+def test_the_contract_check_validates_a_record_new_on_a_lower_partition() -> None:
+    """Records are listed partition by partition: one new on partition 0 comes before those already
+    validated on partition 1, and must be validated all the same (not skipped by an index)."""
+    from kcverify.checks.contract import ContractCheck
+
+    valid = [r for r in _reference_confirmations() if r.partition > 0]
+    assert valid, "the reference put no confirmation on a partition above 0"
+    evidence = _evidence({TOPIC: valid[:1]}, [])
+    check = ContractCheck(evidence)
+    check.after_step(1)
+    assert not check.failures and check.metrics["events"] == 1
+    evidence.snapshots.append((2, Snapshot(at=1.0, topics={TOPIC: [_record(0, 0, b"{not json", 1.0), valid[0]]})))
+    check.after_step(2)
+    assert check.metrics["events"] == 2
+    [failure] = check.failures
+    assert failure.step == 2 and f"{TOPIC}[0]@0 is not JSON" in failure.message
+
+
+def _reference_confirmations() -> list[BusRecord]:
+    """Genuine PURCHASE_CONFIRMED records of the reference, for students on several partitions."""
+    target = EmbeddedTarget()
+    target.start(seed=0, defects=frozenset())
+    try:
+        for n in range(1, 4):
+            _confirm(target, f"s{n}")
+        target.settle(None)
+        return target.snapshot().topics[TOPIC]
+    finally:
+        target.stop()
+
+
+def _confirm(target: EmbeddedTarget, student: str) -> None:
+    import json
+
+    body = {"studentId": student, "courseId": "c1", "amountCents": 4900, "currency": "EUR",
+            "metadata": {"startDate": "2026-02-02", "classTime": "18:30", "classTypeId": "group-small",
+                         "scheduleType": "weekly", "sessionCount": 10, "timezone": "Europe/Berlin",
+                         "classTypeTitle": "Small group"}}
+    created = target.http("payment-service", "POST", "/api/v1/payments", body=json.dumps(body).encode(),
+                          headers={"Content-Type": "application/json"})
+    payment_id = created.json()["id"]
+    raw = json.dumps({"status": "succeeded", "providerPaymentId": f"pi_{student}"}).encode()
+    reply = target.http("payment-service", "POST", f"/api/v1/payments/{payment_id}/confirm", body=raw,
+                        headers={"Content-Type": "application/json", "X-Signature": target.sign(raw)})
+    assert reply.status == 200
