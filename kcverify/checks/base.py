@@ -56,12 +56,13 @@ class Check:
 
 
 def show(value: Any) -> str:
-    """A value as a diff shows it: JSON, so 10 and "10" look different; '—' when absent."""
+    """A value as a diff shows it: JSON, so 10 and "10" look different; '—' when absent. Text as it is
+    (`Köln`, not `K\\u00f6ln`): the reader compares characters, not escapes."""
     import json
 
     if value is _MISSING:
         return "—"
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 class _Missing:

@@ -85,10 +85,11 @@ class DeliveryCheck(Check):
             confirmed_at = parse_rfc3339(payment["confirmedAt"])
             published = first_seen.get(payment["id"])
             if bound is None:
-                # the first settle that ran after the confirmation (the manual clock ties, so order by seq)
+                # the first settle that ended quiet after the confirmation (the manual clock ties, so order
+                # by seq); one that hit its bound with work pending, e.g. while the broker is down, is no deadline
                 after = self._confirm_seq(payment["id"])
                 settles = [s.finished_at for s in self.evidence.settles
-                           if s.finished_at >= confirmed_at and s.end_seq > after]
+                           if s.quiet and s.finished_at >= confirmed_at and s.end_seq > after]
                 deadline = min(settles) if settles else None
             else:
                 deadline = confirmed_at + PUBLISH_BOUND_STACK

@@ -60,8 +60,9 @@ class FreshnessCheck(Check):
         bound = self.evidence.freshness_bound
         if bound is not None:
             return read.started_at >= committed_at + bound
-        # embedded: due once a settle that ran during or after the commit's step ended before the read began
-        return any(s.step >= commit_step and s.end_seq < read.start_seq for s in self.evidence.settles)
+        # embedded: due once a settle that ran during or after the commit's step ended quiet before the read
+        # began (one that hit its bound with work pending promised nothing)
+        return any(s.quiet and s.step >= commit_step and s.end_seq < read.start_seq for s in self.evidence.settles)
 
     def _judge_new_reads(self) -> None:
         reads = [e for e in self.evidence.exchanges if e.service == "student-service" and e.method == "GET"

@@ -19,7 +19,7 @@ from kcverify.reference.defects import BY_NAME
 from kcverify.report import build_reporters
 from kcverify.report.console import ConsoleReporter
 from kcverify.scenario.loader import load_scenarios
-from kcverify.scenario.model import Scenario
+from kcverify.scenario.selection import Selection
 from kcverify.targets.base import Target
 
 TARGETS = ("embedded", "processes")
@@ -38,19 +38,6 @@ def make_target(name: str) -> Target:
         target: Target = stack.ProcessesTarget.from_state()
         return target
     raise InputError(f"unknown target {name!r}", hint=f"one of {', '.join(TARGETS)}")
-
-
-def select(scenarios: list[Scenario], expressions: tuple[str, ...]) -> list[Scenario]:
-    """`-k WORD`: scenarios whose name contains WORD or that carry the tag WORD; `-k not:WORD` excludes."""
-    terms = [t.strip() for e in expressions for t in e.split(",") if t.strip()]
-    include = [t for t in terms if not t.startswith("not:")]
-    exclude = [t[4:] for t in terms if t.startswith("not:")]
-
-    def hit(scenario: Scenario, term: str) -> bool:
-        return term in scenario.name or term in scenario.tags
-
-    return [s for s in scenarios if (not include or any(hit(s, t) for t in include))
-            and not any(hit(s, t) for t in exclude)]
 
 
 def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
@@ -81,7 +68,8 @@ class RunCommand(click.Command):
               help="Where the system under test runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and generated values.")
 @click.option("--fail-fast", is_flag=True, help="Stop after the first scenario that fails.")
-@click.option("-k", "--select", "select_", multiple=True, help="Only scenarios whose name contains / tag is this.")
+@click.option("-k", "--select", "select_", multiple=True,
+              help="Only scenarios whose name contains / tag is this (not:WORD excludes); only those are validated.")
 @click.option("--checks", "checks", default="", metavar="NAMES",
               help="Comma-separated: run only these checks (default: every registered check).")
 @click.option("--exclude-checks", "exclude_checks", default="", metavar="NAMES",
@@ -102,10 +90,10 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         chosen_checks = select_checks(checks.split(","), exclude_checks.split(","))
         if not chosen_checks:
             raise InputError("no check selected", hint="--checks and --exclude-checks leave none")
-        scenarios = load_scenarios(list(paths) or [Path("scenarios")])
-        chosen = select(scenarios, select_)
+        selection = Selection.parse(select_)
+        chosen = load_scenarios(list(paths) or [Path("scenarios")], selection)
         if not chosen:
-            raise InputError("no scenario selected" + (f" by -k {' '.join(select_)}" if select_ else ""))
+            raise InputError("no scenario selected" + (f" by -k {selection.describe()}" if selection else ""))
         names = [n.strip() for n in report.split(",") if n.strip()]
         handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
         runner = Runner(make_target(target), handlers,

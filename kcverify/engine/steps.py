@@ -16,7 +16,7 @@ from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle
 from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
 from kcverify.scenario.model import Step
 from kcverify.spec import names
-from kcverify.targets.base import HttpReply, Target
+from kcverify.targets.base import INJECTED_HEADER, HttpReply, Target
 
 DEFAULT_METADATA: dict[str, Any] = {
     "startDate": "2026-02-02",
@@ -146,11 +146,13 @@ def confirm(ctx: Context, step: Step) -> None:
 
 
 def publish(ctx: Context, step: Step) -> None:
+    """Every copy carries the INJECTED_HEADER, and its identity is kept in the evidence so the checks
+    judge only what the system produced (`Evidence.genuine`). A `key` is a student id like the others."""
     a = step.args
-    key = a.get("key")
+    key = ctx.student(a["key"]) if "key" in a else None
     if "raw" in a:
         value = str(a["raw"]).encode()
-        key = ctx.student(key or "s1")
+        key = key or ctx.student("s1")
     elif "payment" in a:
         record = ctx.payment(a["payment"])
         value = _genuine_confirmation(ctx.evidence, record.id, record.name)
@@ -158,9 +160,10 @@ def publish(ctx: Context, step: Step) -> None:
     else:
         value, student = _forged(ctx, dict(a["forged"]))
         key = key or student
-    for _ in range(a.get("copies", 1)):
-        ctx.target.publish(names.TOPIC_CONFIRMED, key, value)
-        ctx.evidence.injected.append((names.TOPIC_CONFIRMED, value))
+    for copy in range(1, a.get("copies", 1) + 1):
+        produced = ctx.target.publish(names.TOPIC_CONFIRMED, key, value,
+                                      ((INJECTED_HEADER, f"step-{ctx.step}-copy-{copy}"),))
+        ctx.evidence.injected.append(produced)
 
 
 def _genuine_confirmation(evidence: Evidence, payment_id: str, name: str) -> bytes:
@@ -270,9 +273,15 @@ def invalidate_cache(ctx: Context, step: Step) -> None:
 
 
 def settle(ctx: Context, step: Step) -> None:
+    """`expect: {quiet: false}` states that the settle must hit its bound with work pending (e.g. while the
+    broker is down); otherwise a settle that is not quiet fails with I3."""
     started = ctx.target.now()
     quiet = ctx.target.settle(step.args.get("timeout"))
     ctx.evidence.settles.append(Settle(ctx.step, started, ctx.target.now(), quiet, ctx.evidence.tick()))
+    if not (step.expect or {}).get("quiet", True):
+        if quiet:
+            ctx.expect_failure("settle: the flow became quiet, expected its bound to be hit with work still pending")
+        return
     if not quiet:
         ctx.failures.append(Failure(SETTLE_BOUND, ("I3",), "the flow did not become quiet: work was still pending "
                                     "when the settle bound was reached (a blocked partition or an endless retry)",

@@ -5,12 +5,11 @@ observable state after every step. Checks read evidence; they never touch the ta
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
-from kcverify.targets.base import BusRecord, HttpReply, Snapshot, TargetInfo
+from kcverify.targets.base import BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Evidence:
     freshness_bound: float | None
     exchanges: list[Exchange] = field(default_factory=list)
     payments: dict[str, PaymentRecord] = field(default_factory=dict)
-    injected: list[tuple[str, bytes]] = field(default_factory=list)  # (topic, value) put there by the scenario
+    injected: list[RecordId] = field(default_factory=list)  # records the scenario produced (`publish`)
     settles: list[Settle] = field(default_factory=list)
     snapshots: list[tuple[int, Snapshot]] = field(default_factory=list)
     step_titles: dict[int, str] = field(default_factory=dict)
@@ -86,18 +85,11 @@ class Evidence:
         return payment_id[:8]
 
     def genuine(self, topic: str, snapshot: Snapshot | None = None) -> list[BusRecord]:
-        """Records the system itself produced: all records minus those the scenario injected. A copy the
-        scenario injected (`publish: {payment: p1}`) can only follow the genuine record it copies, so
-        identical records are discounted from the latest back."""
-        injected = Counter(value for t, value in self.injected if t == topic)
-        out = []
-        for record in reversed((snapshot or self.last).topics.get(topic, [])):
-            if injected[record.value] > 0:
-                injected[record.value] -= 1
-                continue
-            out.append(record)
-        out.reverse()
-        return out
+        """Records the system itself produced: all records minus exactly those the scenario injected,
+        known by where the broker put them (topic, partition, offset). Not by content or position: a copy
+        injected under another key sits on another partition, possibly listed before the original."""
+        injected = {(r.partition, r.offset) for r in self.injected if r.topic == topic}
+        return [r for r in (snapshot or self.last).topics.get(topic, []) if (r.partition, r.offset) not in injected]
 
     def step_title(self, step: int | None) -> str | None:
         return None if step is None else self.step_titles.get(step)

@@ -32,6 +32,11 @@ from kcverify.reference.student_service import CacheInvalidator, StudentService
 # Components a scenario can crash, stop and restart, in the order settle() runs them.
 COMPONENTS = ("payment-relay", "purchase-worker", "course-relay", "cache-invalidator", "reconciler")
 
+# The rounds a settle may run without the clock moving: a base plus this many per unit of work.
+ROUND_BUDGET_BASE = 100
+ROUNDS_PER_ITEM = 10
+ROUND_BUDGET_SCAN = 100_000  # outbox rows counted at most
+
 # Topic partition counts: DLQ has one partition so its order is the order of failure.
 TOPIC_PARTITIONS = {domain.TOPIC_CONFIRMED: None, domain.TOPIC_CREATED: None, domain.TOPIC_DLQ: 1}
 
@@ -152,9 +157,16 @@ class System:
 
     def settle(self, *, max_rounds: int = 20_000, horizon: float = 3600.0) -> SettleResult:
         """Run everything until quiet. With a manual clock, jump to the next timed wake-up (a retry's
-        backoff, a reconcile grace) unless it lies beyond `horizon` seconds from the start."""
+        backoff, a reconcile grace) unless it lies beyond `horizon` seconds from the start: `horizon`
+        bounds the simulated time a settle may take. Between two moves of the clock the rounds are
+        bounded too, in proportion to the work there is (`_round_budget`): a component that reports
+        work every round without the clock moving is stuck, and the settle ends at once, not quiet."""
         start = self.clock.now()
+        budget, idle = self._round_budget(), 0
         for rounds in range(1, max_rounds + 1):
+            idle += 1
+            if idle > budget:
+                return SettleResult(False, rounds, self.clock.now() - start)
             worked = False
             for component in COMPONENTS:
                 if component != "reconciler":
@@ -169,7 +181,18 @@ class System:
             if not isinstance(self.clock, ManualClock) or wake - start > horizon:
                 return SettleResult(False, rounds, self.clock.now() - start)
             self.clock.advance_to(wake)
+            budget, idle = self._round_budget(), 0
         return SettleResult(False, max_rounds, self.clock.now() - start)
+
+    def _round_budget(self) -> int:
+        """How many rounds the work in the system can take before the clock must move again. In one
+        round every live component takes one step, and each record, outbox row or payment gives each
+        component at most a few steps of work (publish, handle, announce, invalidate, re-publish)."""
+        payments, courses, bus, _ = self.unfaulted
+        items = sum(len(bus.read_all(topic)) for topic in domain.TOPICS)
+        items += len(payments.pending_outbox(ROUND_BUDGET_SCAN)) + len(courses.pending_outbox(ROUND_BUDGET_SCAN))
+        items += len(payments.all_payments())
+        return ROUND_BUDGET_BASE + ROUNDS_PER_ITEM * items
 
 
 def _embedded_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, CourseStore, Bus, Cache]:

@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kcverify import contracts
 from kcverify.core.errors import InputError
 from kcverify.scenario.model import RESPONSE_STEPS, Path, Scenario, Step, freeze
+from kcverify.scenario.selection import Selection
 
 SCHEMA = "schemas/scenario"
 SUFFIXES = (".yaml", ".yml")
@@ -91,10 +92,30 @@ def load_scenario(path: str | FsPath) -> Scenario:
     return _load_text(_decode(raw, file), file, fs_path.stem)
 
 
-def load_scenarios(paths: Sequence[str | FsPath]) -> list[Scenario]:
+class ScenarioErrors(InputError):
+    """Every broken scenario file of a run, one `file:line:col: message` line each: a run reports them
+    all at once, and starts nothing while any selected file is broken (never half-run)."""
+
+    def __init__(self, errors: Sequence[InputError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(f"{len(self.errors)} scenario file(s) with errors")
+
+    def render(self) -> str:
+        lines = [error.render() for error in self.errors]
+        if len(lines) > 1:
+            lines.append(f"{len(lines)} scenario files have errors; nothing was run")
+        return "\n".join(lines)
+
+
+def load_scenarios(paths: Sequence[str | FsPath], selection: Selection | None = None) -> list[Scenario]:
     """Load every scenario named by `paths`, in order; a directory contributes its *.yaml / *.yml files,
     recursively, sorted. A file named twice is loaded once. Two scenarios with one name are an error,
-    since names select scenarios on the command line and key them in reports."""
+    since names select scenarios on the command line and key them in reports.
+
+    With a `selection`, a file is validated only when its name and tags (read from the YAML alone) are
+    selected; a file whose YAML cannot be read is selected by its file name. Every error of every
+    file that is loaded is collected and raised together as ScenarioErrors."""
+    errors: list[InputError] = []
     files: list[FsPath] = []
     for given in paths:
         path = FsPath(given)
@@ -102,12 +123,12 @@ def load_scenarios(paths: Sequence[str | FsPath]) -> list[Scenario]:
             found = sorted(f for f in path.rglob("*") if f.suffix in SUFFIXES and f.is_file()
                            and not any(part.startswith(".") for part in f.relative_to(path).parts))
             if not found:
-                raise InputError("no scenario files (*.yaml, *.yml) in this directory", str(path))
+                errors.append(InputError("no scenario files (*.yaml, *.yml) in this directory", str(path)))
             files.extend(found)
         elif path.exists():
             files.append(path)
         else:
-            raise InputError("no such file or directory", str(given))
+            errors.append(InputError("no such file or directory", str(given)))
     seen: set[FsPath] = set()
     scenarios: list[Scenario] = []
     by_name: dict[str, Scenario] = {}
@@ -115,15 +136,41 @@ def load_scenarios(paths: Sequence[str | FsPath]) -> list[Scenario]:
         if file.resolve() in seen:
             continue
         seen.add(file.resolve())
-        scenario = load_scenario(file)
+        if selection and not selection.matches(*_name_and_tags(file)):
+            continue
+        try:
+            scenario = load_scenario(file)
+        except InputError as error:
+            errors.append(error)
+            continue
         other = by_name.get(scenario.name)
         if other is not None:
             line, col = other.locate(("name",))
-            raise scenario.error(f"duplicate scenario name '{scenario.name}', also in {other.path}:{line}:{col}",
-                                 ("name",), hint="names must be unique: set a different `name:` in one of them")
+            errors.append(scenario.error(
+                f"duplicate scenario name '{scenario.name}', also in {other.path}:{line}:{col}", ("name",),
+                hint="names must be unique: set a different `name:` in one of them"))
+            continue
         by_name[scenario.name] = scenario
         scenarios.append(scenario)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ScenarioErrors(errors)
     return scenarios
+
+
+def _name_and_tags(file: FsPath) -> tuple[str, tuple[str, ...]]:
+    """What `-k` matches, read without validating the file: `name:` (default: the file name without its
+    suffix) and `tags:`. Whatever cannot be read here leaves the default: the full load reports it."""
+    name = file.stem
+    tags: tuple[str, ...] = ()
+    try:
+        data = _parse(_decode(file.read_bytes(), str(file)), str(file)).data
+    except (InputError, OSError):
+        return name, tags
+    if isinstance(data.get("name"), str):
+        name = data["name"]
+    if isinstance(data.get("tags"), list):
+        tags = tuple(t for t in data["tags"] if isinstance(t, str))
+    return name, tags
 
 
 # --- pass 1: YAML with positions ------------------------------------------------------------------------

@@ -49,6 +49,21 @@ class BusRecord:
     timestamp: float
 
 
+# Set on every record a scenario injects (`publish`), so anyone reading the topic can tell it from the
+# system's own records. The verifier itself tells them apart by the identity `Target.publish` returns:
+# the system copies headers onward (a dead letter, its replay), so the header alone would not be exact.
+INJECTED_HEADER = "kcverify-injected"
+
+
+@dataclass(frozen=True)
+class RecordId:
+    """Where a produced record landed, as the broker acknowledged it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 @dataclass
 class Snapshot:
     """The state of the system at one moment, as far as the target can see it."""
@@ -100,7 +115,10 @@ class Target(Protocol):
 
     def token(self, subject: str, role: str) -> str: ...
 
-    def publish(self, topic: str, key: str | None, value: bytes) -> None: ...
+    def publish(self, topic: str, key: str | None, value: bytes,
+                headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
+        """Produce one record as the scenario's own (not the system's); returns where it landed."""
+        ...
 
     def step_component(self, component: str, times: int) -> None: ...
 

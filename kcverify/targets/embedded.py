@@ -15,7 +15,7 @@ from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
 from kcverify.spec import policy
 from kcverify.targets.asgi import AsgiClient
-from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
+from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 
 GROUPS = ((domain.WORKER_GROUP, domain.TOPIC_CONFIRMED), (domain.INVALIDATOR_GROUP, domain.TOPIC_CREATED))
 
@@ -74,8 +74,10 @@ class EmbeddedTarget:
     def token(self, subject: str, role: str) -> str:
         return issue_token(self.system.settings.auth_secret, subject, role)
 
-    def publish(self, topic: str, key: str | None, value: bytes) -> None:
-        self.system.unfaulted[2].publish(topic, key, value)
+    def publish(self, topic: str, key: str | None, value: bytes,
+                headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
+        delivered = self.system.unfaulted[2].publish(topic, key, value, headers)
+        return RecordId(delivered.topic, delivered.partition, delivered.offset)
 
     def step_component(self, component: str, times: int) -> None:
         for _ in range(times):
@@ -118,7 +120,11 @@ class EmbeddedTarget:
         self.system.clock.advance(seconds)  # type: ignore[attr-defined]
 
     def settle(self, timeout: float | None) -> bool:
-        return self.system.settle().quiet
+        """`timeout` bounds the simulated seconds the settle may move the manual clock; without one, the
+        system's default horizon. Either way, rounds without the clock moving are bounded by the work."""
+        if timeout is None:
+            return self.system.settle().quiet
+        return self.system.settle(horizon=timeout).quiet
 
     def replay_dlq(self) -> int:
         return self.system.dlq_replayer.replay_all()

@@ -42,7 +42,7 @@ from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.settings import Settings
 from kcverify.scenario.loader import crash_point_owner
 from kcverify.spec import policy
-from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
+from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
 from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
 
@@ -296,8 +296,10 @@ class ProcessesTarget:
     def token(self, subject: str, role: str) -> str:
         return issue_token(self._settings.auth_secret, subject, role)
 
-    def publish(self, topic: str, key: str | None, value: bytes) -> None:
-        self._kafka().publish(topic, key, value)
+    def publish(self, topic: str, key: str | None, value: bytes,
+                headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
+        delivered = self._kafka().publish(topic, key, value, headers)
+        return RecordId(delivered.topic, delivered.partition, delivered.offset)
 
     def step_component(self, component: str, times: int) -> None:
         """`run`: `times` steps of that component now, the others held (as embedded `System.step`). A
@@ -407,7 +409,7 @@ class ProcessesTarget:
                 if time.monotonic() >= deadline:
                     self.last_settle_pending = pending
                     return False
-                time.sleep(SETTLE_POLL)
+                time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))  # the last poll at the bound
         finally:
             self._hold_all()
 
