@@ -155,7 +155,8 @@ def _moved_embedded(ctx: click.Context, param: click.Parameter, value: bool) -> 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--embedded", is_flag=True, hidden=True, expose_value=False, is_eager=True, callback=_moved_embedded)
+@click.option("--embedded", "moved_embedded", is_flag=True, hidden=True, expose_value=False, is_eager=True,
+              callback=_moved_embedded)
 def serve() -> None:
     """Serve the reference: `embedded` runs the whole flow in one process with real time, ready for curl;
     payment|student|worker|relay|reconciler runs one component of it as its own process on the stack of

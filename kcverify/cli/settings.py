@@ -12,6 +12,7 @@ force. Bad input is one line per problem, `file:line: message` or `KCVERIFY_X: m
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import re
@@ -360,8 +361,29 @@ def load(start: Path, environ: Mapping[str, str]) -> dict[str, Any]:
         errors = file_errors(found)
         if errors:
             raise SettingsError(errors)
-        document = found.data
+        document = anchored(found.data, found.path.parent, start)
     return _merge(document, from_environment(environ))
+
+
+def _is_path(leaf: dict[str, Any]) -> bool:
+    return leaf.get("format") == "path" or leaf.get("items", {}).get("format") == "path"
+
+
+def anchored(data: dict[str, Any], folder: Path, start: Path) -> dict[str, Any]:
+    """The file's relative paths made relative to the file's folder (as written when that is the
+    working directory), so `kcverify run` from a subfolder finds the same scenarios and folders."""
+    if folder.absolute() == start.absolute():
+        return data
+    out = copy.deepcopy(data)
+    for path, leaf in leaves().items():
+        node = out
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if not _is_path(leaf) or path[-1] not in node:
+            continue
+        value = node[path[-1]]
+        node[path[-1]] = [str(folder / v) for v in value] if isinstance(value, list) else str(folder / value)
+    return out
 
 
 def _for_click(command: str, values: dict[str, Any]) -> dict[str, Any]:
