@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import click
 
 from kcverify import __version__
 
+TRUE = ("1", "true", "yes", "on")  # as kcverify.cli.settings reads a boolean variable
 # name -> "module:attribute"; imported lazily so `kcverify --help` stays fast.
 SUBCOMMANDS = {
     "serve": "kcverify.cli.serve:serve",
@@ -64,6 +66,19 @@ class LazyGroup(click.Group):
         if parent is None:
             extra.setdefault("default_map", LazyDefaultMap())
         return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Whatever a command did not map itself goes through the one mapping (kcverify.cli.outcomes):
+        never a traceback unless asked for with --debug or KCVERIFY_DEBUG."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            from kcverify.cli.outcomes import exit_for
+
+            debug = "--debug" in sys.argv[1:] or os.environ.get("KCVERIFY_DEBUG", "").strip().lower() in TRUE
+            exit_for(exc, debug=debug)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in SUBCOMMANDS if self._load(name) is not None)

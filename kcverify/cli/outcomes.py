@@ -32,7 +32,8 @@ def exit_for(exc: BaseException, *, debug: bool = False, target: str | None = No
     if isinstance(exc, KcverifyError):
         click.echo(f"{lead}error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    click.echo(f"{lead}kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
+    click.echo(f"{lead}kcverify failed internally: {type(exc).__name__}: {exc} (please report; "
+               "KCVERIFY_DEBUG=1 or --debug shows more)",
                err=True)
     if debug:
         traceback.print_exception(exc)

@@ -20,6 +20,7 @@ from kcverify.stack import DEFAULT_TOPICS, StackError, down, prepare, resolve_st
 from kcverify.stack.state import ENV_STATE_DIR
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_PARTITIONS = 9999  # as the settings contract bounds stack.topics
 SETTING_KEYS = ("payments_dsn", "courses_dsn", "kafka_bootstrap", "redis_url")
 
 
@@ -53,7 +54,7 @@ def _parse_topic(_: click.Context, __: click.Parameter, values: tuple[str, ...])
     topics: dict[str, int] = {}
     for value in values:
         name, _sep, count = value.rpartition(":")
-        if not name or not count.isdigit() or int(count) < 1:
+        if not name or not count.isdigit() or not 1 <= int(count) <= MAX_PARTITIONS:
             raise click.BadParameter(f"{value!r}: expected NAME:PARTITIONS, e.g. purchase-confirmed:3")
         topics[name] = int(count)
     return topics

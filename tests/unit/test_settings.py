@@ -321,3 +321,23 @@ def test_relative_paths_in_the_file_are_relative_to_its_folder(tmp_path: Path, m
     assert params("explore")["out_dir"] == Path("/abs")
     monkeypatch.setenv("KCVERIFY_REPORT_DIR", "here")
     assert params("run")["report_dir"] == Path("here")  # the environment's are the working directory's
+
+
+def test_help_and_version_do_not_read_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "kcverify.toml").write_text("seed = [\n")
+    assert invoke("--version").exit_code == 0
+    assert invoke("--help").exit_code == 0
+    assert invoke("run").exit_code == 2
+
+
+def test_an_unexpected_error_in_any_command_is_exit_3_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kcverify.cli.stack as stack_cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(stack_cli, "status", broken)
+    result = invoke("stack", "status")
+    assert result.exit_code == 3
+    assert one_line(result) == ("kcverify failed internally: RuntimeError: boom "
+                                "(please report; KCVERIFY_DEBUG=1 or --debug shows more)")
