@@ -11,13 +11,14 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
 from rich.console import Console
 
+from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.run import TARGETS, make_target
+from kcverify.cli.settings import bounded
 from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.killmatrix.console import MutantsConsole
 from kcverify.killmatrix.engine import resolve, run_mutants
@@ -34,13 +35,9 @@ PIPE_WIDTH = 200
 
 
 def _console(no_color: bool) -> Console:
-    width = None if sys.stdout.isatty() else max(PIPE_WIDTH, int(os.environ.get("COLUMNS", "0") or 0))
+    columns = os.environ.get("COLUMNS", "").strip()  # set by shells, or by anyone: never trusted to be a number
+    width = None if sys.stdout.isatty() else max(PIPE_WIDTH, int(columns) if columns.isdigit() else 0)
     return Console(no_color=no_color, highlight=False, force_terminal=False if no_color else None, width=width)
-
-
-def _bad_input(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _cpus() -> int:
@@ -49,20 +46,19 @@ def _cpus() -> int:
     return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
-# KCVERIFY_MUTANTS_* for every option: `run` reads KCVERIFY_REPORT etc., and its report names (junit,
-# html) are not valid here. Only the report directory is shared, so both commands fill one folder.
-@click.command(name="defects", context_settings={"auto_envvar_prefix": "KCVERIFY"})
+# Defaults come from the settings model (kcverify.cli.settings): the common keys (paths, target, seed,
+# report_dir, ...) shared with `run`, so both fill one folder, and [defects] (KCVERIFY_DEFECTS_*).
+@click.command(name="defects")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
               help="Where the reference runs with each defect switched on.")
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Only this defect (repeatable). Default: the whole catalogue.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
+@click.option("--jobs", type=bounded("defects", "jobs"), default=None,
               help="Mutants run at the same time (embedded only). Default: the number of CPUs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and generated values.")
+@click.option("--seed", type=bounded("seed"), default=0, show_default=True, help="Seed for ids and generated values.")
 @click.option("--report", default="", help="Comma-separated: json,markdown.")
-@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True,
-              envvar=["KCVERIFY_MUTANTS_REPORT_DIR", "KCVERIFY_REPORT_DIR"])
+@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...], jobs: int | None, seed: int,
@@ -79,12 +75,13 @@ def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...],
         reports = check_names(n.strip() for n in report.split(","))
         where = [str(p) for p in paths] or ["scenarios"]
         scenarios = load_scenarios([Path(p) for p in where])
+        report_destinations(report_dir, reports)
         factory = functools.partial(make_target, target)
         factory()  # an unavailable target is exit 2 now, not an error in every scenario
-    except InputError as exc:
-        _bad_input(exc.render())
-    except (TargetUnreachable, ValueError) as exc:
-        _bad_input(f"target {target}: {exc}" if isinstance(exc, TargetUnreachable) else str(exc))
+    except ValueError as exc:  # an unknown defect or report name
+        exit_for(InputError(str(exc)))
+    except (InputError, TargetUnreachable) as exc:
+        exit_for(exc, target=target)
     workers = jobs or _cpus()
     if target not in PARALLEL_TARGETS:
         if workers > 1 and jobs is not None:

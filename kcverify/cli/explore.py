@@ -6,13 +6,15 @@ broke (including a finding whose written file did not reproduce it)."""
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from kcverify.cli.destinations import creatable_dir
+from kcverify.cli.outcomes import exit_for
+from kcverify.cli.settings import bounded
 from kcverify.explore.explorer import (
     DEFAULT_MAX_STEPS,
     Budget,
@@ -38,8 +40,9 @@ def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
         raise click.BadParameter(str(exc)) from exc
 
 
+# Defaults come from the settings model (kcverify.cli.settings): seed, no_color, debug and [explore].
 @click.command()
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=bounded("seed"), default=0, show_default=True,
               help="Seed of the search. The same seed, defect and budget in schedules explore the same schedules.")
 @click.option("--budget", default="60s", show_default=True, callback=_budget, metavar="60s|2m|N",
               help="When to stop searching: a time (60s, 2m) or a number of schedules (500).")
@@ -47,7 +50,7 @@ def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
               help="Explore the reference with this defect switched on (see `kcverify defects`).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("explore-findings"),
               show_default=True, help="Directory for the scenario file of a finding.")
-@click.option("--max-steps", type=click.IntRange(1, 40), default=DEFAULT_MAX_STEPS, show_default=True,
+@click.option("--max-steps", type=bounded("explore", "max_steps"), default=DEFAULT_MAX_STEPS, show_default=True,
               help="Actions per generated schedule (the scenario adds the restarts a crash needs).")
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
@@ -60,6 +63,7 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
     what = f"defect {defect}" if defect else "the reference (no defect)"
     console.print(f"kcverify explore: seed {seed}, {what}, budget {budget}, up to {max_steps} actions a schedule")
     try:
+        creatable_dir(out_dir, "--out")
         if console.is_terminal:
             with console.status("exploring...") as status:
                 def show(progress: Progress) -> None:
@@ -70,11 +74,7 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
         else:
             report = run_exploration(options, targets=targets)
     except Exception as exc:
-        click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
-                   err=True)
-        if debug:
-            traceback.print_exc()
-        sys.exit(3)
+        exit_for(exc, debug=debug)
     _print_report(console, report)
     code = report.exit_code
     if report.finding is not None and not (report.finding.reproduced and report.finding.passes_without_defect

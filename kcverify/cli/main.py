@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import click
 
 from kcverify import __version__
 
+TRUE = ("1", "true", "yes", "on")  # as kcverify.cli.settings reads a boolean variable
 # name -> "module:attribute"; imported lazily so `kcverify --help` stays fast.
 SUBCOMMANDS = {
     "serve": "kcverify.cli.serve:serve",
@@ -18,7 +24,62 @@ SUBCOMMANDS = {
 }
 
 
+class SettingsUsageError(click.ClickException):
+    """Bad settings met while click builds a command's context: printed as they are, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+class LazyDefaultMap(dict[str, Any]):
+    """The root context's default_map (kcverify.cli.settings), read from the file and the environment
+    only when a command asks for its defaults: `kcverify --help` and `--version` never touch them."""
+
+    def __init__(self, start: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self._start = start
+        self._environ = environ
+        self._loaded: dict[str, Any] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # Imported here: jsonschema and the contract are not needed for `kcverify --help`.
+        from kcverify.cli import settings
+        from kcverify.core.errors import InputError
+
+        if key not in settings.COMMANDS:
+            return default
+        if self._loaded is None:
+            try:
+                found = settings.load(self._start or Path.cwd(), os.environ if self._environ is None else self._environ)
+            except InputError as exc:
+                raise SettingsUsageError(exc.render()) from exc
+            self._loaded = settings.default_map(found)
+        return self._loaded.get(key, default)
+
+
 class LazyGroup(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        # Every command's defaults come from the one settings model (file, then KCVERIFY_* variables).
+        if parent is None:
+            extra.setdefault("default_map", LazyDefaultMap())
+        return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Whatever a command did not map itself goes through the one mapping (kcverify.cli.outcomes):
+        never a traceback unless asked for with --debug or KCVERIFY_DEBUG."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            from kcverify.cli.outcomes import exit_for
+
+            debug = "--debug" in sys.argv[1:] or os.environ.get("KCVERIFY_DEBUG", "").strip().lower() in TRUE
+            exit_for(exc, debug=debug)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in SUBCOMMANDS if self._load(name) is not None)
 

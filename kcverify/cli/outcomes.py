@@ -1,5 +1,6 @@
-"""One mapping from what went wrong to what a command prints and exits with (DESIGN.md): bad input
-or an unreachable target 2, a kcverify error its own code, anything unexpected 3 ("please report")."""
+"""One mapping from what went wrong to what a command prints and exits with, for every command: bad
+input, an unreachable target or an unusable environment 2, a kcverify error its own code, anything
+unexpected 3 ("please report"). Click's own usage errors stay click's (exit 2)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,27 @@ import click
 from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
 
 
-def exit_for(exc: Exception, *, debug: bool = False, target: str | None = None) -> NoReturn:
+class Unusable(KcverifyError):
+    """The machine cannot do what was asked (a port taken, a service down): exit 2, with the reason."""
+
+    exit_code = 2
+
+
+def exit_for(exc: BaseException, *, debug: bool = False, target: str | None = None,
+             command: str | None = None) -> NoReturn:
+    """Print one line for `exc` (prefixed with `command`, e.g. "kcverify stack", when given) and exit."""
+    lead = f"{command}: " if command else ""
     if isinstance(exc, InputError):
-        click.echo(exc.render(), err=True)
+        click.echo(lead + exc.render(), err=True)
         sys.exit(2)
     if isinstance(exc, TargetUnreachable):
-        click.echo(f"error: {f'target {target}: ' if target else ''}{exc}", err=True)
+        click.echo(f"{lead}error: {f'target {target}: ' if target else ''}{exc}", err=True)
         sys.exit(2)
     if isinstance(exc, KcverifyError):
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"{lead}error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    click.echo(f"kcverify failed internally: {type(exc).__name__}: {exc} (please report; --debug shows more)",
+    click.echo(f"{lead}kcverify failed internally: {type(exc).__name__}: {exc} (please report; "
+               "KCVERIFY_DEBUG=1 or --debug shows more)",
                err=True)
     if debug:
         traceback.print_exception(exc)

@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from kcverify.checks import REGISTRY as CHECKS
 from kcverify.checks import select as select_checks
-from kcverify.cli.config import defaults_for_run
+from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
+from kcverify.cli.settings import bounded
 from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference.defects import BY_NAME
@@ -50,28 +52,17 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
     return words
 
 
-class RunCommand(click.Command):
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: object) -> click.Context:
-        try:
-            defaults = defaults_for_run(Path.cwd())
-        except InputError as exc:
-            click.echo(exc.render(), err=True)
-            sys.exit(2)
-        extra.setdefault("default_map", defaults)
-        return super().make_context(info_name, args, parent, **extra)
-
-
-@click.command(cls=RunCommand, context_settings={"auto_envvar_prefix": "KCVERIFY"})
+# Defaults come from the settings model (kcverify.cli.settings): kcverify.toml, then KCVERIFY_* variables.
+@click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
               help="Where the system under test runs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and generated values.")
+@click.option("--seed", type=bounded("seed"), default=0, show_default=True, help="Seed for ids and generated values.")
 @click.option("--fail-fast", is_flag=True, help="Stop after the first scenario that fails.")
 @click.option("-k", "--select", "select_", multiple=True,
               help="Only scenarios whose name contains / tag is this (not:WORD excludes); only those are validated.")
 @click.option("--checks", "checks", default="", metavar="NAMES",
-              help="Comma-separated: run only these checks (default: every registered check).")
+              help=f"Comma-separated: run only these checks (default: all of {', '.join(CHECKS)}).")
 @click.option("--exclude-checks", "exclude_checks", default="", metavar="NAMES",
               help="Comma-separated: checks not to run.")
 @click.option("--report", default="", help="Comma-separated: junit,json,markdown,html.")
@@ -96,6 +87,7 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
             raise InputError("no scenario selected" + (f" by -k {selection.describe()}" if selection else ""))
         names = [n.strip() for n in report.split(",") if n.strip()]
         handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
+        report_destinations(report_dir, names)
         runner = Runner(make_target(target), handlers,
                         RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target,
                                    extra_reproduce=_check_words(checks, exclude_checks)),

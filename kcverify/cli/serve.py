@@ -1,6 +1,6 @@
 """`kcverify serve`: the reference as real HTTP servers and processes.
 
-- `kcverify serve --embedded`: the whole flow in one process (SQLite, an in-process log, an in-memory
+- `kcverify serve embedded`: the whole flow in one process (SQLite, an in-process log, an in-memory
   cache), to click through with curl (docs/serve.md).
 - `kcverify serve payment|student|worker|relay|reconciler`: ONE component as its own process on the real
   stack (PostgreSQL, Kafka, Redis) that `kcverify stack up` started; the settings come from the stack's
@@ -16,11 +16,17 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from kcverify.cli.destinations import writable_dir
+from kcverify.cli.outcomes import Unusable, exit_for
+from kcverify.cli.settings import bounded
+from kcverify.core.errors import InputError
 from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.defects import BY_NAME
 
@@ -77,82 +83,130 @@ def walkthrough(payment_url: str, student_url: str, webhook_secret: str, auth_se
     ])
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("component", required=False, type=click.Choice(STACK_COMPONENTS))
-@click.option("--embedded", is_flag=True,
-              help="Run the whole embedded reference (both services and every component) in this process.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the services listen on.")
-@click.option("--payment-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
-              help="--embedded: payment service port (0: any free port).")
-@click.option("--student-port", type=click.IntRange(0, 65535), default=8082, show_default=True,
-              help="--embedded: student service port (0: any free port).")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return apply
+
+
+# Every mode: where to listen, which defects, the access log. Defaults come from the settings model
+# (kcverify.cli.settings): [serve] for these, [serve.<mode>] for a mode's own.
+_every_mode = _options(
+    click.option("--host", default="127.0.0.1", show_default=True, help="Interface the services listen on."),
+    click.option("--defect", "defects", multiple=True, type=click.Choice(sorted(BY_NAME)), metavar="NAME",
+                 help="Switch on a named defect (repeatable); see docs/defects.md."),
+    click.option("--access-log", is_flag=True, help="Also log every HTTP request on stderr."),
+)
+
+# Every component on the real stack: the stack to use and the test-only control endpoint.
+_every_component = _options(
+    click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="The stack's state directory (default ./.kcverify/stack; env KCVERIFY_STATE_DIR); its "
+                      "stack.json has the PostgreSQL, Kafka and Redis addresses."),
+    click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Append the component's trace records here, one JSON object a line (default: stderr)."),
+    click.option("--control-port", type=click.IntRange(0, 65535), default=None,
+                 help="TEST ONLY: serve the control endpoint (faults, crash points, hold/step, read pause) on "
+                      "this port. Never on by default; never expose it."),
+    click.option("--held", is_flag=True, hidden=True,
+                 help="TEST ONLY (with --control-port): start every loop held."),
+    click.option("--faults-file", type=click.Path(dir_okay=False, path_type=Path), default=None, hidden=True,
+                 help="TEST ONLY (with --control-port): a fault table shared with the other processes."),
+    click.option("--parent-pid", type=click.IntRange(1), default=None, hidden=True,
+                 help="TEST ONLY: stop when this process is no longer the parent."),
+)
+
+# The options only one component has, by component.
+_OWN: dict[str, list[Callable[[F], F]]] = {
+    "payment": [click.option("--port", type=bounded("serve", "payment", "port"), default=None,
+                             help="HTTP port (default 8081; 0: any free port).")],
+    "student": [click.option("--port", type=bounded("serve", "student", "port"), default=None,
+                             help="HTTP port (default 8082; 0: any free port)."),
+                click.option("--invalidator-retry", type=bounded("serve", "student", "invalidator_retry"),
+                             default=None, help="Seconds before the cache invalidator retries a failed delete "
+                                                "(default 1; the processes target uses 0.1).")],
+    "worker": [],
+    "relay": [click.option("--outbox", "outboxes", multiple=True, type=click.Choice(("payments", "courses")),
+                           help="Which outbox to relay (repeatable; default both).")],
+    "reconciler": [click.option("--reconcile-grace", type=bounded("serve", "reconciler", "reconcile_grace"),
+                                default=None, help="Seconds a succeeded payment may lack its purchase before its "
+                                                   "confirmation is re-published (default 60; the processes "
+                                                   "target uses 5)."),
+                   click.option("--reconcile-every", type=bounded("serve", "reconciler", "reconcile_every"),
+                                default=0.5, show_default=True, help="Seconds between two scans.")],
+}
+_SUMMARY = {
+    "payment": "the payment service (HTTP) and its outbox.",
+    "student": "the student service (HTTP) and the cache invalidator.",
+    "worker": "the purchase worker (consumes purchase-confirmed).",
+    "relay": "an outbox relay (payments and/or courses).",
+    "reconciler": "the reconciler (re-publishes confirmations that have no purchase).",
+}
+
+
+def _moved_embedded(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        raise click.UsageError("the embedded reference is a subcommand now: kcverify serve embedded")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--embedded", "moved_embedded", is_flag=True, hidden=True, expose_value=False, is_eager=True,
+              callback=_moved_embedded)
+def serve() -> None:
+    """Serve the reference: `embedded` runs the whole flow in one process with real time, ready for curl;
+    payment|student|worker|relay|reconciler runs one component of it as its own process on the stack of
+    `kcverify stack up`. Stop it with Ctrl-C or SIGTERM."""
+
+
+@serve.command("embedded")
+@_every_mode
+@click.option("--payment-port", type=bounded("serve", "embedded", "payment_port"), default=8081, show_default=True,
+              help="Payment service port (0: any free port).")
+@click.option("--student-port", type=bounded("serve", "embedded", "student_port"), default=8082, show_default=True,
+              help="Student service port (0: any free port).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="--embedded: keep payments_db and courses_db as SQLite files here, across restarts. "
+              help="Keep payments_db and courses_db as SQLite files here, across restarts. "
                    "Default: a temporary directory, deleted on exit.")
-@click.option("--in-memory", is_flag=True, help="--embedded: in-memory SQLite databases instead of files.")
-@click.option("--defect", "defects", multiple=True, type=click.Choice(sorted(BY_NAME)), metavar="NAME",
-              help="Switch on a named defect (repeatable); see docs/defects.md.")
+@click.option("--in-memory", is_flag=True, help="In-memory SQLite databases instead of files.")
 @click.option("--trace/--no-trace", default=True, show_default=True,
-              help="--embedded: print one line per hop (payment saved, event published, ...) on stderr.")
-@click.option("--access-log", is_flag=True, help="Also log every HTTP request on stderr.")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="KCVERIFY_STATE_DIR",
-              help="COMPONENT: the stack's state directory (default ./.kcverify/stack); its stack.json "
-                   "has the PostgreSQL, Kafka and Redis addresses.")
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="COMPONENT payment/student: HTTP port (default 8081 / 8082; 0: any free port).")
-@click.option("--trace-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="COMPONENT: append the component's trace records here, one JSON object a line "
-                   "(default: stderr).")
-@click.option("--outbox", "outboxes", multiple=True, type=click.Choice(("payments", "courses")),
-              help="COMPONENT relay: which outbox to relay (repeatable; default both).")
-@click.option("--reconcile-grace", type=click.FloatRange(min=0), default=None, envvar="KCVERIFY_RECONCILE_GRACE",
-              help="COMPONENT reconciler: seconds a succeeded payment may lack its purchase before its "
-                   "confirmation is re-published (default 60; the stack target uses 5).")
-@click.option("--reconcile-every", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
-              help="COMPONENT reconciler: seconds between two scans.")
-@click.option("--invalidator-retry", type=click.FloatRange(min=0.01), default=None,
-              help="COMPONENT student: seconds before the cache invalidator retries a failed delete "
-                   "(default 1; the stack target uses 0.1).")
-@click.option("--control-port", type=click.IntRange(0, 65535), default=None,
-              help="TEST ONLY: serve the control endpoint (faults, crash points, hold/step, read pause) on "
-                   "this port. Never on by default; never expose it.")
-@click.option("--held", is_flag=True, hidden=True, help="TEST ONLY (with --control-port): start every loop held.")
-@click.option("--faults-file", type=click.Path(dir_okay=False, path_type=Path), default=None, hidden=True,
-              help="TEST ONLY (with --control-port): a fault table shared with the other processes.")
-@click.option("--parent-pid", type=int, default=None, hidden=True,
-              help="TEST ONLY: stop when this process is no longer the parent.")
-def serve(component: str | None, embedded: bool, host: str, payment_port: int, student_port: int,
-          data_dir: Path | None, in_memory: bool, defects: tuple[str, ...], trace: bool, access_log: bool,
-          state_dir: Path | None, port: int | None, trace_file: Path | None, outboxes: tuple[str, ...],
-          reconcile_grace: float | None, reconcile_every: float, invalidator_retry: float | None,
-          control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None) -> None:
-    """Serve the reference: `--embedded` runs the whole flow in one process with real time, ready for
-    curl; COMPONENT runs one component of it as its own process on the stack of `kcverify stack up`.
-    Stop it with Ctrl-C or SIGTERM."""
-    if component is not None and embedded:
-        raise click.UsageError("--embedded runs every component; do not name one")
-    if not embedded and component is None:
-        raise click.UsageError("say what to serve: `kcverify serve --embedded` runs the whole flow in one "
-                               f"process; `kcverify serve COMPONENT` ({', '.join(STACK_COMPONENTS)}) runs one "
-                               "component on the real stack (kcverify stack up)")
-    if component is not None:
-        if data_dir is not None or in_memory:
-            raise click.UsageError("--data-dir and --in-memory are for --embedded; a component keeps its "
-                                   "data in the stack's PostgreSQL")
+              help="Print one line per hop (payment saved, event published, ...) on stderr.")
+def embedded_command(host: str, defects: tuple[str, ...], access_log: bool, payment_port: int, student_port: int,
+                     data_dir: Path | None, in_memory: bool, trace: bool) -> None:
+    """The whole reference (both services and every component) in this process, on real time."""
+    if in_memory and data_dir is not None:
+        raise click.UsageError("--in-memory and --data-dir exclude each other")
+    if data_dir is not None:
+        try:
+            writable_dir(data_dir, "--data-dir")
+        except InputError as exc:
+            exit_for(exc, command="kcverify serve embedded")
+    _serve_embedded(host, payment_port, student_port, data_dir, in_memory, defects, trace, access_log)
+
+
+def _component_command(component: str) -> click.Command:
+    def command(host: str, defects: tuple[str, ...], access_log: bool, state_dir: Path | None,
+                trace_file: Path | None, control_port: int | None, held: bool, faults_file: Path | None,
+                parent_pid: int | None, port: int | None = None, outboxes: tuple[str, ...] = (),
+                reconcile_grace: float | None = None, reconcile_every: float = 0.5,
+                invalidator_retry: float | None = None) -> None:
         if (held or faults_file is not None) and control_port is None:
             raise click.UsageError("--held and --faults-file need --control-port")
-        if outboxes and component != "relay":
-            raise click.UsageError("--outbox is for `serve relay`")
-        if port is not None and component not in DEFAULT_PORTS:
-            raise click.UsageError("--port is for `serve payment` and `serve student`")
         _serve_component(component, host, port, state_dir, defects, trace_file, outboxes, reconcile_grace,
                          reconcile_every, invalidator_retry, control_port, held, faults_file, parent_pid,
                          access_log)
-        return
-    if in_memory and data_dir is not None:
-        raise click.UsageError("--in-memory and --data-dir exclude each other")
-    _serve_embedded(host, payment_port, student_port, data_dir, in_memory, defects, trace, access_log)
+
+    command.__doc__ = f"One component on the real stack (kcverify stack up): {_SUMMARY[component]}"
+    decorated = _options(_every_mode, _every_component, *_OWN[component])(command)
+    return click.command(component)(decorated)
+
+
+for _component in STACK_COMPONENTS:
+    serve.add_command(_component_command(_component))
 
 
 def _serve_component(component: str, host: str, port: int | None, state_dir: Path | None,
@@ -166,11 +220,11 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
     from kcverify.reference.settings import Settings
     from kcverify.stack import StackError, load_settings
 
+    command = f"kcverify serve {component}"
     try:
         stack = load_settings(state_dir)
     except StackError as exc:
-        click.echo(f"kcverify serve {component}: {exc}", err=True)
-        sys.exit(2)
+        exit_for(exc, command=command)
     overrides: dict[str, float] = {}
     if reconcile_grace is not None:
         overrides["reconcile_grace"] = reconcile_grace
@@ -186,13 +240,11 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
     try:
         process = ComponentProcess(settings, options)
     except ReferenceError_ as exc:  # PostgreSQL, Kafka or Redis did not answer
-        click.echo(f"kcverify serve {component}: cannot reach the stack: {exc} (see `kcverify stack status`)",
-                   err=True)
-        sys.exit(2)
+        exit_for(Unusable(f"cannot reach the stack: {exc} (see `kcverify stack status`)"), command=command)
     except OSError as exc:
-        click.echo(f"kcverify serve {component}: cannot listen on {host} (port {options.port}"
-                   + (f", control port {control_port}" if control_port is not None else "") + f"): {exc}", err=True)
-        sys.exit(2)
+        exit_for(Unusable(f"cannot listen on {host} (port {options.port}"
+                          + (f", control port {control_port}" if control_port is not None else "") + f"): {exc}"),
+                 command=command)
     lines = [f"kcverify serve {component}: pid {os.getpid()}, stack {stack.get('state_dir', state_dir or '')}"]
     if process.service_url:
         lines.append(f"  {component} service  {process.service_url}")
@@ -226,13 +278,12 @@ def _serve_embedded(host: str, payment_port: int, student_port: int, data_dir: P
         except OSError as exc:
             for store in (system.payment_store, system.course_store):
                 getattr(store, "close", lambda: None)()
-            click.echo(f"kcverify serve: cannot listen on {host} (ports {payment_port}, {student_port}): {exc}",
-                       err=True)
-            sys.exit(2)
+            exit_for(Unusable(f"cannot listen on {host} (ports {payment_port}, {student_port}): {exc}"),
+                     command="kcverify serve embedded")
         settings = system.settings
         defect_line = ", ".join(sorted(defects)) + " (NOT the spec)" if defects else "none (follows SPEC.md)"
         click.echo("\n".join([
-            "kcverify serve --embedded: the reference purchase flow in one process, on real time",
+            "kcverify serve embedded: the reference purchase flow in one process, on real time",
             f"  payment service  {server.payment_url}",
             f"  student service  {server.student_url}",
             f"  data             {where}",

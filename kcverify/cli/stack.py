@@ -12,18 +12,32 @@ from typing import Any, TypeVar
 
 import click
 
+from kcverify.cli.destinations import writable_dir
+from kcverify.cli.outcomes import exit_for
+from kcverify.cli.settings import bounded
+from kcverify.core.errors import InputError
 from kcverify.stack import DEFAULT_TOPICS, StackError, down, prepare, resolve_state_dir, status, up
 from kcverify.stack.state import ENV_STATE_DIR
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_PARTITIONS = 9999  # as the settings contract bounds stack.topics
 SETTING_KEYS = ("payments_dsn", "courses_dsn", "kafka_bootstrap", "redis_url")
 
 
 def _state_dir_option(func: F) -> F:
+    # Its default comes from the settings model: state_dir in kcverify.toml, or $KCVERIFY_STATE_DIR.
     return click.option(
-        "--state-dir", type=click.Path(file_okay=False), envvar=ENV_STATE_DIR, default=None,
+        "--state-dir", type=click.Path(file_okay=False), default=None,
         help=f"Where data, logs and stack.json live [env {ENV_STATE_DIR}; default ./.kcverify/stack].",
     )(func)
+
+
+def _writable_state_dir(state_dir: str | None) -> None:
+    """`up` and `down` write there (data, logs, pid files): an unusable folder stops them at once."""
+    try:
+        writable_dir(resolve_state_dir(state_dir), "stack state dir")
+    except InputError as exc:
+        exit_for(exc, command="kcverify stack")
 
 
 def _progress(message: str) -> None:
@@ -31,8 +45,7 @@ def _progress(message: str) -> None:
 
 
 def _fail(exc: StackError) -> None:
-    click.echo(f"kcverify stack: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
+    exit_for(exc, command="kcverify stack")
 
 
 def _parse_topic(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> dict[str, int]:
@@ -41,7 +54,7 @@ def _parse_topic(_: click.Context, __: click.Parameter, values: tuple[str, ...])
     topics: dict[str, int] = {}
     for value in values:
         name, _sep, count = value.rpartition(":")
-        if not name or not count.isdigit() or int(count) < 1:
+        if not name or not count.isdigit() or not 1 <= int(count) <= MAX_PARTITIONS:
             raise click.BadParameter(f"{value!r}: expected NAME:PARTITIONS, e.g. purchase-confirmed:3")
         topics[name] = int(count)
     return topics
@@ -70,7 +83,7 @@ def check_command(install: bool) -> None:
 @click.option("--topic", "topics", multiple=True, callback=_parse_topic, metavar="NAME:PARTITIONS",
               help="Topic to create (repeatable). Default: "
                    + ", ".join(f"{n}:{p}" for n, p in DEFAULT_TOPICS.items()) + ".")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
+@click.option("--timeout", type=bounded("stack", "timeout"), default=120.0, show_default=True,
               help="Seconds each service may take to become ready.")
 @click.option("--install", is_flag=True,
               help="apt-get install missing prerequisites first (needs root).")
@@ -78,6 +91,7 @@ def check_command(install: bool) -> None:
 def up_command(state_dir: str | None, topics: dict[str, int], timeout: float, install: bool,
                as_json: bool) -> None:
     """Start the stack, or repair it (restart only services that died). Idempotent."""
+    _writable_state_dir(state_dir)
     try:
         result = up(state_dir, topics=topics, timeout=timeout, install=install, report=_progress)
     except StackError as exc:
@@ -102,6 +116,8 @@ def up_command(state_dir: str | None, topics: dict[str, int], timeout: float, in
 @click.option("--purge", is_flag=True, help="Also delete the state directory (all data and logs).")
 def down_command(state_dir: str | None, purge: bool) -> None:
     """Stop every service (graceful signal, then SIGKILL after a grace period)."""
+    if purge:
+        _writable_state_dir(state_dir)
     try:
         result = down(state_dir, purge=purge, report=_progress)
     except StackError as exc:

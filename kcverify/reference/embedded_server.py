@@ -1,5 +1,5 @@
 """The embedded reference served for real: both ASGI apps on uvicorn and the background components
-driven by wall-clock time, in one process and one thread (`kcverify serve --embedded`).
+driven by wall-clock time, in one process and one thread (`kcverify serve embedded`).
 
 Design: ONE event loop thread does everything. The apps are built with `threaded=False`, so every
 service call runs inline on the loop, and a driver task on the same loop steps the components

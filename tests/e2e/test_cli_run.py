@@ -87,7 +87,7 @@ def test_reports_are_written_and_junit_loads(tmp_path: Path) -> None:
 
 def test_settings_come_from_kcverify_toml_then_env_then_flags(tmp_path: Path) -> None:
     write(tmp_path, "good.yaml", GOOD)
-    write(tmp_path, "kcverify.toml", 'paths = ["good.yaml"]\nreport = "json"\nreport_dir = "from-file"\n')
+    write(tmp_path, "kcverify.toml", 'paths = ["good.yaml"]\nreport_dir = "from-file"\n[run]\nreport = ["json"]\n')
     assert kcverify("run", cwd=tmp_path).returncode == 0
     assert (tmp_path / "from-file" / "report.json").is_file()
     assert kcverify("run", cwd=tmp_path, env={"KCVERIFY_REPORT_DIR": "from-env"}).returncode == 0
@@ -99,10 +99,10 @@ def test_settings_come_from_kcverify_toml_then_env_then_flags(tmp_path: Path) ->
 
 
 def test_a_misspelt_setting_is_an_input_error(tmp_path: Path) -> None:
-    write(tmp_path, "kcverify.toml", 'seed = 1\nreprot = "json"\n')
+    write(tmp_path, "kcverify.toml", 'seed = 1\n[run]\nreprot = ["json"]\n')
     result = kcverify("run", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith(f"{tmp_path / 'kcverify.toml'}:2: unknown setting 'reprot'")
+    assert result.stderr.startswith(f"{tmp_path / 'kcverify.toml'}:3: unknown setting 'run.reprot'")
     assert "did you mean 'report'" in result.stderr
 
 

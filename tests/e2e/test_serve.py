@@ -1,4 +1,4 @@
-"""`kcverify serve --embedded` as a person runs it: the installed command in its own process, real
+"""`kcverify serve embedded` as a person runs it: the installed command in its own process, real
 ports, real time. Buys a course over HTTP and sees it in the learning view (F2), is refused without a
 signature (P2) or as another student (S1), and stops cleanly on SIGTERM."""
 
@@ -77,7 +77,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
-            [kcverify_command(), "serve", "--embedded", "--payment-port", str(payment_port),
+            [kcverify_command(), "serve", "embedded", "--payment-port", str(payment_port),
              "--student-port", str(student_port), "--data-dir", str(tmp_path / "data")],
             stdout=out, stderr=err,
         )
