@@ -193,9 +193,14 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
     # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
     from kcverify.core.errors import ReferenceError_
     from kcverify.reference.component_process import ComponentProcess, ProcessOptions
-    from kcverify.reference.settings import MissingSecret
+    from kcverify.reference.settings import MissingSecret, secrets_from_environment
     from kcverify.stack import StackError, load_settings
 
+    try:
+        secrets_from_environment(Settings(), dev=dev)  # refused before anything is touched; checked again at start
+    except MissingSecret as exc:
+        click.echo(f"kcverify serve {component}: {exc}", err=True)
+        sys.exit(2)
     try:
         stack = load_settings(state_dir)
     except StackError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.frontend import DISPLAY_FIELDS, display
 from kcverify.reference.settings import DEV_AUTH_SECRET, DEV_WEBHOOK_SECRET
 
@@ -104,14 +104,15 @@ def create(served: Served, student: str = "s1") -> dict[str, Any]:
     return created
 
 
-def confirm(served: Served, payment_id: str, *, signed: bool) -> httpx.Response:
+def confirm(served: Served, payment_id: str, *, signed: bool, secret: str = DEV_WEBHOOK_SECRET) -> httpx.Response:
     body = json.dumps({"status": "succeeded", "providerPaymentId": "pi_e2e"}).encode()
-    headers = {**JSON, "X-Signature": sign_body(DEV_WEBHOOK_SECRET, body)} if signed else JSON
+    signature = sign_callback(secret, payment_id, body, time.time())
+    headers = {**JSON, "X-Signature": signature} if signed else JSON
     return served.payment.post(f"/api/v1/payments/{payment_id}/confirm", content=body, headers=headers)
 
 
-def learning(served: Served, student: str, as_: str) -> httpx.Response:
-    token = issue_token(DEV_AUTH_SECRET, as_)
+def learning(served: Served, student: str, as_: str, secret: str = DEV_AUTH_SECRET) -> httpx.Response:
+    token = issue_token(secret, as_, now=time.time())
     return served.student.get(f"/api/v1/students/{student}/learning", headers={"Authorization": f"Bearer {token}"})
 
 
@@ -157,7 +158,7 @@ def test_serve_embedded_buys_a_course_over_http_and_stops_on_sigterm(served: Ser
 
 
 def test_serve_component_without_a_stack_says_what_is_missing(tmp_path: Path) -> None:
-    result = subprocess.run([kcverify_command(), "serve", "worker", "--state-dir", str(tmp_path / "none")],
+    result = subprocess.run([kcverify_command(), "serve", "worker", "--dev", "--state-dir", str(tmp_path / "none")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "no running stack" in result.stderr and "kcverify stack up" in result.stderr
