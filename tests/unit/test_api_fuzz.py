@@ -22,6 +22,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
@@ -93,7 +94,8 @@ class SigningClient(ASGIClient):
             assert isinstance(body, str | bytes), type(body)  # schemathesis sends JSON as one buffer
             path = urlsplit(request.url or "").path  # /api/v1/payments/{id}/confirm: signed for that id
             payment_id = unquote(path.removesuffix("/confirm").rsplit("/", 1)[-1])
-            request.headers["X-Signature"] = self.flow.sign(payment_id, body.encode() if isinstance(body, str) else body)
+            raw = body.encode() if isinstance(body, str) else body
+            request.headers["X-Signature"] = self.flow.sign(payment_id, raw)
         return super().send(request, **kwargs)
 
 

@@ -183,7 +183,8 @@ def test_the_signature_header_grammar() -> None:
     assert parse_signature("t=1767603600,v1=" + "a" * 64) is not None
     assert parse_signature("t=1767603600,v1=" + "A" * 64) is not None
     for bad in (None, "", "t=,v1=" + "a" * 64, "v1=" + "a" * 64 + ",t=1", "t=1,v1=" + "a" * 63,
-                "t=1,v1=" + "a" * 64 + "\n", "t=-1,v1=" + "a" * 64, "t=\u0661\u0662,v1=" + "a" * 64, "sha256=" + "a" * 64):
+                "t=1,v1=" + "a" * 64 + "\n", "t=-1,v1=" + "a" * 64, "t=\u0661\u0662,v1=" + "a" * 64,
+                "sha256=" + "a" * 64):
         assert parse_signature(bad) is None, bad
 
 
