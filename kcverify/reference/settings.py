@@ -72,6 +72,7 @@ def secrets_from_environment(settings: Settings, *, dev: bool,
                                                          (AUTH_SECRET_ENV, auth, DEV_AUTH_SECRET))
                if value == dev_key and not dev]
     if missing:
-        raise MissingSecret(f"{' and '.join(missing)} not set: a non-development process needs its own "
-                            "secrets in the environment (or --dev for the published development keys)")
+        raise MissingSecret(f"{' and '.join(missing)} not set (a published development key does not count): a "
+                            "non-development process needs its own secrets in the environment, or --dev for the "
+                            "development keys")
     return replace(settings, webhook_secret=webhook, auth_secret=auth)
