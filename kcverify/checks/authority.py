@@ -5,17 +5,41 @@ and what came back, so a scenario need not spell out each refusal as an expectat
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kcverify.checks.base import Check
+from kcverify.evidence.evidence import Exchange, decode
+from kcverify.spec import names
+from kcverify.targets.base import Snapshot
 
 # What a gateway's callback may carry; anything else names an immutable field (courseId, amount, metadata).
 CONFIRM_FIELDS = frozenset({"status", "provider", "providerPaymentId"})
+# How a confirmation was signed (Exchange.signature), when P2 says it must be refused (401)
+REFUSED = {"none": "without a signature", "other-payment": "signed for another payment",
+           "stale": "signed outside the timestamp tolerance"}
+WHAT = {**REFUSED, "replay": "replaying an earlier callback"}
+
+
+def _payment_state(snapshot: Snapshot, payment_id: str) -> dict[str, Any]:
+    """What a confirmation could change about one payment: its row, and its PURCHASE_CONFIRMED records."""
+    row = next((p for p in snapshot.payments if p.get("id") == payment_id), None) or {}
+    events = 0
+    for record in snapshot.topics.get(names.TOPIC_CONFIRMED, []):
+        payload = (decode(record) or {}).get("payload")
+        if isinstance(payload, dict) and payload.get("paymentId") == payment_id:
+            events += 1
+    return {**row, "purchase-confirmed events": events}
+
+
+def _brief(state: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k}={state.get(k)!r}" for k in keys)
 
 
 class AuthorityCheck(Check):
     name = "authority"
     rules = ("P2", "S1", "S4")
-    description = "unsigned or field-changing confirmations are refused; views only for their student or an admin"
+    description = ("confirmations not signed for their payment now, or changing fields, are refused, and replays "
+                   "change nothing; views only for their student or an admin")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -31,14 +55,17 @@ class AuthorityCheck(Check):
     def _scan(self) -> None:
         for exchange in self.evidence.exchanges[self._seen:]:
             self._seen += 1
+            if exchange.kind == "confirm" and exchange.signature not in (None, "fresh"):
+                self._nothing_changed(exchange)
             status = exchange.reply.status
             if status is None or not 200 <= status < 300:
                 continue
             where = exchange.step or None
             if exchange.kind == "confirm":
-                if exchange.signed is False:
-                    self.fail(f"unsigned:{exchange.start_seq}", f"an unsigned confirmation of {exchange.path} was "
-                              f"accepted ({status}): anyone can mark a payment succeeded", rules=("P2",), step=where)
+                if exchange.signature in REFUSED:
+                    self.fail(f"unsigned:{exchange.start_seq}", f"a confirmation of {exchange.path} "
+                              f"{REFUSED[exchange.signature]} was accepted ({status}): anyone holding an old or "
+                              "another payment's callback can mark a payment succeeded", rules=("P2",), step=where)
                 try:
                     body = json.loads(exchange.request_body)
                 except ValueError:
@@ -58,6 +85,23 @@ class AuthorityCheck(Check):
                 elif subject != exchange.student:
                     self.fail(f"read:{exchange.start_seq}", f"{subject} read the learning view of {exchange.student} "
                               f"({status}): only that student or an admin may", rules=("S1",), step=where)
+
+    def _nothing_changed(self, exchange: Exchange) -> None:
+        """A confirmation the gateway did not just sign for this payment (none, another payment's, stale,
+        or a replay) must leave the payment as it was: refused, or (a replay within the tolerance) a no-op.
+        Judged on the payment row and its PURCHASE_CONFIRMED records before and after the step."""
+        before = next((snap for step, snap in reversed(self.evidence.snapshots) if step < exchange.step), None)
+        after = next((snap for step, snap in self.evidence.snapshots if step == exchange.step), None)
+        if before is None or after is None:
+            return
+        payment_id = exchange.path.split("/")[-2]
+        was, now = _payment_state(before, payment_id), _payment_state(after, payment_id)
+        if was != now:
+            changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+            self.fail(f"changed:{exchange.step}:{payment_id}", f"a confirmation of {exchange.path} "
+                      f"{WHAT[exchange.signature or '']} changed {', '.join(changed)} "
+                      f"({_brief(was, changed)} -> {_brief(now, changed)}): it must change nothing",
+                      rules=("P2", "P4"), step=exchange.step or None)
 
     def _course_unchanged(self) -> None:
         """A payment pays for the course chosen at checkout, and its purchase grants exactly that course."""

@@ -27,8 +27,15 @@ from kcverify.cli.destinations import writable_dir
 from kcverify.cli.outcomes import Unusable, exit_for
 from kcverify.cli.settings import bounded
 from kcverify.core.errors import InputError
-from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.auth import issue_token
 from kcverify.reference.defects import BY_NAME
+from kcverify.reference.settings import (
+    AUTH_SECRET_ENV,
+    DEV_AUTH_SECRET,
+    DEV_WEBHOOK_SECRET,
+    WEBHOOK_SECRET_ENV,
+    Settings,
+)
 
 # The real-stack processes, one per value (kcverify.reference.component_process.PROCESS_KINDS).
 STACK_COMPONENTS = ("payment", "student", "worker", "relay", "reconciler")
@@ -43,30 +50,40 @@ def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def walkthrough(payment_url: str, student_url: str, webhook_secret: str, auth_secret: str) -> str:
+def walkthrough(payment_url: str, student_url: str, settings: Settings, now: float) -> str:
     """Shell lines a person pastes to buy a course and see it, each step checked against a live server
-    (docs/serve.md shows the same). The confirm body holds no payment id, so its signature, computed
-    here, is valid for every payment: no openssl needed, though the snippet shows how to sign any body."""
+    (docs/serve.md shows the same). No signature is printed: one is bound to a payment and a moment, so
+    the lines compute it for the payment just created, now. With secrets from the environment, the lines
+    read them from there: a real secret is never printed."""
     create = _compact({"studentId": "s1", "courseId": "course-english-b1", "amountCents": 19900,
                        "currency": "EUR", "metadata": EXAMPLE_METADATA})
     confirm = _compact(EXAMPLE_CONFIRM)
     q = shlex.quote
+    secret = f"\"${WEBHOOK_SECRET_ENV}\"" if settings.webhook_secret != DEV_WEBHOOK_SECRET else q(DEV_WEBHOOK_SECRET)
+    hours = settings.token_ttl / 3600
+
+    def token(subject: str, role: str = "student") -> str:
+        return issue_token(settings.auth_secret, subject, role, now=now, ttl=settings.token_ttl)
+
     return "\n".join([
         f"PAY={payment_url}",
         f"STU={student_url}",
-        f"SECRET={q(webhook_secret)}",
-        f"S1_TOKEN={issue_token(auth_secret, 's1')}",
-        f"S2_TOKEN={issue_token(auth_secret, 's2')}",
-        f"ADMIN_TOKEN={issue_token(auth_secret, 'admin', 'admin')}",
+        f"SECRET={secret}",
+        f"# bearer tokens, valid for {hours:g} h",
+        f"S1_TOKEN={token('s1')}",
+        f"S2_TOKEN={token('s2')}",
+        f"ADMIN_TOKEN={token('admin', 'admin')}",
         "",
         "# 1. checkout: create a payment for student s1 (keep its id)",
         f"PAYMENT_ID=$(curl -sS -X POST \"$PAY/api/v1/payments\" -H 'Content-Type: application/json' -d {q(create)} \\",
         "  | sed -E 's/.*\"id\":\"([^\"]+)\".*/\\1/'); echo \"$PAYMENT_ID\"",
         "",
-        "# 2. the gateway confirms it: X-Signature is the HMAC-SHA256 of the exact body",
+        "# 2. the gateway confirms it: X-Signature is t=<unix seconds>,v1=<HMAC-SHA256 of \"$T.$PAYMENT_ID.$BODY\">,",
+        "#    valid for this payment only, for 5 minutes either side of T",
         f"BODY={q(confirm)}",
-        "SIG=\"sha256=$(printf '%s' \"$BODY\" | openssl dgst -sha256 -hmac \"$SECRET\" | sed 's/^.*= //')\"",
-        f"#   (without openssl: SIG={sign_body(webhook_secret, confirm.encode())} is valid for that BODY)",
+        "T=$(date +%s)",
+        "SIG=\"t=$T,v1=$(printf '%s' \"$T.$PAYMENT_ID.$BODY\" | openssl dgst -sha256 -hmac \"$SECRET\""
+        " | sed 's/^.*= //')\"",
         "curl -sS -X POST \"$PAY/api/v1/payments/$PAYMENT_ID/confirm\" -H 'Content-Type: application/json' \\",
         "  -H \"X-Signature: $SIG\" -d \"$BODY\"; echo",
         "",
@@ -81,6 +98,16 @@ def walkthrough(payment_url: str, student_url: str, webhook_secret: str, auth_se
         "curl -sS -X DELETE \"$STU/api/v1/students/s1/learning/cache\" -H \"Authorization: Bearer $ADMIN_TOKEN\""
         " -o /dev/null -w '%{http_code}\\n'",
     ])
+
+
+def secrets_line(settings: Settings) -> str:
+    """Which secrets a served process uses, without printing a real one (a development key is public)."""
+    parts = []
+    for what, value, dev_key, variable in (("webhook", settings.webhook_secret, DEV_WEBHOOK_SECRET, WEBHOOK_SECRET_ENV),
+                                           ("auth", settings.auth_secret, DEV_AUTH_SECRET, AUTH_SECRET_ENV)):
+        parts.append(f"{what}: development key {dev_key!r}" if value == dev_key else f"{what}: from {variable}")
+    warning = " (published in kcverify: never use them for anything real)" if settings.development_keys else ""
+    return f"  secrets          {'; '.join(parts)}{warning}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,6 +146,9 @@ _every_component = _options(
                  help="TEST ONLY (with --control-port): a fault table shared with the other processes."),
     click.option("--parent-pid", type=click.IntRange(1), default=None, hidden=True,
                  help="TEST ONLY: stop when this process is no longer the parent."),
+    click.option("--dev", is_flag=True,
+                 help="Development mode: without KCVERIFY_WEBHOOK_SECRET / KCVERIFY_AUTH_SECRET in the "
+                      "environment, use the published development keys instead of refusing to start."),
 )
 
 # The options only one component has, by component.
@@ -191,14 +221,14 @@ def embedded_command(host: str, defects: tuple[str, ...], access_log: bool, paym
 def _component_command(component: str) -> click.Command:
     def command(host: str, defects: tuple[str, ...], access_log: bool, state_dir: Path | None,
                 trace_file: Path | None, control_port: int | None, held: bool, faults_file: Path | None,
-                parent_pid: int | None, port: int | None = None, outboxes: tuple[str, ...] = (),
+                parent_pid: int | None, dev: bool, port: int | None = None, outboxes: tuple[str, ...] = (),
                 reconcile_grace: float | None = None, reconcile_every: float = 0.5,
                 invalidator_retry: float | None = None) -> None:
         if (held or faults_file is not None) and control_port is None:
             raise click.UsageError("--held and --faults-file need --control-port")
         _serve_component(component, host, port, state_dir, defects, trace_file, outboxes, reconcile_grace,
                          reconcile_every, invalidator_retry, control_port, held, faults_file, parent_pid,
-                         access_log)
+                         access_log, dev)
 
     command.__doc__ = f"One component on the real stack (kcverify stack up): {_SUMMARY[component]}"
     decorated = _options(_every_mode, _every_component, *_OWN[component])(command)
@@ -213,14 +243,19 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
                      defects: tuple[str, ...], trace_file: Path | None, outboxes: tuple[str, ...],
                      reconcile_grace: float | None, reconcile_every: float, invalidator_retry: float | None,
                      control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None,
-                     access_log: bool) -> None:
+                     access_log: bool, dev: bool) -> None:
     # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
     from kcverify.core.errors import ReferenceError_
     from kcverify.reference.component_process import ComponentProcess, ProcessOptions
-    from kcverify.reference.settings import Settings
+    from kcverify.reference.settings import MissingSecret, secrets_from_environment
     from kcverify.stack import StackError, load_settings
 
     command = f"kcverify serve {component}"
+    try:
+        secrets_from_environment(Settings(), dev=dev)  # refused before anything is touched; checked again at start
+    except MissingSecret as exc:
+        click.echo(f"kcverify serve {component}: {exc}", err=True)
+        sys.exit(2)
     try:
         stack = load_settings(state_dir)
     except StackError as exc:
@@ -236,9 +271,12 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
     options = ProcessOptions(kind=component, host=host, port=DEFAULT_PORTS.get(component, 0) if port is None else port,
                              control_port=control_port, trace_file=trace_file, faults_file=faults_file, held=held,
                              outboxes=outboxes or ("payments", "courses"), reconcile_every=reconcile_every,
-                             parent_pid=parent_pid, access_log=access_log)
+                             parent_pid=parent_pid, access_log=access_log, dev=dev)
     try:
         process = ComponentProcess(settings, options)
+    except MissingSecret as exc:
+        click.echo(f"kcverify serve {component}: {exc}", err=True)
+        sys.exit(2)
     except ReferenceError_ as exc:  # PostgreSQL, Kafka or Redis did not answer
         exit_for(Unusable(f"cannot reach the stack: {exc} (see `kcverify stack status`)"), command=command)
     except OSError as exc:
@@ -252,6 +290,7 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
         lines.append(f"  control (TEST ONLY)  {process.control_url}")
     if defects:
         lines.append(f"  defects          {', '.join(sorted(defects))} (NOT the spec)")
+    lines.append(secrets_line(process.system.settings))
     click.echo("\n".join(lines))
     sys.stdout.flush()
     status = process.run()
@@ -288,13 +327,13 @@ def _serve_embedded(host: str, payment_port: int, student_port: int, data_dir: P
             f"  student service  {server.student_url}",
             f"  data             {where}",
             f"  defects          {defect_line}",
-            "  secrets          development keys, published in kcverify: never use them for anything real",
-            f"  webhook secret   {settings.webhook_secret}  (POST .../confirm needs X-Signature: "
-            "sha256=<HMAC-SHA256 of the raw body>)",
+            secrets_line(settings),
+            "  X-Signature      POST .../confirm needs t=<unix seconds>,v1=<HMAC-SHA256 of "
+            "\"{t}.{paymentId}.{raw body}\">",
             "",
             "Try it (bash):",
             "",
-            walkthrough(server.payment_url, server.student_url, settings.webhook_secret, settings.auth_secret),
+            walkthrough(server.payment_url, server.student_url, settings, system.clock.now()),
             "",
             "Ctrl-C stops (components stop gracefully).",
         ]))

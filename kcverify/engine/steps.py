@@ -32,6 +32,12 @@ DEFAULT_METADATA: dict[str, Any] = {
 DEFAULT_STATUS = {"create_payment": 201, "confirm": 200, "read": 200, "finish_read": 200, "invalidate_cache": 204}
 
 
+# P2: the spec's default tolerance for a callback's signed timestamp; a signature older (or newer) is stale.
+SIGNATURE_TOLERANCE = 300.0
+# How a confirmation was signed (Exchange.signature): the gateway's own signature for this payment, made
+# now; or an attempt the authority check judges (refused, or, for a replay of an applied callback, a no-op).
+SIGNATURES = ("fresh", "none", "other-payment", "stale", "replay")
+
 # The rules an unexpected status of a step refutes.
 STATUS_RULES = {"create_payment": ("P1",), "confirm": ("P2", "P4"), "read": ("S1",), "finish_read": ("S1",),
                 "invalidate_cache": ("S4",)}
@@ -58,6 +64,8 @@ class Context:
     rng: random.Random
     step: int = 0
     reads: dict[str, PendingRead] = field(default_factory=dict)
+    # the last confirmation sent to each payment (by name): body, headers, how it was signed; for `replay`
+    callbacks: dict[str, tuple[bytes, dict[str, str], str]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
 
     def expect_failure(self, message: str, rules: tuple[str, ...] = ()) -> None:
@@ -66,11 +74,11 @@ class Context:
 
     def http(self, kind: str, service: str, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None, student: str | None = None,
-             principal: tuple[str, str] | None = None, signed: bool | None = None) -> HttpReply:
+             principal: tuple[str, str] | None = None, signature: str | None = None) -> HttpReply:
         started, seq = self.target.now(), self.evidence.tick()
         reply = self.target.http(service, method, path, body=body, headers=headers)
         self.evidence.exchanges.append(Exchange(self.step, kind, service, method, path, body or b"", started,
-                                                self.target.now(), reply, student, seq, principal, signed))
+                                                self.target.now(), reply, student, seq, principal, signature))
         return reply
 
     def student(self, name: str) -> str:
@@ -130,19 +138,45 @@ def create_payment(ctx: Context, step: Step) -> None:
 def confirm(ctx: Context, step: Step) -> None:
     a = step.args
     record = ctx.payment(a["payment"])
-    body = {"status": a.get("status", "succeeded"), "providerPaymentId": f"pi_{record.name}", **(a.get("body") or {})}
-    raw = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    signed = bool(a.get("signed", True))
-    if signed:
-        headers["X-Signature"] = ctx.target.sign(raw)
+    if "replay" in a:
+        raw, headers, signature = _replayed(ctx, record, a["replay"])
+    else:
+        raw, headers, signature = _callback(ctx, record, a)
+    ctx.callbacks[record.name] = (raw, headers, signature)
     for attempt in range(1, a.get("times", 1) + 1):
         reply = ctx.http("confirm", "payment-service", "POST", f"/api/v1/payments/{record.id}/confirm", raw,
-                         headers, record.student, signed=signed)
+                         headers, record.student, signature=signature)
         _check_status(ctx, step, reply, f"confirm {record.name} (call {attempt})")
         wanted = (step.expect or {}).get("payment_status")
         if wanted and reply.status == 200 and reply.json().get("status") != wanted:
             ctx.expect_failure(f"confirm {record.name}: payment status {reply.json().get('status')}, expected {wanted}")
+
+
+def _callback(ctx: Context, record: PaymentRecord, a: Mapping[str, Any]) -> tuple[bytes, dict[str, str], str]:
+    """A new callback: signed by the gateway for this payment now, or as `signed`/`signature` ask."""
+    body = {"status": a.get("status", "succeeded"), "providerPaymentId": f"pi_{record.name}", **(a.get("body") or {})}
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if not a.get("signed", True):
+        return raw, headers, "none"
+    spec = a.get("signature") or {}
+    signer = ctx.payment(spec["payment"]) if "payment" in spec else record
+    age = float(spec.get("age", 0))
+    headers["X-Signature"] = ctx.target.sign(signer.id, raw, ctx.target.now() - age)
+    if signer.id != record.id:
+        return raw, headers, "other-payment"
+    return raw, headers, "stale" if abs(age) > SIGNATURE_TOLERANCE else "fresh"
+
+
+def _replayed(ctx: Context, record: PaymentRecord, source: str) -> tuple[bytes, dict[str, str], str]:
+    """The exact body and headers of the last confirmation sent to payment `source`, sent again."""
+    sent = ctx.callbacks.get(source)
+    if sent is None:
+        raise StepError(f"nothing to replay: no confirmation of {source!r} was sent before")
+    raw, headers, signature = sent
+    if ctx.payment(source).id != record.id:
+        return raw, dict(headers), "other-payment" if "X-Signature" in headers else "none"
+    return raw, dict(headers), "replay" if signature == "fresh" else signature
 
 
 def publish(ctx: Context, step: Step) -> None:
@@ -377,6 +411,12 @@ def title(step: Step) -> str:
         extra.append(f"x{a['copies']}")
     if "signed" in a and not a["signed"]:
         extra.append("unsigned")
+    if "signature" in a:
+        signature = a["signature"]
+        extra.append("signed" + (f" for {signature['payment']}" if "payment" in signature else "")
+                     + (f" {signature['age']} s ago" if "age" in signature else ""))
+    if "replay" in a:
+        extra.append(f"replaying {a['replay']}'s callback")
     if "raw" in a:
         extra.append("raw")
     if "forged" in a:

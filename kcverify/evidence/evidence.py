@@ -26,7 +26,9 @@ class Exchange:
     student: str | None = None
     start_seq: int = 0  # order of the start among all operations (the manual clock often ties)
     principal: tuple[str, str] | None = None  # (subject, role) of the bearer token sent, if any
-    signed: bool | None = None  # for gateway callbacks: was a genuine signature sent
+    # for gateway callbacks, how the request was signed (SIGNATURES in engine/steps.py): "fresh" is the
+    # gateway's own for this payment now; "none", "other-payment", "stale", "replay" are attempts
+    signature: str | None = None
 
     @property
     def indeterminate(self) -> bool:

@@ -1,7 +1,9 @@
 """The real-stack component processes: `kcverify serve payment|student|worker|relay|reconciler`.
 
 Each process builds the reference with `bootstrap(Settings(mode="stack", ...))` (PostgreSQL, Kafka,
-Redis) and runs ONE component of it, the way it would be deployed:
+Redis) and runs ONE component of it, the way it would be deployed. Its secrets come from the
+environment (KCVERIFY_WEBHOOK_SECRET, KCVERIFY_AUTH_SECRET); without them it refuses to start, unless
+it runs in development mode (`ProcessOptions.dev`, `--dev`), which uses the published development keys.
 
 - payment / student: the ASGI app on uvicorn, `threaded=True` (blocking service calls run in the
   thread pool). The student process also runs the cache invalidator (the PURCHASE_CREATED consumer),
@@ -52,7 +54,7 @@ from kcverify.reference.bootstrap import System, bootstrap
 from kcverify.reference.instrument import CRASH_POINTS, Faults, LogTracer, Tracer
 from kcverify.reference.purchase_worker import Step
 from kcverify.reference.relay import OutboxRelay
-from kcverify.reference.settings import Settings
+from kcverify.reference.settings import Settings, secrets_from_environment
 from kcverify.reference.student_service import PendingRead
 
 log = logging.getLogger("kcverify.reference.component_process")
@@ -92,6 +94,9 @@ class ProcessOptions:
     reconcile_every: float = 0.5
     parent_pid: int | None = None  # exit (gracefully) when this process is gone
     access_log: bool = False
+    # Development mode: without KCVERIFY_WEBHOOK_SECRET / KCVERIFY_AUTH_SECRET in the environment, use the
+    # published development keys instead of refusing to start (settings.secrets_from_environment).
+    dev: bool = False
 
 
 # --- traces and faults ------------------------------------------------------------------------------
@@ -470,6 +475,7 @@ class ComponentProcess:
             raise ValueError(f"unknown component process {options.kind!r}")
         self.options = options
         self.control = options.control_port is not None
+        settings = secrets_from_environment(settings, dev=options.dev)  # MissingSecret: refuse to start
         clock = SystemClock()
         self.tracer = JsonLinesTracer(clock, options.trace_file)
         faults = FileFaults(options.faults_file) if self.control and options.faults_file is not None else None

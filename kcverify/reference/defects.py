@@ -40,6 +40,8 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("stale-set-race", "S3", "the read path stores into the cache without the version check"),
     Defect("errors-cached", "S2", "a failed database read is cached as an empty learning view"),
     Defect("unsigned-confirm", "P2", "confirmation accepts a missing or wrong signature"),
+    Defect("signature-not-bound", "P2",
+           "a confirmation signature, once verified, is trusted again for any payment and at any age"),
     Defect("confirm-mutates-course", "P2", "confirmation may change the payment's courseId"),
     Defect("string-session-count", "W4", "the worker stores sessionCount as the string \"10\""),
     Defect("no-reconciler", "I1", "nothing re-publishes a succeeded payment whose purchase never appeared"),

@@ -30,7 +30,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,7 +42,7 @@ from kcverify.core.clock import SystemClock
 from kcverify.core.ids import RandomIds
 from kcverify.reference.bootstrap import COMPONENTS, System, bootstrap
 from kcverify.reference.instrument import Tracer
-from kcverify.reference.settings import Settings
+from kcverify.reference.settings import Settings, secrets_from_environment
 
 PAYMENTS_FILE = "payments.sqlite3"
 COURSES_FILE = "courses.sqlite3"
@@ -73,15 +73,19 @@ class SilentTracer:
         return None
 
 
-def build_system(data_dir: Path | None, *, defects: Iterable[str] = (), tracer: Tracer | None = None) -> System:
+def build_system(data_dir: Path | None, *, defects: Iterable[str] = (), tracer: Tracer | None = None,
+                 environ: Mapping[str, str] | None = None) -> System:
     """The embedded System on real time. SQLite files in `data_dir` (created if missing), or private
     in-memory databases when it is None. Ids are random, not seeded: a seeded source would hand out the
-    same payment ids again after a restart on the same files."""
+    same payment ids again after a restart on the same files. Secrets: KCVERIFY_WEBHOOK_SECRET and
+    KCVERIFY_AUTH_SECRET when set, else the development keys (the embedded server is a development
+    tool: zero set-up; `settings.development_keys` says which it got)."""
     settings = Settings(defects=frozenset(defects))
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = Settings(defects=frozenset(defects), payments_sqlite=str(data_dir / PAYMENTS_FILE),
                             courses_sqlite=str(data_dir / COURSES_FILE))
+    settings = secrets_from_environment(settings, dev=True, environ=environ)
     return bootstrap(settings, clock=SystemClock(), ids=RandomIds(), tracer=tracer or SilentTracer())
 
 

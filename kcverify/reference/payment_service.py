@@ -17,7 +17,7 @@ from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable, CacheUnavailable
 from kcverify.core.ids import IdSource, is_uuid
 from kcverify.reference import domain
-from kcverify.reference.auth import signature_valid
+from kcverify.reference.auth import DEFAULT_TOLERANCE, parse_signature, signature_problem
 from kcverify.reference.defects import Defects
 from kcverify.reference.domain import Payment, PaymentStatus
 from kcverify.reference.instrument import CrashPoints, Tracer
@@ -84,13 +84,16 @@ def require_payment_id(payment_id: str) -> None:
 
 class PaymentService:
     def __init__(self, *, store: PaymentStore, cache: Cache, bus: Bus, clock: Clock, ids: IdSource,
-                 webhook_secret: str, defects: Defects, crash: CrashPoints, tracer: Tracer) -> None:
+                 webhook_secret: str, defects: Defects, crash: CrashPoints, tracer: Tracer,
+                 signature_tolerance: float = DEFAULT_TOLERANCE) -> None:
         self._store = store
         self._cache = cache
         self._bus = bus  # used only by the dual-write defect: the reference publishes via the outbox
         self._clock = clock
         self._ids = ids
         self._secret = webhook_secret
+        self._tolerance = signature_tolerance
+        self._trusted: set[str] = set()  # the signature-not-bound defect's memory of verified digests
         self._defects = defects
         self._crash = crash
         self._tracer = tracer
@@ -125,11 +128,11 @@ class PaymentService:
         return payment
 
     def confirm(self, payment_id: str, raw: bytes, signature: str | None) -> Payment:
-        """The gateway's callback (P2): signed, may change only status and provider ids. A repeat of the
-        current status is a no-op 200 (P4); an illegal transition is a 409."""
+        """The gateway's callback (P2): signed for this payment within the tolerance, may change only
+        status and provider ids. A repeat of the current status is a no-op 200 (P4), which is also what a
+        replay of an applied callback within the tolerance gets; an illegal transition is a 409."""
         require_payment_id(payment_id)
-        if not signature_valid(self._secret, raw, signature) and not self._defects.on("unsigned-confirm"):
-            raise unauthorized("X-Signature is missing or is not the HMAC-SHA256 of the body")
+        self._verify(payment_id, raw, signature)
         body = parse_json_object(raw)
         new_course = None
         if self._defects.on("confirm-mutates-course"):
@@ -171,6 +174,26 @@ class PaymentService:
         if succeeded:
             self._invalidate(updated.student_id)
         return updated
+
+    def _verify(self, payment_id: str, raw: bytes, signature: str | None) -> None:
+        """P2: 401 unless X-Signature is the gateway's, for this payment, within the tolerance."""
+        if self._defects.on("unsigned-confirm"):
+            return
+        tolerance = self._tolerance
+        if self._defects.on("signature-not-bound"):
+            # The defect: a digest verified once is trusted again for any payment, and age is not checked.
+            parsed = parse_signature(signature)
+            if parsed is not None and parsed.v1 in self._trusted:
+                return
+            tolerance = math.inf
+        problem = signature_problem(self._secret, payment_id, raw, signature, now=self._clock.now(),
+                                    tolerance=tolerance)
+        if problem is not None:
+            raise unauthorized(problem)
+        if self._defects.on("signature-not-bound"):
+            parsed = parse_signature(signature)
+            if parsed is not None:
+                self._trusted.add(parsed.v1)
 
     def _publish_directly(self, topic: str, key: str, value: bytes,
                           headers: tuple[tuple[str, str], ...]) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from kcverify.spec import policy
 
-# Development-only keys for the embedded reference and local stacks. They protect nothing real;
-# a deployment sets its own through the environment (KCVERIFY_WEBHOOK_SECRET, KCVERIFY_AUTH_SECRET).
+# Development-only keys, published with kcverify: they protect nothing. The embedded reference uses them
+# (zero set-up); a served process uses them only in development mode (`--dev`). Anything else reads its
+# own from the environment (`secrets_from_environment`) and refuses to start without them.
 DEV_WEBHOOK_SECRET = "kcverify-dev-webhook-key"
 DEV_AUTH_SECRET = "kcverify-dev-auth-key-not-for-production"
+WEBHOOK_SECRET_ENV = "KCVERIFY_WEBHOOK_SECRET"
+AUTH_SECRET_ENV = "KCVERIFY_AUTH_SECRET"
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,9 @@ class Settings:
     redis_url: str | None = None
     webhook_secret: str = DEV_WEBHOOK_SECRET
     auth_secret: str = DEV_AUTH_SECRET
+    # P2: how far a callback's signed timestamp may be from this system's clock, in seconds
+    signature_tolerance: float = policy.SIGNATURE_TOLERANCE
+    token_ttl: float = 3600.0  # lifetime of the bearer tokens this system issues
     cache_ttl: float = policy.CACHE_TTL
     retry_attempts: int = policy.RETRY_ATTEMPTS
     retry_backoff: tuple[float, ...] = policy.RETRY_BACKOFF
@@ -42,3 +50,31 @@ class Settings:
         if not self.retry_backoff:
             return 0.0
         return self.retry_backoff[min(failed_attempt, len(self.retry_backoff)) - 1]
+
+    @property
+    def development_keys(self) -> bool:
+        """True when either secret is a published development key."""
+        return self.webhook_secret == DEV_WEBHOOK_SECRET or self.auth_secret == DEV_AUTH_SECRET
+
+
+class MissingSecret(ValueError):
+    """A non-development start without a secret in the environment; the message names the variable."""
+
+
+def secrets_from_environment(settings: Settings, *, dev: bool,
+                             environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings with the secrets a deployment set in the environment (KCVERIFY_WEBHOOK_SECRET,
+    KCVERIFY_AUTH_SECRET). A variable that is unset keeps the settings' value only in development mode
+    (`dev`), or when the settings already carry a secret of their own; otherwise MissingSecret: a
+    process that would silently guard real payments with a published key must not start."""
+    env = os.environ if environ is None else environ
+    webhook = env.get(WEBHOOK_SECRET_ENV, "") or settings.webhook_secret
+    auth = env.get(AUTH_SECRET_ENV, "") or settings.auth_secret
+    missing = [variable for variable, value, dev_key in ((WEBHOOK_SECRET_ENV, webhook, DEV_WEBHOOK_SECRET),
+                                                         (AUTH_SECRET_ENV, auth, DEV_AUTH_SECRET))
+               if value == dev_key and not dev]
+    if missing:
+        raise MissingSecret(f"{' and '.join(missing)} not set (a published development key does not count): a "
+                            "non-development process needs its own secrets in the environment, or --dev for the "
+                            "development keys")
+    return replace(settings, webhook_secret=webhook, auth_secret=auth)

@@ -88,7 +88,7 @@ class StudentService:
         """S1/S4: 401 without a valid bearer token; 403 for anyone but the student (or an admin)."""
         _check_student_id(student_id)
         try:
-            principal = principal_from_header(self._settings.auth_secret, authorization)
+            principal = principal_from_header(self._settings.auth_secret, authorization, now=self._clock.now())
         except InvalidToken as exc:
             raise unauthorized(f"bearer token required: {exc}") from exc
         if admin_only:

@@ -572,6 +572,12 @@ def _payment_refs(kind: str, args: Mapping[str, Any]) -> Iterator[tuple[Path, An
     """Every place in a step's arguments that names a payment, as (path within args, name)."""
     if kind in ("confirm", "publish") and "payment" in args:
         yield ("payment",), args["payment"]
+    if kind == "confirm":
+        if "replay" in args:
+            yield ("replay",), args["replay"]
+        signature = args.get("signature")
+        if isinstance(signature, dict) and "payment" in signature:
+            yield ("signature", "payment"), signature["payment"]
     forged = args.get("forged")
     if kind == "publish" and isinstance(forged, dict) and forged.get("payment", UNBOUND_PAYMENT) != UNBOUND_PAYMENT:
         yield ("forged", "payment"), forged["payment"]
@@ -639,6 +645,14 @@ def _step_problem(kind: str, args: Mapping[str, Any], bound: Mapping[str, _Bindi
         if len(sources) != 1:
             found = "none" if not sources else " and ".join(f"'{s}'" for s in sources)
             return f"'publish' needs exactly one of 'payment', 'raw', 'forged', found {found}", (), None
+    if kind == "confirm":
+        if "replay" in args:
+            clash = [k for k in ("status", "body", "signed", "signature") if k in args]
+            if clash:
+                return (f"'replay' resends an earlier callback exactly; it cannot be combined with '{clash[0]}'",
+                        (clash[0],), None)
+        elif "signature" in args and args.get("signed") is False:
+            return "'signature' says how to sign; 'signed: false' sends no signature", ("signature",), None
     if kind == "crash" and "component" in args:
         owner = crash_point_owner(args["at"])
         if args["component"] != owner:

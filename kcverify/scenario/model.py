@@ -146,8 +146,15 @@ class Step:
                 return f"create_payment {a['as']} for {a['student']}/{a['course']}"
             case "confirm":
                 times = f" x{a['times']}" if a.get("times", 1) != 1 else ""
-                unsigned = " (unsigned)" if not a.get("signed", True) else ""
-                return f"confirm {a['payment']} {a['status']}{times}{unsigned}"
+                if "replay" in a:
+                    return f"confirm {a['payment']} replaying {a['replay']}'s callback{times}"
+                how = " (unsigned)" if not a.get("signed", True) else ""
+                signature = a.get("signature") or {}
+                if "payment" in signature:
+                    how += f" (signed for {signature['payment']})"
+                if "age" in signature:
+                    how += f" (signed {signature['age']} s ago)"
+                return f"confirm {a['payment']} {a['status']}{times}{how}"
             case "publish":
                 source = ("payment " + a["payment"] if "payment" in a
                           else "raw bytes" if "raw" in a else "forged event")

@@ -109,11 +109,15 @@ class Target(Protocol):
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply: ...
 
-    def sign(self, body: bytes) -> str:
-        """The X-Signature a genuine payment gateway would send."""
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
+        """The X-Signature a genuine payment gateway would send with this body for this payment, signed
+        at `at` (default: now, on the target's clock). A signature for another payment or an old `at` is
+        how a scenario forges a confirmation (P2)."""
         ...
 
-    def token(self, subject: str, role: str) -> str: ...
+    def token(self, subject: str, role: str) -> str:
+        """A bearer token for `subject` as `role`, issued now on the target's clock."""
+        ...
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:

@@ -8,7 +8,7 @@ from typing import Any
 
 from kcverify.core.errors import SimulatedCrash
 from kcverify.reference import domain
-from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.bootstrap import System, bootstrap
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
@@ -68,11 +68,12 @@ class EmbeddedTarget:
             return HttpReply(None, {}, b"", error=f"no response: {service} crashed at {crash.point}")
         return HttpReply(response.status_code, dict(response.headers), response.content)
 
-    def sign(self, body: bytes) -> str:
-        return sign_body(self.system.settings.webhook_secret, body)
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
+        return sign_callback(self.system.settings.webhook_secret, payment_id, body, self.now() if at is None else at)
 
     def token(self, subject: str, role: str) -> str:
-        return issue_token(self.system.settings.auth_secret, subject, role)
+        settings = self.system.settings
+        return issue_token(settings.auth_secret, subject, role, now=self.now(), ttl=settings.token_ttl)
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:

@@ -5,6 +5,8 @@ signature (P2) or as another student (S1), and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import signal
 import socket
@@ -19,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.frontend import DISPLAY_FIELDS, display
-from kcverify.reference.settings import DEV_AUTH_SECRET, DEV_WEBHOOK_SECRET
+from kcverify.reference.settings import AUTH_SECRET_ENV, DEV_AUTH_SECRET, DEV_WEBHOOK_SECRET, WEBHOOK_SECRET_ENV
 
 METADATA: dict[str, Any] = {"startDate": "2026-04-06", "classTime": "07:45", "classTypeId": "private-1on1",
                             "scheduleType": "weekdays", "sessionCount": 24, "timezone": "Europe/Vienna"}
@@ -73,13 +75,17 @@ def wait_healthy(served: Served, deadline_s: float = 10.0) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
+    yield from serve_embedded(tmp_path)
+
+
+def serve_embedded(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
     payment_port, student_port = free_port(), free_port()
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
             [kcverify_command(), "serve", "embedded", "--payment-port", str(payment_port),
              "--student-port", str(student_port), "--data-dir", str(tmp_path / "data")],
-            stdout=out, stderr=err,
+            stdout=out, stderr=err, env=env,
         )
     payment = httpx.Client(base_url=f"http://127.0.0.1:{payment_port}", timeout=5)
     student = httpx.Client(base_url=f"http://127.0.0.1:{student_port}", timeout=5)
@@ -104,14 +110,15 @@ def create(served: Served, student: str = "s1") -> dict[str, Any]:
     return created
 
 
-def confirm(served: Served, payment_id: str, *, signed: bool) -> httpx.Response:
+def confirm(served: Served, payment_id: str, *, signed: bool, secret: str = DEV_WEBHOOK_SECRET) -> httpx.Response:
     body = json.dumps({"status": "succeeded", "providerPaymentId": "pi_e2e"}).encode()
-    headers = {**JSON, "X-Signature": sign_body(DEV_WEBHOOK_SECRET, body)} if signed else JSON
+    signature = sign_callback(secret, payment_id, body, time.time())
+    headers = {**JSON, "X-Signature": signature} if signed else JSON
     return served.payment.post(f"/api/v1/payments/{payment_id}/confirm", content=body, headers=headers)
 
 
-def learning(served: Served, student: str, as_: str) -> httpx.Response:
-    token = issue_token(DEV_AUTH_SECRET, as_)
+def learning(served: Served, student: str, as_: str, secret: str = DEV_AUTH_SECRET) -> httpx.Response:
+    token = issue_token(secret, as_, now=time.time())
     return served.student.get(f"/api/v1/students/{student}/learning", headers={"Authorization": f"Bearer {token}"})
 
 
@@ -157,7 +164,49 @@ def test_serve_embedded_buys_a_course_over_http_and_stops_on_sigterm(served: Ser
 
 
 def test_serve_component_without_a_stack_says_what_is_missing(tmp_path: Path) -> None:
-    result = subprocess.run([kcverify_command(), "serve", "worker", "--state-dir", str(tmp_path / "none")],
+    result = subprocess.run([kcverify_command(), "serve", "worker", "--dev", "--state-dir", str(tmp_path / "none")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "no running stack" in result.stderr and "kcverify stack up" in result.stderr
+
+
+def test_serve_component_without_secrets_refuses_naming_them(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in (WEBHOOK_SECRET_ENV, AUTH_SECRET_ENV)}
+    result = subprocess.run([kcverify_command(), "serve", "worker", "--state-dir", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 2
+    assert WEBHOOK_SECRET_ENV in result.stderr and AUTH_SECRET_ENV in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(30)
+def test_serve_embedded_uses_the_environments_secrets_and_prints_neither(tmp_path: Path) -> None:
+    webhook, auth = "w-" + "9" * 40, "a-" + "8" * 40
+    env = {**os.environ, WEBHOOK_SECRET_ENV: webhook, AUTH_SECRET_ENV: auth}
+    for served in serve_embedded(tmp_path, env):
+        banner = served.stdout.read_text()
+        assert webhook not in banner and auth not in banner
+        assert DEV_WEBHOOK_SECRET not in banner and "$KCVERIFY_WEBHOOK_SECRET" in banner
+        payment = create(served)
+        assert confirm(served, payment["id"], signed=True).status_code == 401  # the development key
+        assert confirm(served, payment["id"], signed=True, secret=webhook).status_code == 200
+        assert learning(served, "s1", as_="s1").status_code == 401
+        assert learning(served, "s1", as_="s1", secret=auth).status_code == 200
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=5) == 0, served.logs()
+        assert webhook not in served.logs() and auth not in served.logs()
+
+
+def test_the_printed_walkthrough_buys_a_course(served: Served) -> None:
+    """The banner's bash lines, run as printed: they sign for the payment they create, now."""
+    if shutil.which("openssl") is None or shutil.which("bash") is None:
+        pytest.fail("the walkthrough needs bash and openssl on the PATH")
+    banner = served.stdout.read_text()
+    lines = banner.split("Try it (bash):", 1)[1].split("Ctrl-C stops", 1)[0]
+    assert not re.search(r"[0-9a-fA-F]{64}", banner)  # no ready-made signature (or digest) to copy
+    result = subprocess.run(["bash", "-c", lines + "\necho PAYMENT_ID=$PAYMENT_ID"], capture_output=True,
+                            text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    payment_id = result.stdout.rsplit("PAYMENT_ID=", 1)[1].strip()
+    payment = served.payment.get(f"/api/v1/payments/{payment_id}").json()
+    assert payment["status"] == "succeeded", result.stdout

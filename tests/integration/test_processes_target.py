@@ -148,7 +148,7 @@ def _buy(target: ProcessesTarget, student: str, expect_confirm: int | None = 200
     payment_id: str = created.json()["id"]
     confirm = json.dumps({"status": "succeeded", "providerPaymentId": "pi_1"}).encode()
     reply = target.http("payment-service", "POST", f"/api/v1/payments/{payment_id}/confirm", body=confirm,
-                        headers={"Content-Type": "application/json", "X-Signature": target.sign(confirm)})
+                        headers={"Content-Type": "application/json", "X-Signature": target.sign(payment_id, confirm)})
     assert reply.status == expect_confirm, (reply.status, reply.error, reply.body)
     return payment_id
 

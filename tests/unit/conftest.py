@@ -11,7 +11,7 @@ import pytest
 
 from kcverify import contracts
 from kcverify.reference import domain
-from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.bootstrap import System, bootstrap
 from kcverify.reference.ports import Bus, Consumer, Delivered, Message
 from kcverify.reference.settings import Settings
@@ -76,7 +76,7 @@ class Flow:
         raw = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if signed:
-            headers["X-Signature"] = sign_body(self.secret, raw)
+            headers["X-Signature"] = self.sign(payment_id, raw)
         return self.payments.post(f"/api/v1/payments/{payment_id}/confirm", content=raw, headers=headers)
 
     def confirm(self, payment_id: str, status: str = "succeeded") -> dict[str, Any]:
@@ -90,8 +90,12 @@ class Flow:
         self.confirm(payment["id"])
         return str(payment["id"])
 
+    def sign(self, payment_id: str, raw: bytes, at: float | None = None) -> str:
+        """The gateway's X-Signature for this payment's callback, made now on the system's clock (or `at`)."""
+        return sign_callback(self.secret, payment_id, raw, self.system.clock.now() if at is None else at)
+
     def token(self, subject: str, role: str = "student") -> str:
-        return issue_token(self.system.settings.auth_secret, subject, role)
+        return issue_token(self.system.settings.auth_secret, subject, role, now=self.system.clock.now())
 
     def learning(self, student: str = "s1", as_: str | None = None, role: str = "student"):  # type: ignore[no-untyped-def]
         token = self.token(as_ or student, role)

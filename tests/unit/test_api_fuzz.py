@@ -22,6 +22,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
@@ -34,7 +35,6 @@ from schemathesis.python.asgi import ASGIClient
 
 from kcverify import contracts
 from kcverify.contracts import openapi, openapi_path
-from kcverify.reference.auth import issue_token, sign_body
 from kcverify.reference.bootstrap import System
 from kcverify.reference.http import PROBLEM_JSON
 from tests.unit.conftest import METADATA, Flow, make_system
@@ -48,7 +48,7 @@ FUZZ_SETTINGS = settings(
     print_blob=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
-SIGN_ME = "sha256=" + "0" * 64  # placeholder that SigningClient replaces with the real HMAC of the body
+SIGN_ME = "t=0,v1=" + "0" * 64  # placeholder that SigningClient replaces with the gateway's real signature
 STUDENT_WITH_PURCHASES = "fuzz-student"
 
 # The contract's own format for metadata.timezone: without a generator schemathesis treats it as any
@@ -84,15 +84,18 @@ class SigningClient(ASGIClient):
     """An in-process client that signs the raw request body, exactly as sent, when the test asks for
     it (X-Signature = SIGN_ME): what the payment gateway does."""
 
-    def __init__(self, app: Any, secret: str) -> None:
+    def __init__(self, app: Any, flow: Flow) -> None:
         super().__init__(app)
-        self.secret = secret
+        self.flow = flow
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if request.headers.get("X-Signature") == SIGN_ME:
             body = request.body or b""
             assert isinstance(body, str | bytes), type(body)  # schemathesis sends JSON as one buffer
-            request.headers["X-Signature"] = sign_body(self.secret, body.encode() if isinstance(body, str) else body)
+            path = urlsplit(request.url or "").path  # /api/v1/payments/{id}/confirm: signed for that id
+            payment_id = unquote(path.removesuffix("/confirm").rsplit("/", 1)[-1])
+            raw = body.encode() if isinstance(body, str) else body
+            request.headers["X-Signature"] = self.flow.sign(payment_id, raw)
         return super().send(request, **kwargs)
 
 
@@ -105,15 +108,15 @@ class Harness:
         self.flow = Flow(self.system)
         self.payment_app = self.system.payment_app()
         self.student_app = self.system.student_app()
-        self.payments = SigningClient(self.payment_app, self.secret)
-        self.students = SigningClient(self.student_app, self.secret)
+        self.payments = SigningClient(self.payment_app, self.flow)
+        self.students = SigningClient(self.student_app, self.flow)
         # A student with purchases, so the learning view has rows (and both cache paths run).
         self.flow.buy(STUDENT_WITH_PURCHASES, "course-a")
         self.flow.buy(STUDENT_WITH_PURCHASES, "course-b", {**METADATA, "extra": {"kept": [1, "x"]}})
         self.flow.settle()
 
     def token(self, subject: str, role: str) -> str:
-        return issue_token(self.system.settings.auth_secret, subject, role)
+        return self.flow.token(subject, role)
 
     def payment(self, *statuses: str) -> str:
         """A new payment moved through `statuses`, so confirm meets every transition."""
@@ -122,7 +125,7 @@ class Harness:
                                              "currency": "EUR", "metadata": METADATA}).encode())
         for status in statuses:
             raw = json.dumps({"status": status}).encode()
-            service.confirm(payment.id, raw, sign_body(self.secret, raw))
+            service.confirm(payment.id, raw, self.flow.sign(payment.id, raw))
         return payment.id
 
     def close(self) -> None:
@@ -349,7 +352,7 @@ def test_create_refuses_what_is_not_a_json_object(fresh: Flow, raw: bytes) -> No
 @pytest.mark.parametrize("raw", NOT_JSON)
 def test_confirm_refuses_what_is_not_a_json_object(fresh: Flow, raw: bytes) -> None:
     payment = fresh.create()
-    headers = {"Content-Type": "application/json", "X-Signature": sign_body(fresh.secret, raw)}
+    headers = {"Content-Type": "application/json", "X-Signature": fresh.sign(payment["id"], raw)}
     response = fresh.payments.post(f"/api/v1/payments/{payment['id']}/confirm", content=raw, headers=headers)
     _expect_problem(response, 400)
     assert fresh.payments.get(f"/api/v1/payments/{payment['id']}").json()["status"] == "initiated"
@@ -391,7 +394,7 @@ def test_wrong_content_type_is_a_415(fresh: Flow, content_type: str | None) -> N
     payment = fresh.create()
     confirm = json.dumps({"status": "succeeded"}).encode()
     response = fresh.payments.post(f"/api/v1/payments/{payment['id']}/confirm", content=confirm,
-                                   headers={**headers, "X-Signature": sign_body(fresh.secret, confirm)})
+                                   headers={**headers, "X-Signature": fresh.sign(payment["id"], confirm)})
     _expect_problem(response, 415)
 
 
@@ -404,7 +407,7 @@ def test_garbage_path_ids_are_problems(fresh: Flow, garbage: str) -> None:
     # A slash decoded from %2F or '..' leaves the payment routes: 404 (documented), otherwise 400.
     _expect_problem(fresh.payments.get(f"/api/v1/payments/{garbage}"), 400, 404)
     raw = b'{"status":"succeeded"}'
-    headers = {"Content-Type": "application/json", "X-Signature": sign_body(fresh.secret, raw)}
+    headers = {"Content-Type": "application/json", "X-Signature": fresh.sign(garbage, raw)}
     response = fresh.payments.post(f"/api/v1/payments/{garbage}/confirm", content=raw, headers=headers)
     _expect_problem(response, 400, 404)
     admin = {"Authorization": f"Bearer {fresh.token('admin', 'admin')}"}

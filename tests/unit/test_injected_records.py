@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kcverify.engine.evidence import Evidence
-
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
+from kcverify.evidence.evidence import Evidence
 from kcverify.reference import domain
 from kcverify.reference.adapters.embedded_bus import partition_for_key
 from kcverify.reference.bootstrap import bootstrap

@@ -357,6 +357,28 @@ def test_publish_needs_exactly_one_source(tmp_path: Path) -> None:
                              "found 'payment' and 'raw'")
 
 
+def test_confirm_signature_and_replay_name_bound_payments_and_do_not_mix(tmp_path: Path) -> None:
+    ok = steps(tmp_path, "create_payment: {as: p1}", "create_payment: {as: p2}", "confirm: {payment: p1}",
+               "confirm: {payment: p2, replay: p1, expect: {status: 401}}",
+               "confirm: {payment: p2, signature: {payment: p1, age: 600}, expect: {status: 401}}", name="ok.yaml")
+    loaded = load_scenario(ok)
+    assert [s.title for s in loaded.steps[3:]] == ["confirm p2 replaying p1's callback",
+                                                   "confirm p2 succeeded (signed for p1) (signed 600 s ago)"]
+    unbound = steps(tmp_path, "create_payment: {as: p1}", "confirm: {payment: p1, replay: p3}", name="a.yaml")
+    assert error_of(unbound).startswith(f"{unbound}:5:36: step 2: unknown payment 'p3'")
+    signer = steps(tmp_path, "create_payment: {as: p1}", "confirm: {payment: p1, signature: {payment: p9}}",
+                   name="b.yaml")
+    assert error_of(signer).startswith(f"{signer}:5:49: step 2: unknown payment 'p9'")
+    mixed = steps(tmp_path, "create_payment: {as: p1}", "confirm: {payment: p1, replay: p1, status: failed}",
+                  name="c.yaml")
+    assert "'replay' resends an earlier callback exactly; it cannot be combined with 'status'" in error_of(mixed)
+    unsigned = steps(tmp_path, "create_payment: {as: p1}", "confirm: {payment: p1, signed: false, signature: {age: 1}}",
+                     name="d.yaml")
+    assert "'signed: false' sends no signature" in error_of(unsigned)
+    empty = steps(tmp_path, "create_payment: {as: p1}", "confirm: {payment: p1, signature: {}}", name="e.yaml")
+    assert error_of(empty).startswith(f"{empty}:5:")
+
+
 def test_crash_point_must_belong_to_the_component(tmp_path: Path) -> None:
     path = steps(tmp_path, "crash: {component: course-relay, at: worker.after_commit}")
     assert error_of(path) == (f"{path}:4:24: step 1: crash point 'worker.after_commit' is in 'purchase-worker', "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kcverify.reference import domain
-from kcverify.reference.auth import issue_token
 from tests.unit.conftest import METADATA, Flow
 
 
@@ -71,8 +70,8 @@ def test_s3_stale_set_race_a_read_that_loaded_old_rows_does_not_store_them(flow:
 
 def test_s4_admin_invalidation_is_immediate_and_students_may_not(flow: Flow) -> None:
     flow.learning("s1")
-    admin = issue_token(flow.system.settings.auth_secret, "ops", "admin")
-    student = issue_token(flow.system.settings.auth_secret, "s1")
+    admin = flow.token("ops", "admin")
+    student = flow.token("s1")
     url = "/api/v1/students/s1/learning/cache"
     assert flow.students.delete(url, headers={"Authorization": f"Bearer {student}"}).status_code == 403
     assert flow.students.delete(url, headers={"Authorization": f"Bearer {admin}"}).status_code == 204

@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -38,8 +39,8 @@ import httpx
 from kcverify.core.clock import SystemClock
 from kcverify.core.errors import TargetUnreachable
 from kcverify.reference import domain
-from kcverify.reference.auth import issue_token, sign_body
-from kcverify.reference.settings import Settings
+from kcverify.reference.auth import issue_token, sign_callback
+from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.scenario.loader import crash_point_owner
 from kcverify.spec import policy
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
@@ -72,7 +73,9 @@ class ProcessesTarget:
     def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT) -> None:
         self._stack = stack
         self._state_dir = state_dir
-        self._settings = Settings(mode="stack")  # secrets, retry policy, TTL: what the processes use too
+        # Retry policy and TTL are what the processes use too; the secrets are this run's own, generated
+        # here and handed to the processes through the environment, as a deployment sets them.
+        self._settings = Settings(mode="stack", webhook_secret=secrets.token_hex(32), auth_secret=secrets.token_hex(32))
         self._settle_timeout = settle_timeout
         self.info = TargetInfo(
             name="processes",
@@ -182,8 +185,9 @@ class ProcessesTarget:
             self._run_dir.mkdir(parents=True, exist_ok=True)
             self._faults_file.touch()
             self._client = httpx.Client(timeout=30.0)
+            env = {WEBHOOK_SECRET_ENV: self._settings.webhook_secret, AUTH_SECRET_ENV: self._settings.auth_secret}
             self._procs = {spec.name: ManagedProcess(spec, self._run_dir, self._state_dir, self._faults_file,
-                                                     self._client) for spec in SPECS}
+                                                     self._client, env) for spec in SPECS}
         defects = self._defects or frozenset()
         starting = [p for p in self._procs.values() if not p.alive()]
         for process in starting:
@@ -290,11 +294,11 @@ class ProcessesTarget:
             return HttpReply(None, {}, b"", error=f"no response from {service}: {type(exc).__name__}: {exc}")
         return HttpReply(response.status_code, dict(response.headers), response.content)
 
-    def sign(self, body: bytes) -> str:
-        return sign_body(self._settings.webhook_secret, body)
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
+        return sign_callback(self._settings.webhook_secret, payment_id, body, self.now() if at is None else at)
 
     def token(self, subject: str, role: str) -> str:
-        return issue_token(self._settings.auth_secret, subject, role)
+        return issue_token(self._settings.auth_secret, subject, role, now=self.now(), ttl=self._settings.token_ttl)
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,9 @@ class ProcessFailed(RuntimeError):
 
 class ManagedProcess:
     def __init__(self, spec: ProcessSpec, run_dir: Path, state_dir: Path, faults_file: Path,
-                 client: httpx.Client) -> None:
+                 client: httpx.Client, env: Mapping[str, str] | None = None) -> None:
         self.spec = spec
+        self.env = dict(env or {})  # added to the inherited environment: the run's secrets
         self.run_dir = run_dir
         self.state_dir = state_dir
         self.faults_file = faults_file
@@ -107,7 +109,7 @@ class ManagedProcess:
             log.write(f"--- start {self.starts + 1}: {' '.join(self.command())}\n".encode())
             log.flush()
             self.popen = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          cwd=str(self.run_dir))
+                                          cwd=str(self.run_dir), env={**os.environ, **self.env})
         self.starts += 1
 
     def wait_ready(self, deadline: float) -> None:
