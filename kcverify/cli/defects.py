@@ -7,7 +7,6 @@ survivor, 2 bad input / failing baseline / unreachable target, 3 kcverify or the
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
@@ -17,18 +16,19 @@ import click
 from rich.console import Console
 
 from kcverify.cli.outcomes import exit_for
-from kcverify.cli.run import TARGETS, make_target
-from kcverify.core.errors import InputError, TargetUnreachable
+from kcverify.cli.run import make_target
+from kcverify.cli.targets import target_option
+from kcverify.core.errors import InputError, PluginError, TargetUnreachable
 from kcverify.killmatrix.console import MutantsConsole
 from kcverify.killmatrix.engine import resolve, run_mutants
 from kcverify.killmatrix.model import Baseline, BaselineFailed, MutantsResult
 from kcverify.killmatrix.report import check_names, write_reports
 from kcverify.report.common import plural, visible
 from kcverify.scenario.loader import load_scenarios
+from kcverify.targets import registry
+from kcverify.targets.base import Target
+from kcverify.targets.registry import TargetOptions
 
-# Targets whose systems live inside the kcverify process, so several can run side by side in a pool.
-# Any other target is one shared system (a stack of real services): its mutants run one at a time.
-PARALLEL_TARGETS = frozenset({"embedded"})
 # A matrix read from a CI log or a pipe must not be folded at 80 columns.
 PIPE_WIDTH = 200
 
@@ -43,6 +43,13 @@ def _bad_input(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def _close(target: Target) -> None:
+    """Frees what a target holds (the processes target's claim on its stack); `close` is optional."""
+    close = getattr(target, "close", None)
+    if callable(close):
+        close()
+
+
 def _cpus() -> int:
     """CPUs this process may use (a container's affinity mask, not the host's core count)."""
     affinity = getattr(os, "sched_getaffinity", None)
@@ -53,8 +60,7 @@ def _cpus() -> int:
 # html) are not valid here. Only the report directory is shared, so both commands fill one folder.
 @click.command(name="defects", context_settings={"auto_envvar_prefix": "KCVERIFY"})
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
-              help="Where the reference runs with each defect switched on.")
+@target_option("Where the reference runs with each defect switched on (a target that accepts --defect).")
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Only this defect (repeatable). Default: the whole catalogue.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
@@ -75,18 +81,26 @@ def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...],
     # Bad input is reported before anything runs, and only here: a ValueError raised later, inside
     # a run, is kcverify breaking (exit 3), not the user's mistake.
     try:
+        plugin = registry.lookup(target)
+        if not plugin.accepts_defects:
+            raise InputError(f"target {target} has no named defects: the kill matrix has nothing to switch on",
+                             hint="`kcverify targets` lists the targets that accept --defect")
         defects = resolve(only)
+        plugin.check_defects(d.name for d in defects)
         reports = check_names(n.strip() for n in report.split(","))
         where = [str(p) for p in paths] or ["scenarios"]
         scenarios = load_scenarios([Path(p) for p in where])
-        factory = functools.partial(make_target, target)
-        factory()  # an unavailable target is exit 2 now, not an error in every scenario
+
+        def factory(options: TargetOptions) -> Target:
+            return make_target(target, options)
+
+        _close(factory(TargetOptions()))  # an unavailable target is exit 2 now, not an error in every scenario
     except InputError as exc:
         _bad_input(exc.render())
-    except (TargetUnreachable, ValueError) as exc:
+    except (TargetUnreachable, PluginError, ValueError) as exc:
         _bad_input(f"target {target}: {exc}" if isinstance(exc, TargetUnreachable) else str(exc))
     workers = jobs or _cpus()
-    if target not in PARALLEL_TARGETS:
+    if not plugin.isolated:  # one shared system (a stack of real services): one mutant at a time
         if workers > 1 and jobs is not None:
             out.console.print(f"note: target {target} is one shared system: --jobs {jobs} ignored, one at a time",
                               highlight=False, markup=False)

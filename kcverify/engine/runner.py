@@ -37,10 +37,10 @@ from kcverify.targets.base import Target
 @dataclass
 class RunOptions:
     seed: int = 0
-    defects: frozenset[str] = frozenset()
     fail_fast: bool = False
     checks: tuple[str, ...] = ()  # empty: all registered
     target_name: str = "embedded"
+    # Words the reproduce line needs to build the same target (e.g. `--defect NAME`): the caller built it.
     extra_reproduce: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -80,8 +80,6 @@ class Runner:
         words = ["kcverify", "run", scenario.path, "--seed", str(self.options.seed)]
         if self.options.target_name != "embedded":
             words += ["--target", self.options.target_name]
-        for defect in sorted(self.options.defects):
-            words += ["--defect", defect]
         words += list(self.options.extra_reproduce)
         return shlex.join(words)
 
@@ -110,7 +108,7 @@ class Runner:
         ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed))
         step_results: list[StepResult] = []
         try:
-            self.target.start(seed=self.options.seed, defects=self.options.defects)
+            self.target.start(seed=self.options.seed)
         except Exception as exc:
             return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
         error = ""

@@ -231,10 +231,12 @@ class Explorer:
         self.options = options
         self._clock = clock
         self._progress = progress
-        self._target = ObservedTarget()
         defects = frozenset({options.defect}) if options.defect else frozenset()
-        self._runner = Runner(self._target, (), RunOptions(seed=RUN_SEED, defects=defects))
-        self._reference = Runner(self._target, (), RunOptions(seed=RUN_SEED)) if options.defect else None
+        self._target = ObservedTarget(defects=defects)
+        self._runner = Runner(self._target, (), RunOptions(seed=RUN_SEED))
+        # With a defect, the same schedule on the reference without it (a target is built with its defects).
+        self._clean = ObservedTarget() if options.defect else None
+        self._reference = Runner(self._clean, (), RunOptions(seed=RUN_SEED)) if self._clean else None
         self._history = hashlib.sha256()
         self._memo: dict[str, Verdict] = {}
         self._reference_memo: dict[str, bool] = {}
@@ -268,6 +270,8 @@ class Explorer:
             finding = self._conclude() if found else None
         finally:
             self._target.close()
+            if self._clean is not None:
+                self._clean.close()
         return ExploreReport(
             seed=self.options.seed, defect=self.options.defect, budget=self.options.budget,
             schedules=self.schedules, seconds=self._found_seconds, cpu_seconds=self._found_cpu,
@@ -343,12 +347,13 @@ class Explorer:
 
     def _execute(self, steps: Sequence[prog.Planned], key: str, runner: Runner | None = None) -> Verdict:
         """Run one schedule and fold it into the history (and, while searching, the coverage)."""
-        self._target.reset()
+        observed = self._clean if runner is not None and self._clean is not None else self._target
+        observed.reset()
         result = (runner or self._runner).run_scenario(prog.to_scenario(steps))
-        verdict = replace(Verdict.of(result), left_down=tuple(sorted(self._target.left_down)))
+        verdict = replace(Verdict.of(result), left_down=tuple(sorted(observed.left_down)))
         self._history.update(canonical([key, runner is not None, verdict.status, verdict.checks,
                                         [f.message for f in verdict.failures]]))
-        self._history.update(self._target.evidence.digest())
+        self._history.update(observed.evidence.digest())
         if self._phase == "search" and runner is None:
             self.schedules += 1
             self._errors += verdict.status == Status.ERROR
@@ -444,7 +449,7 @@ class Explorer:
         does it fail with the same check, and (with a defect) pass without it?"""
         scenario = load_scenario(path)
         defects = frozenset({self.options.defect}) if self.options.defect else frozenset()
-        result = Runner(EmbeddedTarget(), (), RunOptions(seed=RUN_SEED, defects=defects)).run_scenario(scenario)
+        result = Runner(EmbeddedTarget(defects=defects), (), RunOptions(seed=RUN_SEED)).run_scenario(scenario)
         reproduced = check in Verdict.of(result).checks
         if not self.options.defect:
             return reproduced, None

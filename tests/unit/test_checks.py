@@ -12,7 +12,7 @@ from kcverify.checks import REGISTRY
 from kcverify.checks.base import same
 from kcverify.core.status import Status
 from kcverify.engine.results import ScenarioResult
-from kcverify.engine.runner import Runner, RunOptions
+from kcverify.engine.runner import Runner
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.targets.embedded import EmbeddedTarget
 
@@ -20,7 +20,7 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def run(scenario: str, *defects: str) -> ScenarioResult:
-    runner = Runner(EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)))
+    runner = Runner(EmbeddedTarget(defects=defects))
     [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
     return result
 

@@ -114,11 +114,11 @@ def test_renaming_and_simplifying_keep_steps_valid() -> None:
 @pytest.mark.parametrize("defects", [frozenset(), frozenset({"stale-set-race"})])
 def test_observed_target_reaches_the_same_verdicts_as_the_embedded_target(defects: frozenset[str]) -> None:
     """The explorer calls the ASGI apps directly, not through httpx: schedules must come out the same."""
-    observed, embedded = ObservedTarget(), EmbeddedTarget()
+    observed, embedded = ObservedTarget(defects=defects), EmbeddedTarget(defects=defects)
     for program in random_programs(40, seed=3):
         scenario = prog.to_scenario(prog.compile_program(program))
-        fast = Runner(observed, (), RunOptions(defects=defects)).run_scenario(scenario)
-        slow = Runner(embedded, (), RunOptions(defects=defects)).run_scenario(scenario)
+        fast = Runner(observed, (), RunOptions()).run_scenario(scenario)
+        slow = Runner(embedded, (), RunOptions()).run_scenario(scenario)
         assert Verdict.of(fast) == Verdict.of(slow)
         assert [s.status for s in fast.steps] == [s.status for s in slow.steps]
     observed.close()
@@ -171,7 +171,7 @@ def test_each_defect_is_found_shrunk_written_and_replayed(tmp_path: Path, defect
     scenario = load_scenario(finding.path)
     assert scenario.tags == ("explore",) and set(scenario.covers) == set(finding.rules)
     assert len(scenario.steps) == len(finding.steps)
-    broken = Runner(EmbeddedTarget(), (), RunOptions(defects=frozenset({defect}))).run_scenario(scenario)
+    broken = Runner(EmbeddedTarget(defects={defect}), (), RunOptions()).run_scenario(scenario)
     assert broken.status == Status.FAILED
     assert finding.check in {f.check for f in broken.failures}
     clean = Runner(EmbeddedTarget(), (), RunOptions()).run_scenario(scenario)

@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +40,18 @@ from kcverify.core.clock import SystemClock
 from kcverify.core.errors import TargetUnreachable
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_body
+from kcverify.reference.defects import BY_NAME
 from kcverify.reference.settings import Settings
 from kcverify.scenario.loader import crash_point_owner
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Snapshot, TargetInfo
 from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
-from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
 
 if TYPE_CHECKING:
+    # Imported where used: the observer needs psycopg and confluent-kafka, and loading this class to
+    # list it (`kcverify targets`) must not import them.
     from kcverify.reference.adapters.kafka_bus import KafkaBus
+    from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
+    from kcverify.targets.registry import TargetOptions
 
 SETTLE_TIMEOUT = 30.0
 SETTLE_POLL = 0.1
@@ -68,14 +73,24 @@ class _SplitRead:
 
 
 class ProcessesTarget:
-    def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT) -> None:
+    """The reference as separate processes on the local stack of `kcverify stack up`."""
+
+    # What the registry lists without building one (kcverify.targets.registry).
+    description = "the reference as separate processes on the local stack of `kcverify stack up`"
+    capabilities = frozenset(CAPABILITIES) - {"control_clock"}
+    defect_names = tuple(BY_NAME)
+    isolated = False  # one shared stack: one target at a time
+
+    def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT,
+                 defects: Iterable[str] = ()) -> None:
+        """`defects`: named defects of the reference the component processes are started with."""
         self._stack = stack
         self._state_dir = state_dir
         self._settings = Settings(mode="stack")  # secrets, retry policy, TTL: what the processes use too
         self._settle_timeout = settle_timeout
         self.info = TargetInfo(
             name="processes",
-            capabilities=frozenset(CAPABILITIES) - {"control_clock"},
+            capabilities=self.capabilities,
             freshness_bound=1.0,
             retry_backoff=self._settings.retry_backoff,
             retry_attempts=self._settings.retry_attempts,
@@ -88,7 +103,10 @@ class ProcessesTarget:
         self._client: httpx.Client | None = None
         self._lock: TextIO | None = None
         self._procs: dict[str, ManagedProcess] = {}
-        self._defects: frozenset[str] | None = None
+        self._defects = frozenset(defects)
+        unknown = sorted(self._defects - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown defect(s): {', '.join(unknown)}")
         self._db: Databases | None = None
         self._topics: TopicReader | None = None
         self._traces: TraceFiles | None = None
@@ -102,9 +120,17 @@ class ProcessesTarget:
         self.last_settle_pending: list[str] = []
 
     @classmethod
-    def from_state(cls, state_dir: str | os.PathLike[str] | None = None) -> ProcessesTarget:
-        """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`).
-        TargetUnreachable (exit 2) when no stack runs there or a service does not answer."""
+    def from_options(cls, options: TargetOptions) -> ProcessesTarget:
+        """The registry's factory: setting `state_dir` picks the stack (default as `kcverify stack`)."""
+        state_dir = options.settings.get("state_dir")
+        return cls.from_state(None if state_dir is None else str(state_dir), defects=options.defects)
+
+    @classmethod
+    def from_state(cls, state_dir: str | os.PathLike[str] | None = None, *,
+                   defects: Iterable[str] = ()) -> ProcessesTarget:
+        """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`),
+        its processes started with `defects`. TargetUnreachable (exit 2) when no stack runs there or a
+        service does not answer."""
         from kcverify.stack import StackError, load_settings, resolve_state_dir, status
 
         directory = resolve_state_dir(state_dir)
@@ -116,18 +142,16 @@ class ProcessesTarget:
         if down:
             what = ", ".join(f"{s.name} ({s.detail})" for s in down)
             raise TargetUnreachable(f"the stack in {directory} is not healthy: {what}; run `kcverify stack up`")
-        target = cls(stack, directory)
+        target = cls(stack, directory, defects=defects)
         target._claim_stack()  # a second run on the same stack is refused here, before anything starts
         return target
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
-        """Processes up (started with `defects`, restarted if a scenario left one down), everything held
-        and reset, and a fresh namespace. The seed does not apply: ids are random on a real stack."""
-        if self._defects != defects:
-            self._stop_processes()
-            self._defects = defects
+    def start(self, *, seed: int) -> None:
+        """Processes up (started with the target's defects, restarted if a scenario left one down),
+        everything held and reset, and a fresh namespace. The seed does not apply: ids are random on a
+        real stack."""
         self._ensure_processes()
         self._each(lambda p: p.control("POST", "/reset"))
         self._hold_all()
@@ -156,7 +180,6 @@ class ProcessesTarget:
         self.stop()
         self._stop_processes()
         self._procs = {}
-        self._defects = None
         for closer in (self._db, self._topics):
             if closer is not None:
                 closer.close()
@@ -186,7 +209,7 @@ class ProcessesTarget:
             self._client = httpx.Client(timeout=30.0)
             self._procs = {spec.name: ManagedProcess(spec, self._run_dir, self._state_dir, self._faults_file,
                                                      self._client) for spec in SPECS}
-        defects = self._defects or frozenset()
+        defects = self._defects
         starting = [p for p in self._procs.values() if not p.alive()]
         for process in starting:
             process.spawn(defects)
@@ -235,6 +258,8 @@ class ProcessesTarget:
         self._each(lambda p: p.control("POST", "/resume", {}))
 
     def _observer(self) -> None:
+        from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
+
         if self._db is None:
             self._db = Databases(self._stack["payments_dsn"], self._stack["courses_dsn"])
         if self._topics is None:
@@ -281,7 +306,7 @@ class ProcessesTarget:
         assert self._client is not None, "target not started"
         process = self._procs[SERVICES[service]]
         if not process.alive():  # died at a crash point in an earlier request: a supervisor restarts it
-            process.spawn(self._defects or frozenset())
+            process.spawn(self._defects)
             process.wait_ready(time.monotonic() + READY_TIMEOUT)
             self._note(service, "started")
         try:
@@ -335,7 +360,7 @@ class ProcessesTarget:
             return
         if process.alive():
             return
-        process.spawn(self._defects or frozenset())
+        process.spawn(self._defects)
         process.wait_ready(time.monotonic() + READY_TIMEOUT)
         self._note(component, "started")
 
@@ -429,7 +454,7 @@ class ProcessesTarget:
             if lag:
                 pending.append(f"{group} is {lag} record(s) behind on {topic}")
         helpers = {"reconciler", "payment-relay", "purchase-worker"}
-        if not helpers & down and "no-reconciler" not in (self._defects or frozenset()):
+        if not helpers & down and "no-reconciler" not in (self._defects):
             orphans = self._db.orphans(self._prefix)
             if orphans:
                 pending.append(f"{len(orphans)} succeeded payment(s) without a purchase yet")
