@@ -99,8 +99,8 @@ class TargetPlugin:
         target = self.factory(options)
         missing = [a for a in REQUIRED if not hasattr(target, a)]
         if missing:
-            raise PluginError(f"target plug-in {self.name!r} ({self.value}, from {self.distribution}) built a "
-                              f"{type(target).__name__}, not a target: it has no {', '.join(missing)}")
+            raise PluginError(f"target plug-in {self.name!r} ({self.value}, from {self.distribution}) built "
+                              f"something that is not a target ({type(target).__name__}: no {', '.join(missing)})")
         return target
 
 

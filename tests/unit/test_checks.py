@@ -12,15 +12,17 @@ from kcverify.checks import REGISTRY
 from kcverify.checks.base import same
 from kcverify.core.status import Status
 from kcverify.engine.results import ScenarioResult
-from kcverify.engine.runner import Runner
+from kcverify.engine.runner import Runner, RunOptions
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.registry import TargetOptions
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def run(scenario: str, *defects: str) -> ScenarioResult:
-    runner = Runner(EmbeddedTarget(defects=defects))
+    built = TargetOptions(defects=frozenset(defects))  # as `kcverify run --defect` builds it
+    runner = Runner(EmbeddedTarget.from_options(built), options=RunOptions(extra_reproduce=built.reproduce_args()))
     [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
     return result
 
