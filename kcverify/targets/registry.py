@@ -87,8 +87,8 @@ class TargetPlugin:
                              "apply to it", hint="`kcverify targets` lists the targets that accept --defect")
         for name in sorted(wanted):
             if name not in self.defect_names:
-                raise InputError(f"unknown defect {name!r} for target {self.name}", hint=_did_you_mean(
-                    name, self.defect_names))
+                raise InputError(f"unknown defect {name!r} for target {self.name}",
+                                 hint=_did_you_mean(name, self.defect_names, "its defects"))
         return wanted
 
     def create(self, options: TargetOptions | None = None) -> Target:
@@ -118,20 +118,18 @@ def _distribution(ep: EntryPoint) -> str:
     return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
 
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
+def _did_you_mean(name: str, known: Iterable[str], what: str) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-    listing = ", ".join(known) or "none"
-    return (f"did you mean {' or '.join(repr(c) for c in close)}? registered: {listing}" if close
-            else f"registered: {listing}")
+    listing = f"{what}: {', '.join(known) or 'none'}"
+    return f"did you mean {' or '.join(repr(c) for c in close)}? {listing}" if close else listing
 
 
 def lookup(name: str) -> TargetPlugin:
     """The plug-in registered as `name`. Unknown: InputError listing the names ("did you mean")."""
     found = [ep for ep in _entry_points() if ep.name == name]
     if not found:
-        raise InputError(f"unknown target {name!r}", hint=_did_you_mean(name, names()).replace(
-            "registered:", "registered targets:"))
+        raise InputError(f"unknown target {name!r}", hint=_did_you_mean(name, names(), "registered targets"))
     dists = sorted({_distribution(ep) for ep in found})
     if len({ep.value for ep in found}) > 1:
         raise PluginError(f"target {name!r} is registered more than once ({', '.join(dists)}): uninstall one")

@@ -3,9 +3,9 @@
 Redis), driven with the same primitives and the same meaning as the embedded target.
 
 - Processes (launcher.SPECS): payment, student (+ the cache invalidator), worker, payment-relay,
-  course-relay, reconciler, each `kcverify serve COMPONENT` with the test-only control endpoint. Started
-  lazily on the first scenario, reused by the next ones (restarted when the defects change, or when a
-  scenario left one down), stopped by `close()` at the end of the run.
+  course-relay, reconciler, each `kcverify serve COMPONENT` with the test-only control endpoint, with
+  the named defects the target was built with. Started lazily on the first scenario, reused by the next
+  ones (restarted when a scenario left one down), stopped by `close()` at the end of the run.
 - Stillness between steps: the background components are HELD between steps and run (concurrently, on
   real time) during `settle` and `run`, as in the embedded system, where nothing moves unless a step
   makes it. Free-running components would turn "publish, then make the next 3 reads fail" into a race
