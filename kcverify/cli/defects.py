@@ -7,7 +7,6 @@ survivor, 2 bad input / failing baseline / unreachable target, 3 kcverify or the
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
@@ -17,19 +16,20 @@ from rich.console import Console
 
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
-from kcverify.cli.run import TARGETS, make_target
+from kcverify.cli.run import make_target
 from kcverify.cli.settings import bounded
-from kcverify.core.errors import InputError, TargetUnreachable
+from kcverify.cli.targets import target_option
+from kcverify.core.errors import InputError, PluginError, TargetUnreachable
 from kcverify.killmatrix.console import MutantsConsole
 from kcverify.killmatrix.engine import resolve, run_mutants
 from kcverify.killmatrix.model import Baseline, BaselineFailed, MutantsResult
 from kcverify.killmatrix.report import check_names, write_reports
 from kcverify.report.common import plural, visible
 from kcverify.scenario.loader import load_scenarios
+from kcverify.targets import registry
+from kcverify.targets.base import Target
+from kcverify.targets.registry import TargetOptions
 
-# Targets whose systems live inside the kcverify process, so several can run side by side in a pool.
-# Any other target is one shared system (a stack of real services): its mutants run one at a time.
-PARALLEL_TARGETS = frozenset({"embedded"})
 # A matrix read from a CI log or a pipe must not be folded at 80 columns.
 PIPE_WIDTH = 200
 
@@ -38,6 +38,13 @@ def _console(no_color: bool) -> Console:
     columns = os.environ.get("COLUMNS", "").strip()  # set by shells, or by anyone: never trusted to be a number
     width = None if sys.stdout.isatty() else max(PIPE_WIDTH, int(columns) if columns.isdigit() else 0)
     return Console(no_color=no_color, highlight=False, force_terminal=False if no_color else None, width=width)
+
+
+def _close(target: Target) -> None:
+    """Frees what a target holds (the processes target's claim on its stack); `close` is optional."""
+    close = getattr(target, "close", None)
+    if callable(close):
+        close()
 
 
 def _cpus() -> int:
@@ -50,8 +57,7 @@ def _cpus() -> int:
 # report_dir, ...) shared with `run`, so both fill one folder, and [defects] (KCVERIFY_DEFECTS_*).
 @click.command(name="defects")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
-              help="Where the reference runs with each defect switched on.")
+@target_option("Where the reference runs with each defect switched on (a target that accepts --defect).")
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Only this defect (repeatable). Default: the whole catalogue.")
 @click.option("--jobs", type=bounded("defects", "jobs"), default=None,
@@ -71,19 +77,27 @@ def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...],
     # Bad input is reported before anything runs, and only here: a ValueError raised later, inside
     # a run, is kcverify breaking (exit 3), not the user's mistake.
     try:
+        plugin = registry.lookup(target)
+        if not plugin.accepts_defects:
+            raise InputError(f"target {target} has no named defects: the kill matrix has nothing to switch on",
+                             hint="`kcverify targets` lists the targets that accept --defect")
         defects = resolve(only)
+        plugin.check_defects(d.name for d in defects)
         reports = check_names(n.strip() for n in report.split(","))
         where = [str(p) for p in paths] or ["scenarios"]
         scenarios = load_scenarios([Path(p) for p in where])
         report_destinations(report_dir, reports)
-        factory = functools.partial(make_target, target)
-        factory()  # an unavailable target is exit 2 now, not an error in every scenario
+
+        def factory(options: TargetOptions) -> Target:
+            return make_target(target, options)
+
+        _close(factory(TargetOptions()))  # an unavailable target is exit 2 now, not an error in every scenario
     except ValueError as exc:  # an unknown defect or report name
         exit_for(InputError(str(exc)))
-    except (InputError, TargetUnreachable) as exc:
+    except (InputError, TargetUnreachable, PluginError) as exc:
         exit_for(exc, target=target)
     workers = jobs or _cpus()
-    if target not in PARALLEL_TARGETS:
+    if not plugin.isolated:  # one shared system (a stack of real services): one mutant at a time
         if workers > 1 and jobs is not None:
             out.console.print(f"note: target {target} is one shared system: --jobs {jobs} ignored, one at a time",
                               highlight=False, markup=False)

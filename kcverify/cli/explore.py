@@ -59,7 +59,9 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
     """Search interleavings of the embedded reference for a failing schedule; shrink it to a scenario."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     options = ExploreOptions(seed=seed, defect=defect, budget=budget, max_steps=max_steps, out_dir=out_dir)
-    targets = ExploreTargets(search=ObservedTarget, replay=EmbeddedTarget)  # the embedded reference
+    # The embedded reference, built with the named defects of the schedule being explored.
+    targets = ExploreTargets(search=lambda defects: ObservedTarget(defects=defects),
+                             replay=lambda defects: EmbeddedTarget(defects=defects))
     what = f"defect {defect}" if defect else "the reference (no defect)"
     console.print(f"kcverify explore: seed {seed}, {what}, budget {budget}, up to {max_steps} actions a schedule")
     try:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -15,31 +14,22 @@ from kcverify.checks import select as select_checks
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
-from kcverify.core.errors import InputError, TargetUnreachable
+from kcverify.cli.targets import target_option
+from kcverify.core.errors import InputError
 from kcverify.engine.runner import Runner, RunOptions
-from kcverify.reference.defects import BY_NAME
 from kcverify.report import build_reporters
 from kcverify.report.console import ConsoleReporter
 from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.selection import Selection
+from kcverify.targets import registry
 from kcverify.targets.base import Target
+from kcverify.targets.registry import TargetOptions
 
-TARGETS = ("embedded", "processes")
 
-
-def make_target(name: str) -> Target:
-    if name == "embedded":
-        from kcverify.targets.embedded import EmbeddedTarget
-
-        return EmbeddedTarget()
-    if name == "processes":
-        try:
-            stack = importlib.import_module("kcverify.targets.processes")
-        except ModuleNotFoundError as exc:
-            raise TargetUnreachable("the processes target is not available in this build") from exc
-        target: Target = stack.ProcessesTarget.from_state()
-        return target
-    raise InputError(f"unknown target {name!r}", hint=f"one of {', '.join(TARGETS)}")
+def make_target(name: str, options: TargetOptions | None = None) -> Target:
+    """The target registered as `name` (kcverify.targets.registry), built with `options`: InputError for
+    an unknown name or a --defect it does not take, PluginError for a broken plug-in (both exit 2)."""
+    return registry.create(name, options)
 
 
 def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
@@ -55,8 +45,7 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
 # Defaults come from the settings model (kcverify.cli.settings): kcverify.toml, then KCVERIFY_* variables.
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(TARGETS), default="embedded", show_default=True,
-              help="Where the system under test runs.")
+@target_option("Where the system under test runs.")
 @click.option("--seed", type=bounded("seed"), default=0, show_default=True, help="Seed for ids and generated values.")
 @click.option("--fail-fast", is_flag=True, help="Stop after the first scenario that fails.")
 @click.option("-k", "--select", "select_", multiple=True,
@@ -69,8 +58,8 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
-@click.option("--defect", "defects", multiple=True, hidden=True, type=click.Choice(sorted(BY_NAME)),
-              help="Run the reference with a named defect switched on (see `kcverify defects`).")
+@click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
+              help="Build the target with a named defect switched on (see `kcverify defects`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], checks: str,
         exclude_checks: str, report: str, report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...],
@@ -88,9 +77,10 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         names = [n.strip() for n in report.split(",") if n.strip()]
         handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
         report_destinations(report_dir, names)
-        runner = Runner(make_target(target), handlers,
-                        RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target,
-                                   extra_reproduce=_check_words(checks, exclude_checks)),
+        options = TargetOptions(defects=frozenset(defects))
+        runner = Runner(make_target(target, options), handlers,
+                        RunOptions(seed=seed, fail_fast=fail_fast, target_name=target,
+                                   extra_reproduce=options.reproduce_args() + _check_words(checks, exclude_checks)),
                         checks=chosen_checks)
         result = runner.run(chosen)
     except ValueError as exc:  # e.g. an unknown report name

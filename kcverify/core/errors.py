@@ -45,6 +45,14 @@ class TargetUnreachable(KcverifyError):
     exit_code = 2
 
 
+class PluginError(KcverifyError):
+    """An installed plug-in (a target registered by another distribution) cannot be used: it does not
+    import, or names something that is not what its entry-point group expects. Says which entry point.
+    Exit 2: the installation is wrong, not kcverify."""
+
+    exit_code = 2
+
+
 class InternalError(KcverifyError):
     """kcverify itself broke. Exit 3, 'please report'."""
 

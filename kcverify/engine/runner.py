@@ -37,12 +37,12 @@ from kcverify.targets.base import Target
 @dataclass
 class RunOptions:
     seed: int = 0
-    defects: frozenset[str] = frozenset()
     fail_fast: bool = False
     # What the checks judge by where the rules leave room for configuration: the spec's defaults; later a
     # user's profile's declared conventions. Never the target's own settings.
     conventions: Conventions = SPEC_CONVENTIONS
     target_name: str = "embedded"
+    # Words the reproduce line needs to build the same target (e.g. `--defect NAME`): the caller built it.
     extra_reproduce: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -110,8 +110,6 @@ class Runner:
         words = ["kcverify", "run", scenario.path, "--seed", str(self.options.seed)]
         if self.options.target_name != "embedded":
             words += ["--target", self.options.target_name]
-        for defect in sorted(self.options.defects):
-            words += ["--defect", defect]
         words += list(self.options.extra_reproduce)
         return shlex.join(words)
 
@@ -140,7 +138,7 @@ class Runner:
         ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed))
         step_results: list[StepResult] = []
         try:
-            self.target.start(seed=self.options.seed, defects=self.options.defects)
+            self.target.start(seed=self.options.seed)
         except Exception as exc:
             return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
         error = ""

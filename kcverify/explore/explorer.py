@@ -69,8 +69,8 @@ class ExploreTargets:
     target for the written finding's replay, as `kcverify run` would reach the system. The CLI wires
     the embedded reference in; the explorer never builds a system itself."""
 
-    search: Callable[[], ObservingTarget]
-    replay: Callable[[], Target]
+    search: Callable[[frozenset[str]], ObservingTarget]  # built with these named defects switched on
+    replay: Callable[[frozenset[str]], Target]
 
 
 class _Found(Exception):
@@ -258,12 +258,14 @@ class Explorer:
         self._clock = clock
         self._progress = progress
         self._targets = targets
-        self._target = targets.search()
         self._checks = select()
         defects = frozenset({options.defect}) if options.defect else frozenset()
-        self._runner = Runner(self._target, (), RunOptions(seed=RUN_SEED, defects=defects), checks=self._checks)
-        self._reference = (Runner(self._target, (), RunOptions(seed=RUN_SEED), checks=self._checks)
-                           if options.defect else None)
+        self._target = targets.search(defects)
+        self._runner = Runner(self._target, (), RunOptions(seed=RUN_SEED), checks=self._checks)
+        # With a defect, the same schedule on the reference without it (a target is built with its defects).
+        self._clean = targets.search(frozenset()) if options.defect else None
+        self._reference = (Runner(self._clean, (), RunOptions(seed=RUN_SEED), checks=self._checks)
+                           if self._clean else None)
         self._history = hashlib.sha256()
         self._memo: dict[str, Verdict] = {}
         self._reference_memo: dict[str, bool] = {}
@@ -297,6 +299,8 @@ class Explorer:
             finding = self._conclude() if found else None
         finally:
             self._target.close()
+            if self._clean is not None:
+                self._clean.close()
         return ExploreReport(
             seed=self.options.seed, defect=self.options.defect, budget=self.options.budget,
             schedules=self.schedules, seconds=self._found_seconds, cpu_seconds=self._found_cpu,
@@ -372,12 +376,13 @@ class Explorer:
 
     def _execute(self, steps: Sequence[prog.Planned], key: str, runner: Runner | None = None) -> Verdict:
         """Run one schedule and fold it into the history (and, while searching, the coverage)."""
-        self._target.reset()
+        observed = self._clean if runner is not None and self._clean is not None else self._target
+        observed.reset()
         result = (runner or self._runner).run_scenario(prog.to_scenario(steps))
-        verdict = replace(Verdict.of(result), left_down=tuple(sorted(self._target.left_down)))
+        verdict = replace(Verdict.of(result), left_down=tuple(sorted(observed.left_down)))
         self._history.update(canonical([key, runner is not None, verdict.status, verdict.checks,
                                         [f.message for f in verdict.failures]]))
-        self._history.update(self._target.evidence.digest())
+        self._history.update(observed.evidence.digest())
         if self._phase == "search" and runner is None:
             self.schedules += 1
             self._errors += verdict.status == Status.ERROR
@@ -473,12 +478,12 @@ class Explorer:
         does it fail with the same check, and (with a defect) pass without it?"""
         scenario = load_scenario(path)
         defects = frozenset({self.options.defect}) if self.options.defect else frozenset()
-        result = Runner(self._targets.replay(), (), RunOptions(seed=RUN_SEED, defects=defects),
+        result = Runner(self._targets.replay(defects), (), RunOptions(seed=RUN_SEED),
                         checks=self._checks).run_scenario(scenario)
         reproduced = check in Verdict.of(result).checks
         if not self.options.defect:
             return reproduced, None
-        clean = Runner(self._targets.replay(), (), RunOptions(seed=RUN_SEED),
+        clean = Runner(self._targets.replay(frozenset()), (), RunOptions(seed=RUN_SEED),
                        checks=self._checks).run_scenario(scenario)
         return reproduced, clean.status == Status.PASSED
 

@@ -2,9 +2,10 @@
 
 The baseline comes first and must pass: on a reference that already fails, every defect would be
 "killed" by the same broken scenario and the score would measure nothing. Mutants are independent
-runs of the same scenarios, so on a target whose systems live in this process (embedded) they go to a
-process pool, one fresh target per worker. The pool forks: scenarios hold read-only mapping proxies
-that cannot be pickled, and a forked worker inherits them (and the target factory, which may be any
+runs of the same scenarios, each on a target built with its defect (defects are construction options
+of a target, see kcverify.targets.registry), so on a target whose systems live in this process
+(embedded) they go to a process pool. The pool forks: scenarios hold read-only mapping proxies that
+cannot be pickled, and a forked worker inherits them (and the target factory, which may be any
 callable) without a copy; only the defect goes in and the small MutantResult comes back. Where fork
 does not exist the mutants run one after another, which is slower but gives the same verdicts."""
 
@@ -16,6 +17,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from multiprocessing.context import BaseContext
 
 from kcverify.checks import REGISTRY, select
@@ -28,8 +30,9 @@ from kcverify.reference.defects import BY_NAME, CATALOGUE, Defect
 from kcverify.report.common import first_line
 from kcverify.scenario.model import Scenario
 from kcverify.targets.base import Target
+from kcverify.targets.registry import TargetOptions
 
-TargetFactory = Callable[[], Target]
+TargetFactory = Callable[[TargetOptions], Target]  # the CLI's builds the registered target by name
 Progress = Callable[[MutantResult], None]
 
 
@@ -91,17 +94,19 @@ def run_baseline(scenarios: Sequence[Scenario], target: Target, seed: int = 0) -
 
 def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, defects: Sequence[Defect],
                 jobs: int = 1, *, seed: int = 0, paths: Sequence[str] = (),
-                progress: Progress | None = None,
-                on_baseline: Callable[[Baseline], None] | None = None) -> MutantsResult:
+                progress: Progress | None = None, on_baseline: Callable[[Baseline], None] | None = None,
+                options: TargetOptions | None = None) -> MutantsResult:
     """The baseline, then one run per defect (`jobs` at a time), judged into a MutantsResult.
 
-    `target_factory` makes a fresh target; it is called once here and once per pool worker, never per
-    mutant (the Runner starts a new system per scenario anyway). `paths` only shapes the reproduce
+    `target_factory` builds a target from `options` (default: none) with the defects set: once without
+    any for the baseline, then once per mutant, each closed by its Runner at the end of its run (e.g.
+    `EmbeddedTarget.from_options`, or a registered target's `create`). `paths` only shapes the reproduce
     command of a survivor (default: the scenarios' own files). `progress` is called in this process
     as each mutant finishes, in completion order (the result keeps the order of `defects`), and
     `on_baseline` once the baseline has passed."""
     started_at, started = time.time(), time.perf_counter()
-    target = target_factory()
+    base = replace(options or TargetOptions(), defects=frozenset())
+    target = target_factory(base)
     baseline, _ = run_baseline(scenarios, target, seed)
     if on_baseline is not None:
         on_baseline(baseline)
@@ -118,11 +123,11 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
 
     if workers == 1:
         for defect in defects:
-            finished(_run_one(target, runnable, defect, seed, where))
+            finished(_run_one(target_factory, base, runnable, defect, seed, where))
     else:
         assert context is not None
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(target_factory, runnable, seed, where)) as pool:
+                                 initargs=(target_factory, base, runnable, seed, where)) as pool:
             futures = [pool.submit(_worker_task, defect) for defect in defects]
             try:
                 for future in as_completed(futures):
@@ -134,19 +139,21 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
                          tuple(done[d.name] for d in defects), tuple(REGISTRY))
 
 
-def _run_one(target: Target, scenarios: Sequence[Scenario], defect: Defect, seed: int,
+def _run_one(factory: TargetFactory, base: TargetOptions, scenarios: Sequence[Scenario], defect: Defect, seed: int,
              where: Sequence[str]) -> MutantResult:
-    options = RunOptions(seed=seed, defects=frozenset({defect.name}), target_name=target.info.name)
     started = time.perf_counter()
+    built = replace(base, defects=frozenset({defect.name}))
+    target = factory(built)
+    options = RunOptions(seed=seed, target_name=target.info.name, extra_reproduce=built.reproduce_args())
     run = Runner(target, options=options, checks=select()).run(scenarios)
-    return judge(defect, run, time.perf_counter() - started, _reproduce_all(where, defect, options))
+    return judge(defect, run, time.perf_counter() - started, _reproduce_all(where, options))
 
 
-def _reproduce_all(where: Sequence[str], defect: Defect, options: RunOptions) -> str:
+def _reproduce_all(where: Sequence[str], options: RunOptions) -> str:
     words = ["kcverify", "run", *where, "--seed", str(options.seed)]
     if options.target_name != "embedded":
         words += ["--target", options.target_name]
-    return shlex.join([*words, "--defect", defect.name])
+    return shlex.join([*words, *options.extra_reproduce])
 
 
 def _fork_context() -> BaseContext | None:
@@ -155,16 +162,17 @@ def _fork_context() -> BaseContext | None:
 
 # --- pool workers: state set once per forked process ---------------------------------------------
 
-_worker: tuple[Target, Sequence[Scenario], int, Sequence[str]] | None = None
+_worker: tuple[TargetFactory, TargetOptions, Sequence[Scenario], int, Sequence[str]] | None = None
 
 
-def _init_worker(factory: TargetFactory, scenarios: Sequence[Scenario], seed: int, where: Sequence[str]) -> None:
+def _init_worker(factory: TargetFactory, base: TargetOptions, scenarios: Sequence[Scenario], seed: int,
+                 where: Sequence[str]) -> None:
     global _worker
-    _worker = (factory(), scenarios, seed, where)
+    _worker = (factory, base, scenarios, seed, where)
 
 
 def _worker_task(defect: Defect) -> MutantResult:
     if _worker is None:
         raise RuntimeError("mutant worker used before its initializer ran")
-    target, scenarios, seed, where = _worker
-    return _run_one(target, scenarios, defect, seed, where)
+    factory, base, scenarios, seed, where = _worker
+    return _run_one(factory, base, scenarios, defect, seed, where)

@@ -88,12 +88,15 @@ class TargetInfo:
 
 
 class Target(Protocol):
-    """A target may also offer `close()`: the Runner calls it once at the end of a run (the stack
-    target stops its processes there). It is not part of the protocol, so targets without it conform."""
+    """A target may also offer `close()`: the Runner calls it once at the end of a run (the processes
+    target stops its processes there). It is not part of the protocol, so targets without it conform.
+
+    Everything fixed for a run (named defects, a state directory, a profile) is given when the target is
+    built (kcverify.targets.registry.TargetOptions); only the seed changes between scenarios."""
 
     info: TargetInfo
 
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+    def start(self, *, seed: int) -> None:
         """A fresh system for one scenario."""
         ...
 

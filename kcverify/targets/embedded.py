@@ -4,12 +4,15 @@ for a seed, and every capability: faults, crash points, split reads, clock contr
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from kcverify.core.errors import SimulatedCrash
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.defects import BY_NAME
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
@@ -17,19 +20,42 @@ from kcverify.spec import policy
 from kcverify.targets.asgi import AsgiClient
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 
+if TYPE_CHECKING:
+    from kcverify.targets.registry import TargetOptions
+
 GROUPS = ((domain.WORKER_GROUP, domain.TOPIC_CONFIRMED), (domain.INVALIDATOR_GROUP, domain.TOPIC_CREATED))
 
 
 class EmbeddedTarget:
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._base = settings or Settings()
+    """The reference in this process: SQLite in memory, the embedded log, a manual clock (the default)."""
+
+    # What the registry lists without building one (kcverify.targets.registry).
+    description = "the reference in this process: SQLite in memory, the embedded log, a manual clock"
+    capabilities = frozenset(CAPABILITIES)
+    defect_names = tuple(BY_NAME)
+    isolated = True  # each instance is its own system: several run side by side in a pool
+
+    def __init__(self, settings: Settings | None = None, *, defects: Iterable[str] | None = None) -> None:
+        """`defects`: named defects of the reference switched on in every system this target starts
+        (default: those of `settings`, none)."""
+        base = settings or Settings()
+        self._base = base if defects is None else replace(base, defects=frozenset(defects))
         self.info = TargetInfo(
             name="embedded",
-            capabilities=frozenset(CAPABILITIES),
+            capabilities=self.capabilities,
             freshness_bound=policy.FRESHNESS_BOUND_EMBEDDED,  # S3 embedded: every read after the next settle
         )
         self._system: System | None = None
         self._clients: dict[str, AsgiClient] = {}
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> EmbeddedTarget:
+        """The registry's factory: no settings of its own, only the defects."""
+        return cls(defects=options.defects)
+
+    @property
+    def defects(self) -> frozenset[str]:
+        return frozenset(self._base.defects)
 
     @property
     def system(self) -> System:
@@ -37,10 +63,9 @@ class EmbeddedTarget:
             raise RuntimeError("target not started")
         return self._system
 
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+    def start(self, *, seed: int) -> None:
         self.stop()
-        settings = Settings(**{**self._base.__dict__, "seed": seed, "defects": defects})
-        self._system = bootstrap(settings)
+        self._system = bootstrap(replace(self._base, seed=seed))
         self._clients = {
             "payment-service": AsgiClient(self._system.payment_app()),
             "student-service": AsgiClient(self._system.student_app()),

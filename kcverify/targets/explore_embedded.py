@@ -74,8 +74,8 @@ class DirectAsgi:
 class ObservedTarget(EmbeddedTarget):
     """See the module docstring."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, defects: frozenset[str] = frozenset()) -> None:
+        super().__init__(defects=defects)
         self.evidence = hashlib.sha256()
         self.fired: list[tuple[str, str]] = []  # (component, crash point) of every crash
         self.injected: Counter[str] = Counter()  # "resource.op" -> calls that failed
@@ -89,11 +89,11 @@ class ObservedTarget(EmbeddedTarget):
         self.evidence = hashlib.sha256()
         self.fired, self.injected, self.left_down, self._last = [], Counter(), frozenset(), None
 
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
+    def start(self, *, seed: int) -> None:
         # EmbeddedTarget.start, without the httpx clients this target does not use: a fresh system from
         # the same settings, and the two apps called directly on one event loop kept for every schedule.
         self.stop()
-        self._system = bootstrap(replace(self._base, seed=seed, defects=defects))
+        self._system = bootstrap(replace(self._base, seed=seed))
         self._direct = {"payment-service": DirectAsgi(self._system.payment_app(), self._loop),
                         "student-service": DirectAsgi(self._system.student_app(), self._loop)}
 

@@ -19,6 +19,7 @@ from kcverify.checks import REGISTRY
 from kcverify.killmatrix.engine import resolve, run_mutants
 from kcverify.scenario.loader import load_scenarios
 from kcverify.targets.processes import ProcessesTarget
+from kcverify.targets.registry import TargetOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -56,7 +57,8 @@ def test_a_subset_of_defects_covering_every_check_is_killed_on_the_stack(state_d
     assert set(SUBSET.values()) == set(REGISTRY), "the subset must show every registered check failing"
     scenarios = load_scenarios([SCENARIOS / f"{name}.yaml" for name in SCENARIO_FILES])
     started = time.monotonic()
-    result = run_mutants(scenarios, lambda: ProcessesTarget.from_state(state_dir), resolve(SUBSET), jobs=1)
+    result = run_mutants(scenarios, ProcessesTarget.from_options, resolve(SUBSET), jobs=1,
+                         options=TargetOptions(settings={"state_dir": state_dir}))
     print(f"\nmutants on the stack: {len(SUBSET)} defects x {len(scenarios)} scenarios in "
           f"{time.monotonic() - started:.0f} s, score {result.score:.0%}")
     survivors = [(m.name, m.outcome.value, [e.reason for e in m.errors]) for m in result.mutants if not m.killed]

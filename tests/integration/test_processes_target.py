@@ -60,7 +60,7 @@ def target(state_dir: Path) -> Iterator[ProcessesTarget]:
 def test_every_scenario_passes_on_the_stack(target: ProcessesTarget) -> None:
     scenarios = load_scenarios([SCENARIOS])
     started = time.monotonic()
-    target.start(seed=0, defects=frozenset())  # the component processes, timed apart from the run
+    target.start(seed=0)  # the component processes, timed apart from the run
     processes_up = time.monotonic() - started
     run = Runner(target, options=RunOptions(target_name="processes"), checks=select()).run(scenarios)
     print(f"\ncomponent processes up: {processes_up:.1f} s; {len(scenarios)} scenarios on the stack: "
@@ -92,7 +92,7 @@ def test_every_scenario_passes_on_the_stack(target: ProcessesTarget) -> None:
 
 
 def test_worker_sigterm_mid_event_finishes_it_commits_and_exits_0(target: ProcessesTarget) -> None:
-    target.start(seed=0, defects=frozenset())
+    target.start(seed=0)
     student = target.student_id("s1")
     payment_id = _buy(target, student)
     target.step_component("payment-relay", 1)  # PURCHASE_CONFIRMED is on the topic; the worker is held
@@ -124,7 +124,7 @@ def test_worker_sigterm_mid_event_finishes_it_commits_and_exits_0(target: Proces
 
 
 def test_payment_service_crash_inside_confirm_answers_nothing_and_comes_back(target: ProcessesTarget) -> None:
-    target.start(seed=0, defects=frozenset())
+    target.start(seed=0)
     student = target.student_id("s1")
     target.arm_crash("payment.after_commit")
     payment_id = _buy(target, student, expect_confirm=None)

@@ -15,12 +15,15 @@ from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.results import ScenarioResult
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.registry import TargetOptions
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def run(scenario: str, *defects: str) -> ScenarioResult:
-    runner = Runner(EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)), checks=select())
+    built = TargetOptions(defects=frozenset(defects))  # as `kcverify run --defect` builds it
+    runner = Runner(EmbeddedTarget.from_options(built), options=RunOptions(extra_reproduce=built.reproduce_args()),
+                    checks=select())
     [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
     return result
 

@@ -42,7 +42,8 @@ def random_programs(count: int, seed: int, max_steps: int = 12) -> list[list[pro
 
 def explore(tmp_path: Path, seed: int, budget: int, defect: str | None = None) -> Explorer:
     return Explorer(ExploreOptions(seed=seed, defect=defect, budget=Budget(schedules=budget), out_dir=tmp_path),
-                    targets=ExploreTargets(search=ObservedTarget, replay=EmbeddedTarget))
+                    targets=ExploreTargets(search=lambda d: ObservedTarget(defects=d),
+                                           replay=lambda d: EmbeddedTarget(defects=d)))
 
 
 # --- the generator -------------------------------------------------------------------------------------
@@ -116,11 +117,11 @@ def test_renaming_and_simplifying_keep_steps_valid() -> None:
 @pytest.mark.parametrize("defects", [frozenset(), frozenset({"stale-set-race"})])
 def test_observed_target_reaches_the_same_verdicts_as_the_embedded_target(defects: frozenset[str]) -> None:
     """The explorer calls the ASGI apps directly, not through httpx: schedules must come out the same."""
-    observed, embedded = ObservedTarget(), EmbeddedTarget()
+    observed, embedded = ObservedTarget(defects=defects), EmbeddedTarget(defects=defects)
     for program in random_programs(40, seed=3):
         scenario = prog.to_scenario(prog.compile_program(program))
-        fast = Runner(observed, (), RunOptions(defects=defects), checks=select()).run_scenario(scenario)
-        slow = Runner(embedded, (), RunOptions(defects=defects), checks=select()).run_scenario(scenario)
+        fast = Runner(observed, (), RunOptions(), checks=select()).run_scenario(scenario)
+        slow = Runner(embedded, (), RunOptions(), checks=select()).run_scenario(scenario)
         assert Verdict.of(fast) == Verdict.of(slow)
         assert [s.status for s in fast.steps] == [s.status for s in slow.steps]
     observed.close()
@@ -173,8 +174,7 @@ def test_each_defect_is_found_shrunk_written_and_replayed(tmp_path: Path, defect
     scenario = load_scenario(finding.path)
     assert scenario.tags == ("explore",) and set(scenario.covers) == set(finding.rules)
     assert len(scenario.steps) == len(finding.steps)
-    broken = Runner(EmbeddedTarget(), (), RunOptions(defects=frozenset({defect})),
-                    checks=select()).run_scenario(scenario)
+    broken = Runner(EmbeddedTarget(defects={defect}), (), RunOptions(), checks=select()).run_scenario(scenario)
     assert broken.status == Status.FAILED
     assert finding.check in {f.check for f in broken.failures}
     clean = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(scenario)

@@ -26,6 +26,7 @@ from kcverify.reference.defects import BY_NAME, CATALOGUE
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.scenario.model import Scenario
 from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.registry import TargetOptions
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -33,25 +34,21 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 class ForcedDefect(EmbeddedTarget):
     """The reference with a defect that is always on: its 'baseline' fails."""
 
-    def __init__(self, defect: str) -> None:
-        super().__init__()
-        self.forced = defect
-
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
-        super().start(seed=seed, defects=defects | {self.forced})
+    def __init__(self, defect: str, defects: frozenset[str] = frozenset()) -> None:
+        super().__init__(defects=defects | {defect})
 
 
 class BrokenUnder(EmbeddedTarget):
     """A target that cannot start while a given defect is on: every scenario of that mutant is ERROR."""
 
-    def __init__(self, trigger: str) -> None:
-        super().__init__()
+    def __init__(self, trigger: str, options: TargetOptions) -> None:
+        super().__init__(defects=options.defects)
         self.trigger = trigger
 
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
-        if self.trigger in defects:
+    def start(self, *, seed: int) -> None:
+        if self.trigger in self.defects:
             raise RuntimeError("the target refused to start")
-        super().start(seed=seed, defects=defects)
+        super().start(seed=seed)
 
 
 def scenarios(*names: str) -> list[Scenario]:
@@ -61,7 +58,7 @@ def scenarios(*names: str) -> list[Scenario]:
 @pytest.fixture(scope="module")
 def everything() -> MutantsResult:
     """The whole catalogue over the whole library, in a pool as the CLI runs it."""
-    return run_mutants(load_scenarios([SCENARIOS]), EmbeddedTarget, CATALOGUE, jobs=os.cpu_count() or 2)
+    return run_mutants(load_scenarios([SCENARIOS]), EmbeddedTarget.from_options, CATALOGUE, jobs=os.cpu_count() or 2)
 
 
 def test_the_no_defect_baseline_passes() -> None:
@@ -122,7 +119,7 @@ def test_the_markdown_report_has_the_matrix_and_the_score(everything: MutantsRes
 def test_a_defect_the_suite_cannot_see_is_a_survivor() -> None:
     """happy-path never loses an event, so a missing reconciler goes unnoticed; but it reads the
     stored sessionCount, so the string "10" is caught."""
-    result = run_mutants(scenarios("happy-path"), EmbeddedTarget,
+    result = run_mutants(scenarios("happy-path"), EmbeddedTarget.from_options,
                          resolve(["no-reconciler", "string-session-count"]), jobs=1, paths=["happy-path.yaml"])
     outcome = {m.name: m.outcome for m in result.mutants}
     assert outcome == {"string-session-count": Outcome.KILLED, "no-reconciler": Outcome.SURVIVED}
@@ -137,8 +134,8 @@ def test_a_defect_the_suite_cannot_see_is_a_survivor() -> None:
 
 
 def test_error_scenarios_are_not_kills() -> None:
-    result = run_mutants(scenarios("happy-path", "broker-down-at-confirm"), lambda: BrokenUnder("dual-write"),
-                         resolve(["dual-write"]), jobs=1)
+    result = run_mutants(scenarios("happy-path", "broker-down-at-confirm"),
+                         lambda options: BrokenUnder("dual-write", options), resolve(["dual-write"]), jobs=1)
     [mutant] = result.mutants
     assert mutant.killed is False and mutant.caught_by == ()
     assert mutant.outcome is Outcome.ERROR
@@ -174,7 +171,7 @@ def test_judge_counts_only_failed_scenarios_and_reports_errors_beside_a_kill() -
 def test_a_failing_baseline_stops_before_any_mutant() -> None:
     seen: list[str] = []
     with pytest.raises(BaselineFailed) as caught:
-        run_mutants(scenarios("broker-down-at-confirm"), lambda: ForcedDefect("dual-write"), CATALOGUE, jobs=1,
+        run_mutants(scenarios("broker-down-at-confirm"), lambda options: ForcedDefect("dual-write"), CATALOGUE, jobs=1,
                     progress=lambda m: seen.append(m.name))
     assert seen == []
     assert caught.value.exit_code == 2
@@ -195,7 +192,7 @@ def test_resolve_keeps_catalogue_order_and_suggests_names() -> None:
 def test_the_console_shows_survivors_with_their_rule_and_the_wall_time() -> None:
     from rich.console import Console
 
-    result = run_mutants(scenarios("happy-path"), EmbeddedTarget, resolve(["no-reconciler"]), jobs=1)
+    result = run_mutants(scenarios("happy-path"), EmbeddedTarget.from_options, resolve(["no-reconciler"]), jobs=1)
     console = Console(record=True, width=200, no_color=True)
     MutantsConsole(console).finished(result)
     text = console.export_text()
@@ -217,7 +214,7 @@ def in_repo() -> Iterator[None]:
 
 
 def test_cli_failing_baseline_is_exit_2_with_its_failures(in_repo: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_defects, "make_target", lambda name: ForcedDefect("dual-write"))
+    monkeypatch.setattr(cli_defects, "make_target", lambda name, options=None: ForcedDefect("dual-write"))
     result = CliRunner().invoke(cli_defects.defects_command, ["scenarios/broker-down-at-confirm.yaml", "--no-color"])
     assert result.exit_code == 2, result.output
     assert "the reference fails without any defect: fix that first" in result.output
@@ -226,7 +223,7 @@ def test_cli_failing_baseline_is_exit_2_with_its_failures(in_repo: None, monkeyp
 
 
 def test_cli_unavailable_target_is_exit_2(in_repo: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    def unreachable(name: str) -> EmbeddedTarget:
+    def unreachable(name: str, options: TargetOptions | None = None) -> EmbeddedTarget:
         raise TargetUnreachable("the stack target is not available in this build")
 
     monkeypatch.setattr(cli_defects, "make_target", unreachable)

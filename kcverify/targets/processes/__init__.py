@@ -3,9 +3,9 @@
 Redis), driven with the same primitives and the same meaning as the embedded target.
 
 - Processes (launcher.SPECS): payment, student (+ the cache invalidator), worker, payment-relay,
-  course-relay, reconciler, each `kcverify serve COMPONENT` with the test-only control endpoint. Started
-  lazily on the first scenario, reused by the next ones (restarted when the defects change, or when a
-  scenario left one down), stopped by `close()` at the end of the run.
+  course-relay, reconciler, each `kcverify serve COMPONENT` with the test-only control endpoint, with
+  the named defects the target was built with. Started lazily on the first scenario, reused by the next
+  ones (restarted when a scenario left one down), stopped by `close()` at the end of the run.
 - Stillness between steps: the background components are HELD between steps and run (concurrently, on
   real time) during `settle` and `run`, as in the embedded system, where nothing moves unless a step
   makes it. Free-running components would turn "publish, then make the next 3 reads fail" into a race
@@ -29,6 +29,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +41,19 @@ from kcverify.core.clock import SystemClock
 from kcverify.core.errors import TargetUnreachable
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
+from kcverify.reference.defects import BY_NAME
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.scenario.loader import crash_point_owner
 from kcverify.spec import policy
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
-from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
 
 if TYPE_CHECKING:
+    # Imported where used: the observer needs psycopg and confluent-kafka, and loading this class to
+    # list it (`kcverify targets`) must not import them.
     from kcverify.reference.adapters.kafka_bus import KafkaBus
+    from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
+    from kcverify.targets.registry import TargetOptions
 
 SETTLE_TIMEOUT = 30.0
 SETTLE_POLL = 0.1
@@ -70,7 +75,17 @@ class _SplitRead:
 
 
 class ProcessesTarget:
-    def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT) -> None:
+    """The reference as separate processes on the local stack of `kcverify stack up`."""
+
+    # What the registry lists without building one (kcverify.targets.registry).
+    description = "the reference as separate processes on the local stack of `kcverify stack up`"
+    capabilities = frozenset(CAPABILITIES) - {"control_clock"}
+    defect_names = tuple(BY_NAME)
+    isolated = False  # one shared stack: one target at a time
+
+    def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT,
+                 defects: Iterable[str] = ()) -> None:
+        """`defects`: named defects of the reference the component processes are started with."""
         self._stack = stack
         self._state_dir = state_dir
         # Retry policy and TTL are what the processes use too; the secrets are this run's own, generated
@@ -79,7 +94,7 @@ class ProcessesTarget:
         self._settle_timeout = settle_timeout
         self.info = TargetInfo(
             name="processes",
-            capabilities=frozenset(CAPABILITIES) - {"control_clock"},
+            capabilities=self.capabilities,
             freshness_bound=policy.FRESHNESS_BOUND_REAL,
         )
         self._clock = SystemClock()
@@ -89,7 +104,10 @@ class ProcessesTarget:
         self._client: httpx.Client | None = None
         self._lock: TextIO | None = None
         self._procs: dict[str, ManagedProcess] = {}
-        self._defects: frozenset[str] | None = None
+        self._defects = frozenset(defects)
+        unknown = sorted(self._defects - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown defect(s): {', '.join(unknown)}")
         self._db: Databases | None = None
         self._topics: TopicReader | None = None
         self._traces: TraceFiles | None = None
@@ -103,9 +121,17 @@ class ProcessesTarget:
         self.last_settle_pending: list[str] = []
 
     @classmethod
-    def from_state(cls, state_dir: str | os.PathLike[str] | None = None) -> ProcessesTarget:
-        """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`).
-        TargetUnreachable (exit 2) when no stack runs there or a service does not answer."""
+    def from_options(cls, options: TargetOptions) -> ProcessesTarget:
+        """The registry's factory: setting `state_dir` picks the stack (default as `kcverify stack`)."""
+        state_dir = options.settings.get("state_dir")
+        return cls.from_state(None if state_dir is None else str(state_dir), defects=options.defects)
+
+    @classmethod
+    def from_state(cls, state_dir: str | os.PathLike[str] | None = None, *,
+                   defects: Iterable[str] = ()) -> ProcessesTarget:
+        """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`),
+        its processes started with `defects`. TargetUnreachable (exit 2) when no stack runs there or a
+        service does not answer."""
         from kcverify.stack import StackError, load_settings, resolve_state_dir, status
 
         directory = resolve_state_dir(state_dir)
@@ -117,18 +143,16 @@ class ProcessesTarget:
         if down:
             what = ", ".join(f"{s.name} ({s.detail})" for s in down)
             raise TargetUnreachable(f"the stack in {directory} is not healthy: {what}; run `kcverify stack up`")
-        target = cls(stack, directory)
+        target = cls(stack, directory, defects=defects)
         target._claim_stack()  # a second run on the same stack is refused here, before anything starts
         return target
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, *, seed: int, defects: frozenset[str]) -> None:
-        """Processes up (started with `defects`, restarted if a scenario left one down), everything held
-        and reset, and a fresh namespace. The seed does not apply: ids are random on a real stack."""
-        if self._defects != defects:
-            self._stop_processes()
-            self._defects = defects
+    def start(self, *, seed: int) -> None:
+        """Processes up (started with the target's defects, restarted if a scenario left one down),
+        everything held and reset, and a fresh namespace. The seed does not apply: ids are random on a
+        real stack."""
         self._ensure_processes()
         self._each(lambda p: p.control("POST", "/reset"))
         self._hold_all()
@@ -157,7 +181,6 @@ class ProcessesTarget:
         self.stop()
         self._stop_processes()
         self._procs = {}
-        self._defects = None
         for closer in (self._db, self._topics):
             if closer is not None:
                 closer.close()
@@ -188,7 +211,7 @@ class ProcessesTarget:
             env = {WEBHOOK_SECRET_ENV: self._settings.webhook_secret, AUTH_SECRET_ENV: self._settings.auth_secret}
             self._procs = {spec.name: ManagedProcess(spec, self._run_dir, self._state_dir, self._faults_file,
                                                      self._client, env) for spec in SPECS}
-        defects = self._defects or frozenset()
+        defects = self._defects
         starting = [p for p in self._procs.values() if not p.alive()]
         for process in starting:
             process.spawn(defects)
@@ -237,6 +260,8 @@ class ProcessesTarget:
         self._each(lambda p: p.control("POST", "/resume", {}))
 
     def _observer(self) -> None:
+        from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
+
         if self._db is None:
             self._db = Databases(self._stack["payments_dsn"], self._stack["courses_dsn"])
         if self._topics is None:
@@ -283,7 +308,7 @@ class ProcessesTarget:
         assert self._client is not None, "target not started"
         process = self._procs[SERVICES[service]]
         if not process.alive():  # died at a crash point in an earlier request: a supervisor restarts it
-            process.spawn(self._defects or frozenset())
+            process.spawn(self._defects)
             process.wait_ready(time.monotonic() + READY_TIMEOUT)
             self._note(service, "started")
         try:
@@ -339,7 +364,7 @@ class ProcessesTarget:
             return
         if process.alive():
             return
-        process.spawn(self._defects or frozenset())
+        process.spawn(self._defects)
         process.wait_ready(time.monotonic() + READY_TIMEOUT)
         self._note(component, "started")
 
@@ -433,7 +458,7 @@ class ProcessesTarget:
             if lag:
                 pending.append(f"{group} is {lag} record(s) behind on {topic}")
         helpers = {"reconciler", "payment-relay", "purchase-worker"}
-        if not helpers & down and "no-reconciler" not in (self._defects or frozenset()):
+        if not helpers & down and "no-reconciler" not in (self._defects):
             orphans = self._db.orphans(self._prefix)
             if orphans:
                 pending.append(f"{len(orphans)} succeeded payment(s) without a purchase yet")
