@@ -21,6 +21,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "report_dir": str,
     "no_color": bool,
     "select": (str, list),
+    "claims": str,
 }
 
 

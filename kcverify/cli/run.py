@@ -16,6 +16,7 @@ from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference.defects import BY_NAME
 from kcverify.report import build_reporters
+from kcverify.report.claims import load_claims
 from kcverify.report.console import ConsoleReporter
 from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.model import Scenario
@@ -73,22 +74,28 @@ class RunCommand(click.Command):
 @click.option("-k", "--select", "select_", multiple=True, help="Only scenarios whose name contains / tag is this.")
 @click.option("--report", default="", help="Comma-separated: junit,json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
+@click.option("--claims", type=click.Path(path_type=Path), default=None,
+              help="A claims file (YAML): each claim is judged held, refuted or not exercised by this run "
+                   "(see docs/claims.md; the repository's claims.yaml is an example).")
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
 @click.option("--defect", "defects", multiple=True, hidden=True, type=click.Choice(sorted(BY_NAME)),
               help="Run the reference with a named defect switched on (see `kcverify defects`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], report: str,
-        report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...], debug: bool) -> None:
+        report_dir: Path, claims: Path | None, no_color: bool, verbose: bool, defects: tuple[str, ...],
+        debug: bool) -> None:
     """Replay purchase scenarios end to end and check every hop."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     try:
+        judged = load_claims(claims) if claims is not None else None
         scenarios = load_scenarios(list(paths) or [Path("scenarios")])
         chosen = select(scenarios, select_)
         if not chosen:
             raise InputError("no scenario selected" + (f" by -k {' '.join(select_)}" if select_ else ""))
         names = [n.strip() for n in report.split(",") if n.strip()]
-        handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
+        handlers = [ConsoleReporter(console, verbose=verbose, claims=judged),
+                    *build_reporters(names, report_dir, console, judged)]
         runner = Runner(make_target(target), handlers,
                         RunOptions(seed=seed, defects=frozenset(defects), fail_fast=fail_fast, target_name=target))
         result = runner.run(chosen)
