@@ -1,4 +1,4 @@
-"""One mapping from what went wrong to what a command prints and exits with (DESIGN.md): bad input
+"""One mapping from what went wrong to what a command prints and exits with: bad input
 or an unreachable target 2, a kcverify error its own code, anything unexpected 3 ("please report")."""
 
 from __future__ import annotations

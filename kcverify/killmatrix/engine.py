@@ -1,12 +1,12 @@
-"""Runs the suite once without defects and once per defect, and judges each mutant.
+"""Runs the suite once without defects and once per defect, and judges each defect.
 
 The baseline comes first and must pass: on a reference that already fails, every defect would be
-"killed" by the same broken scenario and the score would measure nothing. Mutants are independent
+"killed" by the same broken scenario and the score would measure nothing. Defect runs are independent
 runs of the same scenarios, so on a target whose systems live in this process (embedded) they go to a
 process pool, one fresh target per worker. The pool forks: scenarios hold read-only mapping proxies
 that cannot be pickled, and a forked worker inherits them (and the target factory, which may be any
 callable) without a copy; only the defect goes in and the small MutantResult comes back. Where fork
-does not exist the mutants run one after another, which is slower but gives the same verdicts."""
+does not exist the defects run one after another, which is slower but gives the same verdicts."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def resolve(names: Iterable[str]) -> tuple[Defect, ...]:
 
 
 def judge(defect: Defect, run: RunResult, duration: float, reproduce_all: str = "") -> MutantResult:
-    """A mutant's verdict from its run. Killed only by a FAILED scenario: an ERROR means the verifier
+    """A defect's verdict from its run. Killed only by a FAILED scenario: an ERROR means the verifier
     or target broke, which is reported as such and never taken as proof that a check saw the defect."""
     catches: list[Catch] = []
     errors: list[MutantError] = []
@@ -127,7 +127,7 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
             try:
                 for future in as_completed(futures):
                     finished(future.result())
-            except BaseException:  # one broken mutant (or Ctrl-C) ends the run: do not wait for the rest
+            except BaseException:  # one broken defect run (or Ctrl-C) ends the run: do not wait for the rest
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     return MutantsResult(target.info.name, seed, workers, started_at, time.perf_counter() - started, baseline,
@@ -165,6 +165,6 @@ def _init_worker(factory: TargetFactory, scenarios: Sequence[Scenario], seed: in
 
 def _worker_task(defect: Defect) -> MutantResult:
     if _worker is None:
-        raise RuntimeError("mutant worker used before its initializer ran")
+        raise RuntimeError("kill-matrix worker used before its initializer ran")
     target, scenarios, seed, where = _worker
     return _run_one(target, scenarios, defect, seed, where)

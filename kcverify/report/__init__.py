@@ -3,10 +3,10 @@ builds the console reporter and, with `build_reporters`, the file reporters a us
 them to the engine (one by one, or as one `Fanout`).
 
     console (rich)  live progress, one line per scenario, failures, claims, summary
-    junit           report_dir/junit.xml    for CI test tabs
-    json            report_dir/report.json  the whole RunResult (contracts/schemas/report.schema.json)
-    markdown        report_dir/report.md    also appended to $GITHUB_STEP_SUMMARY when set
-    html            report_dir/report.html  one self-contained file
+    junit           <report-dir>/junit.xml    for CI test tabs
+    json            <report-dir>/report.json  the whole RunResult (contracts/schemas/report.schema.json)
+    markdown        <report-dir>/report.md    also appended to $GITHUB_STEP_SUMMARY when set
+    html            <report-dir>/report.html  one self-contained file
 
 With a claims file (kcverify.report.claims), the console, json, markdown and html reports also show
 each claim judged by the run's evidence.
@@ -45,7 +45,7 @@ def report_names() -> tuple[str, ...]:
 
 def build_reporters(names: Iterable[str], report_dir: Path, console: Console | None,
                     claims: Claims | None = None) -> list[Handler]:
-    """One file reporter per name, each writing report_dir/<file> on RunFinished (with `claims`, the
+    """One file reporter per name, each writing <report-dir>/<file> on RunFinished (with `claims`, the
     reports that show claims judge them); repeated names count
     once. With a console, a last handler then tells the user where the files are (the console
     reporter itself is the caller's: it exists with or without files). Raises ValueError naming the
