@@ -7,8 +7,10 @@ every report replaces the tick with what the run showed:
 
 - refuted: a failure (a check or a step's expectation) cites one of the claim's rules. One
   counter-example is enough, and it wins over any number of passing scenarios.
-- held: every one of the claim's rules was exercised by a scenario that passed (the scenario covers
-  the rule, or ran a passing check citing it).
+- held: every one of the claim's rules was exercised by a scenario that passed: the scenario covers
+  the rule (its `covers`, what its author says it gives evidence for). A check that passed in some
+  scenario does not count on its own: with nothing to look at (no purchase, no read) it passes
+  vacuously.
 - not exercised: otherwise. A claim nobody tested is not a claim that holds.
 
 The file's shape is contracts/schemas/claims.schema.json; unknown rule ids and repeated claim ids are
@@ -117,7 +119,7 @@ class Refutation:
 class Judgement:
     claim: Claim
     verdict: Verdict
-    held_by: tuple[str, ...]  # passed scenarios that exercised at least one of the claim's rules
+    held_by: tuple[str, ...]  # passed scenarios covering at least one of the claim's rules
     refuted_by: tuple[Refutation, ...]
     unexercised: tuple[str, ...]  # claim rules that no passed scenario exercised
     inconclusive: tuple[str, ...]  # scenarios covering a claim rule that reached no verdict on it
@@ -146,13 +148,11 @@ def _judge_one(run: RunResult, claim: Claim) -> Judgement:
             refuted.setdefault(
                 key, Refutation(scenario.name, failure.check, failure.rules, failure.step, failure.message)
             )
-        if scenario.status is Status.PASSED:
-            passed_checks = {r for c in scenario.checks if c.status is Status.PASSED for r in c.rules}
-            covered = rules & (set(scenario.covers) | passed_checks)
-            if covered:
-                held_by.append(scenario.name)
-                exercised |= covered
-        elif rules & set(scenario.covers) and not hits:
+        covered = rules & set(scenario.covers)
+        if covered and scenario.status is Status.PASSED:
+            held_by.append(scenario.name)
+            exercised |= covered
+        elif covered and not hits:
             inconclusive.append(scenario.name)
     unexercised = tuple(r for r in claim.rules if r not in exercised)
     if refuted:

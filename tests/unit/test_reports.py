@@ -165,15 +165,15 @@ def test_claims_are_judged_by_evidence() -> None:
     assert judged("contracts-hold").verdict is Verdict.NOT_EXERCISED
 
 
-def test_a_passing_check_exercises_its_rules_only_in_a_passing_scenario() -> None:
-    check = CheckResult("contract", ("I4",), Status.PASSED)
-    passed = dataclasses.replace(HAPPY, name="contracts_ok", covers=(), checks=(check,))
-    failed = dataclasses.replace(STALE_READ, name="contracts_too", covers=(), checks=(check,))
+def test_only_a_passing_scenario_that_covers_a_rule_exercises_it() -> None:
+    check = CheckResult("contract", ("I4",), Status.PASSED)  # may have passed with nothing to look at
+    vacuous = dataclasses.replace(HAPPY, name="contracts_vacuous", covers=(), checks=(check,))
+    failed = dataclasses.replace(STALE_READ, name="contracts_failed", covers=("I4",), checks=(check,))
+    covering = dataclasses.replace(HAPPY, name="contracts_ok", covers=("I4",), checks=(check,))
     claims = Claims("c.yaml", (Claim("contracts-hold", "Every response conforms", ("I4",)),))
-    only_failed = dataclasses.replace(RUN, scenarios=(failed,))
-    assert judge(only_failed, claims)[0].verdict is Verdict.NOT_EXERCISED
-    both = dataclasses.replace(RUN, scenarios=(failed, passed))
-    [verdict] = judge(both, claims)
+    [verdict] = judge(dataclasses.replace(RUN, scenarios=(vacuous, failed)), claims)
+    assert verdict.verdict is Verdict.NOT_EXERCISED and verdict.inconclusive == ("contracts_failed",)
+    [verdict] = judge(dataclasses.replace(RUN, scenarios=(vacuous, failed, covering)), claims)
     assert verdict.verdict is Verdict.HELD and verdict.held_by == ("contracts_ok",)
 
 
