@@ -108,12 +108,12 @@ def walkthrough(payment_url: str, student_url: str, webhook_secret: str, auth_se
               help="COMPONENT relay: which outbox to relay (repeatable; default both).")
 @click.option("--reconcile-grace", type=click.FloatRange(min=0), default=None, envvar="KCVERIFY_RECONCILE_GRACE",
               help="COMPONENT reconciler: seconds a succeeded payment may lack its purchase before its "
-                   "confirmation is re-published (default 60; the stack target uses 5).")
+                   "confirmation is re-published (default 60; the processes target uses 5).")
 @click.option("--reconcile-every", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
               help="COMPONENT reconciler: seconds between two scans.")
 @click.option("--invalidator-retry", type=click.FloatRange(min=0.01), default=None,
               help="COMPONENT student: seconds before the cache invalidator retries a failed delete "
-                   "(default 1; the stack target uses 0.1).")
+                   "(default 1; the processes target uses 0.1).")
 @click.option("--control-port", type=click.IntRange(0, 65535), default=None,
               help="TEST ONLY: serve the control endpoint (faults, crash points, hold/step, read pause) on "
                    "this port. Never on by default; never expose it.")
