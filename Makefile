@@ -1,5 +1,5 @@
 # The two commands of README.md. Each installs what it needs on a fresh machine.
-#   make run    replay scenarios/ on the embedded reference (kcverify run)
+#   make run    replay scenarios/ on the embedded reference and judge claims.yaml (kcverify run)
 #   make test   lint, type-check, check the import layering and run the whole test suite, real PostgreSQL, Kafka and Redis included
 # Everything else here is what those two need.
 
@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint typecheck prerequisites clean
 
 run: $(STAMP)
-	$(BIN)/kcverify run scenarios/
+	$(BIN)/kcverify run scenarios/ --claims claims.yaml
 
 test: $(STAMP) prerequisites
 	$(BIN)/ruff check .

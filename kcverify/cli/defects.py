@@ -1,8 +1,8 @@
 """`kcverify defects`: prove the checks catch the defects they exist for.
 
 Runs the scenarios once without defects (the baseline must pass: a failing reference would "kill"
-every mutant and prove nothing), then once per named defect of the reference, and prints the kill
-matrix, the mutation score, every survivor and the wall time. Exit 0 every defect killed, 1 a
+every defect and prove nothing), then once per named defect of the reference, and prints the kill
+matrix, the kill score, every survivor and the wall time. Exit 0 every defect killed, 1 a
 survivor, 2 bad input / failing baseline / unreachable target, 3 kcverify or the target broke."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _cpus() -> int:
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Only this defect (repeatable). Default: the whole catalogue.")
 @click.option("--jobs", type=bounded("defects", "jobs"), default=None,
-              help="Mutants run at the same time (embedded only). Default: the number of CPUs.")
+              help="Defects run at the same time (embedded only). Default: the number of CPUs.")
 @click.option("--seed", type=bounded("seed"), default=0, show_default=True, help="Seed for ids and generated values.")
 @click.option("--report", default="", help="Comma-separated: json,markdown.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
@@ -72,7 +72,7 @@ def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...],
     """Prove the checks catch every known defect.
 
     Runs the scenarios without defects (must pass), then once per defect of the reference, and prints
-    the kill matrix, the mutation score and every survivor."""
+    the kill matrix, the kill score and every survivor."""
     out = MutantsConsole(_console(no_color))
     # Bad input is reported before anything runs, and only here: a ValueError raised later, inside
     # a run, is kcverify breaking (exit 3), not the user's mistake.

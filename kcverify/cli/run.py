@@ -18,6 +18,7 @@ from kcverify.cli.targets import target_option
 from kcverify.core.errors import InputError
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.report import build_reporters
+from kcverify.report.claims import load_claims
 from kcverify.report.console import ConsoleReporter
 from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.selection import Selection
@@ -56,26 +57,31 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
               help="Comma-separated: checks not to run.")
 @click.option("--report", default="", help="Comma-separated: junit,json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
+@click.option("--claims", type=click.Path(path_type=Path), default=None,
+              help="A claims file (YAML): each claim is judged held, refuted or not exercised by this run "
+                   "(see docs/claims.md; the repository's claims.yaml is an example).")
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
 @click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
               help="Build the target with a named defect switched on (see `kcverify defects`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], checks: str,
-        exclude_checks: str, report: str, report_dir: Path, no_color: bool, verbose: bool, defects: tuple[str, ...],
-        debug: bool) -> None:
+        exclude_checks: str, report: str, report_dir: Path, claims: Path | None, no_color: bool, verbose: bool,
+        defects: tuple[str, ...], debug: bool) -> None:
     """Replay purchase scenarios end to end and check every hop."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     try:
         chosen_checks = select_checks(checks.split(","), exclude_checks.split(","))
         if not chosen_checks:
             raise InputError("no check selected", hint="--checks and --exclude-checks leave none")
+        judged = load_claims(claims) if claims is not None else None
         selection = Selection.parse(select_)
         chosen = load_scenarios(list(paths) or [Path("scenarios")], selection)
         if not chosen:
             raise InputError("no scenario selected" + (f" by -k {selection.describe()}" if selection else ""))
         names = [n.strip() for n in report.split(",") if n.strip()]
-        handlers = [ConsoleReporter(console, verbose=verbose), *build_reporters(names, report_dir, console)]
+        handlers = [ConsoleReporter(console, verbose=verbose, claims=judged),
+                    *build_reporters(names, report_dir, console, judged)]
         report_destinations(report_dir, names)
         options = TargetOptions(defects=frozenset(defects))
         runner = Runner(make_target(target, options), handlers,

@@ -320,7 +320,8 @@ def _serve_embedded(host: str, payment_port: int, student_port: int, data_dir: P
             exit_for(Unusable(f"cannot listen on {host} (ports {payment_port}, {student_port}): {exc}"),
                      command="kcverify serve embedded")
         settings = system.settings
-        defect_line = ", ".join(sorted(defects)) + " (NOT the spec)" if defects else "none (follows SPEC.md)"
+        defect_line = (", ".join(sorted(defects)) + " (NOT the rules)" if defects
+                       else "none (follows the rules, docs/spec-rules.md)")
         click.echo("\n".join([
             "kcverify serve embedded: the reference purchase flow in one process, on real time",
             f"  payment service  {server.payment_url}",

@@ -62,7 +62,7 @@ def _parse_topic(_: click.Context, __: click.Parameter, values: tuple[str, ...])
 
 @click.group()
 def stack() -> None:
-    """Start and stop a local PostgreSQL, Redis and Kafka (KRaft) for the real-stack target."""
+    """Start and stop a local PostgreSQL, Redis and Kafka (KRaft) for the processes target."""
 
 
 @stack.command("check")

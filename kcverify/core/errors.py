@@ -1,4 +1,4 @@
-"""The error tree. Four outcomes are kept apart (DESIGN.md): a check failed, the input is wrong, the
+"""The error tree. Four outcomes are kept apart, each with its own exit code: a check failed, the input is wrong, the
 target could not be reached, kcverify itself broke. The reference has its own small set below."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What `kcverify defects` prints: a line per mutant as it finishes, then the kill matrix, the score,
+"""What `kcverify defects` prints: a line per defect as it finishes, then the kill matrix, the score,
 every survivor with its rule, and the wall time.
 
 The matrix is the point of the command: rows are defects, columns are checks, a cell counts the
@@ -31,7 +31,7 @@ def catch_text(catch: Catch) -> str:
 
 
 class MutantsConsole:
-    """Renders a mutants run on a rich Console; the CLI owns the console and the exit code."""
+    """Renders a kill-matrix run on a rich Console; the CLI owns the console and the exit code."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -47,7 +47,7 @@ class MutantsConsole:
                          f"{common.plural(jobs, 'job')}", style="bold"))
 
     def baseline_failed(self, run: RunResult, message: str) -> None:
-        """Why the mutants were not run: every failure of the defect-free reference, with its reproduce."""
+        """Why the defects were not run: every failure of the defect-free reference, with its reproduce."""
         self._print(Text(f"error: {message}", style="bold red"))
         self._print(Text(common.summary_line(run)))
         for scenario in run.scenarios:
@@ -100,14 +100,14 @@ class MutantsConsole:
         self.console.print(self.matrix(result))
         total = len(result.mutants)
         style = "bold green" if result.exit_code == 0 else "bold red"
-        self._print(Text(f"mutation score: {len(result.killed)}/{total} killed ({percent(result.score)})",
+        self._print(Text(f"kill score: {len(result.killed)}/{total} killed ({percent(result.score)})",
                          style=style))
         if result.survivors:
             self._print(Text("Survivors (no scenario catches them):", style="bold red"))
             for mutant in result.survivors:
                 self._print(Text(f"  {_v(mutant.name)} [{mutant.rule}]: {_v(mutant.description)}"))
         if any(m.errors for m in result.mutants):
-            self._print(Text("Scenarios that broke under a mutant (not counted as kills):",
+            self._print(Text("Scenarios that broke with a defect on (not counted as kills):",
                              style=OUTCOME_STYLE[Outcome.ERROR]))
             for mutant in result.mutants:
                 for error in mutant.errors:

@@ -1,13 +1,13 @@
-"""Runs the suite once without defects and once per defect, and judges each mutant.
+"""Runs the suite once without defects and once per defect, and judges each defect.
 
 The baseline comes first and must pass: on a reference that already fails, every defect would be
-"killed" by the same broken scenario and the score would measure nothing. Mutants are independent
+"killed" by the same broken scenario and the score would measure nothing. Defect runs are independent
 runs of the same scenarios, each on a target built with its defect (defects are construction options
 of a target, see kcverify.targets.registry), so on a target whose systems live in this process
 (embedded) they go to a process pool. The pool forks: scenarios hold read-only mapping proxies that
 cannot be pickled, and a forked worker inherits them (and the target factory, which may be any
 callable) without a copy; only the defect goes in and the small MutantResult comes back. Where fork
-does not exist the mutants run one after another, which is slower but gives the same verdicts."""
+does not exist the defects run one after another, which is slower but gives the same verdicts."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def resolve(names: Iterable[str]) -> tuple[Defect, ...]:
 
 
 def judge(defect: Defect, run: RunResult, duration: float, reproduce_all: str = "") -> MutantResult:
-    """A mutant's verdict from its run. Killed only by a FAILED scenario: an ERROR means the verifier
+    """A defect's verdict from its run. Killed only by a FAILED scenario: an ERROR means the verifier
     or target broke, which is reported as such and never taken as proof that a check saw the defect."""
     catches: list[Catch] = []
     errors: list[MutantError] = []
@@ -132,7 +132,7 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
             try:
                 for future in as_completed(futures):
                     finished(future.result())
-            except BaseException:  # one broken mutant (or Ctrl-C) ends the run: do not wait for the rest
+            except BaseException:  # one broken defect run (or Ctrl-C) ends the run: do not wait for the rest
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     return MutantsResult(target.info.name, seed, workers, started_at, time.perf_counter() - started, baseline,
@@ -173,6 +173,6 @@ def _init_worker(factory: TargetFactory, base: TargetOptions, scenarios: Sequenc
 
 def _worker_task(defect: Defect) -> MutantResult:
     if _worker is None:
-        raise RuntimeError("mutant worker used before its initializer ran")
+        raise RuntimeError("kill-matrix worker used before its initializer ran")
     factory, base, scenarios, seed, where = _worker
     return _run_one(factory, base, scenarios, defect, seed, where)

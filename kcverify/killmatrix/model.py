@@ -1,6 +1,6 @@
-"""The results of a mutants run: frozen values that the console, JSON and Markdown reporters read.
+"""The results of a kill-matrix run: frozen values that the console, JSON and Markdown reporters read.
 
-A mutant is the reference with one named defect switched on (kcverify.reference.defects). Its verdict is
+Each run is the reference with one named defect switched on (kcverify.reference.defects). Its verdict is
 three-valued on purpose: KILLED (a scenario FAILED, so some check saw the defect), SURVIVED (every
 scenario passed: no check can see it) and ERROR (no scenario failed but some broke: the verifier or
 the target crashed, so whether the checks would have seen the defect is unknown). Counting an error
@@ -36,7 +36,7 @@ class Catch:
 
 @dataclass(frozen=True)
 class MutantError:
-    """A scenario that ended in ERROR under the mutant: the verdict of that scenario is unknown."""
+    """A scenario that ended in ERROR with the defect on: the verdict of that scenario is unknown."""
 
     scenario: str
     reason: str
@@ -49,7 +49,7 @@ class MutantResult:
     description: str
     killed: bool
     caught_by: tuple[Catch, ...]  # in scenario order, then in the order the failures were reported
-    duration: float  # wall seconds of this mutant's run
+    duration: float  # wall seconds of this defect's run
     errors: tuple[MutantError, ...] = ()
     scenarios_run: int = 0
     reproduce: str = ""  # replays the first scenario that caught it, or the whole suite for a survivor
@@ -86,7 +86,7 @@ class Baseline:
 
     duration: float
     passed: tuple[str, ...]
-    skipped: tuple[str, ...]  # scenarios the target cannot run; left out of every mutant run
+    skipped: tuple[str, ...]  # scenarios the target cannot run; left out of every defect run
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,12 @@ class MutantsResult:
 
     @property
     def errored(self) -> tuple[MutantResult, ...]:
-        """Mutants whose verdict is unknown (no failure, some scenario broke)."""
+        """Defects whose verdict is unknown (no failure, some scenario broke)."""
         return tuple(m for m in self.mutants if m.outcome is Outcome.ERROR)
 
     @property
     def score(self) -> float:
-        """Killed / total, 0..1. Errored mutants count as not killed."""
+        """Killed / total, 0..1. Errored defects count as not killed."""
         return len(self.killed) / len(self.mutants) if self.mutants else 0.0
 
     @property
@@ -130,7 +130,7 @@ class MutantsResult:
 
     @property
     def exit_code(self) -> int:
-        """0 every mutant killed; 1 a survivor (a definite finding: the checks are blind to a defect);
+        """0 every defect killed; 1 a survivor (a definite finding: the checks are blind to a defect);
         3 no survivor but a scenario broke under some mutant (the verifier or target is broken, so a
         100 % score would be unearned). Bad input (2) never reaches a MutantsResult."""
         if self.survivors:
@@ -144,7 +144,7 @@ EXIT_MEANING = {
     0: "every defect was caught by at least one scenario",
     1: "a defect survived: no scenario catches it",
     2: "bad input: nothing was measured",
-    3: "a scenario broke under a mutant: kcverify or the target failed, the score is not trustworthy",
+    3: "a scenario broke with a defect on: kcverify or the target failed, the score is not trustworthy",
 }
 
 
@@ -155,7 +155,7 @@ def percent(score: float) -> str:
 
 
 class BaselineFailed(KcverifyError):
-    """The reference fails without any defect. Scoring mutants against it would mean nothing: a
+    """The reference fails without any defect. Scoring defects against it would mean nothing: a
     scenario that already fails 'kills' every defect. Exit 2: the input (suite + target) is unfit."""
 
     exit_code = 2

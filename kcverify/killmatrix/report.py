@@ -1,5 +1,5 @@
-"""File reports of a mutants run, written to the report directory: `mutants.json` (for machines;
-contract contracts/schemas/kill-matrix-report.schema.json) and `mutants.md` (the kill matrix, the score
+"""File reports of a kill-matrix run, written to the report directory: `kill-matrix.json` (for machines;
+contract contracts/schemas/kill-matrix-report.schema.json) and `kill-matrix.md` (the kill matrix, the score
 and the survivors; also appended to $GITHUB_STEP_SUMMARY so a pull request shows the score). The
 names differ from `kcverify run`'s report.json / report.md so both can share one directory."""
 
@@ -74,7 +74,7 @@ def render_markdown(result: MutantsResult) -> str:
     lines = [
         f"# kcverify defects: {percent(result.score)}",
         "",
-        f"**Mutation score {len(result.killed)}/{len(result.mutants)} ({percent(result.score)})** on target "
+        f"**Kill score {len(result.killed)}/{len(result.mutants)} ({percent(result.score)})** on target "
         f"{code(result.target)}, seed {result.seed}, over {common.plural(len(result.baseline.passed), 'scenario')}; "
         f"wall time {common.duration(result.duration)} ({common.plural(result.jobs, 'job')}).  ",
         f"{text(verdict)} (exit code {result.exit_code}).",
@@ -103,7 +103,7 @@ def render_markdown(result: MutantsResult) -> str:
         lines += [f"- {code(m.name)} (**{m.rule}**): {text(m.description)}" for m in result.survivors]
     broken = [(m, e) for m in result.mutants for e in m.errors]
     if broken:
-        lines += ["", "## Scenarios that broke under a mutant", "", "Not counted as kills: the verdict is unknown.",
+        lines += ["", "## Scenarios that broke with a defect on", "", "Not counted as kills: the verdict is unknown.",
                   ""]
         lines += [f"- {code(m.name)} / {code(e.scenario)}: {text(e.reason)}" for m, e in broken]
     if result.baseline.skipped:
@@ -135,8 +135,8 @@ def write_markdown(result: MutantsResult, path: Path, step_summary: str | os.Pat
 
 Writer = Callable[[MutantsResult, Path], None]
 REPORTS: dict[str, tuple[str, Writer]] = {
-    "json": ("mutants.json", write_json),
-    "markdown": ("mutants.md", lambda r, p: write_markdown(r, p, os.environ.get("GITHUB_STEP_SUMMARY") or None)),
+    "json": ("kill-matrix.json", write_json),
+    "markdown": ("kill-matrix.md", lambda r, p: write_markdown(r, p, os.environ.get("GITHUB_STEP_SUMMARY") or None)),
 }
 
 

@@ -1,8 +1,8 @@
-"""Named, switchable defects of the reference: the mutants that prove kcverify's checks can fail.
+"""Named, switchable defects of the reference: the bugs that prove kcverify's checks can fail.
 
-Each is a small, realistic deviation that the production system behind the seed shipped or nearly
-shipped (see docs/defects.md). Components ask `defects.on("name")` at the one place the behaviour
-lives; with no defect switched on, the reference follows SPEC.md exactly."""
+Each is a small, realistic deviation of the kind production purchase flows ship (see docs/defects.md).
+Components ask `defects.on("name")` at the one place the behaviour lives; with no defect switched on,
+the reference follows the rules (docs/spec-rules.md) exactly."""
 
 from __future__ import annotations
 

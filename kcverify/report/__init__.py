@@ -2,11 +2,14 @@
 builds the console reporter and, with `build_reporters`, the file reporters a user asked for, and hands
 them to the engine (one by one, or as one `Fanout`).
 
-    console (rich)  live progress, one line per scenario, failures, summary
-    junit           report_dir/junit.xml    for CI test tabs
-    json            report_dir/report.json  the whole RunResult (contracts/schemas/report.schema.json)
-    markdown        report_dir/report.md    also appended to $GITHUB_STEP_SUMMARY when set
-    html            report_dir/report.html  one self-contained file
+    console (rich)  live progress, one line per scenario, failures, claims, summary
+    junit           <report-dir>/junit.xml    for CI test tabs
+    json            <report-dir>/report.json  the whole RunResult (contracts/schemas/report.schema.json)
+    markdown        <report-dir>/report.md    also appended to $GITHUB_STEP_SUMMARY when set
+    html            <report-dir>/report.html  one self-contained file
+
+With a claims file (kcverify.report.claims), the console, json, markdown and html reports also show
+each claim judged by the run's evidence.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ from rich.text import Text
 
 from kcverify.evidence.events import Event, Handler, RunFinished
 from kcverify.report import common
+from kcverify.report.claims import Claims
 from kcverify.report.console import ConsoleReporter
 from kcverify.report.html import HtmlReporter
 from kcverify.report.json_report import JsonReporter
 from kcverify.report.junit import JUnitReporter
 from kcverify.report.markdown import MarkdownReporter
 
-# name -> (file name in report_dir, reporter factory). Order is the order reporters are run.
-REPORTS: dict[str, tuple[str, Callable[[Path], Handler]]] = {
-    "junit": ("junit.xml", JUnitReporter),
+# name -> (file name in report_dir, reporter factory taking the path and the claims file, if any).
+# Order is the order reporters are run. JUnit has no place for claims: it lists test cases only.
+REPORTS: dict[str, tuple[str, Callable[[Path, Claims | None], Handler]]] = {
+    "junit": ("junit.xml", lambda path, claims: JUnitReporter(path)),
     "json": ("report.json", JsonReporter),
-    "markdown": ("report.md", MarkdownReporter),
+    "markdown": ("report.md", lambda path, claims: MarkdownReporter(path, claims=claims)),
     "html": ("report.html", HtmlReporter),
 }
 
@@ -38,8 +43,10 @@ def report_names() -> tuple[str, ...]:
     return tuple(sorted(REPORTS))
 
 
-def build_reporters(names: Iterable[str], report_dir: Path, console: Console | None) -> list[Handler]:
-    """One file reporter per name, each writing report_dir/<file> on RunFinished; repeated names count
+def build_reporters(names: Iterable[str], report_dir: Path, console: Console | None,
+                    claims: Claims | None = None) -> list[Handler]:
+    """One file reporter per name, each writing <report-dir>/<file> on RunFinished (with `claims`, the
+    reports that show claims judge them); repeated names count
     once. With a console, a last handler then tells the user where the files are (the console
     reporter itself is the caller's: it exists with or without files). Raises ValueError naming the
     allowed reports for an unknown name, before anything runs."""
@@ -48,7 +55,7 @@ def build_reporters(names: Iterable[str], report_dir: Path, console: Console | N
     if unknown:
         raise ValueError(f"unknown report {', '.join(map(repr, unknown))}; choose from: {', '.join(report_names())}")
     paths = [Path(report_dir) / REPORTS[name][0] for name in wanted]
-    handlers: list[Handler] = [REPORTS[name][1](path) for name, path in zip(wanted, paths, strict=True)]
+    handlers: list[Handler] = [REPORTS[name][1](path, claims) for name, path in zip(wanted, paths, strict=True)]
     if console is not None and paths:
         handlers.append(WrittenNotice(console, paths))
     return handlers

@@ -9,9 +9,13 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kcverify.core.status import Status
 from kcverify.evidence.results import Failure, RunResult, Table
+
+if TYPE_CHECKING:
+    from kcverify.report.claims import Claims
 
 # Order in which counts are listed: the outcome a reader acts on first.
 STATUS_ORDER = (Status.FAILED, Status.ERROR, Status.PASSED, Status.SKIPPED)
@@ -202,8 +206,9 @@ class FileReporter:
     """A reporter that writes one file when the run has finished; the other events carry nothing a
     file needs. Subclasses say how a run becomes text."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, claims: Claims | None = None) -> None:
         self.path = Path(path)
+        self.claims = claims  # a user's claims file, judged in the reports that show claims
 
     def handle(self, event: object) -> None:
         from kcverify.evidence.events import RunFinished

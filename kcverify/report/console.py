@@ -2,7 +2,8 @@
 
 While running: a transient progress bar over scenarios and one line per finished scenario. At the
 end: every failure with its step, check, rule ids, message, evidence table and reproduce command,
-then a summary (counts, wall time, freshness windows, what the exit code means).
+with a claims file its claims judged by evidence, then a summary (counts, wall time, freshness
+windows, what the exit code means).
 
 The same text must survive CI logs and pipes: when the console has no colour or is not a terminal,
 nothing but plain text is written (no progress bar, no ANSI codes), and highlighted evidence cells
@@ -30,13 +31,19 @@ from kcverify.evidence.events import (
     StepFinished,
 )
 from kcverify.evidence.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult, Table
-from kcverify.report import common
+from kcverify.report import claims, common
+from kcverify.report.claims import Claims
 
 STATUS_STYLE = {
     Status.PASSED: "green",
     Status.FAILED: "bold red",
     Status.SKIPPED: "yellow",
     Status.ERROR: "bold magenta",
+}
+CLAIM_STYLE = {
+    claims.Verdict.HELD: "green",
+    claims.Verdict.REFUTED: "bold red",
+    claims.Verdict.NOT_EXERCISED: "yellow",
 }
 HIGHLIGHT_STYLE = "bold white on red"
 NAME_WIDTH = 36  # scenario names are padded so durations line up in the common case
@@ -49,9 +56,10 @@ _v = common.visible
 class ConsoleReporter:
     """Renders engine events on a rich Console. Writes while the run goes; the summary on RunFinished."""
 
-    def __init__(self, console: Console, verbose: bool = False) -> None:
+    def __init__(self, console: Console, verbose: bool = False, claims: Claims | None = None) -> None:
         self.console = console
         self.verbose = verbose
+        self.claims = claims
         # Decided once: a console does not become a terminal mid-run.
         self.plain = console.no_color or not console.is_terminal or console.is_dumb_terminal
         self.ascii = not console.encoding.lower().startswith("utf")
@@ -113,6 +121,8 @@ class ConsoleReporter:
                 self._emit(self._scenario_failures(scenario))
                 # never wrapped or cropped: the line must paste back into a shell as it stands
                 self._emit(Text("  reproduce: " + _v(scenario.reproduce) + "\n"), soft_wrap=True)
+        if self.claims is not None:
+            self._emit(self._claims(run, self.claims))
         self._emit(Text(common.summary_line(run), style=STATUS_STYLE[run.status]))
         windows = common.freshness_windows(run)
         if windows is not None:
@@ -120,6 +130,22 @@ class ConsoleReporter:
         self._emit(Text(common.exit_line(run), style="dim" if run.exit_code == 0 else STATUS_STYLE[run.status]))
 
     # --- renderables ----------------------------------------------------------------------------
+
+    def _claims(self, run: RunResult, given: Claims) -> RenderableType:
+        """One line per claim (verdict, id, rules; the evidence when it was not held), then the tally."""
+        judgements = claims.judge(run, given)
+        lines: list[RenderableType] = [Text(claims.HEADING, style="bold underline")]
+        width = max(len(j.claim.id) for j in judgements)
+        for j in judgements:
+            glyph = "" if self.ascii else claims.VERDICT_GLYPH[j.verdict] + " "
+            line = Text("  ").append(f"{glyph}{j.verdict.value:<13}", style=CLAIM_STYLE[j.verdict])
+            line.append(f" {_v(j.claim.id):<{width}}", style="bold")
+            line.append(f"  [{_v(common.rules_text(j.claim.rules))}]", style="cyan")
+            if j.verdict is not claims.Verdict.HELD:
+                line.append(f"  {_v(j.evidence_text())}", style="dim")
+            lines.append(line)
+        lines.append(Text(claims.tally(judgements) + "\n"))
+        return Group(*lines)
 
     def _status(self, status: Status) -> Text:
         glyph = "" if self.ascii else common.STATUS_GLYPH[status] + " "

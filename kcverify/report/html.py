@@ -11,7 +11,7 @@ import html
 
 from kcverify.core.status import Status
 from kcverify.evidence.results import Failure, RunResult, ScenarioResult, Table
-from kcverify.report import checklist, common
+from kcverify.report import claims, common
 
 CSS = """
 :root { --pass: #1a7f37; --fail: #cf222e; --skip: #9a6700; --error: #8250df; --muted: #57606a;
@@ -24,9 +24,9 @@ header.passed { border-color: var(--pass); } header.failed { border-color: var(-
 header.skipped { border-color: var(--skip); } header.error { border-color: var(--error); }
 table { border-collapse: collapse; margin: .5rem 0; } th, td { border: 1px solid var(--line);
   padding: .25rem .5rem; text-align: left; vertical-align: top; } th { background: #f6f8fa; }
-.passed .status, td.passed, tr.proved td:first-child { color: var(--pass); }
+.passed .status, td.passed, tr.held td:first-child { color: var(--pass); }
 .failed .status, td.failed, tr.refuted td:first-child { color: var(--fail); }
-.skipped .status, td.skipped, tr.no-evidence td:first-child { color: var(--skip); }
+.skipped .status, td.skipped, tr.not-exercised td:first-child { color: var(--skip); }
 .error .status, td.error { color: var(--error); }
 td.bad { background: var(--bad); color: var(--fail); font-weight: bold; }
 .muted { color: var(--muted); } code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
@@ -70,9 +70,9 @@ def evidence(table: Table) -> str:
     return "".join(parts)
 
 
-def judgement_evidence(judgement: checklist.Judgement) -> str:
-    """The evidence cell of a checklist line, with scenario and check names as code."""
-    return checklist.describe(judgement, name=lambda n: f"<code>{e(n)}</code>", text=e)
+def judgement_evidence(judgement: claims.Judgement) -> str:
+    """The evidence cell of a claim, with scenario and check names as code."""
+    return claims.describe(judgement, name=lambda n: f"<code>{e(n)}</code>", text=e)
 
 
 def _header(run: RunResult) -> str:
@@ -90,34 +90,25 @@ def _header(run: RunResult) -> str:
     return "\n".join(lines)
 
 
-def _checklist(run: RunResult) -> str:
-    judgements = checklist.judge(run)
-    tally = {v: sum(1 for j in judgements if j.verdict is v) for v in checklist.Verdict}
-    parts = [
-        '<section id="checklist">',
-        "<h2>The seed's checklist, rebuilt from evidence</h2>",
-        "<p>The seed ticked every line after reading the code and concluded <em>“Your code will work "
-        "perfectly”</em>. Here each line names the SPEC rules that decide it and is judged by this run: "
-        "✅ proved (a passing scenario covers each rule), ❌ refuted (a failure cites one of its rules), "
-        "⚠️ no evidence.</p>",
-        f"<p><strong>{tally[checklist.Verdict.PROVED]} proved, {tally[checklist.Verdict.REFUTED]} refuted, "
-        f"{tally[checklist.Verdict.NO_EVIDENCE]} without evidence</strong> (of {len(judgements)} lines).</p>",
+def _claims(run: RunResult, given: claims.Claims) -> str:
+    judgements = claims.judge(run, given)
+    parts = ['<section id="claims">', f"<h2>{e(claims.HEADING)}</h2>"]
+    if given.title:
+        parts.append(f"<p><em>{e(given.title)}</em> (<code>{e(given.path)}</code>)</p>")
+    parts += [
+        f"<p>{e(claims.EXPLANATION)}</p>",
+        f"<p><strong>{e(claims.tally(judgements))}</strong></p>",
+        "<table><thead><tr><th>Verdict</th><th>Claim</th><th>Statement</th><th>Rules</th><th>Evidence</th>"
+        "</tr></thead><tbody>",
     ]
-    for section in checklist.sections():
-        parts.append(f"<h3>{e(section)}</h3>")
-        parts.append("<table><thead><tr><th></th><th>The seed's claim</th><th>Rules</th><th>Evidence</th>"
-                     "</tr></thead><tbody>")
-        for j in judgements:
-            if j.claim.section != section:
-                continue
-            css = j.verdict.value.replace(" ", "-")
-            parts.append(
-                f'<tr class="{css}"><td title="{e(j.verdict.value)}">{checklist.VERDICT_EMOJI[j.verdict]}</td>'
-                f"<td>{e(j.claim.claim)}</td><td>{e(', '.join(j.claim.rules))}</td>"
-                f"<td>{judgement_evidence(j)}</td></tr>"
-            )
-        parts.append("</tbody></table>")
-    parts.append("</section>")
+    for j in judgements:
+        css = j.verdict.value.replace(" ", "-")
+        parts.append(
+            f'<tr class="{css}"><td>{claims.VERDICT_EMOJI[j.verdict]} {e(j.verdict.value)}</td>'
+            f"<td><code>{e(j.claim.id)}</code></td><td>{e(j.claim.text)}</td>"
+            f"<td>{e(', '.join(j.claim.rules))}</td><td>{judgement_evidence(j)}</td></tr>"
+        )
+    parts += ["</tbody></table>", "</section>"]
     return "\n".join(parts)
 
 
@@ -199,8 +190,8 @@ def _scenarios(run: RunResult) -> str:
     return f'<section id="scenarios">\n<h2>Scenarios</h2>\n{overview}\n{articles}\n</section>'
 
 
-def render(run: RunResult) -> str:
-    """The whole report as one HTML document."""
+def render(run: RunResult, given: claims.Claims | None = None) -> str:
+    """The whole report as one HTML document; with a claims file, its claims judged after the header."""
     title = f"kcverify: {run.status.value} ({common.summary_line(run)})"
     return "\n".join([
         "<!DOCTYPE html>",
@@ -214,7 +205,7 @@ def render(run: RunResult) -> str:
         "</head>",
         "<body>",
         _header(run),
-        _checklist(run),
+        _claims(run, given) if given is not None else "",
         _scenarios(run),
         "</body>",
         "</html>",
@@ -226,4 +217,4 @@ class HtmlReporter(common.FileReporter):
     """Writes `path` on RunFinished."""
 
     def text(self, run: RunResult) -> str:
-        return render(run)
+        return render(run, self.claims)

@@ -18,6 +18,8 @@ from typing import Any
 
 from kcverify.core.status import Status
 from kcverify.evidence.results import RunResult
+from kcverify.report import claims
+from kcverify.report.claims import Claims
 from kcverify.report.common import FileReporter
 
 REPORT_VERSION = 1
@@ -47,8 +49,8 @@ def to_jsonable(value: object) -> Any:
     return str(value)
 
 
-def report(run: RunResult) -> dict[str, Any]:
-    """The report document."""
+def report(run: RunResult, given: Claims | None = None) -> dict[str, Any]:
+    """The report document; with a claims file, a `claims` member holding each claim's judgement."""
     document: dict[str, Any] = {
         "report_version": REPORT_VERSION,
         "tool": "kcverify",
@@ -60,6 +62,8 @@ def report(run: RunResult) -> dict[str, Any]:
     document.update(to_jsonable(run))
     for scenario, rendered in zip(run.scenarios, document["scenarios"], strict=True):
         rendered["failures"] = to_jsonable(scenario.failures)
+    if given is not None:
+        document["claims"] = claims.to_json(given, claims.judge(run, given))
     return document
 
 
@@ -67,4 +71,4 @@ class JsonReporter(FileReporter):
     """Writes `path` on RunFinished."""
 
     def text(self, run: RunResult) -> str:
-        return json.dumps(report(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return json.dumps(report(run, self.claims), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,8 +1,8 @@
 """The Markdown reporter: report.md, also appended to the GitHub Actions job summary.
 
-Its centre is the seed's checklist rebuilt from evidence: each line the seed ticked by reading code is
-shown proved, refuted or unsupported by this run (kcverify.report.checklist). Then the scenarios, then
-every failure with its evidence as a table and the reproduce command.
+After the verdict, the user's claims (a claims file), each judged held, refuted or not exercised by this
+run (kcverify.report.claims). Then the scenarios, then every failure with its evidence as a table and
+the reproduce command.
 
 Everything that comes from a run (names, messages, table cells) is escaped: GitHub renders inline
 HTML and Markdown, and a failure message quoting a response body must show as text, not as markup."""
@@ -19,7 +19,7 @@ from typing import Literal
 from kcverify.core.status import Status
 from kcverify.evidence.events import Event, RunFinished
 from kcverify.evidence.results import Failure, RunResult, ScenarioResult, Table
-from kcverify.report import checklist, common
+from kcverify.report import claims, common
 
 # GitHub rejects a job summary over 1 MiB; keep below it and point at the full file.
 STEP_SUMMARY_LIMIT = 1_000_000
@@ -89,9 +89,9 @@ def _rules(rules: tuple[str, ...]) -> str:
     return ", ".join(rules) if rules else "—"
 
 
-def judgement_evidence(judgement: checklist.Judgement) -> str:
-    """The evidence cell of a checklist line, with scenario and check names as code spans."""
-    return checklist.describe(judgement, name=lambda n: code(n, cell=True), text=text)
+def judgement_evidence(judgement: claims.Judgement) -> str:
+    """The evidence cell of a claim, with scenario and check names as code spans."""
+    return claims.describe(judgement, name=lambda n: code(n, cell=True), text=text)
 
 
 def _sentence(line: str) -> str:
@@ -113,27 +113,18 @@ def _header(run: RunResult) -> list[str]:
     return lines
 
 
-def _checklist(run: RunResult) -> list[str]:
-    judgements = checklist.judge(run)
-    tally = {v: sum(1 for j in judgements if j.verdict is v) for v in checklist.Verdict}
-    lines = [
-        "## The seed's checklist, rebuilt from evidence",
-        "",
-        "The seed ticked every line after reading the code and concluded *\"Your code will work perfectly\"*. "
-        "Here each line names the SPEC rules that decide it and is judged by this run: ✅ proved (a passing "
-        "scenario covers each rule), ❌ refuted (a failure cites one of its rules), ⚠️ no evidence.",
-        "",
-        f"**{tally[checklist.Verdict.PROVED]} proved, {tally[checklist.Verdict.REFUTED]} refuted, "
-        f"{tally[checklist.Verdict.NO_EVIDENCE]} without evidence** (of {len(judgements)} lines).",
+def _claims(run: RunResult, given: claims.Claims) -> list[str]:
+    judgements = claims.judge(run, given)
+    lines = [f"## {claims.HEADING}", ""]
+    if given.title:
+        lines += [f"*{text(given.title)}* ({code(Path(given.path).as_posix())})", ""]
+    lines += [text(claims.EXPLANATION), "", f"**{text(claims.tally(judgements))}**", ""]
+    rows = [
+        [claims.VERDICT_EMOJI[j.verdict] + " " + j.verdict.value, code(j.claim.id, cell=True), text(j.claim.text),
+         _rules(j.claim.rules), judgement_evidence(j)]
+        for j in judgements
     ]
-    for section in checklist.sections():
-        rows = [
-            [checklist.VERDICT_EMOJI[j.verdict], text(j.claim.claim), _rules(j.claim.rules), judgement_evidence(j)]
-            for j in judgements
-            if j.claim.section == section
-        ]
-        lines += ["", f"### {text(section)}", "", *table(["", "The seed's claim", "Rules", "Evidence"], rows)]
-    return lines
+    return lines + table(["Verdict", "Claim", "Statement", "Rules", "Evidence"], rows)
 
 
 def _scenarios(run: RunResult) -> list[str]:
@@ -179,9 +170,12 @@ def _scenario_failures(scenario: ScenarioResult) -> list[str]:
     return lines
 
 
-def render(run: RunResult) -> str:
-    """The whole report as Markdown."""
-    lines = [*_header(run), "", *_checklist(run), "", *_scenarios(run)]
+def render(run: RunResult, given: claims.Claims | None = None) -> str:
+    """The whole report as Markdown; with a claims file, its claims judged right after the header."""
+    lines = [*_header(run), ""]
+    if given is not None:
+        lines += [*_claims(run, given), ""]
+    lines += _scenarios(run)
     broken = [s for s in run.scenarios if s.status in (Status.FAILED, Status.ERROR)]
     if broken:
         lines += ["", "## Failures", ""]
@@ -194,8 +188,9 @@ class MarkdownReporter:
     """Writes `path` on RunFinished and appends the same report to the job summary file, if any."""
 
     def __init__(self, path: Path, step_summary: str | os.PathLike[str] | Literal[_FromEnv.GITHUB_STEP_SUMMARY] | None
-                 = FROM_ENV) -> None:
+                 = FROM_ENV, claims: claims.Claims | None = None) -> None:
         self.path = Path(path)
+        self.claims = claims
         if step_summary is FROM_ENV:
             step_summary = os.environ.get(FROM_ENV.value) or None
         self.step_summary = Path(step_summary) if step_summary else None
@@ -205,7 +200,7 @@ class MarkdownReporter:
             self.write(event.result)
 
     def write(self, run: RunResult) -> None:
-        report = render(run)
+        report = render(run, self.claims)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(report, encoding="utf-8")
         if self.step_summary is not None:

@@ -107,6 +107,25 @@ class ScenarioErrors(InputError):
         return "\n".join(lines)
 
 
+def load_document(path: str | FsPath, schema: str, kind: str) -> YamlDocument:
+    """Another YAML input of kcverify (e.g. a claims file) read the way scenario files are: YAML 1.2 core
+    scalars, the position of every value, and the one best JSON Schema error placed on its key or value.
+    `kind` names the file in messages ("claims" -> "empty claims file"). Raises InputError."""
+    file = str(path)
+    fs_path = FsPath(path)
+    if not fs_path.is_file():
+        raise InputError("no such file" if not fs_path.exists() else f"is a directory, not a {kind} file", file)
+    try:
+        raw = fs_path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read the file: {error.strerror or error}", file) from error
+    doc = _parse(_decode(raw, file), file, kind)
+    invalid = _schema_error(doc, schema)
+    if invalid is not None:
+        raise invalid
+    return doc
+
+
 def load_scenarios(paths: Sequence[str | FsPath], selection: Selection | None = None) -> list[Scenario]:
     """Load every scenario named by `paths`, in order; a directory contributes its *.yaml / *.yml files,
     recursively, sorted. A file named twice is loaded once. Two scenarios with one name are an error,
@@ -225,6 +244,9 @@ class _Document:
         return InputError(message, self.file, at[0], at[1], hint)
 
 
+YamlDocument = _Document  # what load_document returns: data plus positions, for other YAML inputs
+
+
 def _mark(mark: yaml.Mark) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
@@ -240,7 +262,7 @@ def _decode(raw: bytes, file: str) -> str:
                          file, before.count(b"\n") + 1, col, "save the file as UTF-8") from error
 
 
-def _parse(text: str, file: str) -> _Document:
+def _parse(text: str, file: str, kind: str = "scenario") -> _Document:
     loader: _Yaml12Loader | None = None
     try:
         loader = _Yaml12Loader(text)  # the reader rejects control characters already here
@@ -264,12 +286,14 @@ def _parse(text: str, file: str) -> _Document:
         if loader is not None:
             loader.dispose()
     if root is None:
-        raise InputError("empty scenario file", file, 1, 1,
-                         hint=f"a scenario needs at least title, covers and steps; see {DOCS}")
+        raise InputError(f"empty {kind} file", file, 1, 1,
+                         hint=f"a scenario needs at least title, covers and steps; see {DOCS}" if kind == "scenario"
+                         else None)
     doc = _Document(None, file)
     if not isinstance(root, MappingNode):
         doc.values[()] = _mark(root.start_mark)
-        raise doc.error(f"a scenario file must be a mapping of fields (title, covers, steps, ...), got "
+        fields = " (title, covers, steps, ...)" if kind == "scenario" else ""
+        raise doc.error(f"a {kind} file must be a mapping of fields{fields}, got "
                         f"{_describe_node(root)}", _mark(root.start_mark))
     doc.data = _Builder(loader, doc).build(root, ())
     return doc
@@ -451,8 +475,8 @@ def _location(error: ValidationError, doc: _Document) -> tuple[int, int]:
     return doc.value_at(path)
 
 
-def _schema_error(doc: _Document) -> InputError | None:
-    errors = list(contracts.validator(SCHEMA).iter_errors(doc.data))
+def _schema_error(doc: _Document, schema: str = SCHEMA) -> InputError | None:
+    errors = list(contracts.validator(schema).iter_errors(doc.data))
     if not errors:
         return None
 

@@ -18,8 +18,8 @@ from kcverify.core.errors import InputError
 # A location in the parsed file: keys and list indexes from the top, e.g. ("steps", 2, "confirm", "times").
 Path = tuple[str | int, ...]
 
-# What each step kind needs from the target beyond plain HTTP (DESIGN.md: a step that needs a capability
-# the target lacks is reported `skipped (needs X)`, never passed).
+# What each step kind needs from the target beyond plain HTTP (a step that needs a capability the target
+# lacks is reported `skipped (needs X)`, never passed).
 STEP_CAPABILITIES: Mapping[str, frozenset[str]] = MappingProxyType({
     "create_payment": frozenset({"http"}),
     "confirm": frozenset({"http"}),

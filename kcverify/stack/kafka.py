@@ -37,7 +37,7 @@ DEFAULT_TOPICS: Mapping[str, int] = {
 HEAP = ("-Xms128m", "-Xmx512m")
 
 _SERVER_PROPERTIES = """\
-# written by kcverify stack on every start (ports may change); see KAFKA_LOCAL.md
+# written by kcverify stack on every start (ports may change); see docs/stack.md
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{host}:{cport}

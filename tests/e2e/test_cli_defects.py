@@ -36,13 +36,13 @@ def test_two_defects_print_the_matrix_and_a_full_score(tmp_path: Path) -> None:
     assert "broker-down-at-confirm: delivery [P3" in dual
     [race] = [line for line in out.splitlines() if line.strip().startswith("stale-set-race ")]
     assert "stale-set-race: " in race and "S3]" in race
-    assert "mutation score: 2/2 killed (100%)" in out
+    assert "kill score: 2/2 killed (100%)" in out
     assert "wall time:" in out
     assert "\x1b[" not in out  # NO_COLOR: plain text for logs
-    document = json.loads((tmp_path / "out" / "mutants.json").read_text())
+    document = json.loads((tmp_path / "out" / "kill-matrix.json").read_text())
     assert contracts.validate("schemas/kill-matrix-report", document) == []
     assert [m["name"] for m in document["mutants"]] == ["dual-write", "stale-set-race"]  # catalogue order
-    assert "Mutation score 2/2 (100%)" in summary.read_text()
+    assert "Kill score 2/2 (100%)" in summary.read_text()
 
 
 def test_an_unknown_defect_is_exit_2_with_a_did_you_mean() -> None:
@@ -50,7 +50,7 @@ def test_an_unknown_defect_is_exit_2_with_a_did_you_mean() -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "unknown defect 'no-such'" in result.stderr
     assert "did you mean" in result.stderr
-    assert "Traceback" not in result.stderr and "mutation score" not in result.stdout
+    assert "Traceback" not in result.stderr and "kill score" not in result.stdout
     close = kcverify("defects", "--only", "stale-set-rac")
     assert close.returncode == 2 and "did you mean 'stale-set-race'" in close.stderr
 
@@ -59,5 +59,5 @@ def test_a_survivor_is_exit_1_and_named_with_its_rule(tmp_path: Path) -> None:
     result = kcverify("defects", str(ROOT / "scenarios" / "happy-path.yaml"), "--only", "no-reconciler",
                       cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "mutation score: 0/1 killed (0%)" in result.stdout
+    assert "kill score: 0/1 killed (0%)" in result.stdout
     assert "no-reconciler [I1]" in result.stdout and "SURVIVED" in result.stdout

@@ -76,13 +76,15 @@ def test_a_failing_scenario_exits_1_and_its_reproduce_command_fails_the_same_way
 def test_reports_are_written_and_junit_loads(tmp_path: Path) -> None:
     write(tmp_path, "good.yaml", GOOD)
     summary = tmp_path / "summary.md"
+    write(tmp_path, "claims.yaml", "claims:\n  - id: happy\n    text: A purchase shows up\n    rules: [S1]\n")
     result = kcverify("run", "good.yaml", "--report", "junit,json,markdown,html", "--report-dir", "out",
-                      cwd=tmp_path, env={"GITHUB_STEP_SUMMARY": str(summary)})
+                      "--claims", "claims.yaml", cwd=tmp_path, env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.returncode == 0, result.stdout + result.stderr
     suite = junitparser.JUnitXml.fromfile(str(tmp_path / "out" / "junit.xml"))
     assert sum(s.tests for s in suite) == 1 if hasattr(suite, "__iter__") else suite.tests == 1
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"junit.xml", "report.json", "report.md", "report.html"}
-    assert "checklist" in summary.read_text().lower()
+    assert "## Claims, judged by evidence" in summary.read_text()
+    assert "Claims, judged by evidence" in result.stdout
 
 
 def test_settings_come_from_kcverify_toml_then_env_then_flags(tmp_path: Path) -> None:

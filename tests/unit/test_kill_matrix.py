@@ -105,14 +105,14 @@ def test_the_json_report_conforms_to_its_schema(everything: MutantsResult, tmp_p
 def test_the_markdown_report_has_the_matrix_and_the_score(everything: MutantsResult, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     text = render_markdown(everything)
-    assert f"Mutation score {len(CATALOGUE)}/{len(CATALOGUE)} (100%)" in text
+    assert f"Kill score {len(CATALOGUE)}/{len(CATALOGUE)} (100%)" in text
     assert "| Defect | Rule | `step expectation` | `settle bound` |" in text
     assert "| ✅ `dual-write` | P3 |" in text
     summary = tmp_path / "summary.md"
     summary.write_text("before\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     [written] = write_reports(everything, ["markdown"], tmp_path / "out")
-    assert written.name == "mutants.md" and written.read_text() == text
+    assert written.name == "kill-matrix.md" and written.read_text() == text
     assert summary.read_text() == "before\n" + text
 
 
@@ -197,7 +197,7 @@ def test_the_console_shows_survivors_with_their_rule_and_the_wall_time() -> None
     MutantsConsole(console).finished(result)
     text = console.export_text()
     assert "no-reconciler" in text and "SURVIVED" in text
-    assert "mutation score: 0/1 killed (0%)" in text
+    assert "kill score: 0/1 killed (0%)" in text
     assert f"no-reconciler [I1]: {BY_NAME['no-reconciler'].description}" in text
     assert "wall time:" in text and "exit code 1" in text
 
@@ -219,7 +219,7 @@ def test_cli_failing_baseline_is_exit_2_with_its_failures(in_repo: None, monkeyp
     assert result.exit_code == 2, result.output
     assert "the reference fails without any defect: fix that first" in result.output
     assert "delivery [P3" in result.output and "reproduce: kcverify run" in result.output
-    assert "mutation score" not in result.output
+    assert "kill score" not in result.output
 
 
 def test_cli_unavailable_target_is_exit_2(in_repo: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,11 +1,12 @@
 """The reporters (kcverify.report), fed hand-built results: a passing scenario, a failing one with an
 evidence table and rule ids, a skipped one and one that errored. Each reporter must write its file,
-say what failed (rules, message, reproduce command), judge the seed's checklist the same way, and
+say what failed (rules, message, reproduce command), judge a claims file the same way, and
 produce output its consumers can read (JUnit parsers, the JSON Schema, html.parser, a log without
 a terminal)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -42,7 +43,7 @@ from kcverify.report import (
     build_reporters,
     common,
 )
-from kcverify.report.checklist import CHECKLIST, Verdict, judge, sections
+from kcverify.report.claims import HEADING, Claim, Claims, Judgement, Verdict, judge
 from kcverify.report.json_report import report
 
 HOSTILE = "<script>alert(1)</script>"
@@ -123,40 +124,64 @@ def replay(handler: Handler, run: RunResult = RUN) -> None:
         handler.handle(event)
 
 
-def claim(text: str) -> int:
-    """Index in CHECKLIST of the claim containing `text`."""
-    [index] = [i for i, c in enumerate(CHECKLIST) if text in c.claim]
-    return index
+CLAIMS = Claims("claims.yaml", (
+    Claim("reads-the-payment", "The worker reads the student's payment", ("W3",)),
+    Claim("copies-every-field", "Every field is copied, the payment's metadata wins", ("W4",)),
+    Claim("fresh-after-purchase", "The next request after a purchase shows it", ("P5", "S3")),
+    Claim("cache-invalidated", "Confirming clears the student's cache", ("P5",)),
+    Claim("falls-back", "The event's metadata is used when the payments database is down", ("W5",)),
+    Claim("retries", "Transient failures are retried three times", ("W7",)),
+    Claim("cache-ttl-and-manual", "Entries live five minutes or until an admin clears them", ("S2", "S4")),
+    Claim("contracts-hold", "Every response conforms to its contract", ("I4",)),
+), title="Claims under test")
 
 
-# --- the checklist --------------------------------------------------------------------------------
+def judged(claim_id: str) -> Judgement:
+    [found] = [j for j in judge(RUN, CLAIMS) if j.claim.id == claim_id]
+    return found
 
 
-def test_checklist_covers_the_seed_sections_and_cites_only_spec_rules() -> None:
-    assert sections()[:4] == ("Purchase Worker", "Payment Service", "Student Service", "Frontend")
-    assert {"Idempotency", "Cache", "Error handling"} <= set(sections())
-    for item in CHECKLIST:
-        assert item.rules and set(item.rules) <= SPEC_RULES, item
+# --- claims ---------------------------------------------------------------------------------------
 
 
-def test_checklist_is_judged_by_evidence() -> None:
-    judgements = judge(RUN)
-    fetch = judgements[claim("Fetches metadata from the payments table")]
-    assert fetch.verdict is Verdict.PROVED and fetch.proved_by == ("happy_path",)
+def test_claims_are_judged_by_evidence() -> None:
+    fetch = judged("reads-the-payment")
+    assert fetch.verdict is Verdict.HELD and fetch.held_by == ("happy_path",)
     # a refutation wins over a passing scenario covering the same rule
-    copies = judgements[claim("Copies all required fields")]
+    copies = judged("copies-every-field")
     assert copies.verdict is Verdict.REFUTED and copies.refuted_by[0].check == "metadata"
-    fresh = judgements[claim("fresh data on the next request")]
+    fresh = judged("fresh-after-purchase")
     assert fresh.verdict is Verdict.REFUTED
     assert fresh.evidence_text() == "refuted by stale_read (freshness: S3)"
-    # the failing scenario covers P5 but no failure cites it: neither proof nor refutation
-    invalidates = judgements[claim("Invalidates the student's learning cache")]
-    assert invalidates.verdict is Verdict.NO_EVIDENCE and invalidates.inconclusive == ("stale_read",)
-    assert judgements[claim("falls back to event metadata")].verdict is Verdict.NO_EVIDENCE  # skipped
-    assert judgements[claim("Retry logic")].verdict is Verdict.NO_EVIDENCE  # errored
-    ttl = judgements[claim("Cache TTL")]
-    assert ttl.verdict is Verdict.NO_EVIDENCE and ttl.unproved == ("S4",)
-    assert ttl.evidence_text() == "no evidence for S4 (the rest proved by happy_path)"
+    # the failing scenario covers P5 but no failure cites it: neither held nor refuted
+    invalidates = judged("cache-invalidated")
+    assert invalidates.verdict is Verdict.NOT_EXERCISED and invalidates.inconclusive == ("stale_read",)
+    assert judged("falls-back").verdict is Verdict.NOT_EXERCISED  # skipped
+    assert judged("retries").verdict is Verdict.NOT_EXERCISED  # errored
+    ttl = judged("cache-ttl-and-manual")
+    assert ttl.verdict is Verdict.NOT_EXERCISED and ttl.unexercised == ("S4",)
+    assert ttl.evidence_text() == "not exercised: S4 (the rest held in happy_path)"
+    # no scenario covers I4 and no check cites it: a claim nobody tested is not held
+    assert judged("contracts-hold").verdict is Verdict.NOT_EXERCISED
+
+
+def test_only_a_passing_scenario_that_covers_a_rule_exercises_it() -> None:
+    check = CheckResult("contract", ("I4",), Status.PASSED)  # may have passed with nothing to look at
+    vacuous = dataclasses.replace(HAPPY, name="contracts_vacuous", covers=(), checks=(check,))
+    failed = dataclasses.replace(STALE_READ, name="contracts_failed", covers=("I4",), checks=(check,))
+    covering = dataclasses.replace(HAPPY, name="contracts_ok", covers=("I4",), checks=(check,))
+    claims = Claims("c.yaml", (Claim("contracts-hold", "Every response conforms", ("I4",)),))
+    [verdict] = judge(dataclasses.replace(RUN, scenarios=(vacuous, failed)), claims)
+    assert verdict.verdict is Verdict.NOT_EXERCISED and verdict.inconclusive == ("contracts_failed",)
+    [verdict] = judge(dataclasses.replace(RUN, scenarios=(vacuous, failed, covering)), claims)
+    assert verdict.verdict is Verdict.HELD and verdict.held_by == ("contracts_ok",)
+
+
+def test_a_long_list_of_scenarios_is_shortened_in_the_account() -> None:
+    many = tuple(dataclasses.replace(HAPPY, name=f"s{i}") for i in range(5))
+    [verdict] = judge(dataclasses.replace(RUN, scenarios=many), Claims("c.yaml", (CLAIMS.claims[0],)))
+    assert verdict.evidence_text() == "held in s0, s1, s2 and 2 more"
+    assert len(verdict.held_by) == 5
 
 
 # --- build_reporters and Fanout -------------------------------------------------------------------
@@ -334,6 +359,39 @@ def test_json_report_is_the_run_and_validates_against_its_schema(tmp_path: Path)
     assert stale["checks"][0]["failures"][0]["details"] == {"ratio": "nan", "path": "a/b"}
 
 
+def test_json_report_carries_the_judged_claims_only_when_given(tmp_path: Path) -> None:
+    assert "claims" not in report(RUN)
+    path = tmp_path / "report.json"
+    replay(JsonReporter(path, claims=CLAIMS))
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert validate("schemas/report", document) == []
+    section = document["claims"]
+    assert (section["heading"], section["file"], section["title"]) == (HEADING, "claims.yaml", "Claims under test")
+    verdicts = {j["id"]: j["verdict"] for j in section["judgements"]}
+    assert verdicts["reads-the-payment"] == "held" and verdicts["fresh-after-purchase"] == "refuted"
+    fresh = next(j for j in section["judgements"] if j["id"] == "fresh-after-purchase")
+    assert fresh["refuted_by"][0] == {"scenario": "stale_read", "check": "freshness", "rules": ["S3"], "step": 4,
+                                      "message": STALE.message}
+    section["judgements"][0]["verdict"] = "proved"
+    assert [v.path for v in validate("schemas/report", document)] == ["$.claims.judgements[0].verdict"]
+
+
+def test_console_summary_judges_the_claims() -> None:
+    buffer = io.StringIO()
+    replay(ConsoleReporter(Console(file=buffer, no_color=True, width=200), claims=CLAIMS))
+    text = buffer.getvalue()
+    claims_at, summary_at = text.index(HEADING), text.index("4 scenarios in 4.2 s")
+    assert claims_at < summary_at
+    lines = text[claims_at:summary_at].splitlines()
+    assert any("held" in line and "reads-the-payment" in line and "[W3]" in line for line in lines)
+    assert any("refuted" in line and "fresh-after-purchase" in line and "refuted by stale_read (freshness: S3)"
+               in line for line in lines)
+    assert "1 held, 2 refuted, 5 not exercised (of 8 claims)" in text
+    without = io.StringIO()
+    replay(ConsoleReporter(Console(file=without, no_color=True, width=200)))
+    assert HEADING not in without.getvalue()
+
+
 def test_json_schema_rejects_a_drifted_report() -> None:
     document = report(RUN)
     document["scenarios"][0]["status"] = "ok"
@@ -345,27 +403,28 @@ def test_json_schema_rejects_a_drifted_report() -> None:
 # --- Markdown -------------------------------------------------------------------------------------
 
 
-def test_markdown_report_rebuilds_the_checklist_and_shows_failures(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_markdown_report_judges_the_claims_and_shows_failures(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     path = tmp_path / "report.md"
-    replay(MarkdownReporter(path))
+    replay(MarkdownReporter(path, claims=CLAIMS))
     md = path.read_text(encoding="utf-8")
     assert md.startswith("# kcverify: 💥 ERROR\n")
     assert "4 scenarios in 4\\.2 s" not in md  # only Markdown punctuation is escaped, not dots
     assert "**4 scenarios in 4.2 s: 1 failed, 1 error, 1 passed, 1 skipped**" in md
-    assert "## The seed's checklist, rebuilt from evidence" in md
+    assert "## Claims, judged by evidence" in md
+    assert "**1 held, 2 refuted, 5 not exercised (of 8 claims)**" in md
     lines = md.splitlines()
 
-    def row(text: str) -> str:
-        [found] = [line for line in lines if text in line]
+    def row(claim_id: str) -> str:
+        [found] = [line for line in lines if f"`{claim_id}`" in line]
         return found
 
-    assert row("Fetches metadata from the payments table").startswith("| ✅ |")
-    assert "proved by `happy_path`" in row("Fetches metadata from the payments table")
-    assert row("fresh data on the next request").startswith("| ❌ |")
-    assert "refuted by `stale_read` (`freshness`: S3)" in row("fresh data on the next request")
-    assert row("Retry logic").startswith("| ⚠️ |") and "no verdict from `dlq_replay`" in row("Retry logic")
+    assert row("reads-the-payment").startswith("| ✅ held |")
+    assert "held in `happy_path`" in row("reads-the-payment")
+    assert row("fresh-after-purchase").startswith("| ❌ refuted |")
+    assert "refuted by `stale_read` (`freshness`: S3)" in row("fresh-after-purchase")
+    assert row("retries").startswith("| ⚠️ not exercised |") and "no verdict from `dlq_replay`" in row("retries")
     assert "| ❌ failed | `stale_read` | P5, S3 | 4 | 1.5 s |" in md
     assert "rules **S3**" in md and "rules **W4, F2**" in md
     assert f"Reproduce: `{REPRODUCE_STALE}`" in md
@@ -411,7 +470,7 @@ class _Collector(HTMLParser):
 
 def test_html_report_is_self_contained_well_formed_and_escaped(tmp_path: Path) -> None:
     path = tmp_path / "report.html"
-    replay(HtmlReporter(path))
+    replay(HtmlReporter(path, claims=CLAIMS))
     document = path.read_text(encoding="utf-8")
     parser = _Collector()
     parser.feed(document)
@@ -426,10 +485,10 @@ def test_html_report_is_self_contained_well_formed_and_escaped(tmp_path: Path) -
     bad = [attrs for tag, attrs in parser.tags if tag == "td" and attrs.get("class") == "bad"]
     assert len(bad) == 1
     text = " ".join(parser.text)
-    assert "The seed's checklist, rebuilt from evidence" in text
+    assert HEADING in text and "Claims under test" in text
     assert f"reproduce: {REPRODUCE_STALE}" in text.replace("reproduce:  ", "reproduce: ")
     rows = [attrs.get("class") for tag, attrs in parser.tags if tag == "tr" and attrs.get("class")]
-    assert rows.count("proved") + rows.count("refuted") + rows.count("no-evidence") == len(CHECKLIST)
+    assert (rows.count("held"), rows.count("refuted"), rows.count("not-exercised")) == (1, 2, 5)
 
 
 # --- shared wording -------------------------------------------------------------------------------

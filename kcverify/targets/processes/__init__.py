@@ -139,7 +139,7 @@ class ProcessesTarget:
             stack = load_settings(state_dir)
             down = [s for s in status(directory) if not s.up]
         except StackError as exc:
-            raise TargetUnreachable(f"the stack target needs a running stack: {exc}") from exc
+            raise TargetUnreachable(f"the processes target needs a running stack: {exc}") from exc
         if down:
             what = ", ".join(f"{s.name} ({s.detail})" for s in down)
             raise TargetUnreachable(f"the stack in {directory} is not healthy: {what}; run `kcverify stack up`")
@@ -220,7 +220,7 @@ class ProcessesTarget:
             for process in starting:
                 process.wait_ready(deadline)
         except Exception as exc:
-            raise TargetUnreachable(f"a component process of the stack target did not start: {exc}") from exc
+            raise TargetUnreachable(f"a component process of the processes target did not start: {exc}") from exc
         student = self._procs["student"].control("GET", "/health") or {}
         for name, state in (student.get("components") or {}).items():
             if state in ("down", "stopped"):
