@@ -9,6 +9,8 @@ from kcverify.checks import (  # noqa: F401
     idempotency,
     invariants,
     metadata,
+    records,
+    stored,
 )
 from kcverify.checks.base import REGISTRY, Check
 

@@ -102,6 +102,7 @@ class Runner:
         evidence = Evidence(info, bound)
         for i, step in enumerate(scenario.steps, start=1):
             evidence.step_titles[i] = step_kinds.title(step)
+            evidence.step_actions[i] = (step.kind, dict(step.args))
         evidence.step_titles[len(scenario.steps) + 1] = "final settle and reads"
         names = self.options.checks or tuple(REGISTRY)
         active = [REGISTRY[n](evidence) for n in names if not (REGISTRY[n].needs - info.capabilities)]
