@@ -37,11 +37,15 @@ class DeliveryCheck(Check):
     needs = frozenset({"read_db", "read_bus"})
     description = "confirmations published promptly; no event lost; poison dead-lettered at once; W7 retries"
 
+    def after_step(self, step: int) -> None:
+        # Judged at every step, not only at the end: the worker commits only once the outcome exists, so a
+        # committed record without one is lost at that moment, even if the reconciler heals its payment later.
+        self._outcomes(self._worker_traces(), step)
+
     def finish(self) -> None:
-        snapshot = self.evidence.last
-        worker = [t for t in snapshot.traces if t.get("component") == WORKER]
+        worker = self._worker_traces()
         self._published_promptly()
-        self._outcomes(worker)
+        self._outcomes(worker, None)
         if "read_traces" in self.evidence.target.capabilities:
             self._retries(worker)
         else:
@@ -114,8 +118,11 @@ class DeliveryCheck(Check):
         seqs = [e.start_seq for e in self.evidence.exchanges if e.path == path and e.reply.status == 200]
         return min(seqs, default=0)
 
-    def _outcomes(self, worker: list[dict[str, Any]]) -> None:
-        """Every committed PURCHASE_CONFIRMED record has an outcome anyone can see."""
+    def _worker_traces(self) -> list[dict[str, Any]]:
+        return [t for t in self.evidence.last.traces if t.get("component") == WORKER]
+
+    def _outcomes(self, worker: list[dict[str, Any]], step: int | None) -> None:
+        """Every committed PURCHASE_CONFIRMED record has an outcome anyone can see in the same snapshot."""
         snapshot = self.evidence.last
         committed = snapshot.committed.get(f"{domain.WORKER_GROUP}/{domain.TOPIC_CONFIRMED}", {})
         purchased = {p["paymentId"] for p in snapshot.purchases}
@@ -136,12 +143,12 @@ class DeliveryCheck(Check):
             name = f"purchase-confirmed[{record.partition}]@{record.offset}"
             about = f" ({self.evidence.payment_name(payment_id)})" if isinstance(payment_id, str) else ""
             if found:
-                seen = f"a dead letter names it, but without its original event {_brief(record.value)}"
+                seen = f"the dead letter naming it does not carry its original event {_brief(record.value)}"
             else:
                 seen = f"no purchase for its payment and no dead letter of it on {domain.TOPIC_DLQ}"
             self.fail(f"lost:{where}", f"{name}{about} was committed by {domain.WORKER_GROUP}, but {seen}: the "
                       f"event is lost{_claimed(worker, where)}", rules=("W1", "I3") if not found else ("W8", "I3"),
-                      partition=record.partition, offset=record.offset)
+                      step=step, partition=record.partition, offset=record.offset)
 
     def _retries(self, worker: list[dict[str, Any]]) -> None:
         target = self.evidence.target

@@ -129,8 +129,9 @@ class StoredCheck(Check):
                 if old is not None and new is not None:
                     changed = [f for f in FIELDS if not same(old.get(f, MISSING), new.get(f, MISSING))]
                     if changed:
+                        answered = ", ".join(str(s) for s in sorted({s for s in statuses if s is not None}))
                         self.fail(f"confirm-refused:{step}:{payment_id}", f"{name}: a confirmation answered "
-                                  f"{', '.join(str(s) for s in sorted(set(statuses)))} changed the stored payment: "
+                                  f"{answered} changed the stored payment: "
                                   + _changes(changed, old, new) + "; a refused confirmation must change nothing",
                                   rules=_refusal_rules(statuses), step=step, payment=name)
                 continue
