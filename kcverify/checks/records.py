@@ -113,7 +113,8 @@ class RecordsCheck(Check):
             name = self.evidence.payment_name(payment_id)
             if not allowance:
                 retried = self._confirmed_more_than_once(payment_id)
-                why = " (the gateway's retried confirmation enqueued another)" if retried else ""
+                why = (" (the gateway's retried confirmation enqueued another)" if retried else
+                       " (a confirmation published again: lost by its consumer and re-published, or enqueued twice)")
                 self.fail(f"count:{payment_id}", f"{name}: {len(records)} PURCHASE_CONFIRMED records for one payment"
                           f"{why}; without a fault that repeats a publish there must be exactly one",
                           rules=("P4", "P3") if retried else ("P3", "P4"), payment=name)
