@@ -15,6 +15,8 @@ from kcverify.checks import (  # noqa: F401
     idempotency,
     invariants,
     metadata,
+    records,
+    stored,
 )
 from kcverify.checks.base import REGISTRY, Check
 from kcverify.core.errors import InputError

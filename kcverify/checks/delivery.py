@@ -1,21 +1,26 @@
-"""Delivery: nothing lost, poison never blocks, retries as W7 says.
+"""Delivery: nothing lost, poison never blocks, retries as W7 says. Judged by outcomes anyone can see
+(records, offsets, rows); the components' traces, where a target has them, only add failures they
+prove wrong and explanations to a failure, never a pass.
 
 - P3: a succeeded payment's PURCHASE_CONFIRMED is published promptly (by the next settle, or within
   the bound on a real stack), not only when the reconciler notices it was lost.
-- W1/I3: every delivery whose offset the worker group committed was handled (processed, duplicate or
-  dead-lettered); a committed offset with no outcome is an event lost.
+- W1/I3: every PURCHASE_CONFIRMED record whose offset the worker group committed ends as a purchase for
+  its payment (processed, or a recognised duplicate of one that was), or as a dead letter actually on
+  the dead-letter topic that names the record and carries its original event (W8: replayable). A
+  committed offset with neither is an event lost, whatever the worker says it did.
 - W2: a schema-invalid event is dead-lettered on its first attempt, never retried.
 - W7: at most `retry_attempts` attempts, spaced by the backoff of the conventions the system is judged by
-  (spec.policy: 3, 1 s then 2 s; never the system's own settings); events dead-lettered for a transient
-  cause were tried exactly `retry_attempts` times.
-Needs the components' traces (capability read_traces) for the per-delivery parts."""
+  (spec.policy: 3, 1 s then 2 s; never the system's own settings), from traces where a target has them;
+  events dead-lettered for a transient cause were tried exactly `retry_attempts` times (from the dead
+  letter itself)."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from kcverify.checks.base import Check
+from kcverify.checks.base import MISSING, Check, same
 from kcverify.core.clock import parse_rfc3339
 from kcverify.evidence.evidence import decode
 from kcverify.spec import names
@@ -30,15 +35,22 @@ PUBLISH_BOUND_STACK = 5.0
 class DeliveryCheck(Check):
     name = "delivery"
     rules = ("P3", "W1", "W2", "W7", "I3")
-    needs = frozenset({"read_db", "read_bus", "read_traces"})
+    needs = frozenset({"read_db", "read_bus"})
     description = "confirmations published promptly; no event lost; poison dead-lettered at once; W7 retries"
 
+    def after_step(self, step: int) -> None:
+        # Judged at every step, not only at the end: the worker commits only once the outcome exists, so a
+        # committed record without one is lost at that moment, even if the reconciler heals its payment later.
+        self._outcomes(self._worker_traces(), step)
+
     def finish(self) -> None:
-        snapshot = self.evidence.last
-        worker = [t for t in snapshot.traces if t.get("component") == WORKER]
+        worker = self._worker_traces()
         self._published_promptly()
-        self._outcomes(worker)
-        self._retries(worker)
+        self._outcomes(worker, None)
+        if "read_traces" in self.evidence.target.capabilities:
+            self._retries(worker)
+        else:
+            self.notes.append("retry spacing (W7) not judged: the target shows no traces of attempts")
         self._dead_letters()
 
     def _published_promptly(self) -> None:
@@ -108,17 +120,37 @@ class DeliveryCheck(Check):
         seqs = [e.start_seq for e in self.evidence.exchanges if e.path == path and e.reply.status == 200]
         return min(seqs, default=0)
 
-    def _outcomes(self, worker: list[dict[str, Any]]) -> None:
-        handled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "offset_committed"}
-        polled = {(t["partition"], t["offset"]) for t in worker if t.get("event") == "attempt"}
-        committed = self.evidence.last.committed.get(names.group_topic(names.WORKER_GROUP, names.TOPIC_CONFIRMED), {})
-        for record in self.evidence.last.topics.get(names.TOPIC_CONFIRMED, []):
+    def _worker_traces(self) -> list[dict[str, Any]]:
+        return [t for t in self.evidence.last.traces if t.get("component") == WORKER]
+
+    def _outcomes(self, worker: list[dict[str, Any]], step: int | None) -> None:
+        """Every committed PURCHASE_CONFIRMED record has an outcome anyone can see in the same snapshot."""
+        snapshot = self.evidence.last
+        committed = snapshot.committed.get(names.group_topic(names.WORKER_GROUP, names.TOPIC_CONFIRMED), {})
+        purchased = {p["paymentId"] for p in snapshot.purchases}
+        letters = _dead_letters_by_origin(snapshot.topics.get(names.TOPIC_DLQ, []))
+        for record in snapshot.topics.get(names.TOPIC_CONFIRMED, []):
             upto = committed.get(record.partition)
-            key = (record.partition, record.offset)
-            if upto is not None and record.offset < upto and key not in handled:
-                seen = "was received but" if key in polled else "was"
-                self.fail(f"lost:{key}", f"purchase-confirmed[{record.partition}]@{record.offset} {seen} committed "
-                          "without being processed or dead-lettered: the event is lost", rules=("W1", "I3"))
+            if upto is None or record.offset >= upto:
+                continue  # not committed: the invariants check judges what is left unconsumed (I3)
+            where = (record.partition, record.offset)
+            event = decode(record)
+            payload = (event or {}).get("payload")
+            payment_id = payload.get("paymentId") if isinstance(payload, dict) else None
+            if isinstance(payment_id, str) and payment_id in purchased:
+                continue  # processed, or a duplicate of an event that was
+            found = letters.get(where, [])
+            if any(_carries(letter, record) for letter in found):
+                continue
+            name = f"purchase-confirmed[{record.partition}]@{record.offset}"
+            about = f" ({self.evidence.payment_name(payment_id)})" if isinstance(payment_id, str) else ""
+            if found:
+                seen = f"the dead letter naming it does not carry its original event {_brief(record.value)}"
+            else:
+                seen = f"no purchase for its payment and no dead letter of it on {names.TOPIC_DLQ}"
+            self.fail(f"lost:{where}", f"{name}{about} was committed by {names.WORKER_GROUP}, but {seen}: the "
+                      f"event is lost{_claimed(worker, where)}", rules=("W1", "I3") if not found else ("W8", "I3"),
+                      step=step, partition=record.partition, offset=record.offset)
 
     def _retries(self, worker: list[dict[str, Any]]) -> None:
         conventions = self.evidence.conventions
@@ -160,6 +192,47 @@ class DeliveryCheck(Check):
             if reason in TRANSIENT_REASONS and attempts != conventions.retry_attempts:
                 self.fail(f"dlq-attempts:{record.offset}", f"{where}: {reason} after {attempts} attempt(s); W7 "
                           f"requires {conventions.retry_attempts}", rules=("W7",))
+
+
+def _dead_letters_by_origin(records: list[Any]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """(partition, offset) of the purchase-confirmed record -> the dead letters that name it."""
+    out: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        letter = decode(record)
+        if letter is None or letter.get("originalTopic") != names.TOPIC_CONFIRMED:
+            continue
+        partition, offset = letter.get("partition"), letter.get("offset")
+        if isinstance(partition, int) and isinstance(offset, int):
+            out[(partition, offset)].append(letter)
+    return out
+
+
+def _carries(letter: dict[str, Any], record: Any) -> bool:
+    """The letter's originalEvent is the record's value: its JSON when it parses, else its text."""
+    original = letter.get("originalEvent", MISSING)
+    try:
+        return bool(same(original, json.loads(record.value)))
+    except (ValueError, UnicodeDecodeError):
+        return bool(original == record.value.decode("utf-8", errors="replace"))
+
+
+def _brief(value: bytes) -> str:
+    text = value[:60].decode("utf-8", errors="replace")
+    return repr(text + ("…" if len(value) > 60 else ""))
+
+
+def _claimed(worker: list[dict[str, Any]], where: tuple[int, int]) -> str:
+    """What the worker's own trace says it did with the record: an explanation, never a proof."""
+    said = [t for t in worker if (t.get("partition"), t.get("offset")) == where]
+    committed = [t for t in said if t.get("event") == "offset_committed"]
+    if committed:
+        outcome = committed[-1].get("outcome", "?")
+        failed = any(t.get("event") == "dead_letter_failed" for t in worker)
+        extra = " after a dead-letter publish failed" if failed and outcome == "dead_lettered" else ""
+        return f" (the worker's trace claims it {outcome}{extra})"
+    if any(t.get("event") == "attempt" for t in said):
+        return " (the worker's trace shows it was received)"
+    return ""
 
 
 def _split_runs(tries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -130,6 +130,7 @@ class Runner:
         evidence = Evidence(info, bound, conventions=self.options.conventions)
         for i, step in enumerate(scenario.steps, start=1):
             evidence.step_titles[i] = step_kinds.title(step)
+            evidence.step_actions[i] = (step.kind, dict(step.args))
         evidence.step_titles[len(scenario.steps) + 1] = "final settle and reads"
         active = [check(evidence) for check in self.checks if not (check.needs - info.capabilities)]
         inactive = [CheckResult(check.name, check.rules, Status.SKIPPED,

@@ -66,6 +66,9 @@ class Evidence:
     settles: list[Settle] = field(default_factory=list)
     snapshots: list[tuple[int, Snapshot]] = field(default_factory=list)
     step_titles: dict[int, str] = field(default_factory=dict)
+    # step -> (kind, arguments): what the scenario did, e.g. which faults it injected, which a check may
+    # need to judge an outcome (a re-publish is legitimate only after a fault that repeats one)
+    step_actions: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     seq: int = 0
     # What the system is judged by where the rules leave room for configuration (retries, backoff, TTL):
     # the spec's defaults, or a profile's declared conventions. Never the system's own settings.

@@ -46,6 +46,20 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("string-session-count", "W4", "the worker stores sessionCount as the string \"10\""),
     Defect("no-reconciler", "I1", "nothing re-publishes a succeeded payment whose purchase never appeared"),
     Defect("learning-view-ignores-authz", "S1", "any authenticated caller may read any student's view"),
+    Defect("create-validates-metadata-after-insert", "P1",
+           "a payment is stored before its metadata is validated: the 422 leaves the row behind"),
+    Defect("confirm-records-provider-id-unverified", "P2",
+           "the gateway's providerPaymentId is recorded before the signature is checked, even on a 401"),
+    Defect("commit-despite-dead-letter-failure", "W1",
+           "when the broker refuses a dead letter, the worker commits the offset anyway to keep the partition moving"),
+    Defect("dead-letter-from-parsed-event", "W8",
+           "the dead letter carries the parsed event, so a message that did not parse is dead-lettered as null"),
+    Defect("confirmed-keyed-by-payment", "I4",
+           "PURCHASE_CONFIRMED is keyed by paymentId instead of studentId, losing per-student order"),
+    Defect("relay-fresh-event-id", "P3",
+           "the outbox relay stamps every message it sends with a new eventId, so a re-publish is another event"),
+    Defect("confirm-retry-enqueues-again", "P4",
+           "a repeated confirmation of a succeeded payment writes its PURCHASE_CONFIRMED outbox row again"),
 )
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE}

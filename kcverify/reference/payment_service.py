@@ -102,6 +102,10 @@ class PaymentService:
         """P1: validate everything first; nothing is stored on error."""
         body = parse_json_object(raw)
         violations = contracts.validate("schemas/payment-create", body)
+        late = []
+        if self._defects.on("create-validates-metadata-after-insert"):  # the metadata check came after the insert
+            late = [v for v in violations if v.path.startswith("$.metadata")]
+            violations = [v for v in violations if not v.path.startswith("$.metadata")]
         if violations:
             raise validation_failed(violations)
         payment = Payment(
@@ -113,10 +117,12 @@ class PaymentService:
             status=PaymentStatus.INITIATED,
             provider=body.get("provider", "test"),
             provider_payment_id=None,
-            metadata=body["metadata"],
+            metadata=body.get("metadata", {}),
             created_at=self._clock.now(),
         )
         self._store.insert_payment(payment)
+        if late:
+            raise validation_failed(late)
         self._tracer.emit(COMPONENT, "payment_created", paymentId=payment.id, studentId=payment.student_id)
         return payment
 
@@ -132,6 +138,8 @@ class PaymentService:
         status and provider ids. A repeat of the current status is a no-op 200 (P4), which is also what a
         replay of an applied callback within the tolerance gets; an illegal transition is a 409."""
         require_payment_id(payment_id)
+        if self._defects.on("confirm-records-provider-id-unverified"):
+            self._record_provider_id(payment_id, raw)
         self._verify(payment_id, raw, signature)
         body = parse_json_object(raw)
         new_course = None
@@ -147,6 +155,11 @@ class PaymentService:
         except domain.IllegalTransition as exc:
             raise conflict(str(exc)) from exc
         if not changed:
+            if requested == PaymentStatus.SUCCEEDED and self._defects.on("confirm-retry-enqueues-again"):
+                # "in case the first one was lost": a second outbox row for the same confirmation
+                again = domain.purchase_confirmed(current, current.confirmed_at or self._clock.now())
+                self._store.save_status(current, domain.event_message(
+                    domain.TOPIC_CONFIRMED, current.student_id, again))
             self._tracer.emit(COMPONENT, "confirm_repeated", paymentId=payment_id, status=str(requested))
             return current
         now = self._clock.now()
@@ -162,9 +175,8 @@ class PaymentService:
         dual_write = succeeded and self._defects.on("dual-write")
         message = None
         if succeeded:
-            message = domain.event_message(
-                domain.TOPIC_CONFIRMED, updated.student_id, domain.purchase_confirmed(updated, now)
-            )
+            key = updated.id if self._defects.on("confirmed-keyed-by-payment") else updated.student_id
+            message = domain.event_message(domain.TOPIC_CONFIRMED, key, domain.purchase_confirmed(updated, now))
         self._store.save_status(updated, None if dual_write else message)
         self._tracer.emit(COMPONENT, "payment_status_saved", paymentId=payment_id, status=str(requested),
                           outbox=message is not None and not dual_write)
@@ -194,6 +206,17 @@ class PaymentService:
             parsed = parse_signature(signature)
             if parsed is not None:
                 self._trusted.add(parsed.v1)
+
+    def _record_provider_id(self, payment_id: str, raw: bytes) -> None:
+        """The defect: the gateway's id is kept "to correlate callbacks", before anyone checked who sent it."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return
+        provider_id = body.get("providerPaymentId") if isinstance(body, dict) else None
+        current = self._store.get_payment(payment_id)
+        if isinstance(provider_id, str) and current is not None and current.provider_payment_id is None:
+            self._store.save_status(replace(current, provider_payment_id=provider_id), None)
 
     def _publish_directly(self, topic: str, key: str, value: bytes,
                           headers: tuple[tuple[str, str], ...]) -> None:

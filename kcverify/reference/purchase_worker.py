@@ -131,7 +131,8 @@ class PurchaseWorker:
                               partition=msg.partition, reason=outcome.reason, error=outcome.error,
                               nextAt=inflight.next_at)
             return Step.RETRY
-        if outcome.step == Step.DEAD_LETTERED and not self._dead_letter(inflight, outcome):
+        if outcome.step == Step.DEAD_LETTERED and not self._dead_letter(inflight, outcome) \
+                and not self._defects.on("commit-despite-dead-letter-failure"):
             return Step.RETRY
         if outcome.step in (Step.PROCESSED, Step.DUPLICATE):
             self._crash.hit("worker.after_commit")
@@ -267,8 +268,11 @@ class PurchaseWorker:
         """Publish the dead letter; False (and a retry later) when the broker cannot take it."""
         msg = inflight.message
         now = self._clock.now()
+        original = msg.value
+        if self._defects.on("dead-letter-from-parsed-event"):
+            original = json.dumps(inflight.event).encode()
         letter = DeadLetter(
-            original_event=msg.value,
+            original_event=original,
             original_topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,

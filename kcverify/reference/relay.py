@@ -5,16 +5,22 @@ At least once by construction: a crash after publishing and before marking re-pu
 
 from __future__ import annotations
 
+import json
+import uuid
+
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable, StoreUnavailable
+from kcverify.reference import domain
+from kcverify.reference.defects import Defects
 from kcverify.reference.instrument import CrashPoints, Tracer
 from kcverify.reference.ports import Bus, OutboxStore
 
 
 class OutboxRelay:
     def __init__(self, *, name: str, store: OutboxStore, bus: Bus, clock: Clock, crash: CrashPoints,
-                 tracer: Tracer, batch: int = 100, retry_after: float = 1.0) -> None:
+                 tracer: Tracer, defects: Defects, batch: int = 100, retry_after: float = 1.0) -> None:
         self.name = name
+        self._defects = defects
         self._store = store
         self._bus = bus
         self._clock = clock
@@ -41,7 +47,10 @@ class OutboxRelay:
         published: list[int] = []
         for row in rows:
             try:
-                delivered = self._bus.publish(row.topic, row.key, row.value, row.headers)
+                value, headers = row.value, row.headers
+                if self._defects.on("relay-fresh-event-id"):
+                    value, headers = _fresh_event_id(value, headers)
+                delivered = self._bus.publish(row.topic, row.key, value, headers)
             except BusUnavailable as exc:
                 self._tracer.emit(self.name, "publish_failed", outboxId=row.id, error=str(exc))
                 self._retry_at = self._clock.now() + self._retry_after
@@ -59,3 +68,10 @@ class OutboxRelay:
             self._tracer.emit(self.name, "mark_failed", error=str(exc))
             self._retry_at = self._clock.now() + self._retry_after
         return len(published)
+
+
+def _fresh_event_id(value: bytes, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """The defect: "every Kafka message gets its own id", so a re-publish no longer is the same event."""
+    event = json.loads(value)
+    event["eventId"] = str(uuid.uuid4())
+    return domain.encode(event), tuple((k, event["eventId"] if k == "eventId" else v) for k, v in headers)

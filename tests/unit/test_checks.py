@@ -48,7 +48,8 @@ CAUGHT = [
     ("freshness", "errors-cached", "errors-not-cached", "S3"),
     ("delivery", "no-retries", "transient-then-success", "W7"),
     ("delivery", "commit-offset-before-handling", "worker-crash-before-handling", "I3"),
-    ("delivery", "latest-offset-reset", "before-worker-first-start", "W1"),
+    ("delivery", "latest-offset-reset", "poison-then-valid", "W1"),
+    ("records", "latest-offset-reset", "happy-path", "P3"),
     ("delivery", "dual-write", "broker-down-at-confirm", "P3"),
     ("delivery", "poison-blocks-partition", "poison-then-valid", "W2"),
     ("contract", "string-session-count", "happy-path", "I4"),
@@ -65,6 +66,14 @@ CAUGHT = [
     ("step expectation", "unsigned-confirm", "unsigned-confirm", "P2"),
     ("step expectation", "confirm-mutates-course", "unsigned-confirm", "P2"),
     ("step expectation", "learning-view-ignores-authz", "other-students-view", "S1"),
+    ("stored", "create-validates-metadata-after-insert", "payment-validation", "P1"),
+    ("stored", "confirm-records-provider-id-unverified", "unsigned-confirm", "P2"),
+    ("stored", "confirm-mutates-course", "unsigned-confirm", "P2"),
+    ("delivery", "commit-despite-dead-letter-failure", "dead-letter-broker-down", "W1"),
+    ("delivery", "dead-letter-from-parsed-event", "poison-then-valid", "W8"),
+    ("records", "confirmed-keyed-by-payment", "happy-path", "I4"),
+    ("records", "relay-fresh-event-id", "relay-crash-after-publish", "P3"),
+    ("records", "confirm-retry-enqueues-again", "gateway-retries-confirm", "P4"),
 ]
 
 

@@ -1,0 +1,155 @@
+"""Records: the Kafka side of every event the system produced, which no value schema sees.
+
+- I4: each record's key is the field of its value the contract names (contracts/events/asyncapi.yaml:
+  the message's `x-key-field` beside its `bindings.kafka.key` schema), and it carries every header the
+  contract requires, each equal to the envelope field of the same name.
+- P3/P4: one PURCHASE_CONFIRMED record per payment. A gateway retry of a confirmation must not enqueue a
+  second one. Only a fault that at-least-once delivery legitimately repeats allows more (a relay crash
+  or kill between publish and mark, a failed store or broker call, a component taken down so that the
+  reconciler re-publishes, a dead-letter replay, time moved past the reconciler's grace); then every
+  further record must be a byte-identical re-publish of the first: same value, key and headers.
+Records the scenario injected (its `publish` steps) are not the system's and are not judged."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from kcverify.checks.base import Check
+from kcverify.contracts import asyncapi
+from kcverify.evidence.evidence import decode
+from kcverify.spec.names import EVENT_CONFIRMED, TOPIC_CONFIRMED
+from kcverify.targets.base import BusRecord
+
+# Components whose being down can make the flow publish a confirmation again (the relay re-publishes what
+# it published before it died; the reconciler re-publishes a payment whose purchase is late).
+REPUBLISHING_COMPONENTS = ("payment-relay", "purchase-worker", "reconciler")
+# Resources whose failure can repeat a publish (a failed mark, a late purchase, a produce that timed out).
+REPUBLISHING_RESOURCES = ("payments_db", "courses_db", "bus")
+
+
+class RecordsCheck(Check):
+    name = "records"
+    rules = ("I4", "P3", "P4")
+    needs = frozenset({"read_bus"})
+    description = "record keys and headers as the AsyncAPI contract says; one PURCHASE_CONFIRMED per payment"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.metrics.update(records=0)
+
+    def after_step(self, step: int) -> None:
+        self._shape(step)
+
+    def finish(self) -> None:
+        self._shape(None)
+        self._per_payment()
+        self.notes.append(f"{self.metrics['records']} record(s): keys and headers judged against asyncapi.yaml")
+
+    # --- key and headers ---------------------------------------------------------------------------
+
+    def _shape(self, step: int | None) -> None:
+        where_injected = {(r.topic, r.partition, r.offset) for r in self.evidence.injected}
+        injected = {(topic, record.value) for topic, records in self.evidence.last.topics.items()
+                    for record in records if (topic, record.partition, record.offset) in where_injected}
+        records = 0
+        for topic, message in asyncapi.messages().items():
+            for record in self.evidence.genuine(topic):
+                if (topic, record.value) in injected and not record.headers:
+                    continue  # the scenario's own bytes and headers, relayed (a dead-letter replay of them)
+                records += 1
+                event = decode(record)
+                where = f"{topic}[{record.partition}]@{record.offset}"
+                if message.key_schema and not Draft202012Validator(message.key_schema).is_valid(record.key):
+                    self.fail(f"key-schema:{topic}:{record.partition}:{record.offset}", f"{where}: key "
+                              f"{record.key!r} breaks the key schema of {message.name or topic} in asyncapi.yaml",
+                              rules=("I4",), step=step)
+                if event is None:
+                    continue  # the contract check reports a value that is not a JSON object
+                if message.key_field is not None:
+                    wanted = asyncapi.key_value(message, event)
+                    if record.key != wanted:
+                        self.fail(f"key:{topic}:{record.partition}:{record.offset}", f"{where}: keyed "
+                                  f"{record.key!r}, but asyncapi.yaml keys {message.name or topic} by "
+                                  f"{'.'.join(message.key_field)} = {wanted!r} (per-student order is lost)",
+                                  rules=("I4",), step=step, **self._about(event))
+                self._headers(step, where, record, event, message.required_headers)
+        self.metrics["records"] = records
+
+    def _headers(self, step: int | None, where: str, record: BusRecord, event: dict[str, Any],
+                 required: tuple[str, ...]) -> None:
+        values: dict[str, list[str]] = defaultdict(list)
+        for name, value in record.headers:
+            values[name].append(value)
+        missing = [name for name in required if name not in values]
+        if missing:
+            self.fail(f"headers:{where}", f"{where}: required header(s) {', '.join(missing)} missing "
+                      f"(asyncapi.yaml requires {', '.join(required)})", rules=("I4",), step=step,
+                      **self._about(event))
+        for name in required:
+            if name in values and event.get(name) is not None and values[name] != [str(event[name])]:
+                self.fail(f"header:{where}:{name}", f"{where}: header {name} is {values[name]!r}, but the envelope's "
+                          f"{name} is {event[name]!r}", rules=("I4",), step=step, **self._about(event))
+
+    def _about(self, event: dict[str, Any]) -> dict[str, Any]:
+        payload = event.get("payload")
+        payment = payload.get("paymentId") if isinstance(payload, dict) else None
+        return {"payment": self.evidence.payment_name(payment)} if isinstance(payment, str) else {}
+
+    # --- records per payment -----------------------------------------------------------------------
+
+    def _per_payment(self) -> None:
+        per_payment: dict[str, list[BusRecord]] = defaultdict(list)
+        for record in self.evidence.genuine(TOPIC_CONFIRMED):
+            event = decode(record)
+            payload = (event or {}).get("payload")
+            if (event or {}).get("type") == EVENT_CONFIRMED and isinstance(payload, dict) \
+                    and isinstance(payload.get("paymentId"), str):
+                per_payment[payload["paymentId"]].append(record)
+        allowance = self._repeating_faults()
+        for payment_id, records in per_payment.items():
+            if len(records) < 2:
+                continue
+            name = self.evidence.payment_name(payment_id)
+            if not allowance:
+                retried = self._confirmed_more_than_once(payment_id)
+                why = (" (the gateway's retried confirmation enqueued another)" if retried else
+                       " (a confirmation published again: lost by its consumer and re-published, or enqueued twice)")
+                self.fail(f"count:{payment_id}", f"{name}: {len(records)} PURCHASE_CONFIRMED records for one payment"
+                          f"{why}; without a fault that repeats a publish there must be exactly one",
+                          rules=("P4", "P3") if retried else ("P3", "P4"), payment=name)
+                continue
+            first = records[0]
+            for record in records[1:]:
+                differ = [what for what, a, b in (("value", first.value, record.value), ("key", first.key, record.key),
+                                                  ("headers", first.headers, record.headers)) if a != b]
+                if differ:
+                    self.fail(f"republish:{payment_id}:{record.partition}:{record.offset}",
+                              f"{name}: {TOPIC_CONFIRMED}[{record.partition}]@{record.offset} repeats the payment's "
+                              f"confirmation but differs from the first record in its {', '.join(differ)}; a "
+                              f"re-publish after {allowance[0]} must be byte-identical", rules=("P3", "P4"),
+                              payment=name)
+
+    def _repeating_faults(self) -> list[str]:
+        """The steps of the run after which a confirmation may legitimately be published again."""
+        found = []
+        for step, (kind, args) in sorted(self.evidence.step_actions.items()):
+            component = str(args.get("component", ""))
+            if kind == "crash" and (component in REPUBLISHING_COMPONENTS
+                                    or str(args.get("at", "")).startswith(REPUBLISHING_COMPONENTS)):
+                found.append(f"step {step} (crash {args.get('at', component)})")
+            elif kind in ("kill", "stop") and component in REPUBLISHING_COMPONENTS:
+                found.append(f"step {step} ({kind} {component})")
+            elif kind == "fail" and args.get("resource") in REPUBLISHING_RESOURCES:
+                found.append(f"step {step} (fail {args.get('resource')})")
+            elif kind in ("replay_dlq", "advance_clock"):
+                found.append(f"step {step} ({kind})")
+        return found
+
+    def _confirmed_more_than_once(self, payment_id: str) -> bool:
+        path = f"/api/v1/payments/{payment_id}/confirm"
+        accepted = [e for e in self.evidence.exchanges
+                    if e.path == path and e.reply.status is not None and 200 <= e.reply.status < 300]
+        return len(accepted) > 1

@@ -1,0 +1,204 @@
+"""Stored: what the payment API answered against what payments_db holds after the step.
+
+The API's answer is a claim; the row is the fact. Judged per step, from the payments rows before and
+after it and the HTTP exchanges in between (the components are held between steps, and only the
+payment service writes payment rows):
+- P1: a create answered 4xx stores nothing; a create answered 201 stores exactly one row, with the
+  student, course, amount, currency and metadata that were sent, and the answer shows that row.
+- P2/P4: a confirmation answered 4xx (unsigned, invalid, illegal transition) changes nothing: status,
+  course, amount, metadata, provider ids, confirmedAt; an accepted one stores what it answered; a
+  repeat of the current status changes nothing.
+An answer that never came, or a 5xx, is indeterminate: a row may or may not exist, so neither is
+required."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from kcverify.checks.base import MISSING, Check, same, show
+from kcverify.core.clock import parse_rfc3339
+from kcverify.evidence.evidence import Exchange
+from kcverify.targets.base import Snapshot
+
+# The payment as the API and a snapshot show it (contracts/openapi/payment-service.yaml, schema Payment).
+FIELDS = ("studentId", "courseId", "amountCents", "currency", "status", "provider", "providerPaymentId",
+          "metadata", "createdAt", "confirmedAt")
+# What a create request sets, field for field.
+CREATE_FIELDS = ("studentId", "courseId", "amountCents", "currency", "metadata")
+TIMES = ("createdAt", "confirmedAt")
+TIME_SLACK = 0.0015  # a store may keep microseconds where the answer was rounded to milliseconds
+CONFIRM_PREFIX = "/api/v1/payments/"
+
+
+class StoredCheck(Check):
+    name = "stored"
+    rules = ("P1", "P2", "P4")
+    needs = frozenset({"read_db"})
+    description = "what the payment API answered is what payments_db stored; a refused request stores nothing"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.metrics.update(creates=0, confirmations=0)
+
+    def after_step(self, step: int) -> None:
+        snapshots = [(i, s) for i, s in self.evidence.snapshots if i <= step]
+        if not snapshots or snapshots[-1][0] != step:
+            return
+        before = snapshots[-2][1] if len(snapshots) > 1 else Snapshot(at=0.0)
+        after = snapshots[-1][1]
+        exchanges = [e for e in self.evidence.exchanges if e.step == step]
+        creates = [e for e in exchanges if e.kind == "create_payment"]
+        confirms = [e for e in exchanges if e.kind == "confirm"]
+        if creates:
+            self._creates(step, creates, before, after)
+        if confirms:
+            self._confirms(step, confirms, before, after)
+
+    def finish(self) -> None:
+        self.notes.append(f"{self.metrics['creates']} create(s), {self.metrics['confirmations']} confirmation(s) "
+                          "compared with the rows stored")
+
+    # --- creates -------------------------------------------------------------------------------
+
+    def _creates(self, step: int, creates: list[Exchange], before: Snapshot, after: Snapshot) -> None:
+        old = {p["id"] for p in before.payments}
+        new_rows = [p for p in after.payments if p["id"] not in old]
+        accepted: set[str] = set()
+        for exchange in creates:
+            status = exchange.reply.status
+            if status != 201:
+                continue
+            self.metrics["creates"] += 1
+            try:
+                answer = exchange.reply.json()
+                sent = json.loads(exchange.request_body)
+            except ValueError:
+                continue  # the contract check reports a body that is not JSON
+            if not isinstance(answer, dict) or not isinstance(answer.get("id"), str) or not isinstance(sent, dict):
+                continue
+            payment_id = answer["id"]
+            accepted.add(payment_id)
+            rows = [p for p in after.payments if p["id"] == payment_id]
+            if len(rows) != 1:
+                self.fail(f"create-rows:{payment_id}", f"a create answered 201 with id {payment_id[:8]}…, but "
+                          f"payments_db holds {len(rows)} row(s) with that id", rules=("P1",), step=step)
+                continue
+            row = rows[0]
+            for field in CREATE_FIELDS:
+                if field in sent and not same(row.get(field, MISSING), sent[field]):
+                    self.fail(f"create-sent:{payment_id}:{field}", f"a create answered 201 stored {field} "
+                              f"{show(row.get(field, MISSING))}, but {show(sent[field])} was sent and accepted",
+                              rules=("P1",), step=step, field=field)
+            if row.get("status") != "initiated":
+                self.fail(f"create-status:{payment_id}", f"a new payment was stored with status "
+                          f"{show(row.get('status'))} (a created payment is initiated)", rules=("P1", "P4"), step=step)
+            self._answer_is_row(step, f"create {payment_id[:8]}…", answer, row, ("P1",))
+        refused = [e for e in creates if e.reply.status is not None and 400 <= e.reply.status < 500]
+        if not refused:
+            return
+        unexplained = [p for p in new_rows if p["id"] not in accepted]
+        for exchange in refused:
+            student = _sent_student(exchange)
+            stored = [p for p in unexplained if student is None or p.get("studentId") == student]
+            if stored:
+                self.fail(f"create-refused:{step}:{exchange.start_seq}", f"a create answered "
+                          f"{exchange.reply.status} stored a payment anyway (row {stored[0]['id'][:8]}… of "
+                          f"{stored[0].get('studentId')}, course {stored[0].get('courseId')}): a refused "
+                          "request must store nothing", rules=("P1",), step=step)
+
+    # --- confirmations -------------------------------------------------------------------------
+
+    def _confirms(self, step: int, confirms: list[Exchange], before: Snapshot, after: Snapshot) -> None:
+        by_payment: dict[str, list[Exchange]] = defaultdict(list)
+        for exchange in confirms:
+            payment_id = exchange.path.removeprefix(CONFIRM_PREFIX).removesuffix("/confirm")
+            by_payment[payment_id].append(exchange)
+        rows_before = {p["id"]: p for p in before.payments}
+        rows_after = {p["id"]: p for p in after.payments}
+        for payment_id, exchanges in by_payment.items():
+            self.metrics["confirmations"] += len(exchanges)
+            name = self.evidence.payment_name(payment_id)
+            old, new = rows_before.get(payment_id), rows_after.get(payment_id)
+            statuses = [e.reply.status for e in exchanges]
+            if any(s is None or s >= 500 for s in statuses):
+                continue  # indeterminate: the confirmation may or may not have been applied
+            accepted = [e for e in exchanges if e.reply.status is not None and 200 <= e.reply.status < 300]
+            if not accepted:
+                if old is not None and new is not None:
+                    changed = [f for f in FIELDS if not same(old.get(f, MISSING), new.get(f, MISSING))]
+                    if changed:
+                        answered = ", ".join(str(s) for s in sorted({s for s in statuses if s is not None}))
+                        self.fail(f"confirm-refused:{step}:{payment_id}", f"{name}: a confirmation answered "
+                                  f"{answered} changed the stored payment: "
+                                  + _changes(changed, old, new) + "; a refused confirmation must change nothing",
+                                  rules=_refusal_rules(statuses), step=step, payment=name)
+                continue
+            if new is None:
+                self.fail(f"confirm-row:{step}:{payment_id}", f"{name}: a confirmation was answered "
+                          f"{accepted[-1].reply.status} but payments_db holds no such payment", rules=("P2",),
+                          step=step, payment=name)
+                continue
+            try:
+                answer = accepted[-1].reply.json()
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict):
+                self._answer_is_row(step, f"{name}: the confirmation", answer, new, ("P2", "P4"))
+            requested = _requested_status(accepted[0])
+            if old is not None and requested is not None and old.get("status") == requested:
+                changed = [f for f in FIELDS if not same(old.get(f, MISSING), new.get(f, MISSING))]
+                if changed:
+                    self.fail(f"confirm-repeat:{step}:{payment_id}", f"{name}: repeating status {requested} "
+                              "changed the stored payment: " + _changes(changed, old, new) + "; a repeat is a no-op",
+                              rules=("P4",), step=step, payment=name)
+
+    # --- shared --------------------------------------------------------------------------------
+
+    def _answer_is_row(self, step: int, what: str, answer: dict[str, Any], row: dict[str, Any],
+                       rules: tuple[str, ...]) -> None:
+        """The answer says what was stored: every field it shows must be what the row holds."""
+        differ = []
+        for field in FIELDS:
+            if field not in answer:
+                continue  # a missing field is the contract check's to report
+            said, stored = answer[field], row.get(field, MISSING)
+            if field in TIMES and isinstance(said, str) and isinstance(stored, str):
+                try:
+                    if abs(parse_rfc3339(said) - parse_rfc3339(stored)) <= TIME_SLACK:
+                        continue
+                except ValueError:
+                    pass
+            if not same(said, stored):
+                differ.append(field)
+        if differ:
+            shown = "; ".join(f"{f}: answered {show(answer[f])}, stored {show(row.get(f, MISSING))}" for f in differ)
+            self.fail(f"answer:{step}:{row.get('id')}", f"{what} answered what was not stored ({shown})",
+                      rules=rules, step=step, fields=differ)
+
+
+def _sent_student(exchange: Exchange) -> str | None:
+    try:
+        sent = json.loads(exchange.request_body)
+    except ValueError:
+        return None
+    student = sent.get("studentId") if isinstance(sent, dict) else None
+    return student if isinstance(student, str) else None
+
+
+def _requested_status(exchange: Exchange) -> str | None:
+    try:
+        sent = json.loads(exchange.request_body)
+    except ValueError:
+        return None
+    status = sent.get("status") if isinstance(sent, dict) else None
+    return status if isinstance(status, str) else None
+
+
+def _refusal_rules(statuses: list[int | None]) -> tuple[str, ...]:
+    return ("P4",) if statuses and all(s == 409 for s in statuses) else ("P2",)
+
+
+def _changes(fields: list[str], old: dict[str, Any], new: dict[str, Any]) -> str:
+    return ", ".join(f"{f} {show(old.get(f, MISSING))} -> {show(new.get(f, MISSING))}" for f in fields)

@@ -1,0 +1,175 @@
+"""The checks that judge by what anyone can observe: `stored` (the payment API's answers against the
+rows stored), `records` (Kafka keys, headers and records per payment, from the AsyncAPI document) and
+`delivery`'s outcomes (committed offsets against purchases and dead letters, never the worker's word)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kcverify.engine.evidence import Evidence, Exchange
+from kcverify.engine.results import ScenarioResult
+
+from kcverify.checks.delivery import DeliveryCheck
+from kcverify.checks.stored import StoredCheck
+from kcverify.contracts import asyncapi
+from kcverify.core.status import Status
+from kcverify.engine.runner import Runner, RunOptions
+from kcverify.scenario.loader import load_scenario
+from kcverify.targets.base import HttpReply, Snapshot, TargetInfo
+from kcverify.targets.embedded import EmbeddedTarget
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+PAYMENT_ID = "0b5a8a4e-7a52-4c65-9b55-3d0e2f6f1a11"
+METADATA = {"startDate": "2026-02-02", "classTime": "18:30", "classTypeId": "group-small",
+            "scheduleType": "weekly", "sessionCount": 10}
+
+
+class TracelessTarget(EmbeddedTarget):
+    """The embedded reference seen as an external system would be: no traces of the components."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.info = replace(self.info, capabilities=self.info.capabilities - {"read_traces"})
+
+    def snapshot(self) -> Snapshot:
+        return replace(super().snapshot(), traces=[])
+
+
+def run(scenario: str, *defects: str, target: EmbeddedTarget | None = None) -> ScenarioResult:
+    runner = Runner(target or EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)))
+    [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
+    return result
+
+
+def failures(result: ScenarioResult, check: str) -> list[str]:
+    return [f.message for f in result.failures if f.check == check]
+
+
+# --- the contract the records check reads ----------------------------------------------------------
+
+def test_the_asyncapi_document_declares_each_topic_key_field_and_required_headers() -> None:
+    messages = asyncapi.messages()
+    for topic in ("purchase-confirmed", "purchase-created"):
+        assert messages[topic].key_field == ("payload", "studentId")
+        assert set(messages[topic].required_headers) == {"eventId", "type", "correlationId", "idempotencyKey"}
+        assert messages[topic].key_schema.get("type") == "string"
+    assert messages["purchase-confirmed.dlq"].key_field is None
+    assert asyncapi.key_value(messages["purchase-confirmed"], {"payload": {"studentId": "s1"}}) == "s1"
+    assert asyncapi.key_value(messages["purchase-confirmed"], {"payload": {}}) is None
+
+
+# --- delivery: outcomes, not the worker's word ---------------------------------------------------
+
+def test_delivery_fails_a_commit_the_worker_calls_dead_lettered_when_no_letter_exists() -> None:
+    result = run("dead-letter-broker-down", "commit-despite-dead-letter-failure")
+    [message] = failures(result, "delivery")
+    assert "no dead letter of it" in message
+    assert "trace claims it dead_lettered" in message  # the trace explains the failure, it did not pass it
+
+
+@pytest.mark.parametrize(("defect", "scenario"), [
+    ("commit-despite-dead-letter-failure", "dead-letter-broker-down"),
+    ("commit-offset-before-handling", "worker-crash-before-handling"),
+    ("dead-letter-from-parsed-event", "poison-then-valid"),
+])
+def test_delivery_judges_outcomes_without_any_trace(defect: str, scenario: str) -> None:
+    assert run(scenario, target=TracelessTarget()).status == Status.PASSED
+    result = run(scenario, defect, target=TracelessTarget())
+    assert failures(result, "delivery"), [(f.check, f.message) for f in result.failures]
+    [delivery] = [c for c in result.checks if c.name == "delivery"]
+    assert "not judged" in delivery.summary  # W7 spacing needs traces; said, not passed silently
+
+
+def test_a_loss_the_reconciler_heals_later_is_still_a_loss() -> None:
+    result = run("worker-crash-before-handling", "commit-offset-before-handling")
+    assert not failures(result, "invariants")  # the payment ends with its purchase...
+    assert any("the event is lost" in m for m in failures(result, "delivery"))  # ...but the event was lost
+
+
+# --- records ----------------------------------------------------------------------------------------
+
+def test_records_allow_a_byte_identical_republish_only_after_a_fault_that_repeats_it() -> None:
+    healed = run("relay-crash-after-publish")
+    assert healed.status == Status.PASSED
+    retried = run("gateway-retries-confirm", "confirm-retry-enqueues-again")
+    [message] = failures(retried, "records")
+    assert "3 PURCHASE_CONFIRMED records" in message and "retried confirmation" in message
+    restamped = run("relay-crash-after-publish", "relay-fresh-event-id")
+    assert any("byte-identical" in m and "crash payment-relay.after_publish" in m
+               for m in failures(restamped, "records"))
+
+
+# --- stored, on evidence built by hand --------------------------------------------------------------
+
+INFO = TargetInfo("test", frozenset({"read_db"}), None)
+
+
+def _payment(**changes: Any) -> dict[str, Any]:
+    row = {"id": PAYMENT_ID, "studentId": "s1", "courseId": "c1", "amountCents": 4900, "currency": "EUR",
+           "status": "initiated", "provider": "test", "providerPaymentId": None, "metadata": dict(METADATA),
+           "createdAt": "2026-01-01T00:00:00.000Z", "confirmedAt": None}
+    return {**row, **changes}
+
+
+def _exchange(step: int, kind: str, path: str, sent: dict[str, Any], status: int | None,
+              answer: dict[str, Any] | None = None) -> Exchange:
+    reply = HttpReply(status, {}, json.dumps(answer or {}).encode())
+    return Exchange(step, kind, "payment-service", "POST", path, json.dumps(sent).encode(), 0.0, 0.0, reply)
+
+
+def _stored(exchanges: list[Exchange], *snapshots: list[dict[str, Any]]) -> list[str]:
+    evidence = Evidence(INFO, None, exchanges=exchanges)
+    check = StoredCheck(evidence)
+    for step, rows in enumerate(snapshots, start=1):
+        evidence.snapshots.append((step, Snapshot(at=0.0, payments=rows)))
+        check.after_step(step)
+    return [f.message for f in check.failures]
+
+
+CREATE = {"studentId": "s1", "courseId": "c1", "amountCents": 4900, "currency": "EUR", "metadata": METADATA}
+
+
+def test_stored_passes_a_create_whose_row_is_what_was_sent_and_answered() -> None:
+    exchanges = [_exchange(1, "create_payment", "/api/v1/payments", CREATE, 201, _payment())]
+    assert _stored(exchanges, [_payment()]) == []
+
+
+def test_stored_fails_a_201_whose_row_differs_from_what_was_accepted() -> None:
+    exchanges = [_exchange(1, "create_payment", "/api/v1/payments", CREATE, 201, _payment())]
+    row = _payment(metadata={**METADATA, "sessionCount": "10"})
+    messages = _stored(exchanges, [row])
+    assert any("stored metadata" in m for m in messages)
+    assert any("answered what was not stored" in m for m in messages)
+
+
+def test_stored_fails_a_refused_create_that_left_a_row_and_tolerates_an_indeterminate_one() -> None:
+    refused = [_exchange(1, "create_payment", "/api/v1/payments", CREATE, 422)]
+    assert any("answered 422 stored a payment" in m for m in _stored(refused, [_payment()]))
+    unanswered = [_exchange(1, "create_payment", "/api/v1/payments", CREATE, None)]
+    assert _stored(unanswered, [_payment()]) == []
+
+
+def test_stored_fails_a_refused_confirmation_that_changed_the_row() -> None:
+    path = f"/api/v1/payments/{PAYMENT_ID}/confirm"
+    sent = {"status": "succeeded", "providerPaymentId": "pi_1"}
+    exchanges = [_exchange(2, "confirm", path, sent, 401)]
+    assert _stored(exchanges, [_payment()], [_payment()]) == []
+    [message] = _stored(exchanges, [_payment()], [_payment(providerPaymentId="pi_1")])
+    assert "answered 401 changed the stored payment" in message and "providerPaymentId" in message
+
+
+def test_stored_fails_an_accepted_confirmation_whose_answer_was_not_stored() -> None:
+    path = f"/api/v1/payments/{PAYMENT_ID}/confirm"
+    answer = _payment(status="succeeded", confirmedAt="2026-01-01T00:00:01.000Z")
+    exchanges = [_exchange(2, "confirm", path, {"status": "succeeded"}, 200, answer)]
+    assert _stored(exchanges, [_payment()], [answer]) == []
+    [message] = _stored(exchanges, [_payment()], [_payment()])
+    assert 'status: answered "succeeded", stored "initiated"' in message
+
+
+def test_delivery_needs_no_traces() -> None:
+    assert "read_traces" not in DeliveryCheck.needs
