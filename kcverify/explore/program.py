@@ -36,8 +36,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from kcverify import contracts
-from kcverify.scenario.loader import CRASH_POINT_OWNERS
 from kcverify.scenario.model import Scenario, Step, freeze
+from kcverify.spec.names import CRASH_POINT_OWNERS
 
 # An action: the step kind, and two small integers the model resolves against the scenario so far.
 Action = tuple[str, int, int]

@@ -32,19 +32,11 @@ from kcverify import contracts
 from kcverify.core.errors import InputError
 from kcverify.scenario.model import RESPONSE_STEPS, Path, Scenario, Step, freeze
 from kcverify.scenario.selection import Selection
+from kcverify.spec import names
 
 SCHEMA = "schemas/scenario"
 SUFFIXES = (".yaml", ".yml")
 DOCS = "docs/scenarios.md"
-
-# Which component dies at each crash point (the part of the point's name before the dot).
-CRASH_POINT_OWNERS: Mapping[str, str] = MappingProxyType({
-    "payment": "payment-service",
-    "payment-relay": "payment-relay",
-    "course-relay": "course-relay",
-    "worker": "purchase-worker",
-    "invalidator": "cache-invalidator",
-})
 
 # The operations a `fail: {resource: R, op: M}` step may name, per resource: the vocabulary of fault
 # injection that scenarios are written in. The reference's ports offer exactly these (a test holds the
@@ -62,11 +54,6 @@ FAULT_OPERATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 UNBOUND_PAYMENT = "unknown"
 
 _MAX_NODES = 100_000  # aliases can expand a small file exponentially ("billion laughs")
-
-
-def crash_point_owner(point: str) -> str:
-    """The component that dies at `point`, e.g. `worker.after_commit` → `purchase-worker`."""
-    return CRASH_POINT_OWNERS[point.split(".", 1)[0]]
 
 
 def port_operations(resource: str) -> tuple[str, ...]:
@@ -678,7 +665,7 @@ def _step_problem(kind: str, args: Mapping[str, Any], bound: Mapping[str, _Bindi
         elif "signature" in args and args.get("signed") is False:
             return "'signature' says how to sign; 'signed: false' sends no signature", ("signature",), None
     if kind == "crash" and "component" in args:
-        owner = crash_point_owner(args["at"])
+        owner = names.crash_point_owner(args["at"])
         if args["component"] != owner:
             return (f"crash point '{args['at']}' is in '{owner}', not '{args['component']}'", ("component",),
                     f"leave out component, or write `component: {owner}`")
@@ -750,7 +737,7 @@ def _step(doc: _Document, index: int, item: dict[str, Any]) -> Step:
         args.setdefault("by", args["student"])
         args.setdefault("role", "admin" if args["by"] == "admin" else "student")
     if kind == "crash":
-        args.setdefault("component", crash_point_owner(args["at"]))
+        args.setdefault("component", names.crash_point_owner(args["at"]))
     note = args.pop("note", None)
     expect = args.pop("expect", None)
     if kind == "expect":

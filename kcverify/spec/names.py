@@ -4,6 +4,9 @@ that follows the rules uses exactly these strings, so both sides may import them
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 # Topics (events of contracts/events/).
 TOPIC_CONFIRMED = "purchase-confirmed"
 TOPIC_CREATED = "purchase-created"
@@ -57,3 +60,18 @@ def cache_key(student_id: str) -> str:
 def group_topic(group: str, topic: str) -> str:
     """How a snapshot keys a consumer group's committed offsets on a topic."""
     return f"{group}/{topic}"
+
+
+# Which component dies at each crash point (the part of the point's name before the dot).
+CRASH_POINT_OWNERS: Mapping[str, str] = MappingProxyType({
+    "payment": "payment-service",
+    "payment-relay": "payment-relay",
+    "course-relay": "course-relay",
+    "worker": "purchase-worker",
+    "invalidator": "cache-invalidator",
+})
+
+
+def crash_point_owner(point: str) -> str:
+    """The component that dies at `point`, e.g. `worker.after_commit` → `purchase-worker`."""
+    return CRASH_POINT_OWNERS[point.split(".", 1)[0]]

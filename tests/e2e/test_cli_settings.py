@@ -95,6 +95,6 @@ def test_bad_settings_files_and_variables_are_one_line(tmp_path: Path) -> None:
 
 def test_settings_reach_stack_and_serve_too(tmp_path: Path) -> None:
     (tmp_path / "kcverify.toml").write_text('state_dir = "elsewhere"\n')
-    result = kcverify("serve", "worker", cwd=tmp_path)
+    result = kcverify("serve", "worker", "--dev", cwd=tmp_path)
     assert result.returncode == 2
     assert f"no running stack in {tmp_path / 'elsewhere'}" in result.stderr

@@ -42,8 +42,7 @@ class AcmeTarget:
         self._inner = EmbeddedTarget(defects=[broken] if broken else [])
         self.setting = options.settings.get("unused", "")
         base = self._inner.info
-        self.info = TargetInfo("acme", self.capabilities, base.freshness_bound, base.retry_backoff,
-                               base.retry_attempts, base.cache_ttl)
+        self.info = TargetInfo("acme", self.capabilities, base.freshness_bound)
 
     def start(self, *, seed: int) -> None:
         self._inner.start(seed=seed)
@@ -61,8 +60,8 @@ class AcmeTarget:
              headers: dict[str, str] | None = None) -> HttpReply:
         return self._inner.http(service, method, path, body=body, headers=headers)
 
-    def sign(self, body: bytes) -> str:
-        return self._inner.sign(body)
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
+        return self._inner.sign(payment_id, body, at)
 
     def token(self, subject: str, role: str) -> str:
         return self._inner.token(subject, role)

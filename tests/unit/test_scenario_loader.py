@@ -16,8 +16,9 @@ from kcverify.core.errors import InputError
 from kcverify.reference.bootstrap import COMPONENTS
 from kcverify.reference.domain import DeadLetterReason
 from kcverify.reference.instrument import CRASH_POINTS
-from kcverify.scenario.loader import crash_point_owner, load_scenario, load_scenarios, port_operations
+from kcverify.scenario.loader import load_scenario, load_scenarios, port_operations
 from kcverify.scenario.model import STEP_CAPABILITIES, FrozenDict, Scenario
+from kcverify.spec.names import crash_point_owner
 
 HEAD = "title: T\ncovers: [P1]\nsteps:\n"  # steps then start on line 4
 

@@ -106,13 +106,18 @@ def _allowed(path: str) -> bool:
             or "..." in path or "<" in path or "$" in path)
 
 
+def _in_repository(path: Path) -> bool:
+    """Exists and lies inside the repository: a file beside a checkout (../anything) is not shipped."""
+    return path.exists() and path.resolve().is_relative_to(ROOT.resolve())
+
+
 def _exists(path: str, folder: Path) -> bool:
     path = path.removeprefix("./")
     for base in (ROOT, PACKAGE, folder):
         if "*" in path:
-            if any(base.glob(path)):
+            if any(_in_repository(found) for found in base.glob(path)):
                 return True
-        elif (base / path).exists():
+        elif _in_repository(base / path):
             return True
     return False
 
@@ -134,7 +139,7 @@ def references(source: str, text: str, folder: Path, markdown: bool) -> Iterator
                 if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
                     continue  # a URL or an anchor in the same page
                 target = target.split("#", 1)[0]
-                if not (folder / target).exists():
+                if not _in_repository(folder / target):
                     yield Reference(source, number, target, "markdown link to a missing file")
         seen: set[str] = set()
         for pattern in (TOP_PATH, EXT_PATH, DOC_NAME):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kcverify.core.status import Status
+from kcverify.checks import select
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference import domain
 from kcverify.reference.bootstrap import ROUND_BUDGET_BASE, ROUNDS_PER_ITEM, bootstrap
@@ -17,8 +18,8 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def _started(*defects: str) -> EmbeddedTarget:
-    target = EmbeddedTarget()
-    target.start(seed=0, defects=frozenset(defects))
+    target = EmbeddedTarget(defects=frozenset(defects))
+    target.start(seed=0)
     return target
 
 
@@ -76,7 +77,7 @@ def test_a_timeout_long_enough_for_the_work_settles_quiet_and_a_shorter_one_does
 
 
 def test_the_regression_scenario_hits_its_bound_and_then_catches_up() -> None:
-    result = Runner(EmbeddedTarget(), (), RunOptions()).run_scenario(
+    result = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(
         load_scenario(SCENARIOS / "settle-bound-broker-down.yaml"))
     assert result.status == Status.PASSED, [f.message for f in result.failures]
 
@@ -85,7 +86,7 @@ def test_expecting_a_bound_that_is_not_hit_fails_the_step(tmp_path: Path) -> Non
     path = tmp_path / "quiet-after-all.yaml"
     path.write_text("title: t\ncovers: [I3]\nsteps:\n  - create_payment: {as: p1}\n"
                     "  - settle: {timeout: 5, expect: {quiet: false}}\n")
-    result = Runner(EmbeddedTarget(), (), RunOptions()).run_scenario(load_scenario(path))
+    result = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(load_scenario(path))
     assert result.status == Status.FAILED
     [failure] = result.failures
-    assert failure.check == "expect" and failure.step == 2 and "became quiet" in failure.message
+    assert failure.check == "step expectation" and failure.step == 2 and "became quiet" in failure.message

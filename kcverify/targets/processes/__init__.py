@@ -43,8 +43,7 @@ from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.defects import BY_NAME
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
-from kcverify.scenario.loader import crash_point_owner
-from kcverify.spec import policy
+from kcverify.spec import names, policy
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
 
@@ -337,7 +336,7 @@ class ProcessesTarget:
         process.control("POST", "/step", {"component": component, "times": times})
 
     def arm_crash(self, point: str) -> None:
-        process = self._procs[OWNER[crash_point_owner(point)]]
+        process = self._procs[OWNER[names.crash_point_owner(point)]]
         if process.control("POST", "/crash", {"point": point}) is None:
             raise RuntimeError(f"cannot arm {point}: {process.spec.name} is not running")
 
