@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kcverify.core.status import Status
 from kcverify.checks import select
+from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.reference import domain
 from kcverify.reference.bootstrap import ROUND_BUDGET_BASE, ROUNDS_PER_ITEM, bootstrap
