@@ -18,7 +18,7 @@ class Defect:
 
 
 CATALOGUE: tuple[Defect, ...] = (
-    Defect("seed-invalidation-order", "S3",
+    Defect("invalidate-at-confirm-only", "S3",
            "the learning cache is invalidated only at payment confirmation, before the purchase exists"),
     Defect("event-wins-merge", "W4", "the event's metadata wins the merge over the payment row"),
     Defect("no-idempotency-guard", "W6", "the worker inserts a purchase for every delivery, no tracking row"),

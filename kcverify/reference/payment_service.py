@@ -1,7 +1,7 @@
 """The payment service: creates payments (P1) and applies the gateway's signed confirmation (P2-P5).
 
 On `succeeded` the status change and the PURCHASE_CONFIRMED outbox row commit in one transaction
-(P3); the relay publishes later. The seed published straight after the commit instead (a dual write:
+(P3); the relay publishes later. Publishing straight after the commit instead would be a dual write (
 a crash or a broker outage in between loses the event); that path survives only as a named defect."""
 
 from __future__ import annotations

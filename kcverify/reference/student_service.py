@@ -1,6 +1,6 @@
 """The student service: the cached learning view (S1-S5) and the PURCHASE_CREATED cache invalidator.
 
-Freshness (S3) needs more than the seed's single invalidation at payment confirmation, which runs
+Freshness (S3) needs more than a single invalidation at payment confirmation, which runs
 BEFORE the purchase exists: the invalidator deletes the key again when PURCHASE_CREATED arrives, and
 the read path stores only if the key's version is unchanged since before it loaded, so a read that
 loaded old rows cannot re-cache them after an invalidation (the stale-set race).
@@ -219,7 +219,7 @@ class CacheInvalidator:
         if problems or not isinstance(event, dict):
             self._tracer.emit(COMPONENT, "invalid_event_skipped", offset=message.offset,
                               error="; ".join(str(p) for p in problems[:3]))
-        elif not self._defects.on("seed-invalidation-order"):
+        elif not self._defects.on("invalidate-at-confirm-only"):
             student_id = event["payload"]["studentId"]
             try:
                 self._cache.delete(domain.cache_key(student_id))

@@ -43,7 +43,7 @@ CAUGHT = [
     ("metadata", "default-tier-30", "fallback-incomplete-event", "W5"),
     ("idempotency", "no-idempotency-guard", "triple-delivery", "W6"),
     ("idempotency", "no-idempotency-guard", "worker-crash-after-commit", "W6"),
-    ("freshness", "seed-invalidation-order", "seed-gap-read-between", "S3"),
+    ("freshness", "invalidate-at-confirm-only", "read-between-confirm-and-purchase", "S3"),
     ("freshness", "stale-set-race", "stale-set-race", "S3"),
     ("freshness", "errors-cached", "errors-not-cached", "S3"),
     ("delivery", "no-retries", "transient-then-success", "W7"),
@@ -111,7 +111,7 @@ def test_type_drift_is_a_failure_int_10_vs_string_10() -> None:
 
 
 def test_freshness_reports_measured_windows() -> None:
-    result = run("seed-gap-read-between")
+    result = run("read-between-confirm-and-purchase")
     [freshness] = [c for c in result.checks if c.name == "freshness"]
     assert freshness.metrics["windows_ms"] == {"p1": 0.0}
     assert "staleness windows" in freshness.summary

@@ -42,7 +42,7 @@ def test_guides_and_help_texts_use_the_decided_names() -> None:
     ("every Mutant is killed", ["Mutant"]),
     ("the mutation score", ["mutation"]),
     ("The seed's checklist", ["The seed's"]),
-    ("`run_mutants()` and `seed-invalidation-order`, --seed 0, the random seed", []),
+    ("`run_mutants()` and `invalidate-at-confirm-only`, --seed 0, the random seed", []),
 ])
 def test_the_name_check_finds_old_words_in_prose_only(text: str, found: list[str]) -> None:
     assert [word for _, word in old_names(text)] == found
