@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kcverify.engine.evidence import Evidence, Exchange
-from kcverify.engine.results import ScenarioResult
 
+from kcverify.checks import select
 from kcverify.checks.delivery import DeliveryCheck
 from kcverify.checks.stored import StoredCheck
 from kcverify.contracts import asyncapi
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
+from kcverify.evidence.evidence import Evidence, Exchange
+from kcverify.evidence.results import ScenarioResult
 from kcverify.scenario.loader import load_scenario
 from kcverify.targets.base import HttpReply, Snapshot, TargetInfo
 from kcverify.targets.embedded import EmbeddedTarget
@@ -31,16 +32,17 @@ METADATA = {"startDate": "2026-02-02", "classTime": "18:30", "classTypeId": "gro
 class TracelessTarget(EmbeddedTarget):
     """The embedded reference seen as an external system would be: no traces of the components."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, defects: frozenset[str] = frozenset()) -> None:
+        super().__init__(defects=defects)
         self.info = replace(self.info, capabilities=self.info.capabilities - {"read_traces"})
 
     def snapshot(self) -> Snapshot:
         return replace(super().snapshot(), traces=[])
 
 
-def run(scenario: str, *defects: str, target: EmbeddedTarget | None = None) -> ScenarioResult:
-    runner = Runner(target or EmbeddedTarget(), options=RunOptions(defects=frozenset(defects)))
+def run(scenario: str, *defects: str, traceless: bool = False) -> ScenarioResult:
+    built = TracelessTarget(frozenset(defects)) if traceless else EmbeddedTarget(defects=frozenset(defects))
+    runner = Runner(built, options=RunOptions(), checks=select())
     [result] = runner.run([load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
     return result
 
@@ -77,8 +79,8 @@ def test_delivery_fails_a_commit_the_worker_calls_dead_lettered_when_no_letter_e
     ("dead-letter-from-parsed-event", "poison-then-valid"),
 ])
 def test_delivery_judges_outcomes_without_any_trace(defect: str, scenario: str) -> None:
-    assert run(scenario, target=TracelessTarget()).status == Status.PASSED
-    result = run(scenario, defect, target=TracelessTarget())
+    assert run(scenario, traceless=True).status == Status.PASSED
+    result = run(scenario, defect, traceless=True)
     assert failures(result, "delivery"), [(f.check, f.message) for f in result.failures]
     [delivery] = [c for c in result.checks if c.name == "delivery"]
     assert "not judged" in delivery.summary  # W7 spacing needs traces; said, not passed silently
