@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from kcverify.core.clock import rfc3339
 from kcverify.targets.external.profile import Profile
@@ -39,8 +40,10 @@ def _postgres_sql(sql: str) -> str:
 
 
 def _sqlite_path(dsn: str) -> str:
+    """`sqlite:///abs/path` (and `sqlite:////abs/path`) -> /abs/path; `sqlite:rel/path` -> rel/path."""
     path = dsn[len("sqlite:"):]
-    return path[2:] if path.startswith("//") else path
+    path = path[2:] if path.startswith("//") else path
+    return "/" + path.lstrip("/") if path.startswith("/") else path
 
 
 class Databases:
@@ -59,7 +62,7 @@ class Databases:
     def _connect(self, database: str) -> Any:
         dsn = self._dsns[database]
         if dsn.startswith("sqlite:"):
-            conn = sqlite3.connect(f"file:{_sqlite_path(dsn)}?mode=ro", uri=True, isolation_level=None,
+            conn = sqlite3.connect(f"file:{quote(_sqlite_path(dsn))}?mode=ro", uri=True, isolation_level=None,
                                    check_same_thread=False, timeout=10)
             conn.row_factory = sqlite3.Row
             return conn
