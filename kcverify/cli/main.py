@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "defects": "kcverify.cli.defects:defects_command",
     "explore": "kcverify.cli.explore:explore",
     "targets": "kcverify.cli.targets:targets_command",
+    "profile": "kcverify.cli.profile:profile",
 }
 
 

@@ -43,6 +43,11 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
     return words
 
 
+def _profile_words(profile: Path | None) -> tuple[str, ...]:
+    """The profile, as the reproduce command repeats it."""
+    return () if profile is None else ("--profile", str(profile))
+
+
 # Defaults come from the settings model (kcverify.cli.settings): kcverify.toml, then KCVERIFY_* variables.
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
@@ -60,14 +65,16 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
 @click.option("--claims", type=click.Path(path_type=Path), default=None,
               help="A claims file (YAML): each claim is judged held, refuted or not exercised by this run "
                    "(see docs/claims.md; the repository's claims.yaml is an example).")
+@click.option("--profile", type=click.Path(path_type=Path), default=None,
+              help="The profile of your system, for --target external (see docs/external.md).")
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
 @click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
               help="Build the target with a named defect switched on (see `kcverify defects`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], checks: str,
-        exclude_checks: str, report: str, report_dir: Path, claims: Path | None, no_color: bool, verbose: bool,
-        defects: tuple[str, ...], debug: bool) -> None:
+        exclude_checks: str, report: str, report_dir: Path, claims: Path | None, profile: Path | None,
+        no_color: bool, verbose: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Replay purchase scenarios end to end and check every hop."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     try:
@@ -83,10 +90,12 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         handlers = [ConsoleReporter(console, verbose=verbose, claims=judged),
                     *build_reporters(names, report_dir, console, judged)]
         report_destinations(report_dir, names)
-        options = TargetOptions(defects=frozenset(defects))
+        settings = {"profile": str(profile)} if profile is not None else {}
+        options = TargetOptions(defects=frozenset(defects), settings=settings)
         runner = Runner(make_target(target, options), handlers,
                         RunOptions(seed=seed, fail_fast=fail_fast, target_name=target,
-                                   extra_reproduce=options.reproduce_args() + _check_words(checks, exclude_checks)),
+                                   extra_reproduce=options.reproduce_args() + _profile_words(profile)
+                                   + _check_words(checks, exclude_checks)),
                         checks=chosen_checks)
         result = runner.run(chosen)
     except ValueError as exc:  # e.g. an unknown report name

@@ -114,7 +114,7 @@ def test_a_registered_target_is_listed_with_its_distribution_and_capabilities(ac
     assert "embedded  (from kcverify 0.1.0, kcverify.targets.embedded:EmbeddedTarget)" in lines
     assert any(line.startswith("processes  (from kcverify") for line in lines)
     help_text = " ".join(kcverify("run", "--help", path=acme).stdout.split())
-    assert "--target NAME" in help_text and "Registered: acme, embedded, processes" in help_text
+    assert "--target NAME" in help_text and "Registered: acme, embedded, external, processes" in help_text
 
 
 def test_a_registered_target_runs_scenarios_and_skips_what_it_cannot_do(acme: Path) -> None:
@@ -153,7 +153,7 @@ def test_an_unknown_target_is_exit_2_with_did_you_mean(acme: Path) -> None:
     result = kcverify("run", str(SCENARIOS / "happy-path.yaml"), "--target", "acm", path=acme)
     assert result.returncode == 2
     assert result.stderr.strip() == ("unknown target 'acm' (did you mean 'acme'? registered targets: acme, "
-                                     "embedded, processes)")
+                                     "embedded, external, processes)")
 
 
 def test_a_broken_registration_is_exit_2_with_one_line_naming_it(tmp_path: Path) -> None:

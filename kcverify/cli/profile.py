@@ -1,0 +1,46 @@
+"""`kcverify profile check PROFILE`: load and validate a profile, probe everything it configures, print
+what answered and the capabilities that result; exit 2 naming the first item that failed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kcverify.cli.outcomes import exit_for
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def profile() -> None:
+    """Profiles of your own services, for `kcverify run --target external` (docs/external.md)."""
+
+
+@profile.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
+def check(path: Path, no_color: bool) -> None:
+    """Validate PATH and probe every endpoint and query it configures (nothing is changed)."""
+    from kcverify.targets.external.probe import FAILED, probe
+    from kcverify.targets.external.profile import load_profile
+
+    console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
+    try:
+        loaded = load_profile(path)
+        results = probe(loaded)
+    except Exception as exc:
+        exit_for(exc, command="kcverify profile check")
+    table = Table(title=f"profile {loaded.name} ({path})")
+    for column in ("item", "outcome", "detail"):
+        table.add_column(column)
+    for result in results:
+        style = {"ok": "green", FAILED: "red"}.get(result.outcome, "yellow")
+        table.add_row(result.item, f"[{style}]{result.outcome}[/]", result.detail)
+    console.print(table)
+    console.print(f"capabilities: {', '.join(sorted(loaded.capabilities))}")
+    failed = next((r for r in results if r.outcome == FAILED), None)
+    if failed is not None:
+        click.echo(f"kcverify profile check: {path}: {failed.item}: {failed.detail}", err=True)
+        sys.exit(2)

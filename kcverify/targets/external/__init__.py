@@ -1,0 +1,193 @@
+"""The external target: a user's own running services, described by a profile (docs/external.md).
+
+Built from `TargetOptions.settings["profile"]` (`kcverify run --target external --profile FILE`, or
+`[run] profile` in kcverify.toml). What it does in this version:
+- HTTP: the engine's canonical operations are sent through the profile's templates with credentials
+  made per call, and the answers translated back into the canonical shapes (http.py).
+- Databases: `snapshot()` reads the payments and purchases of the scenario's students through the
+  profile's named queries (db.py): capability `read_db` when both queries are configured.
+- Time is real: no clock control. A settle waits until the observed rows stop changing and every
+  succeeded payment has its purchase (or the bound is hit).
+- Namespaces: the system is shared and never wiped, so each scenario gets fresh student ids
+  (`{run}{n}-{name}`) and sees only the rows of its own students.
+
+Kafka, the cache, preconditions and control commands are described by the profile schema but not
+driven yet: the target declares none of the capabilities they would give (read_bus, produce_events,
+control_components, inject_faults), so the scenarios and checks that need them are skipped with the
+reason, never passed."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from kcverify.core.clock import SystemClock
+from kcverify.core.errors import InputError
+from kcverify.spec import policy
+from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
+from kcverify.targets.external.auth import Credentials
+from kcverify.targets.external.db import Databases
+from kcverify.targets.external.http import HttpSide
+from kcverify.targets.external.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from kcverify.targets.registry import TargetOptions
+
+SETTLE_QUIET = 1.0
+SETTLE_TIMEOUT = 30.0
+SETTLE_POLL = 0.1
+HTTP_TIMEOUT = 30.0
+
+
+class ExternalTarget:
+    """A user's running services, described by a profile (--profile FILE)."""
+
+    # What the registry lists without building one (kcverify.targets.registry): at most these; the
+    # instance's `info` says what its profile configures.
+    description = "your own running services, described by a profile (--profile FILE, docs/external.md)"
+    capabilities = frozenset({"http", "read_db"})
+    isolated = False  # one shared system
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        conventions = profile.section("conventions")
+        self.info = TargetInfo(
+            name="external",
+            capabilities=profile.capabilities,
+            freshness_bound=float(conventions.get("freshness_bound", policy.FRESHNESS_BOUND_REAL)),
+        )
+        self._quiet = float(conventions.get("settle_quiet", SETTLE_QUIET))
+        self._settle_timeout = float(conventions.get("settle_timeout", SETTLE_TIMEOUT))
+        self._clock = SystemClock()
+        self._credentials = Credentials(profile)
+        self._client = httpx.Client(timeout=HTTP_TIMEOUT)
+        self._http = HttpSide(profile, self._credentials, self._client)
+        self._db = Databases(profile) if "read_db" in self.info.capabilities else None
+        self._run = f"x{uuid.uuid4().hex[:6]}-"
+        self._scenario = 0
+        self._prefix = f"{self._run}0-"
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> ExternalTarget:
+        """The registry's factory: the profile comes from the setting `profile` (a path)."""
+        path = options.settings.get("profile")
+        if not path:
+            raise InputError("the external target needs a profile",
+                             hint="kcverify run --target external --profile FILE, or `profile` in [run] of "
+                                  "kcverify.toml; docs/external.md")
+        return cls(load_profile(Path(str(path))))
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, *, seed: int) -> None:
+        """A fresh namespace (the seed does not apply: the system makes its own ids)."""
+        self._scenario += 1
+        self._prefix = f"{self._run}{self._scenario}-"
+
+    def stop(self) -> None:
+        """Nothing to stop: the system is the user's and keeps running."""
+
+    def close(self) -> None:
+        self._client.close()
+        if self._db is not None:
+            self._db.close()
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def student_id(self, name: str) -> str:
+        return f"{self._prefix}{name}"
+
+    # --- HTTP ----------------------------------------------------------------------------------------
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        return self._http.send(method, path, body=body, headers=dict(headers or {}),
+                               token=lambda subject, role: self.token(subject, role))
+
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
+        """Signed over the bytes the system will receive (the confirm body template applied)."""
+        sent = self._http.translated_body("confirm", {"paymentId": payment_id}, body)
+        return self._credentials.sign(payment_id, sent, self.now() if at is None else at)
+
+    def token(self, subject: str, role: str) -> str:
+        return self._credentials.token(subject, role, self.now())
+
+    # --- state ---------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        if self._db is None:
+            return Snapshot(at=self.now())
+        params = {"prefix": self._prefix}
+        return Snapshot(at=self.now(), payments=self._db.canonical("payments", params),
+                        purchases=self._db.canonical("purchases", params))
+
+    def settle(self, timeout: float | None) -> bool:
+        """Real time: wait until the observed rows have not changed for `settle_quiet` seconds and every
+        succeeded payment has its purchase; False when the bound is hit first. Without queries there is
+        nothing to observe: it waits `settle_quiet` seconds and reports quiet."""
+        if self._db is None:
+            time.sleep(self._quiet)
+            return True
+        deadline = time.monotonic() + (timeout if timeout is not None else self._settle_timeout)
+        last: Any = None
+        since = time.monotonic()
+        while True:
+            snap = self.snapshot()
+            state = (snap.payments, snap.purchases)
+            now = time.monotonic()
+            if state != last:
+                last, since = state, now
+            bought = {p.get("paymentId") for p in snap.purchases}
+            complete = all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
+            if complete and now - since >= self._quiet:
+                return True
+            if now >= deadline:
+                return False
+            time.sleep(SETTLE_POLL)
+
+    # --- what this target does not have (its capabilities say so; the engine never calls these) -------
+
+    def _lacks(self, what: str) -> NotImplementedError:
+        return NotImplementedError(f"the external target does not {what} yet (see docs/external.md)")
+
+    def publish(self, topic: str, key: str | None, value: bytes,
+                headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
+        raise self._lacks("produce events")
+
+    def step_component(self, component: str, times: int) -> None:
+        raise self._lacks("control components")
+
+    def arm_crash(self, point: str) -> None:
+        raise self._lacks("crash components")
+
+    def kill(self, component: str) -> None:
+        raise self._lacks("control components")
+
+    def stop_component(self, component: str) -> None:
+        raise self._lacks("control components")
+
+    def restart(self, component: str) -> None:
+        raise self._lacks("control components")
+
+    def fail(self, resource: str, times: int, op: str | None) -> None:
+        raise self._lacks("inject faults")
+
+    def begin_read(self, student: str, authorization: str) -> Any:
+        raise self._lacks("split reads")
+
+    def finish_read(self, handle: Any) -> HttpReply:
+        raise self._lacks("split reads")
+
+    def advance_clock(self, seconds: float) -> None:
+        raise self._lacks("control the clock")
+
+    def replay_dlq(self) -> int:
+        raise self._lacks("read the bus")
+
+
+__all__ = ["ExternalTarget"]

@@ -1,0 +1,102 @@
+"""`kcverify profile check`: every item a profile configures, probed without changing the system, and
+the capabilities that result. An item either answered as the profile says (ok), did not answer or
+answered in the wrong shape (failed: the message names the item and what is wrong), or is described
+but not driven by this version of the external target (not probed)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+from kcverify.targets.external.auth import Credentials
+from kcverify.targets.external.db import Databases, QueryError
+from kcverify.targets.external.http import HttpSide
+from kcverify.targets.external.profile import Profile
+
+PROBE_TIMEOUT = 5.0
+OK, FAILED, NOT_PROBED = "ok", "failed", "not probed"
+
+
+@dataclass(frozen=True)
+class Probe:
+    item: str  # e.g. "service payment", "operation learning_view", "query purchases"
+    outcome: str  # OK, FAILED or NOT_PROBED
+    detail: str
+
+
+def probe(profile: Profile) -> list[Probe]:
+    """Every configured item, in the profile's order. Missing environment variables raise InputError."""
+    credentials = Credentials(profile)
+    results: list[Probe] = []
+    with httpx.Client(timeout=PROBE_TIMEOUT) as client:
+        http = HttpSide(profile, credentials, client)
+        for name in profile.section("http", "services"):
+            results.append(_service(client, name, http.base_url(name)))
+        student = f"kcverify-probe-{uuid.uuid4().hex[:8]}"
+        for name in profile.section("http", "operations"):
+            results.append(_operation(http, credentials, name, student))
+    if profile.section("databases", "queries"):
+        databases = Databases(profile)
+        try:
+            for name in profile.section("databases", "queries"):
+                results.append(_query(databases, name))
+        finally:
+            databases.close()
+    for section in ("preconditions", "kafka", "cache", "control"):
+        if profile.section(section):
+            results.append(Probe(section, NOT_PROBED, "described; not driven by this version of the external "
+                                                      "target (its capabilities are not declared)"))
+    return results
+
+
+def _service(client: httpx.Client, name: str, url: str) -> Probe:
+    try:
+        response = client.get(url + "/")
+    except httpx.HTTPError as exc:
+        return Probe(f"service {name}", FAILED, f"{url} unreachable: {type(exc).__name__}: {exc}")
+    return Probe(f"service {name}", OK, f"{url} answered {response.status_code}")
+
+
+def _operation(http: HttpSide, credentials: Credentials, name: str, student: str) -> Probe:
+    item = f"operation {name}"
+    if name in ("create_payment", "confirm", "invalidate_cache"):
+        return Probe(item, NOT_PROBED, "not called: it would change the system (its service is probed)")
+    if name == "read_payment":
+        reply = http.send("GET", f"/api/v1/payments/{uuid.uuid4()}", body=None, headers={},
+                          token=lambda s, r: credentials.token(s, r, 0.0))
+        if reply.status is None:
+            return Probe(item, FAILED, reply.error)
+        return Probe(item, OK, f"an unknown payment answered {reply.status}")
+    import time
+
+    token = credentials.token(student, "student", time.time())
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    reply = http.send("GET", f"/api/v1/students/{student}/learning", body=None, headers=headers,
+                      token=lambda s, r: credentials.token(s, r, time.time()))
+    if reply.status is None:
+        return Probe(item, FAILED, reply.error)
+    if reply.status != 200:
+        return Probe(item, FAILED, f"a new student's view answered {reply.status}, expected a success: "
+                                   f"{reply.body[:120].decode(errors='replace')}")
+    try:
+        view = json.loads(reply.body)
+    except ValueError:
+        return Probe(item, FAILED, "the answer is not JSON")
+    if not isinstance(view, dict) or not isinstance(view.get("purchases"), list):
+        return Probe(item, FAILED, "wrong shape: no list of purchases where `purchases` points")
+    return Probe(item, OK, f"a new student's view: {len(view['purchases'])} purchase(s)")
+
+
+def _query(databases: Databases, name: str) -> Probe:
+    item = f"query {name}"
+    try:
+        missing = databases.missing_column(name, {"prefix": "kcverify-probe-", "student_id": "kcverify-probe",
+                                                  "payment_id": str(uuid.UUID(int=0))})
+    except QueryError as exc:
+        return Probe(item, FAILED, str(exc))
+    if missing is not None:
+        return Probe(item, FAILED, f"missing column {missing}")
+    return Probe(item, OK, "returns the canonical columns")
