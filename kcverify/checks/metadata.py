@@ -83,7 +83,7 @@ class MetadataCheck(Check):
                 "frontend": {f: record.checkout.get(f) for f in names.DISPLAY_FIELDS},
             }
             self._compare(record.name, actual, expected, purchase.get("purchaseTier", MISSING),
-                          oracle.purchase_tier(merged))
+                          oracle.purchase_tier(merged), record.checkout if record.generated else None)
         self.notes.append(f"{checked} purchase(s) traced through {len(HOPS)} hops")
 
     def _latest_view_item(self, student: str, payment_id: str) -> dict[str, Any] | None:
@@ -100,7 +100,7 @@ class MetadataCheck(Check):
         return None
 
     def _compare(self, name: str, actual: dict[str, Metadata | None], expected: dict[str, Metadata],
-                 tier: Any, expected_tier: Any) -> None:
+                 tier: Any, expected_tier: Any, generated: Metadata | None = None) -> None:
         seen = {k for values in (*actual.values(), *expected.values()) if values for k in values}
         fields = list(names.DISPLAY_FIELDS) + sorted(seen - set(names.DISPLAY_FIELDS))
         rows: list[tuple[str, ...]] = []
@@ -123,17 +123,23 @@ class MetadataCheck(Check):
                     if first_bad is None:
                         first_bad = (hop, field_name, want, have)
             rows.append(tuple(row))
-        if first_bad is None and not same(tier, expected_tier):
+        # The purchase row's purchaseTier is a value of the purchase row hop: a wrong tier there is the
+        # first bad value unless an earlier hop already went wrong (the frontend shows it downstream).
+        if not same(tier, expected_tier) and (
+                first_bad is None or HOPS.index(first_bad[0]) > HOPS.index("purchase row")):
             first_bad = ("purchase row", "purchaseTier", expected_tier, tier)
         if first_bad is None:
             return
         hop, field_name, want, have = first_bad
         verb = "is missing" if have is MISSING else f"is {show(have)}"
-        chosen = (actual["checkout"] or {}).get(field_name, MISSING)
+        chosen_field = "sessionCount" if field_name == "purchaseTier" else field_name  # the tier is the count
+        chosen = (actual["checkout"] or {}).get(chosen_field, MISSING)
+        # A generated document is reproduced by the seed; the message still shows it whole.
+        drawn = f"; the checkout metadata was generated: {show(generated)}" if generated is not None else ""
         self.fail(
             f"{name}:{hop}:{field_name}",
             f"{name}: at hop '{hop}' {field_name} {verb}, the rules require {show(want)} "
-            f"(chosen at checkout: {show(chosen)})",
+            f"(chosen at checkout: {chosen_field} {show(chosen)}){drawn}",
             rules=HOP_RULES.get(hop, self.rules),
             evidence=Table(("hop", *fields), tuple(rows), title=f"metadata of {name}", highlight=tuple(highlight)),
             payment=name, hop=hop, field=field_name, expected=want if want is not MISSING else None,

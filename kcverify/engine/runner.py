@@ -136,7 +136,8 @@ class Runner:
         inactive = [CheckResult(check.name, check.rules, Status.SKIPPED,
                                 f"needs {', '.join(sorted(check.needs - info.capabilities))}")
                     for check in self.checks if check.needs - info.capabilities]
-        ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed))
+        ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed), seed=self.options.seed,
+                                 scenario=scenario.name)
         step_results: list[StepResult] = []
         try:
             self.target.start(seed=self.options.seed)

@@ -14,6 +14,7 @@ from kcverify.core.clock import rfc3339
 from kcverify.core.ids import event_id_for
 from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode
 from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
+from kcverify.scenario import generate
 from kcverify.scenario.model import Step
 from kcverify.spec import names
 from kcverify.targets.base import INJECTED_HEADER, HttpReply, Target
@@ -67,6 +68,9 @@ class Context:
     # the last confirmation sent to each payment (by name): body, headers, how it was signed; for `replay`
     callbacks: dict[str, tuple[bytes, dict[str, str], str]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    # what generated metadata is drawn from, with the step's number (scenario.generate.seed_for)
+    seed: int = 0
+    scenario: str = ""
 
     def expect_failure(self, message: str, rules: tuple[str, ...] = ()) -> None:
         self.failures.append(Failure(STEP_EXPECTATION, rules, message, self.step, self.evidence.step_title(self.step),
@@ -92,8 +96,12 @@ class Context:
         return record
 
 
-def _metadata(args: Mapping[str, Any]) -> dict[str, Any]:
-    metadata = dict(args["metadata"]) if "metadata" in args else dict(DEFAULT_METADATA)
+def _metadata(args: Mapping[str, Any], generated: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The document a step sends: given, generated, or the default one; then `metadata_patch`."""
+    if "metadata" in args:
+        metadata = dict(args["metadata"])
+    else:
+        metadata = dict(generated if generated is not None else DEFAULT_METADATA)
     for key, value in (args.get("metadata_patch") or {}).items():
         if value is None:
             metadata.pop(key, None)
@@ -123,16 +131,23 @@ def _brief(reply: HttpReply) -> str:
 def create_payment(ctx: Context, step: Step) -> None:
     a = step.args
     student, course = ctx.student(a.get("student", "s1")), a.get("course", "c1")
-    metadata = _metadata(a)
+    generated = None
+    if "generate" in a:
+        options = generate.Options.from_args(a["generate"])
+        generated = generate.draw(options, generate.seed_for(ctx.seed, ctx.scenario, ctx.step))
+    metadata = _metadata(a, generated)
     body = {"studentId": student, "courseId": course, "amountCents": a.get("amount_cents", 4900),
             "currency": a.get("currency", "EUR"), "metadata": metadata}
     raw = json.dumps(body).encode()
     reply = ctx.http("create_payment", "payment-service", "POST", "/api/v1/payments", raw,
                      {"Content-Type": "application/json"}, student)
-    _check_status(ctx, step, reply, f"create_payment {a['as']}")
+    what = f"create_payment {a['as']}"
+    if generated is not None:  # a failure must show the document the seed drew
+        what += f" (generated metadata {json.dumps(metadata, sort_keys=True, ensure_ascii=False)})"
+    _check_status(ctx, step, reply, what)
     if reply.status == 201:
         ctx.evidence.payments[a["as"]] = PaymentRecord(a["as"], reply.json()["id"], student, course, metadata,
-                                                       ctx.step)
+                                                       ctx.step, generated=generated is not None)
 
 
 def confirm(ctx: Context, step: Step) -> None:
@@ -421,4 +436,6 @@ def title(step: Step) -> str:
         extra.append("raw")
     if "forged" in a:
         extra.append("forged")
+    if "generate" in a:
+        extra.append("with generated metadata")
     return " ".join([step.kind, *main, *extra])

@@ -45,6 +45,7 @@ class PaymentRecord:
     course: str
     checkout: dict[str, Any]
     step: int
+    generated: bool = False  # the checkout metadata was drawn by the generator (a failure shows it whole)
 
 
 @dataclass(frozen=True)

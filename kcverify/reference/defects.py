@@ -60,6 +60,14 @@ CATALOGUE: tuple[Defect, ...] = (
            "the outbox relay stamps every message it sends with a new eventId, so a re-publish is another event"),
     Defect("confirm-retry-enqueues-again", "P4",
            "a repeated confirmation of a succeeded payment writes its PURCHASE_CONFIRMED outbox row again"),
+    Defect("merge-null-overrides-event", "W4",
+           "the merge lays the payment row over the event, so a null in the row overrides the event's value"),
+    Defect("merge-drops-event-only-keys", "W4",
+           "the merge walks the payment row's keys only, so keys only the event carries are lost"),
+    Defect("metadata-bmp-only", "P3",
+           "checkout metadata is stored through a 3-byte UTF-8 path: characters outside the BMP become '?'"),
+    Defect("tier-from-package-table", "W4",
+           "the purchase tier is looked up in the 10/20/30-session package table; other counts get tier 10"),
 )
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE}

@@ -117,7 +117,8 @@ class PaymentService:
             status=PaymentStatus.INITIATED,
             provider=body.get("provider", "test"),
             provider_payment_id=None,
-            metadata=body.get("metadata", {}),
+            metadata=_bmp_only(body.get("metadata", {})) if self._defects.on("metadata-bmp-only")
+            else body.get("metadata", {}),
             created_at=self._clock.now(),
         )
         self._store.insert_payment(payment)
@@ -235,3 +236,15 @@ class PaymentService:
 
 
 __all__ = ["PaymentService", "Problem"]
+
+
+def _bmp_only(value: Any) -> Any:
+    """The metadata-bmp-only defect: what a utf8mb3-style column (three bytes per character at most) keeps
+    of a JSON document: every character outside the Basic Multilingual Plane, in keys and values, is '?'."""
+    if isinstance(value, str):
+        return "".join(c if ord(c) <= 0xFFFF else "?" for c in value)
+    if isinstance(value, dict):
+        return {_bmp_only(k): _bmp_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bmp_only(v) for v in value]
+    return value

@@ -29,6 +29,8 @@ COMPONENT = "purchase-worker"
 
 # The constant the production fallback silently substituted for a student's class time.
 _DEFAULTED_CLASS_TIME = "16:00"
+# The tier-from-package-table defect's lookup: the session packages the shop sold at launch.
+_PACKAGE_TIERS = {10: 10, 20: 20, 30: 30}
 
 
 class Step(StrEnum):
@@ -193,6 +195,11 @@ class PurchaseWorker:
                                       f"for student {payload['studentId']}")
             if self._defects.on("event-wins-merge"):
                 merged = domain.merge_metadata(payload["metadata"], payment.metadata)
+            elif self._defects.on("merge-null-overrides-event"):  # "the payment row wins": every key of it
+                merged = {**payload["metadata"], **payment.metadata}
+            elif self._defects.on("merge-drops-event-only-keys"):  # the row's keys, gaps filled from the event
+                merged = {key: value if value is not None else payload["metadata"].get(key)
+                          for key, value in payment.metadata.items()}
             else:
                 merged = domain.merge_metadata(payment.metadata, payload["metadata"])  # W4
 
@@ -201,6 +208,12 @@ class PurchaseWorker:
             return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.INVALID_METADATA,
                             "; ".join(str(v) for v in violations))
         return self._record(inflight, event, merged, source)
+
+    def _tier(self, session_count: Any) -> int:
+        """The purchase's tier is its sessionCount (W4)."""
+        if self._defects.on("tier-from-package-table"):  # the packages sold at launch; anything else is "basic"
+            return _PACKAGE_TIERS.get(int(session_count), _PACKAGE_TIERS[10])
+        return int(session_count)
 
     def _fallback_metadata(self, event_md: dict[str, Any], error: str) -> dict[str, Any] | None:
         """W5: the event's metadata, if complete; never silently dropped or defaulted fields."""
@@ -225,7 +238,7 @@ class PurchaseWorker:
             payment_id=payload["paymentId"],
             student_id=payload["studentId"],
             course_id=payload["courseId"],
-            purchase_tier=int(merged["sessionCount"]),
+            purchase_tier=self._tier(merged["sessionCount"]),
             metadata=stored_md,
             metadata_source=source,
             is_active=True,

@@ -30,6 +30,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kcverify import contracts
 from kcverify.core.errors import InputError
+from kcverify.scenario import generate
 from kcverify.scenario.model import RESPONSE_STEPS, Path, Scenario, Step, freeze
 from kcverify.scenario.selection import Selection
 from kcverify.spec import names
@@ -651,6 +652,13 @@ def _step_problem(kind: str, args: Mapping[str, Any], bound: Mapping[str, _Bindi
             return problem[0], ("read",), problem[1]
         if name in finished:
             return f"read '{name}' was already finished at step {finished[name]}", ("read",), None
+    if kind == "create_payment" and "generate" in args:
+        if "metadata" in args:
+            return ("'metadata' gives the document, 'generate' draws one: use one of them", ("generate",),
+                    "to pin a value of a generated document, use metadata_patch")
+        why = generate.Options.from_args(args["generate"]).problem()
+        if why is not None:
+            return f"generate: {why}", ("generate",), None
     if kind == "publish":
         sources = [s for s in ("payment", "raw", "forged") if s in args]
         if len(sources) != 1:

@@ -46,10 +46,17 @@ SUBSET = {
     # keys, headers and records per payment
     "relay-fresh-event-id": "records",
     "confirm-retry-enqueues-again": "records",
+    # metadata judged hop by hop: the W4 merge with an event that disagrees, and documents the standard
+    # checkout metadata never had (unicode outside the BMP, tiers other than 10/20/30)
+    "merge-null-overrides-event": "metadata",
+    "merge-drops-event-only-keys": "metadata",
+    "metadata-bmp-only": "metadata",
+    "tier-from-package-table": "metadata",
 }
 SCENARIO_FILES = ("payment-metadata-wins", "triple-delivery", "stale-set-race", "transient-then-success",
                   "happy-path", "reconciler-heals", "unsigned-confirm", "payment-validation", "dead-letter-broker-down",
-                  "poison-then-valid", "relay-crash-after-publish", "gateway-retries-confirm")
+                  "poison-then-valid", "relay-crash-after-publish", "gateway-retries-confirm",
+                  "event-fills-payment-gaps")
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,11 @@ CAUGHT = [
     ("records", "confirmed-keyed-by-payment", "happy-path", "I4"),
     ("records", "relay-fresh-event-id", "relay-crash-after-publish", "P3"),
     ("records", "confirm-retry-enqueues-again", "gateway-retries-confirm", "P4"),
+    ("metadata", "merge-null-overrides-event", "event-fills-payment-gaps", "W4"),
+    ("metadata", "merge-drops-event-only-keys", "event-fills-payment-gaps", "W4"),
+    ("metadata", "metadata-bmp-only", "happy-path", "P3"),
+    ("stored", "metadata-bmp-only", "happy-path", "P1"),
+    ("metadata", "tier-from-package-table", "happy-path", "W4"),
 ]
 
 
@@ -104,7 +109,7 @@ def test_metadata_failure_shows_the_hop_by_field_table_with_the_first_bad_hop() 
 
 
 def test_type_drift_is_a_failure_int_10_vs_string_10() -> None:
-    result = run("happy-path", "string-session-count")
+    result = run("read-between-confirm-and-purchase", "string-session-count")  # the default metadata: 10
     [failure] = [f for f in result.failures if f.check == "metadata"]
     assert failure.details["field"] == "sessionCount"
     assert '"10"' in failure.message
