@@ -46,9 +46,9 @@ class ContractCheck(Check):
                           rules=_rules_for(exchange.path), body=exchange.reply.body[:500].decode(errors="replace"))
         for topic, schema in contracts.EVENT_SCHEMAS.items():
             seen = self._records_seen.setdefault(topic, set())
-            # new records by identity, not by index: the list goes partition by partition, so a record
-            # new on a lower partition is listed before ones already validated
-            for record in self.evidence.genuine(topic):
+            # the records new in the last snapshot, by identity (evidence/window.py): the list goes partition
+            # by partition, so a record new on a lower partition is listed before ones already validated
+            for record in self.evidence.new_genuine(topic):
                 if (record.partition, record.offset) in seen:
                     continue
                 seen.add((record.partition, record.offset))

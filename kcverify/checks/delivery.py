@@ -38,15 +38,23 @@ class DeliveryCheck(Check):
     needs = frozenset({"read_db", "read_bus"})
     description = "confirmations published promptly; no event lost; poison dead-lettered at once; W7 retries"
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Kept up to date from each step's new records and changed rows: records not yet committed (each is
+        # judged once, when its offset is first seen committed), payments with a purchase, dead letters.
+        self._uncommitted: dict[tuple[int, int], Any] = {}
+        self._purchased: Counter[str] = Counter()
+        self._letters: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+
     def after_step(self, step: int) -> None:
         # Judged at every step, not only at the end: the worker commits only once the outcome exists, so a
         # committed record without one is lost at that moment, even if the reconciler heals its payment later.
-        self._outcomes(self._worker_traces(), step)
+        self._outcomes(step)
 
     def finish(self) -> None:
         worker = self._worker_traces()
         self._published_promptly()
-        self._outcomes(worker, None)
+        self._outcomes(None)
         if "read_traces" in self.evidence.target.capabilities:
             self._retries(worker)
         else:
@@ -88,7 +96,7 @@ class DeliveryCheck(Check):
                 self.fail(f"lost:{payment_id}", f"{name}: its PURCHASE_CONFIRMED was never published after the "
                           "payment succeeded; only the reconciler's re-publish delivered it (a lost confirmation)",
                           rules=("P3",), payment=name)
-        if any("payment-relay" in snap.down for _, snap in self.evidence.snapshots):
+        if self.evidence.ever_down("payment-relay"):
             self.notes.append("publication latency not judged: the scenario took the payment relay down")
             return
         for payment in self.evidence.last.payments:
@@ -116,28 +124,43 @@ class DeliveryCheck(Check):
 
     def _confirm_seq(self, payment_id: str) -> int:
         """Where in the order of operations the payment's first accepted confirmation started (0: unseen)."""
-        path = f"/api/v1/payments/{payment_id}/confirm"
-        seqs = [e.start_seq for e in self.evidence.exchanges if e.path == path and e.reply.status == 200]
-        return min(seqs, default=0)
+        if not hasattr(self, "_confirm_seqs"):
+            self._confirm_seqs: dict[str, int] = {}
+            for e in self.evidence.exchanges:
+                if e.reply.status == 200:
+                    self._confirm_seqs[e.path] = min(e.start_seq, self._confirm_seqs.get(e.path, e.start_seq))
+        return self._confirm_seqs.get(f"/api/v1/payments/{payment_id}/confirm", 0)
 
     def _worker_traces(self) -> list[dict[str, Any]]:
         return [t for t in self.evidence.last.traces if t.get("component") == WORKER]
 
-    def _outcomes(self, worker: list[dict[str, Any]], step: int | None) -> None:
-        """Every committed PURCHASE_CONFIRMED record has an outcome anyone can see in the same snapshot."""
+    def _outcomes(self, step: int | None) -> None:
+        """Every committed PURCHASE_CONFIRMED record has an outcome anyone can see in the same snapshot.
+        Each record is judged once, at the first snapshot where its offset is committed: rows with a
+        purchase and dead letters only accumulate, so a verdict once reached would not change."""
         snapshot = self.evidence.last
         committed = snapshot.committed.get(names.group_topic(names.WORKER_GROUP, names.TOPIC_CONFIRMED), {})
-        purchased = {p["paymentId"] for p in snapshot.purchases}
-        letters = _dead_letters_by_origin(snapshot.topics.get(names.TOPIC_DLQ, []))
-        for record in snapshot.topics.get(names.TOPIC_CONFIRMED, []):
+        for change in self.evidence.row_changes("purchases"):
+            if change.old is not None:
+                self._purchased[change.old["paymentId"]] -= 1
+            if change.new is not None:
+                self._purchased[change.new["paymentId"]] += 1
+        purchased = self._purchased
+        for where, letters_of in _dead_letters_by_origin(self.evidence.new_records(names.TOPIC_DLQ)).items():
+            self._letters[where].extend(letters_of)
+        letters = self._letters
+        for record in self.evidence.new_records(names.TOPIC_CONFIRMED):
+            self._uncommitted[(record.partition, record.offset)] = record
+        done = []
+        for where, record in self._uncommitted.items():
             upto = committed.get(record.partition)
             if upto is None or record.offset >= upto:
                 continue  # not committed: the invariants check judges what is left unconsumed (I3)
-            where = (record.partition, record.offset)
+            done.append(where)
             event = decode(record)
             payload = (event or {}).get("payload")
             payment_id = payload.get("paymentId") if isinstance(payload, dict) else None
-            if isinstance(payment_id, str) and payment_id in purchased:
+            if isinstance(payment_id, str) and purchased[payment_id] > 0:
                 continue  # processed, or a duplicate of an event that was
             found = letters.get(where, [])
             if any(_carries(letter, record) for letter in found):
@@ -149,8 +172,11 @@ class DeliveryCheck(Check):
             else:
                 seen = f"no purchase for its payment and no dead letter of it on {names.TOPIC_DLQ}"
             self.fail(f"lost:{where}", f"{name}{about} was committed by {names.WORKER_GROUP}, but {seen}: the "
-                      f"event is lost{_claimed(worker, where)}", rules=("W1", "I3") if not found else ("W8", "I3"),
+                      f"event is lost{_claimed(self._worker_traces(), where)}",
+                      rules=("W1", "I3") if not found else ("W8", "I3"),
                       step=step, partition=record.partition, offset=record.offset)
+        for where in done:
+            del self._uncommitted[where]
 
     def _retries(self, worker: list[dict[str, Any]]) -> None:
         conventions = self.evidence.conventions

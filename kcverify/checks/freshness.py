@@ -23,7 +23,7 @@ class FreshnessCheck(Check):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._commits: dict[str, tuple[float, int, str]] = {}  # paymentId -> (created_at, step, student)
-        self._judged = 0
+        self._judged = 0  # exchanges looked at so far
         self.metrics["windows_ms"] = {}
 
     def after_step(self, step: int) -> None:
@@ -43,7 +43,8 @@ class FreshnessCheck(Check):
     def _learn_commits(self, step: int | None) -> None:
         from kcverify.core.clock import parse_rfc3339
 
-        for purchase in self.evidence.last.purchases:
+        # rows new or changed in the last step: a purchase not yet known, or one that became active
+        for purchase in (change.new for change in self.evidence.row_changes("purchases") if change.new):
             if purchase["paymentId"] not in self._commits and purchase.get("isActive", True):
                 self._commits[purchase["paymentId"]] = (parse_rfc3339(purchase["createdAt"]), step or 0,
                                                         purchase["studentId"])
@@ -51,8 +52,8 @@ class FreshnessCheck(Check):
     def _invalidator_down(self, read: Exchange) -> bool:
         """S3 is a promise of the running system: while the scenario keeps the component that carries
         invalidations down, a stale read is the scenario's doing, not the system's."""
-        after = [snap for step, snap in self.evidence.snapshots if read.step and step >= read.step]
-        return "cache-invalidator" in (after[0] if after else self.evidence.last).down
+        down = self.evidence.down_at(read.step) if read.step else self.evidence.last.down
+        return "cache-invalidator" in down
 
     def _due(self, committed_at: float, commit_step: int, read: Exchange) -> bool:
         if self._invalidator_down(read):
@@ -65,11 +66,11 @@ class FreshnessCheck(Check):
         return any(s.quiet and s.step >= commit_step and s.end_seq < read.start_seq for s in self.evidence.settles)
 
     def _judge_new_reads(self) -> None:
-        reads = [e for e in self.evidence.exchanges if e.service == "student-service" and e.method == "GET"
-                 and "/learning" in e.path and e.reply.status == 200]
-        for read in reads[self._judged:]:
-            self._judge(read)
-        self._judged = len(reads)
+        for read in self.evidence.exchanges[self._judged:]:
+            if read.service == "student-service" and read.method == "GET" and "/learning" in read.path \
+                    and read.reply.status == 200:
+                self._judge(read)
+        self._judged = len(self.evidence.exchanges)
 
     def _judge(self, read: Exchange) -> None:
         try:

@@ -18,24 +18,37 @@ class IdempotencyCheck(Check):
     needs = frozenset({"read_db", "read_bus"})
     description = "one purchase and one PURCHASE_CREATED per payment; stable, well-formed idempotency keys"
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # What the run has shown so far, kept up to date from each step's new records and changed rows, so
+        # a step costs what it changed, not the whole run.
+        self._purchases: dict[str, dict[str, None]] = defaultdict(dict)  # paymentId -> purchaseIds
+        self._key_to_event: dict[str, str] = {}
+        self._events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
+
     def after_step(self, step: int) -> None:
         self._scan(step)
 
     def _scan(self, step: int | None) -> None:
-        snapshot = self.evidence.last
-        per_payment: dict[str, list[str]] = defaultdict(list)
-        for purchase in snapshot.purchases:
-            per_payment[purchase["paymentId"]].append(purchase["purchaseId"])
-        for payment_id, purchase_ids in per_payment.items():
+        touched: list[str] = []
+        for change in self.evidence.row_changes("purchases"):
+            if change.old is not None:
+                self._purchases[change.old["paymentId"]].pop(change.old["purchaseId"], None)
+            if change.new is not None:
+                self._purchases[change.new["paymentId"]][change.new["purchaseId"]] = None
+                touched.append(change.new["paymentId"])
+        for payment_id in dict.fromkeys(touched):
+            purchase_ids = list(self._purchases[payment_id])
             if len(purchase_ids) > 1:
                 name = self.evidence.payment_name(payment_id)
                 self.fail(f"purchases:{payment_id}", f"{name}: {len(purchase_ids)} purchases for one payment",
                           rules=("W6", "I1"), step=step, payment=name, purchases=purchase_ids)
-        key_to_event: dict[str, str] = {}
-        events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
+        key_to_event = self._key_to_event
+        events_per_payment = self._events_per_payment
+        new_events: set[tuple[str, str]] = set()
         for topic, expected in ((names.TOPIC_CONFIRMED, names.EVENT_CONFIRMED),
                                 (names.TOPIC_CREATED, names.EVENT_CREATED)):
-            for record in self.evidence.genuine(topic, snapshot):
+            for record in self.evidence.new_genuine(topic):
                 event = decode(record)
                 if event is None or event.get("type") != expected:
                     continue
@@ -50,8 +63,9 @@ class IdempotencyCheck(Check):
                                   rules=("W6",), step=step)
                 if isinstance(payload.get("paymentId"), str) and isinstance(event_id, str):
                     events_per_payment[(expected, payload["paymentId"])].add(event_id)
+                    new_events.add((expected, payload["paymentId"]))
         for (event_type, payment_id), ids in events_per_payment.items():
-            if len(ids) > 1:
+            if (event_type, payment_id) in new_events and len(ids) > 1:
                 name = self.evidence.payment_name(payment_id)
                 rules = ("P4", "P3") if event_type == names.EVENT_CONFIRMED else ("W6",)
                 self.fail(f"events:{event_type}:{payment_id}",

@@ -39,6 +39,7 @@ class RecordsCheck(Check):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.metrics.update(records=0)
+        self._injected_values: set[tuple[str, bytes]] = set()
 
     def after_step(self, step: int) -> None:
         self._shape(step)
@@ -51,12 +52,16 @@ class RecordsCheck(Check):
     # --- key and headers ---------------------------------------------------------------------------
 
     def _shape(self, step: int | None) -> None:
+        # Only the records new in the last snapshot: a record's key and headers never change, so each is
+        # judged once, at the first step that shows it.
         where_injected = {(r.topic, r.partition, r.offset) for r in self.evidence.injected}
-        injected = {(topic, record.value) for topic, records in self.evidence.last.topics.items()
-                    for record in records if (topic, record.partition, record.offset) in where_injected}
-        records = 0
+        for topic in self.evidence.last.topics:
+            self._injected_values.update((topic, record.value) for record in self.evidence.new_records(topic)
+                                         if (topic, record.partition, record.offset) in where_injected)
+        injected = self._injected_values
+        records = self.metrics["records"]
         for topic, message in asyncapi.messages().items():
-            for record in self.evidence.genuine(topic):
+            for record in self.evidence.new_genuine(topic):
                 if (topic, record.value) in injected and not record.headers:
                     continue  # the scenario's own bytes and headers, relayed (a dead-letter replay of them)
                 records += 1

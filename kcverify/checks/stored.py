@@ -20,7 +20,6 @@ from typing import Any
 from kcverify.checks.base import MISSING, Check, same, show
 from kcverify.core.clock import parse_rfc3339
 from kcverify.evidence.evidence import Exchange
-from kcverify.targets.base import Snapshot
 
 # The payment as the API and a snapshot show it (contracts/openapi/payment-service.yaml, schema Payment).
 FIELDS = ("studentId", "courseId", "amountCents", "currency", "status", "provider", "providerPaymentId",
@@ -43,18 +42,16 @@ class StoredCheck(Check):
         self.metrics.update(creates=0, confirmations=0)
 
     def after_step(self, step: int) -> None:
-        snapshots = [(i, s) for i, s in self.evidence.snapshots if i <= step]
-        if not snapshots or snapshots[-1][0] != step:
+        if not self.evidence.snapshots or self.evidence.snapshots[-1][0] != step:
             return
-        before = snapshots[-2][1] if len(snapshots) > 1 else Snapshot(at=0.0)
-        after = snapshots[-1][1]
-        exchanges = [e for e in self.evidence.exchanges if e.step == step]
+        # rows by id from the evidence's index of the last snapshot and the rows changed in the step
+        exchanges = self.evidence.exchanges_of(step)
         creates = [e for e in exchanges if e.kind == "create_payment"]
         confirms = [e for e in exchanges if e.kind == "confirm"]
         if creates:
-            self._creates(step, creates, before, after)
+            self._creates(step, creates)
         if confirms:
-            self._confirms(step, confirms, before, after)
+            self._confirms(step, confirms)
 
     def finish(self) -> None:
         self.notes.append(f"{self.metrics['creates']} create(s), {self.metrics['confirmations']} confirmation(s) "
@@ -62,9 +59,8 @@ class StoredCheck(Check):
 
     # --- creates -------------------------------------------------------------------------------
 
-    def _creates(self, step: int, creates: list[Exchange], before: Snapshot, after: Snapshot) -> None:
-        old = {p["id"] for p in before.payments}
-        new_rows = [p for p in after.payments if p["id"] not in old]
+    def _creates(self, step: int, creates: list[Exchange]) -> None:
+        new_rows = [c.new for c in self.evidence.row_changes("payments") if c.old is None and c.new is not None]
         accepted: set[str] = set()
         for exchange in creates:
             status = exchange.reply.status
@@ -80,7 +76,8 @@ class StoredCheck(Check):
                 continue
             payment_id = answer["id"]
             accepted.add(payment_id)
-            rows = [p for p in after.payments if p["id"] == payment_id]
+            found = self.evidence.row("payments", payment_id)
+            rows = [] if found is None else [found]
             if len(rows) != 1:
                 self.fail(f"create-rows:{payment_id}", f"a create answered 201 with id {payment_id[:8]}…, but "
                           f"payments_db holds {len(rows)} row(s) with that id", rules=("P1",), step=step)
@@ -110,17 +107,16 @@ class StoredCheck(Check):
 
     # --- confirmations -------------------------------------------------------------------------
 
-    def _confirms(self, step: int, confirms: list[Exchange], before: Snapshot, after: Snapshot) -> None:
+    def _confirms(self, step: int, confirms: list[Exchange]) -> None:
         by_payment: dict[str, list[Exchange]] = defaultdict(list)
         for exchange in confirms:
             payment_id = exchange.path.removeprefix(CONFIRM_PREFIX).removesuffix("/confirm")
             by_payment[payment_id].append(exchange)
-        rows_before = {p["id"]: p for p in before.payments}
-        rows_after = {p["id"]: p for p in after.payments}
         for payment_id, exchanges in by_payment.items():
             self.metrics["confirmations"] += len(exchanges)
             name = self.evidence.payment_name(payment_id)
-            old, new = rows_before.get(payment_id), rows_after.get(payment_id)
+            old = self.evidence.row("payments", payment_id, previous=True)
+            new = self.evidence.row("payments", payment_id)
             statuses = [e.reply.status for e in exchanges]
             if any(s is None or s >= 500 for s in statuses):
                 continue  # indeterminate: the confirmation may or may not have been applied

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kcverify.evidence.window import RowChange, SnapshotWindow, StepState
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
 from kcverify.targets.base import BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
 
@@ -65,7 +66,9 @@ class Evidence:
     payments: dict[str, PaymentRecord] = field(default_factory=dict)
     injected: list[RecordId] = field(default_factory=list)  # records the scenario produced (`publish`)
     settles: list[Settle] = field(default_factory=list)
-    snapshots: list[tuple[int, Snapshot]] = field(default_factory=list)
+    # The last two snapshots whole, a per-step history of every older one, and the last step's delta
+    # (evidence/window.py): `snapshots.append((step, snapshot))` as before; iterating sees the two kept.
+    snapshots: SnapshotWindow = field(default_factory=SnapshotWindow)
     step_titles: dict[int, str] = field(default_factory=dict)
     # step -> (kind, arguments): what the scenario did, e.g. which faults it injected, which a check may
     # need to judge an outcome (a re-publish is legitimate only after a fault that repeats one)
@@ -74,6 +77,12 @@ class Evidence:
     # What the system is judged by where the rules leave room for configuration (retries, backoff, TTL):
     # the spec's defaults, or a profile's declared conventions. Never the system's own settings.
     conventions: Conventions = SPEC_CONVENTIONS
+    # indexes kept up to date as the lists above grow (appended to, never rewritten)
+    _indexed: int = field(default=0, repr=False)
+    _by_step: dict[int, list[Exchange]] = field(default_factory=dict, repr=False)
+    _injected_seen: int = field(default=0, repr=False)
+    _injected_index: dict[str, set[tuple[int, int]]] = field(default_factory=dict, repr=False)
+    _names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def tick(self) -> int:
         """The next number in the one order of every operation's start and end."""
@@ -84,17 +93,68 @@ class Evidence:
     def last(self) -> Snapshot:
         return self.snapshots[-1][1] if self.snapshots else Snapshot(at=0.0)
 
+    @property
+    def previous(self) -> Snapshot:
+        """The snapshot before the last one (an empty one before the second step)."""
+        return self.snapshots.previous
+
+    @property
+    def history(self) -> list[StepState]:
+        """Every snapshot's step, time and components down, however old."""
+        return self.snapshots.history
+
+    def down_at(self, step: int) -> frozenset[str]:
+        """The components down in the first snapshot taken at or after `step` (the last one if none)."""
+        for state in self.history:
+            if state.step >= step:
+                return state.down
+        return self.last.down
+
+    def ever_down(self, component: str) -> bool:
+        return any(component in state.down for state in self.history)
+
+    def new_records(self, topic: str) -> list[BusRecord]:
+        """The records of `topic` the last snapshot shows and the one before it did not, injected included."""
+        return self.snapshots.new_records(topic)
+
+    def new_genuine(self, topic: str) -> list[BusRecord]:
+        """`new_records` minus those the scenario injected: what the system produced in the last step."""
+        injected = self._injected_at(topic)
+        return [r for r in self.snapshots.new_records(topic) if (r.partition, r.offset) not in injected]
+
+    def row_changes(self, table: str) -> list[RowChange]:
+        """Rows of `table` ("payments", "purchases") that differ between the previous snapshot and the last."""
+        return self.snapshots.row_changes(table)
+
+    def row(self, table: str, key: str, *, previous: bool = False) -> dict[str, Any] | None:
+        """A row of the last snapshot (or the one before) by its id (paymentId / purchaseId)."""
+        return self.snapshots.previous_row(table, key) if previous else self.snapshots.row(table, key)
+
+    def exchanges_of(self, step: int) -> list[Exchange]:
+        """The exchanges of one step, without a scan of the whole run."""
+        for exchange in self.exchanges[self._indexed:]:
+            self._by_step.setdefault(exchange.step, []).append(exchange)
+        self._indexed = len(self.exchanges)
+        return self._by_step.get(step, [])
+
+    def _injected_at(self, topic: str) -> set[tuple[int, int]]:
+        for record in self.injected[self._injected_seen:]:
+            self._injected_index.setdefault(record.topic, set()).add((record.partition, record.offset))
+        self._injected_seen = len(self.injected)
+        return self._injected_index.get(topic, set())
+
     def payment_name(self, payment_id: str) -> str:
-        for record in self.payments.values():
-            if record.id == payment_id:
-                return record.name
-        return payment_id[:8]
+        name = self._names.get(payment_id)
+        if name is None or len(self._names) != len(self.payments):
+            self._names = {record.id: record.name for record in self.payments.values()}
+            name = self._names.get(payment_id)
+        return name if name is not None else payment_id[:8]
 
     def genuine(self, topic: str, snapshot: Snapshot | None = None) -> list[BusRecord]:
         """Records the system itself produced: all records minus exactly those the scenario injected,
         known by where the broker put them (topic, partition, offset). Not by content or position: a copy
         injected under another key sits on another partition, possibly listed before the original."""
-        injected = {(r.partition, r.offset) for r in self.injected if r.topic == topic}
+        injected = self._injected_at(topic)
         return [r for r in (snapshot or self.last).topics.get(topic, []) if (r.partition, r.offset) not in injected]
 
     def step_title(self, step: int | None) -> str | None:

@@ -36,6 +36,7 @@ COMPONENTS = ("payment-relay", "purchase-worker", "course-relay", "cache-invalid
 ROUND_BUDGET_BASE = 100
 ROUNDS_PER_ITEM = 10
 ROUND_BUDGET_SCAN = 100_000  # outbox rows counted at most
+MAX_ROUNDS_BASE = 20_000  # a settle's rounds in all, plus the round budget of the work at its start
 
 # Topic partition counts: DLQ has one partition so its order is the order of failure.
 TOPIC_PARTITIONS = {domain.TOPIC_CONFIRMED: None, domain.TOPIC_CREATED: None, domain.TOPIC_DLQ: 1}
@@ -155,7 +156,7 @@ class System:
         times = [w for w in wakeups if w is not None]
         return min(times) if times else None
 
-    def settle(self, *, max_rounds: int = 20_000, horizon: float = 3600.0) -> SettleResult:
+    def settle(self, *, max_rounds: int | None = None, horizon: float = 3600.0) -> SettleResult:
         """Run everything until quiet. With a manual clock, jump to the next timed wake-up (a retry's
         backoff, a reconcile grace) unless it lies beyond `horizon` seconds from the start: `horizon`
         bounds the simulated time a settle may take. Between two moves of the clock the rounds are
@@ -163,6 +164,10 @@ class System:
         work every round without the clock moving is stuck, and the settle ends at once, not quiet."""
         start = self.clock.now()
         budget, idle = self._round_budget(), 0
+        if max_rounds is None:
+            # the whole settle's bound scales with the work pending at its start (20,000 poison copies
+            # injected in one step need 20,000 rounds of the worker), never a fixed count below it
+            max_rounds = MAX_ROUNDS_BASE + budget
         for rounds in range(1, max_rounds + 1):
             idle += 1
             if idle > budget:
@@ -189,9 +194,11 @@ class System:
         round every live component takes one step, and each record, outbox row or payment gives each
         component at most a few steps of work (publish, handle, announce, invalidate, re-publish)."""
         payments, courses, bus, _ = self.unfaulted
-        items = sum(len(bus.read_all(topic)) for topic in domain.TOPICS)
+        ends = getattr(bus, "end_offsets", None)  # counted, not copied: a settle per step stays cheap
+        items = sum(sum(ends(t).values()) if ends else len(bus.read_all(t)) for t in domain.TOPICS)
         items += len(payments.pending_outbox(ROUND_BUDGET_SCAN)) + len(courses.pending_outbox(ROUND_BUDGET_SCAN))
-        items += len(payments.all_payments())
+        count = getattr(payments, "count_payments", None)
+        items += count() if count else len(payments.all_payments())
         return ROUND_BUDGET_BASE + ROUNDS_PER_ITEM * items
 
 

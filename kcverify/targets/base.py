@@ -76,6 +76,9 @@ class Snapshot:
     committed: dict[str, dict[int, int | None]] = field(default_factory=dict)  # "group/topic" -> offsets
     traces: list[dict[str, Any]] = field(default_factory=list)
     down: frozenset[str] = frozenset()
+    # True when every topic is listed sorted by (partition, offset): the evidence then finds the records
+    # new since the previous snapshot by bisection instead of comparing every record (evidence/window.py).
+    ordered: bool = False
 
 
 @dataclass(frozen=True)

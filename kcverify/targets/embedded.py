@@ -4,8 +4,10 @@ for a seed, and every capability: faults, crash points, split reads, clock contr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from kcverify.core.errors import SimulatedCrash
@@ -47,6 +49,9 @@ class EmbeddedTarget:
         )
         self._system: System | None = None
         self._clients: dict[str, AsgiClient] = {}
+        self._records = _Records()
+        self._payments = _Rows(_nothing)
+        self._purchases = _Rows(_nothing)
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> EmbeddedTarget:
@@ -66,6 +71,10 @@ class EmbeddedTarget:
     def start(self, *, seed: int) -> None:
         self.stop()
         self._system = bootstrap(replace(self._base, seed=seed))
+        payments, courses, _, _ = self._system.unfaulted
+        self._records = _Records()
+        self._payments = _Rows(payments.changed_payments)  # type: ignore[attr-defined]
+        self._purchases = _Rows(courses.changed_purchases)  # type: ignore[attr-defined]
         self._clients = {
             "payment-service": AsgiClient(self._system.payment_app()),
             "student-service": AsgiClient(self._system.student_app()),
@@ -156,20 +165,76 @@ class EmbeddedTarget:
         return self.system.dlq_replayer.replay_all()
 
     def snapshot(self) -> Snapshot:
+        """Read only what changed since the previous snapshot: records after each partition's last one
+        read, rows the stores noted as changed. Unchanged rows and records are the same objects as in
+        the previous snapshot, so the evidence compares by identity (kcverify/evidence/window.py)."""
         system = self.system
-        payments, courses, bus, _ = system.unfaulted
-        topics = {t: [BusRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
-                      for m in bus.read_all(t)] for t in domain.TOPICS}
+        _, _, bus, _ = system.unfaulted
+        topics = {t: self._records.read(bus, t) for t in domain.TOPICS}
         return Snapshot(
             at=system.clock.now(),
-            payments=[p.to_json() for p in payments.all_payments()],
-            purchases=[p.to_json() for p in courses.all_purchases()],
+            payments=self._payments.read(),
+            purchases=self._purchases.read(),
             topics=topics,
             end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
             committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
             traces=list(getattr(system.tracer, "records", [])),
             down=frozenset(system.down),
+            ordered=True,
         )
+
+
+class _Records:
+    """The records of every topic read so far, partition by partition; each snapshot reads only the new."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, list[list[BusRecord]]] = {}
+
+    def read(self, bus: Any, topic: str) -> list[BusRecord]:
+        logs = self._logs.setdefault(topic, [])
+        ends = bus.end_offsets(topic)
+        while len(logs) < len(ends):
+            logs.append([])
+        for partition, end in ends.items():
+            log = logs[partition]
+            if len(log) < end:
+                log.extend(BusRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+                           for m in bus.read_from(topic, partition, len(log)))
+        return list(chain.from_iterable(logs))
+
+
+class _Rows:
+    """One table's rows as JSON, in the stores' order (created_at, then id), kept up to date from the rows
+    the store says changed; a changed row gets a new dict, an unchanged one keeps its own."""
+
+    def __init__(self, changed: Callable[[], tuple[list[Any], list[str]]]) -> None:
+        self._changed = changed
+        self._keys: list[tuple[float, str]] = []
+        self._rows: list[dict[str, Any]] = []
+        self._where: dict[str, tuple[float, str]] = {}
+
+    def read(self) -> list[dict[str, Any]]:
+        rows, gone = self._changed()
+        for key in gone:
+            self._remove(key)
+        for row in rows:
+            self._remove(row.id)
+            where = (row.created_at, row.id)
+            at = bisect_left(self._keys, where)
+            self._keys.insert(at, where)
+            self._rows.insert(at, row.to_json())
+            self._where[row.id] = where
+        return list(self._rows)
+
+    def _remove(self, key: str) -> None:
+        where = self._where.pop(key, None)
+        if where is not None:
+            at = bisect_left(self._keys, where)
+            del self._keys[at], self._rows[at]
+
+
+def _nothing() -> tuple[list[Any], list[str]]:
+    return [], []
 
 
 def _problem_reply(problem: Problem) -> HttpReply:

@@ -128,6 +128,13 @@ class EmbeddedBus:
         with self._lock:
             return [message for log in self._topic(topic).logs for message in log]
 
+    def read_from(self, topic: str, partition: int, offset: int) -> list[Message]:
+        """The records of one partition from `offset` on: what an observer that already has the earlier
+        ones needs (a snapshot after every step would otherwise copy the whole topic each time)."""
+        with self._lock:
+            logs = self._topic(topic).logs
+            return list(logs[partition][offset:]) if partition < len(logs) else []
+
     # --- helpers beyond the port (the Kafka adapter offers them too) ---------------------------------
 
     def end_offsets(self, topic: str) -> dict[int, int]:

@@ -112,6 +112,33 @@ class _Database:
         with self._lock:
             self._conn.close()
 
+    def track_changes(self, table: str, key: str) -> None:
+        """Note the key of every row of `table` inserted, updated or deleted from now on, in a TEMP table of
+        this connection, written by TEMP triggers inside the writer's transaction (a rolled-back write
+        notes nothing). For observers that read only what changed (`take_changed`); the schema and the
+        reference's own queries are untouched."""
+        log = f"changed_{table}"
+        with self._lock:
+            self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {log} (key TEXT PRIMARY KEY)")
+            for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
+                self._conn.execute(
+                    f"CREATE TEMP TRIGGER IF NOT EXISTS {log}_{event.lower()} AFTER {event} ON main.{table} "
+                    f"BEGIN INSERT OR IGNORE INTO {log} (key) VALUES ({row}.{key}); END")
+
+    def take_changed(self, table: str, key: str, columns: str) -> tuple[list[sqlite3.Row], list[str]]:
+        """The rows of `table` changed since the last call (as they are now) and the keys of those gone;
+        the log is emptied. `track_changes` must have been called."""
+        log = f"changed_{table}"
+        with self.transaction() as conn:
+            keys = [row[0] for row in conn.execute(f"SELECT key FROM {log}").fetchall()]
+            if not keys:
+                return [], []
+            rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
+                                ).fetchall()
+            conn.execute(f"DELETE FROM {log}")
+        found = {row[key] for row in rows}
+        return rows, [k for k in keys if k not in found]
+
 
 def _dump(value: Any) -> str:
     # No coercion: ints stay ints, "10" stays a string. NaN/Infinity are not JSON: refuse them.
@@ -128,6 +155,7 @@ class _SqliteOutboxStore:
     def __init__(self, path: str | None, database: str, clock: Clock | None, timeout: float) -> None:
         self._db = _Database(path, database, timeout)
         self._clock: Clock = clock or SystemClock()
+        self._tracking = False  # whether changed rows are being noted (changed_payments / changed_purchases)
 
     @property
     def path(self) -> str | None:
@@ -264,6 +292,20 @@ class SqlitePaymentStore(_SqliteOutboxStore):
                 " AND confirmed_at <= ? ORDER BY confirmed_at, id", (before,)).fetchall()
         return [_payment(row) for row in rows]
 
+    def changed_payments(self) -> tuple[list[Payment], list[str]]:
+        """Payments inserted or updated since the last call, and ids of payments deleted (the first call
+        starts the tracking and returns every payment). For a cheap snapshot after every step."""
+        if not self._tracking:
+            self._tracking = True
+            self._db.track_changes("payments", "id")
+            return self.all_payments(), []
+        rows, gone = self._db.take_changed("payments", "id", _PAYMENT_COLUMNS)
+        return [_payment(row) for row in rows], gone
+
+    def count_payments(self) -> int:
+        with self._db.transaction(write=False) as conn:
+            return int(conn.execute("SELECT count(*) FROM payments").fetchone()[0])
+
     def all_payments(self) -> list[Payment]:
         """Oldest first (created_at, then id)."""
         with self._db.transaction(write=False) as conn:
@@ -349,6 +391,15 @@ class SqliteCourseStore(_SqliteOutboxStore):
             row = conn.execute(f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases"
                                " WHERE payment_id = ?", (payment_id,)).fetchone()
         return None if row is None else _purchase(row)
+
+    def changed_purchases(self) -> tuple[list[Purchase], list[str]]:
+        """Like SqlitePaymentStore.changed_payments, for purchases."""
+        if not self._tracking:
+            self._tracking = True
+            self._db.track_changes("student_course_purchases", "id")
+            return self.all_purchases(), []
+        rows, gone = self._db.take_changed("student_course_purchases", "id", _PURCHASE_COLUMNS)
+        return [_purchase(row) for row in rows], gone
 
     def all_purchases(self) -> list[Purchase]:
         """Active or not, oldest first (created_at, then id)."""
