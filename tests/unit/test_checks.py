@@ -74,6 +74,10 @@ CAUGHT = [
     ("records", "confirmed-keyed-by-payment", "happy-path", "I4"),
     ("records", "relay-fresh-event-id", "relay-crash-after-publish", "P3"),
     ("records", "confirm-retry-enqueues-again", "gateway-retries-confirm", "P4"),
+    ("ordering", "relay-newest-first", "per-student-order", "P3"),
+    ("ordering", "retry-at-topic-end", "per-student-order", "W1"),
+    ("delivery", "worker-two-attempts", "persistent-failure-dlq-replay", "W7"),
+    ("delivery", "retry-backoff-subsecond", "transient-then-success", "W7"),
 ]
 
 
