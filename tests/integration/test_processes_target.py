@@ -96,6 +96,7 @@ def test_worker_sigterm_mid_event_finishes_it_commits_and_exits_0(target: Proces
     student = target.student_id("s1")
     payment_id = _buy(target, student)
     target.step_component("payment-relay", 1)  # PURCHASE_CONFIRMED is on the topic; the worker is held
+    assert target.process("worker-2").terminate() == 0  # the other member leaves: this one owns every partition
     worker = target.process("worker")
     dsn = target.stack_settings["courses_dsn"]
     with psycopg.connect(dsn) as blocker, psycopg.connect(dsn, autocommit=True) as observer:
