@@ -364,9 +364,15 @@ class ProcessesTarget:
         if component in IN_PROCESS:
             self._procs[OWNER[component]].control("POST", f"/components/{component}/restart")
             return
-        for process in self._owners(component):
+        owners = self._owners(component)
+        if all(process.alive() for process in owners):
+            return
+        # A worker process that survived its peer's crash may still have the crash point armed: the
+        # restart is of the whole worker deployment, so no armed point outlives it.
+        for process in owners:
             if process.alive():
-                continue
+                process.terminate()
+        for process in owners:
             process.spawn(self._defects)
             process.wait_ready(time.monotonic() + READY_TIMEOUT)
             self._note(component, "started")
