@@ -106,19 +106,24 @@ class OrderingCheck(Check):
     # --- what is observed --------------------------------------------------------------------------------
 
     def _accepted_order(self) -> dict[str, int]:
-        """paymentId -> where in the run's order of operations its first accepted confirmation started."""
+        """paymentId -> where in the run's order of operations its first accepted confirmation started.
+        A payment with a confirmation that got no answer is left out: it may have committed then or later."""
         order: dict[str, int] = {}
+        unknown: set[str] = set()
         for exchange in self.evidence.exchanges:
             parts = exchange.path.rstrip("/").split("/")
-            if exchange.method != "POST" or len(parts) < 2 or parts[-1] != "confirm" or exchange.reply.status != 200:
+            if exchange.method != "POST" or len(parts) < 2 or parts[-1] != "confirm":
+                continue
+            if exchange.indeterminate:
+                unknown.add(parts[-2])
                 continue
             try:
-                body = exchange.reply.json()
+                body = exchange.reply.json() if exchange.reply.status == 200 else None
             except ValueError:
                 continue
             if isinstance(body, dict) and body.get("status") == "succeeded":
                 order.setdefault(parts[-2], exchange.start_seq)
-        return order
+        return {payment: seq for payment, seq in order.items() if payment not in unknown}
 
     def _exempt(self) -> set[str]:
         """Payments the rules let be handled out of order: dead-lettered ones (handled when replayed) and
