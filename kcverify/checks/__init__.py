@@ -15,6 +15,7 @@ from kcverify.checks import (  # noqa: F401
     idempotency,
     invariants,
     metadata,
+    ordering,
     records,
     stored,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,7 +18,7 @@ from kcverify.core.clock import Clock, ManualClock, SystemClock
 from kcverify.core.errors import SimulatedCrash
 from kcverify.core.ids import IdSource, RandomIds, SeededIds
 from kcverify.reference import domain, payment_api, student_api
-from kcverify.reference.defects import Defects
+from kcverify.reference.defects import MISCONFIGURED, Defects
 from kcverify.reference.dlq import DeadLetterReplayer
 from kcverify.reference.instrument import CrashPoints, Faults, MemoryTracer, Tracer, with_faults
 from kcverify.reference.payment_service import PaymentService
@@ -64,7 +64,7 @@ class System:
     cache: Cache
     payment_service: PaymentService
     student_service: StudentService
-    worker: PurchaseWorker
+    workers: list[PurchaseWorker]  # the members of the purchase-worker group, in the order settle steps them
     payment_relay: OutboxRelay
     course_relay: OutboxRelay
     invalidator: CacheInvalidator
@@ -75,6 +75,14 @@ class System:
     unfaulted: tuple[PaymentStore, CourseStore, Bus, Cache]
     down: set[str] = field(default_factory=set)
     crashed: list[tuple[str, str]] = field(default_factory=list)  # (component, crash point)
+    # Indexes of the worker members that died at a crash point while the others went on (the component
+    # "purchase-worker" counts as down while any member is).
+    workers_down: set[int] = field(default_factory=set)
+
+    @property
+    def worker(self) -> PurchaseWorker:
+        """The first member of the worker group (a served worker process runs only this one)."""
+        return self.workers[0]
 
     # --- HTTP --------------------------------------------------------------------------------
     def payment_app(self, *, threaded: bool = False) -> Starlette:
@@ -87,17 +95,39 @@ class System:
     def _steppers(self) -> dict[str, Callable[[], bool]]:
         return {
             "payment-relay": lambda: self.payment_relay.run_once() > 0,
-            "purchase-worker": lambda: self.worker.poll_once() not in (Step.IDLE, Step.WAITING),
+            "purchase-worker": self._step_workers,
             "course-relay": lambda: self.course_relay.run_once() > 0,
             "cache-invalidator": self.invalidator.poll_once,
             "reconciler": lambda: self.reconciler.run_once() > 0,
         }
+
+    def _step_workers(self) -> bool:
+        """One step of every live member of the worker group, in member order (deterministic). A member
+        that hits a crash point dies alone, as one of several worker processes would: the group
+        rebalances and the others take over its partitions from the committed offsets."""
+        live = [(i, w) for i, w in enumerate(self.workers) if i not in self.workers_down]
+        for _, worker in live:
+            worker.start()  # every live member joins before any polls: one rebalance, not one per member
+        worked = False
+        for index, worker in live:
+            try:
+                worked = worker.poll_once() not in (Step.IDLE, Step.WAITING) or worked
+            except SimulatedCrash as crash:
+                worker.abandon()
+                self.workers_down.add(index)
+                self.down.add("purchase-worker")
+                self.crashed.append(("purchase-worker", crash.point))
+                self.tracer.emit("purchase-worker", "crashed", point=crash.point, member=index)
+                worked = True
+        return worked
 
     def step(self, component: str) -> bool:
         """Run one step of a live component; a crash point it hits takes it down (like SIGKILL).
         Returns True when it did some work."""
         if component not in COMPONENTS:
             raise KeyError(component)
+        if component == "purchase-worker":
+            return self._step_workers()  # its members die alone (see there)
         if component in self.down:
             return False
         try:
@@ -109,7 +139,7 @@ class System:
     def crash(self, component: str, point: str = "killed") -> None:
         """The component dies where it stands: no graceful close, nothing committed."""
         abandon: dict[str, Callable[[], None]] = {
-            "purchase-worker": self.worker.abandon,
+            "purchase-worker": self._abandon_workers,
             "cache-invalidator": self.invalidator.abandon,
         }
         if component in abandon:
@@ -121,7 +151,7 @@ class System:
     def stop(self, component: str) -> None:
         """Graceful stop (SIGTERM): consumers leave their group cleanly."""
         closers: dict[str, Callable[[], None]] = {
-            "purchase-worker": self.worker.close,
+            "purchase-worker": self._close_workers,
             "cache-invalidator": self.invalidator.close,
         }
         if component in closers:
@@ -134,24 +164,41 @@ class System:
             raise KeyError(component)
         self.down.discard(component)
         starters: dict[str, Callable[[], None]] = {
-            "purchase-worker": self.worker.start,
+            "purchase-worker": self._start_workers,
             "cache-invalidator": self.invalidator.start,
         }
         if component in starters:
             starters[component]()
         self.tracer.emit(component, "started")
 
+    # A scenario's kill, stop and restart of "purchase-worker" act on the whole group (every member).
+    def _abandon_workers(self) -> None:
+        for index, worker in enumerate(self.workers):
+            worker.abandon()
+            self.workers_down.add(index)
+
+    def _close_workers(self) -> None:
+        for index, worker in enumerate(self.workers):
+            worker.close()
+            self.workers_down.add(index)
+
+    def _start_workers(self) -> None:
+        for index in sorted(self.workers_down):
+            self.workers[index].start()
+        self.workers_down.clear()
+
     def _next_wakeup(self) -> float | None:
         wakeups: list[float | None] = []
         for name, relay in (("payment-relay", self.payment_relay), ("course-relay", self.course_relay)):
             if name not in self.down:
                 wakeups.append(relay.next_wakeup())
-        if "purchase-worker" not in self.down:
-            wakeups.append(self.worker.next_wakeup())
+        wakeups.extend(w.next_wakeup() for i, w in enumerate(self.workers) if i not in self.workers_down)
         if "cache-invalidator" not in self.down:
             wakeups.append(self.invalidator.next_wakeup())
+        # A re-publish helps only if something can carry it to a purchase. While any worker member is down
+        # (a crash point killed it, the scenario has not restarted it) the clock does not jump to the
+        # reconciler's grace either: what the crash left behind stays observable until the restart.
         if not {"reconciler", "payment-relay", "purchase-worker"} & self.down:
-            # a re-publish helps only if something can carry it to a purchase
             wakeups.append(self.reconciler.next_wakeup())
         times = [w for w in wakeups if w is not None]
         return min(times) if times else None
@@ -202,6 +249,15 @@ class System:
         return ROUND_BUDGET_BASE + ROUNDS_PER_ITEM * items
 
 
+def deployed_settings(settings: Settings) -> Settings:
+    """The settings as deployed: those of the defects that are a wrong configuration (defects.MISCONFIGURED)
+    override what they name, as a mistyped value in a deployment's configuration would."""
+    changes: dict[str, Any] = {}
+    for name in sorted(Defects(settings.defects).names):  # an unknown name fails here, as it would later
+        changes.update(MISCONFIGURED.get(name, {}))
+    return replace(settings, **changes) if changes else settings
+
+
 def _embedded_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, CourseStore, Bus, Cache]:
     from kcverify.reference.adapters.embedded_bus import EmbeddedBus
     from kcverify.reference.adapters.memory_cache import MemoryCache
@@ -229,7 +285,7 @@ def _stack_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, Cou
 def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, ids: IdSource | None = None,
               tracer: Tracer | None = None, faults: Faults | None = None,
               adapters: tuple[PaymentStore, CourseStore, Bus, Cache] | None = None) -> System:
-    settings = settings or Settings()
+    settings = deployed_settings(settings or Settings())
     embedded = settings.mode == "embedded"
     clock = clock or (ManualClock() if embedded else SystemClock())
     ids = ids or (SeededIds(settings.seed) if embedded else RandomIds())
@@ -257,8 +313,9 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, i
                                        signature_tolerance=settings.signature_tolerance, defects=defects,
                                        crash=crash_points, **common),
         student_service=StudentService(courses=courses, cache=cache, settings=settings, defects=defects, **common),
-        worker=PurchaseWorker(payments=payments, courses=courses, bus=bus, ids=ids, settings=settings,
-                              defects=defects, crash=crash_points, **common),
+        workers=[PurchaseWorker(payments=payments, courses=courses, bus=bus, ids=ids, settings=settings,
+                                defects=defects, crash=crash_points, **common)
+                 for _ in range(max(1, settings.workers))],
         payment_relay=OutboxRelay(name="payment-relay", store=payments, bus=bus, crash=crash_points,
                                   batch=settings.relay_batch, defects=defects, **common),
         course_relay=OutboxRelay(name="course-relay", store=courses, bus=bus, crash=crash_points,

@@ -68,7 +68,22 @@ CATALOGUE: tuple[Defect, ...] = (
            "checkout metadata is stored through a 3-byte UTF-8 path: characters outside the BMP become '?'"),
     Defect("tier-from-package-table", "W4",
            "the purchase tier is looked up in the 10/20/30-session package table; other counts get tier 10"),
+    Defect("relay-newest-first", "P3",
+           "the outbox relay sends each batch newest row first, so a student's events reach the topic reversed"),
+    Defect("retry-at-topic-end", "W1",
+           "on a transient failure the worker re-publishes the event to the end of the topic and commits it, "
+           "so the student's later events overtake it"),
+    Defect("worker-two-attempts", "W7",
+           "the worker is deployed with retry attempts set to 2: transient failures are dead-lettered a try early"),
+    Defect("retry-backoff-subsecond", "W7",
+           "the worker is deployed with the development backoff of 0.5 s then 1 s between attempts"),
 )
+
+# The defects that are a wrong setting shipped with a correct program: `deployed_settings` applies them.
+MISCONFIGURED: dict[str, dict[str, object]] = {
+    "worker-two-attempts": {"retry_attempts": 2},
+    "retry-backoff-subsecond": {"retry_backoff": (0.5, 1.0)},
+}
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE}
 

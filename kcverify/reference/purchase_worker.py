@@ -8,6 +8,7 @@ partition's order, and a crash in that window simply redelivers it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -26,6 +27,9 @@ from kcverify.reference.ports import Bus, Consumer, CourseStore, Message, Paymen
 from kcverify.reference.settings import Settings
 
 COMPONENT = "purchase-worker"
+
+# The header in which the `retry-at-topic-end` defect counts the attempts an event has had.
+_ATTEMPT_HEADER = "x-attempt"
 
 # The constant the production fallback silently substituted for a student's class time.
 _DEFAULTED_CLASS_TIME = "16:00"
@@ -110,6 +114,8 @@ class PurchaseWorker:
                 self.consumer.commit(message)  # the defect: a crash from here on loses the event
             self._crash.hit("worker.after_poll")
             inflight = self._inflight = _InFlight(message)
+            if self._defects.on("retry-at-topic-end"):
+                inflight.attempts = next((int(v) for k, v in message.headers if k == _ATTEMPT_HEADER), 0)
         elif self._clock.now() < inflight.next_at:
             return Step.WAITING
         return self._attempt(inflight)
@@ -124,6 +130,9 @@ class PurchaseWorker:
                               partition=msg.partition, offset=msg.offset,
                               eventId=(inflight.event or {}).get("eventId"))
             outcome = self._handle(inflight)
+        if outcome.step == Step.RETRY and self._defects.on("retry-at-topic-end") \
+                and outcome.reason != DeadLetterReason.SCHEMA_VIOLATION:
+            return self._retry_at_topic_end(inflight)
         if outcome.step == Step.RETRY:
             now = self._clock.now()
             inflight.first_failed_at = inflight.first_failed_at or now
@@ -148,6 +157,23 @@ class PurchaseWorker:
         self._tracer.emit(COMPONENT, "offset_committed", partition=msg.partition, offset=msg.offset,
                           outcome=str(outcome.step))
         return outcome.step
+
+    def _retry_at_topic_end(self, inflight: _InFlight) -> Step:
+        """The defect: "never block the partition on a slow dependency". The event goes back to the end of
+        its topic with its attempt count in a header, and its offset is committed, so the events behind
+        it, the same student's included, are handled before it comes round again."""
+        msg = inflight.message
+        headers = tuple((k, v) for k, v in msg.headers if k != _ATTEMPT_HEADER)
+        try:
+            self._bus.publish(msg.topic, msg.key, msg.value, (*headers, (_ATTEMPT_HEADER, str(inflight.attempts))))
+        except BusUnavailable:
+            inflight.next_at = self._clock.now() + self._settings.backoff(inflight.attempts)
+            return Step.RETRY
+        self._inflight = None
+        with contextlib.suppress(BusUnavailable):  # lost the partition: its next owner gets the original again
+            self.consumer.commit(msg)
+        self._tracer.emit(COMPONENT, "requeued", partition=msg.partition, offset=msg.offset, attempt=inflight.attempts)
+        return Step.RETRY
 
     def _final(self, inflight: _InFlight) -> bool:
         attempts = 1 if self._defects.on("no-retries") else self._settings.retry_attempts

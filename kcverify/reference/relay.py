@@ -44,6 +44,8 @@ class OutboxRelay:
             self._tracer.emit(self.name, "outbox_read_failed", error=str(exc))
             self._retry_at = self._clock.now() + self._retry_after
             return 0
+        if self._defects.on("relay-newest-first"):  # "ORDER BY created_at DESC": the freshest rows first
+            rows = sorted(rows, key=lambda row: row.id or 0, reverse=True)
         published: list[int] = []
         for row in rows:
             try:

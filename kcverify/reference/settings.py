@@ -41,6 +41,10 @@ class Settings:
     # use a short one: on real time, "the next 50 cache calls fail" would otherwise take 50 s to drain.
     invalidator_retry: float = 1.0
     partitions: int = 3
+    # Members of the purchase-worker group an embedded system runs (settle steps each in turn). More than
+    # one, so that partitions are split between members and per-student order across a rebalance is
+    # exercised; a served worker process is one member.
+    workers: int = 2
     relay_batch: int = 100
     defects: frozenset[str] = field(default_factory=frozenset)
     seed: int = 0

@@ -7,11 +7,13 @@ RULES: dict[str, str] = {
     "P1": "creating a payment validates its metadata; 422 with one entry per field; nothing stored on error",
     "P2": "confirmation needs a valid HMAC signature bound to this payment and to time (else 401) and may "
           "change only status and provider ids",
-    "P3": "on success, status and the PURCHASE_CONFIRMED outbox row commit in one transaction; nothing is lost",
+    "P3": "on success, status and the PURCHASE_CONFIRMED outbox row commit in one transaction; nothing is lost; "
+          "outbox rows are published in commit order",
     "P4": "confirming again (a retry or a replay within the tolerance) is idempotent (200, no change, no second "
           "event); illegal transitions are 409",
     "P5": "on success the student's learning cache is invalidated (not sufficient alone, see S3)",
-    "W1": "the worker consumes from the earliest offset and commits only after handling",
+    "W1": "the worker consumes from the earliest offset, commits only after handling, and handles each partition "
+          "in order (events keyed by studentId: a student's purchases follow the order of their confirmations)",
     "W2": "schema-invalid events are dead-lettered at once and never block the partition",
     "W3": "only a succeeded payment of that student grants a course (forged events grant nothing)",
     "W4": "the payment row wins the metadata merge; event-only keys are kept; the result satisfies the schema",

@@ -79,6 +79,10 @@ CAUGHT = [
     ("metadata", "metadata-bmp-only", "happy-path", "P3"),
     ("stored", "metadata-bmp-only", "happy-path", "P1"),
     ("metadata", "tier-from-package-table", "happy-path", "W4"),
+    ("ordering", "relay-newest-first", "per-student-order", "P3"),
+    ("ordering", "retry-at-topic-end", "per-student-order", "W1"),
+    ("delivery", "worker-two-attempts", "persistent-failure-dlq-replay", "W7"),
+    ("delivery", "retry-backoff-subsecond", "transient-then-success", "W7"),
 ]
 
 

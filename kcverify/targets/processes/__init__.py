@@ -45,7 +45,7 @@ from kcverify.reference.defects import BY_NAME
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.spec import names, policy
 from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
-from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, READY_TIMEOUT, SPECS, ManagedProcess
+from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, OWNERS, READY_TIMEOUT, SPECS, ManagedProcess
 
 if TYPE_CHECKING:
     # Imported where used: the observer needs psycopg and confluent-kafka, and loading this class to
@@ -331,41 +331,54 @@ class ProcessesTarget:
 
     def step_component(self, component: str, times: int) -> None:
         """`run`: `times` steps of that component now, the others held (as embedded `System.step`). A
-        component that is down does nothing; one that dies at a crash point mid-step just ends."""
-        process = self._procs[OWNER[component]]
-        process.control("POST", "/step", {"component": component, "times": times})
+        component that is down does nothing; one that dies at a crash point mid-step just ends. The
+        worker's processes take their steps each in turn, as the embedded group's members do."""
+        for process in self._owners(component):
+            process.control("POST", "/step", {"component": component, "times": times})
 
     def arm_crash(self, point: str) -> None:
-        process = self._procs[OWNER[names.crash_point_owner(point)]]
-        if process.control("POST", "/crash", {"point": point}) is None:
-            raise RuntimeError(f"cannot arm {point}: {process.spec.name} is not running")
+        """Armed in every process of the component: each worker process that reaches the point dies there
+        (the one that has the event first; a survivor too, should the event come to it)."""
+        armed = [p for p in self._owners(names.crash_point_owner(point))
+                 if p.control("POST", "/crash", {"point": point}) is not None]
+        if not armed:
+            raise RuntimeError(f"cannot arm {point}: no process of {names.crash_point_owner(point)} is running")
 
     def kill(self, component: str) -> None:
-        process = self._procs[OWNER[component]]
         if component in IN_PROCESS:
-            process.control("POST", f"/components/{component}/kill")
+            self._procs[OWNER[component]].control("POST", f"/components/{component}/kill")
             return
-        process.kill()
+        for process in self._owners(component):
+            process.kill()
         self._note(component, "crashed", point="killed")
 
     def stop_component(self, component: str) -> None:
-        process = self._procs[OWNER[component]]
         if component in IN_PROCESS:
-            process.control("POST", f"/components/{component}/stop")
+            self._procs[OWNER[component]].control("POST", f"/components/{component}/stop")
             return
-        status = process.terminate()
-        self._note(component, "stopped", exitStatus=status)
+        for process in self._owners(component):
+            status = process.terminate()
+            self._note(component, "stopped", exitStatus=status)
 
     def restart(self, component: str) -> None:
-        process = self._procs[OWNER[component]]
         if component in IN_PROCESS:
-            process.control("POST", f"/components/{component}/restart")
+            self._procs[OWNER[component]].control("POST", f"/components/{component}/restart")
             return
-        if process.alive():
+        owners = self._owners(component)
+        if all(process.alive() for process in owners):
             return
-        process.spawn(self._defects)
-        process.wait_ready(time.monotonic() + READY_TIMEOUT)
-        self._note(component, "started")
+        # A worker process that survived its peer's crash may still have the crash point armed: the
+        # restart is of the whole worker deployment, so no armed point outlives it.
+        for process in owners:
+            if process.alive():
+                process.terminate()
+        for process in owners:
+            process.spawn(self._defects)
+            process.wait_ready(time.monotonic() + READY_TIMEOUT)
+            self._note(component, "started")
+
+    def _owners(self, component: str) -> list[ManagedProcess]:
+        return [self._procs[name] for name in OWNERS[component]]
 
     def fail(self, resource: str, times: int, op: str | None) -> None:
         """Every process reads the same fault table, so any live one can take the rule."""

@@ -38,20 +38,28 @@ class ProcessSpec:
 
 
 # The processes of the stack target: each component its own process, both relays included (a crash or
-# a stop of one relay must not take the other down, as in the embedded system). The cache invalidator
+# a stop of one relay must not take the other down, as in the embedded system). The purchase worker runs
+# as two processes, two members of its consumer group that split the partitions, so that per-student
+# order is exercised across members and rebalances, as on the embedded system. The cache invalidator
 # runs inside the student service, as a production student service would consume PURCHASE_CREATED.
 SPECS: tuple[ProcessSpec, ...] = (
     ProcessSpec("payment", "payment", ("payment-service",), service=True),
     ProcessSpec("student", "student", ("student-service", "cache-invalidator"), service=True,
                 args=("--invalidator-retry", "0.1")),
     ProcessSpec("worker", "worker", ("purchase-worker",)),
+    ProcessSpec("worker-2", "worker", ("purchase-worker",)),
     ProcessSpec("payment-relay", "relay", ("payment-relay",), args=("--outbox", "payments")),
     ProcessSpec("course-relay", "relay", ("course-relay",), args=("--outbox", "courses")),
     ProcessSpec("reconciler", "reconciler", ("reconciler",), args=("--reconcile-grace", "5")),
 )
 BY_NAME = {spec.name: spec for spec in SPECS}
-# scenario component -> the process that runs it
-OWNER = {component: spec.name for spec in SPECS for component in spec.components}
+# scenario component -> the processes that run it (a scenario's run, crash, kill, stop and restart of the
+# worker act on every worker process), and the first of them
+OWNERS: dict[str, tuple[str, ...]] = {}
+for _spec in SPECS:
+    for _component in _spec.components:
+        OWNERS[_component] = (*OWNERS.get(_component, ()), _spec.name)
+OWNER = {component: owners[0] for component, owners in OWNERS.items()}
 # components that share their process: stopped, killed and restarted through the control endpoint
 IN_PROCESS = frozenset({"cache-invalidator"})
 
