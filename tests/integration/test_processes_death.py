@@ -25,7 +25,7 @@ from kcverify import stack
 from kcverify.checks import select
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
-from kcverify.evidence.events import Event, StepFinished
+from kcverify.evidence.events import Event, ScenarioStarted, StepFinished
 from kcverify.scenario.loader import load_scenarios
 from kcverify.stack.state import read_state
 from kcverify.targets.processes import ProcessesTarget
@@ -70,9 +70,12 @@ class _KillAfterStep:
     scenario, from outside the target (as the OOM killer or an operator would)."""
 
     def __init__(self, target: ProcessesTarget, step: int) -> None:
-        self.target, self.step, self.killed_pid = target, step, 0
+        self.target, self.step, self.killed_pid, self.next_pid = target, step, 0, 0
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, ScenarioStarted) and event.index == 2:
+            popen = self.target.process("worker").popen  # the worker the second scenario runs with
+            self.next_pid = popen.pid if popen is not None else 0
         if isinstance(event, StepFinished) and event.step.index == self.step and not self.killed_pid:
             popen = self.target.process("worker").popen
             assert popen is not None
@@ -86,13 +89,12 @@ def test_worker_killed_from_outside_is_an_error_of_that_scenario_and_is_restarte
     with ProcessesTarget.from_state(state_dir) as target:
         killer = _KillAfterStep(target, step=3)  # after the confirm; step 4 settles
         run = Runner(target, [killer], RunOptions(target_name="processes"), checks=select()).run(scenarios)
-        restarted = target.process("worker").popen
     first, second = run.scenarios
     assert killer.killed_pid, "the handler never ran"
     assert first.status == Status.ERROR, (first.status, first.reason)
     assert first.reason == "the purchase-worker process exited (signal 9) during step 4; restarted", first.reason
     assert [s.status for s in first.steps] == [Status.PASSED] * 3 + [Status.ERROR]
-    assert restarted is not None and restarted.pid != killer.killed_pid
+    assert killer.next_pid and killer.next_pid != killer.killed_pid
     assert second.status == Status.PASSED, (second.reason, [f.message for f in second.failures])
     assert run.exit_code == 3  # an ERROR scenario: the verdict of the run is unknown
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import httpx
 
 from kcverify.core.clock import SystemClock
-from kcverify.core.errors import TargetUnreachable
+from kcverify.core.errors import BusUnavailable, TargetUnreachable
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.defects import BY_NAME
@@ -74,6 +75,7 @@ SETTLE_STABLE = 2  # consecutive quiet polls
 READ_HOLD_TIMEOUT = 15.0
 STACK_PROBE_EVERY = 1.0  # seconds between quick stack probes while a settle runs
 GONE_STOP_TIMEOUT = 3.0  # SIGTERM grace for the processes at the end of a run whose stack is gone
+COMMITTED_RETRY = 5.0  # seconds a committed-offsets query is retried (a fresh broker still loading its groups)
 # how the exit line names each service of the stack (kcverify.stack.lifecycle.ORDER)
 STACK_NAMES = {"postgres": "PostgreSQL", "redis": "Redis", "kafka": "the Kafka broker"}
 SERVICES = {"payment-service": "payment", "student-service": "student"}
@@ -364,8 +366,11 @@ class ProcessesTarget:
 
     def _kafka(self) -> KafkaBus:
         if self._bus is None:
+            from kcverify.reference.adapters import kafka_bus
             from kcverify.reference.adapters.kafka_bus import KafkaBus
 
+            if not kafka_bus.log.handlers:  # quiet unless logging is configured (see observer.log)
+                kafka_bus.log.addHandler(logging.NullHandler())
             self._bus = KafkaBus(self._stack["kafka_bootstrap"], self._clock, client_id="kcverify-target")
         return self._bus
 
@@ -562,7 +567,7 @@ class ProcessesTarget:
         for component, (group, topic) in zip(("purchase-worker", "cache-invalidator"), GROUPS, strict=True):
             if component in down:
                 continue
-            ends, committed = bus.end_offsets(topic), bus.committed(group, topic)
+            ends, committed = bus.end_offsets(topic), self._committed(group, topic)
             lag = sum(max(0, end - (committed.get(p) or 0)) for p, end in ends.items())
             if lag:
                 pending.append(f"{group} is {lag} record(s) behind on {topic}")
@@ -572,6 +577,20 @@ class ProcessesTarget:
             if orphans:
                 pending.append(f"{len(orphans)} succeeded payment(s) without a purchase yet")
         return pending
+
+    def _committed(self, group: str, topic: str) -> dict[int, int | None]:
+        """The group's committed offsets, asked again for a few seconds when the broker answers with a
+        transient error (COORDINATOR_LOAD_IN_PROGRESS on a freshly started broker): a read, safe to
+        repeat. A broker that is gone ends it at once (the quick stack probe)."""
+        deadline = time.monotonic() + COMMITTED_RETRY
+        while True:
+            try:
+                return self._kafka().committed(group, topic)
+            except BusUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                self._check_stack(thorough=False)
+                time.sleep(0.2)
 
     def _down(self) -> frozenset[str]:
         down: set[str] = set()
@@ -620,14 +639,13 @@ class ProcessesTarget:
         topics = {t: [r for r in records if (r.key or "").startswith(prefix)]
                   for t, records in self._topics.records.items()}
         payments = self._db.payments(prefix)
-        bus = self._kafka()
         return Snapshot(
             at=self.now(),
             payments=payments,
             purchases=self._db.purchases(prefix),
             topics=topics,
             end_offsets={t: dict(ends) for t, ends in self._topics.ends.items()},
-            committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
+            committed={f"{g}/{t}": self._committed(g, t) for g, t in GROUPS},
             traces=self._scenario_traces({p["id"] for p in payments}),
             down=self._down(),
         )
