@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck prerequisites clean
+.PHONY: run test deep lint typecheck prerequisites clean
 
 run: $(STAMP)
 	$(BIN)/kcverify run scenarios/ --claims claims.yaml
@@ -18,6 +18,10 @@ test: $(STAMP) prerequisites
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+# Long measurement runs (e.g. 1000+ Schemathesis cases per operation), outside the test command.
+deep: $(STAMP)
+	$(BIN)/pytest -q -m deep
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,7 +3,11 @@
 Per scenario: a fresh system on the target; each step is carried out and followed by a snapshot and
 the checks' `after_step`; then a final settle, a final read of every involved student's learning view
 (the last hop of the metadata check, and the last chance for a stale view to show), and the checks'
-`finish`. A scenario that needs a capability the target lacks is skipped with the reason."""
+`finish`. A scenario that needs a capability the target lacks is skipped with the reason.
+
+What happens to the target outside the steps is not judged: a component process that died by no step
+of the scenario (the target's `incidents()`) ends the scenario as ERROR, its verdict unknown; a target
+whose infrastructure is gone (TargetUnreachable) stops the whole run, exit 2."""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import shlex
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from kcverify.core.errors import TargetUnreachable
 from kcverify.core.status import Status
 from kcverify.engine import steps as step_kinds
 from kcverify.evidence.events import (
@@ -91,7 +96,11 @@ class Runner:
         try:
             for index, scenario in enumerate(scenarios, start=1):
                 self.emit(ScenarioStarted(scenario.name, scenario.path, index, len(scenarios)))
-                result = self.run_scenario(scenario)
+                try:
+                    result = self.run_scenario(scenario)
+                except TargetUnreachable as exc:
+                    raise TargetUnreachable(f"{exc} (the run stopped early, in scenario {index} of "
+                                            f"{len(scenarios)}: {scenario.name})") from exc
                 results.append(result)
                 self.emit(ScenarioFinished(result))
                 if self.options.fail_fast and result.status in (Status.FAILED, Status.ERROR):
@@ -141,23 +150,34 @@ class Runner:
         step_results: list[StepResult] = []
         try:
             self.target.start(seed=self.options.seed)
+        except TargetUnreachable:
+            raise
         except Exception as exc:
             return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
         error = ""
         try:
             for i in range(1, len(scenario.steps) + 1):
                 result = self._run_step(ctx, scenario, i, active)
+                incident = self._incidents(f"step {i}")
+                if incident:
+                    result = replace(result, status=Status.ERROR, reason=incident)
                 step_results.append(result)
                 self.emit(StepFinished(scenario.name, result))
                 if result.status == Status.ERROR:
-                    error = f"step {i} ({result.title}): {result.reason}"
+                    error = incident or f"step {i} ({result.title}): {result.reason}"
                     break
             if not error:
                 self._final(ctx, len(scenario.steps) + 1)
-                for check in active:
-                    check.finish()
+                error = self._incidents("the final settle and reads")
+                if not error:
+                    for check in active:
+                        check.finish()
+        except TargetUnreachable:
+            raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+            # a step that broke because a process died under it: the death is the news, not the symptom
+            error = self._incidents(f"step {ctx.step}") or (
+                f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
         finally:
             self.target.stop()
         check_results = tuple(c.result() for c in active) + tuple(inactive)
@@ -169,6 +189,14 @@ class Runner:
         failed = any(s.status == Status.FAILED for s in step_results) or any(
             c.status == Status.FAILED for c in check_results)
         return finished(Status.FAILED if failed else Status.PASSED, tuple(step_results), check_results)
+
+    def _incidents(self, where: str) -> str:
+        """What the target reports happened outside the scenario's steps, seen by the end of `where`
+        ("" when nothing, or when the target does not watch): "the purchase-worker process exited
+        (signal 9) during step 3; restarted"."""
+        incidents = getattr(self.target, "incidents", None)
+        found = incidents() if callable(incidents) else []
+        return "; ".join(f"{i.what} during {where}" + (f"; {i.action}" if i.action else "") for i in found)
 
     def _run_step(self, ctx: step_kinds.Context, scenario: Scenario, index: int,
                   checks: list[CheckInstance]) -> StepResult:

@@ -82,6 +82,17 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Incident:
+    """Something that happened to the system under test that none of the scenario's steps made happen:
+    a component process died (SIGKILL from outside, the OOM killer, a bug) and was restarted. The
+    scenario's verdict is unknown then: the Runner ends it as ERROR with `what`, the step it was seen
+    in, and `action` ("the purchase-worker process exited (signal 9) during step 3; restarted")."""
+
+    what: str  # "the purchase-worker process exited (signal 9)"
+    action: str = ""  # what the target did about it: "restarted"
+
+
+@dataclass(frozen=True)
 class TargetInfo:
     name: str
     capabilities: frozenset[str]
@@ -92,7 +103,13 @@ class TargetInfo:
 
 class Target(Protocol):
     """A target may also offer `close()`: the Runner calls it once at the end of a run (the processes
-    target stops its processes there). It is not part of the protocol, so targets without it conform.
+    target stops its processes there), and `incidents() -> list[Incident]`: what happened outside the
+    scenario's steps since the last call (the Runner asks after every step). Neither is part of the
+    protocol, so targets without them conform.
+
+    A target whose infrastructure is gone (a database or broker that no longer runs) raises
+    TargetUnreachable from any primitive: the Runner stops the whole run there (exit 2) rather than
+    letting every later step time out.
 
     Everything fixed for a run (named defects, a state directory, a profile) is given when the target is
     built (kcverify.targets.registry.TargetOptions); only the seed changes between scenarios."""

@@ -71,9 +71,9 @@ CHECKS = {
 }
 
 
-def _config(mode: str) -> SchemathesisConfig:
+def _config(mode: str, examples: int = MAX_EXAMPLES) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict({
-        "generation": {"mode": mode, "max-examples": MAX_EXAMPLES, "deterministic": True},
+        "generation": {"mode": mode, "max-examples": examples, "deterministic": True},
         "phases": {"examples": {"enabled": mode == "positive"}, "coverage": {"enabled": True},
                    "fuzzing": {"enabled": True}, "stateful": {"enabled": False}},
         "checks": CHECKS,
@@ -139,9 +139,9 @@ class Harness:
 HARNESS = Harness()
 
 
-def _load(service: str, mode: str, app: Any) -> Any:
+def _load(service: str, mode: str, app: Any, examples: int = MAX_EXAMPLES) -> Any:
     # From the file path, so the relative $refs into contracts/schemas resolve.
-    schema = schemathesis.openapi.from_path(openapi_path(service), config=_config(mode))
+    schema = schemathesis.openapi.from_path(openapi_path(service), config=_config(mode, examples))
     schema.app = app
     return schema
 
@@ -211,17 +211,17 @@ def _run(case: Any, client: SigningClient, service: str, mode: str) -> None:
     _assert_problem(response.status_code, response.headers.get("content-type", [""])[0], response.content)
 
 
-def _prepare_payment(case: Any, turn: int) -> None:
+def _prepare_payment(case: Any, turn: int, harness: Harness) -> None:
     negative = _negative(case)
     if "{paymentId}" in case.operation.path and ParameterLocation.PATH not in negative:
         statuses = PAYMENT_TARGETS[turn % len(PAYMENT_TARGETS)]
         if statuses is not None:
-            case.path_parameters["paymentId"] = HARNESS.payment(*statuses)
+            case.path_parameters["paymentId"] = harness.payment(*statuses)
     if case.operation.path.endswith("/confirm") and ParameterLocation.HEADER not in negative:
         case.headers["X-Signature"] = SIGN_ME
 
 
-def _prepare_student(case: Any, turn: int) -> None:
+def _prepare_student(case: Any, turn: int, harness: Harness) -> None:
     if "{studentId}" not in case.operation.path:
         return
     negative = _negative(case)
@@ -234,7 +234,7 @@ def _prepare_student(case: Any, turn: int) -> None:
     if who is not None:
         subject, role = {"admin": ("fuzz-admin", "admin"), "self": (student, "student"),
                          "other": ("someone-else", "student")}[who]
-        case.headers["Authorization"] = f"Bearer {HARNESS.token(subject, role)}"
+        case.headers["Authorization"] = f"Bearer {harness.token(subject, role)}"
 
 
 def _turn(case: Any, mode: str) -> int:
@@ -244,28 +244,28 @@ def _turn(case: Any, mode: str) -> int:
 @PAYMENT_POSITIVE.parametrize()
 @FUZZ_SETTINGS
 def test_payment_service_positive(case: Any, harness: Harness) -> None:
-    _prepare_payment(case, _turn(case, "positive"))
+    _prepare_payment(case, _turn(case, "positive"), harness)
     _run(case, harness.payments, "payment-service", "positive")
 
 
 @PAYMENT_NEGATIVE.parametrize()
 @FUZZ_SETTINGS
 def test_payment_service_negative(case: Any, harness: Harness) -> None:
-    _prepare_payment(case, _turn(case, "negative"))
+    _prepare_payment(case, _turn(case, "negative"), harness)
     _run(case, harness.payments, "payment-service", "negative")
 
 
 @STUDENT_POSITIVE.parametrize()
 @FUZZ_SETTINGS
 def test_student_service_positive(case: Any, harness: Harness) -> None:
-    _prepare_student(case, _turn(case, "positive"))
+    _prepare_student(case, _turn(case, "positive"), harness)
     _run(case, harness.students, "student-service", "positive")
 
 
 @STUDENT_NEGATIVE.parametrize()
 @FUZZ_SETTINGS
 def test_student_service_negative(case: Any, harness: Harness) -> None:
-    _prepare_student(case, _turn(case, "negative"))
+    _prepare_student(case, _turn(case, "negative"), harness)
     _run(case, harness.students, "student-service", "negative")
 
 

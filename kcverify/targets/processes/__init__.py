@@ -16,20 +16,27 @@ Redis), driven with the same primitives and the same meaning as the embedded tar
 - Faults: one table shared by every process (a file): "the next N calls to courses_db fail" counts
   calls whichever process makes them, as the embedded system counts them across components.
 - Time is real: no `control_clock` (the TTL scenario is skipped); the freshness bound is 1 s.
+- Watches: a component process that exits when no step of the scenario stopped, killed or crashed it
+  is restarted and reported as an `Incident` (the Runner ends that scenario as ERROR: its verdict is
+  unknown). The stack itself is probed before every scenario (cheaply), every second of a settle, and
+  whenever an operation fails or a settle hits its bound: PostgreSQL, Redis or the Kafka broker gone
+  raises TargetUnreachable naming it, and the run stops there (exit 2).
 
 See docs/targets.md."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,14 +45,23 @@ from typing import TYPE_CHECKING, Any, TextIO
 import httpx
 
 from kcverify.core.clock import SystemClock
-from kcverify.core.errors import TargetUnreachable
+from kcverify.core.errors import BusUnavailable, TargetUnreachable
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.defects import BY_NAME
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.spec import names, policy
-from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
-from kcverify.targets.processes.launcher import IN_PROCESS, OWNER, OWNERS, READY_TIMEOUT, SPECS, ManagedProcess
+from kcverify.stack.network import HOST
+from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Incident, RecordId, Snapshot, TargetInfo
+from kcverify.targets.processes.launcher import (
+    IN_PROCESS,
+    OWNER,
+    OWNERS,
+    READY_TIMEOUT,
+    SPECS,
+    ManagedProcess,
+    ProcessFailed,
+)
 
 if TYPE_CHECKING:
     # Imported where used: the observer needs psycopg and confluent-kafka, and loading this class to
@@ -58,6 +74,11 @@ SETTLE_TIMEOUT = 30.0
 SETTLE_POLL = 0.1
 SETTLE_STABLE = 2  # consecutive quiet polls
 READ_HOLD_TIMEOUT = 15.0
+STACK_PROBE_EVERY = 1.0  # seconds between quick stack probes while a settle runs
+GONE_STOP_TIMEOUT = 3.0  # SIGTERM grace for the processes at the end of a run whose stack is gone
+COMMITTED_RETRY = 5.0  # seconds a committed-offsets query is retried (a fresh broker still loading its groups)
+# how the exit line names each service of the stack (kcverify.stack.lifecycle.ORDER)
+STACK_NAMES = {"postgres": "PostgreSQL", "redis": "Redis", "kafka": "the Kafka broker"}
 SERVICES = {"payment-service": "payment", "student-service": "student"}
 # the topic a component's trace records are about when they name a partition and offset but no topic
 WORKER_TOPICS = {"purchase-worker": domain.TOPIC_CONFIRMED}
@@ -117,6 +138,8 @@ class ProcessesTarget:
         self._notes: list[dict[str, Any]] = []  # trace records the target writes itself (kill, stop...)
         self._replayed: set[tuple[int, int]] = set()
         self._reads: list[_SplitRead] = []
+        self._incidents: list[Incident] = []  # seen by the watch, not yet handed to the Runner
+        self._stack_gone = False
         self.last_settle_pending: list[str] = []
 
     @classmethod
@@ -151,11 +174,14 @@ class ProcessesTarget:
     def start(self, *, seed: int) -> None:
         """Processes up (started with the target's defects, restarted if a scenario left one down),
         everything held and reset, and a fresh namespace. The seed does not apply: ids are random on a
-        real stack."""
-        self._ensure_processes()
-        self._each(lambda p: p.control("POST", "/reset"))
-        self._hold_all()
-        self._observer()
+        real stack. TargetUnreachable when PostgreSQL, Redis or the broker is gone."""
+        self._check_stack(thorough=False)
+        with self._guard():
+            self._ensure_processes()
+            self._each(lambda p: p.control("POST", "/reset"))
+            self._hold_all()
+            self._observer()
+        self._incidents = []  # one that died between two scenarios was restarted above: no scenario's loss
         assert self._topics is not None and self._traces is not None
         self._scenario += 1
         self._prefix = f"{self._run}{self._scenario}-"
@@ -241,8 +267,79 @@ class ProcessesTarget:
         self._lock = lock
 
     def _stop_processes(self) -> None:
+        # Without their stack the processes may hang in a broker call: a short grace, then SIGKILL.
+        grace = GONE_STOP_TIMEOUT if self._stack_gone else None
         with ThreadPoolExecutor(len(SPECS)) as pool:
-            list(pool.map(lambda p: p.terminate(), self._procs.values()))
+            list(pool.map(lambda p: p.terminate() if grace is None else p.terminate(grace), self._procs.values()))
+
+    # --- the watches ---------------------------------------------------------------------------------
+
+    def incidents(self) -> list[Incident]:
+        """Every component process that exited since the last call although no step of the scenario
+        stopped, killed or crashed it, each restarted (held, as the others are between steps). The
+        Runner asks after every step."""
+        for process in self._procs.values():
+            if self._reap(process):
+                self._respawn(process)
+        found, self._incidents = self._incidents, []
+        return found
+
+    def _reap(self, process: ManagedProcess) -> bool:
+        """Record the exit of `process` as an incident when it is not the scenario's own (the target's
+        stop or kill, or the crash point it was armed with: CRASH_EXIT). True when it was recorded."""
+        status = process.exit_status()
+        if status is None or process.exit_reported:
+            return False
+        process.exit_reported = True
+        from kcverify.reference.component_process import CRASH_EXIT
+
+        if process.exit_expected or (process.crash_armed and status == CRASH_EXIT):
+            return False
+        what = f"the {process.spec.components[0]} process {process.describe_exit()}"
+        self._incidents.append(Incident(what, "restarted"))
+        return True
+
+    def _respawn(self, process: ManagedProcess) -> None:
+        """Restart a process the watch found dead; when it will not come back, the incident says so."""
+        process.spawn(self._defects)
+        try:
+            process.wait_ready(time.monotonic() + READY_TIMEOUT)
+        except ProcessFailed as exc:
+            self._check_stack(thorough=True)
+            last = self._incidents[-1]
+            self._incidents[-1] = Incident(last.what, f"restarting it failed: {exc}")
+            return
+        self._note(process.spec.components[0], "started")
+
+    def _check_stack(self, *, thorough: bool) -> None:
+        """TargetUnreachable naming every service of the stack that is gone. `thorough`: a real request
+        to each (seconds at most; after a failure); else process alive and port open (milliseconds)."""
+        from kcverify.stack import StackError, resolve_state_dir, status
+
+        try:
+            down = [s for s in status(self._state_dir, quick=not thorough) if not s.up]
+        except StackError as exc:
+            down, detail = [], str(exc)
+        else:
+            detail = ""
+        if not down and not detail:
+            return
+        self._stack_gone = True
+        parts = [f"{STACK_NAMES.get(s.name, s.name)} at {HOST}:{s.port} is gone ({s.detail})" for s in down]
+        where = "" if self._state_dir == resolve_state_dir(None) else f" --state-dir {self._state_dir}"
+        raise TargetUnreachable(f"{'; '.join(parts) or detail}; run `kcverify stack up{where}`")
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """An operation that fails (a broker call timing out, a lost database connection) first asks
+        whether the stack is still there: if not, the run stops with that, not with this symptom."""
+        try:
+            yield
+        except TargetUnreachable:
+            raise
+        except Exception:
+            self._check_stack(thorough=True)
+            raise
 
     def _each(self, action: Any) -> list[Any]:
         """`action(process)` for every running process, concurrently."""
@@ -270,8 +367,11 @@ class ProcessesTarget:
 
     def _kafka(self) -> KafkaBus:
         if self._bus is None:
+            from kcverify.reference.adapters import kafka_bus
             from kcverify.reference.adapters.kafka_bus import KafkaBus
 
+            if not kafka_bus.log.handlers:  # quiet unless logging is configured (see observer.log)
+                kafka_bus.log.addHandler(logging.NullHandler())
             self._bus = KafkaBus(self._stack["kafka_bootstrap"], self._clock, client_id="kcverify-target")
         return self._bus
 
@@ -307,6 +407,7 @@ class ProcessesTarget:
         assert self._client is not None, "target not started"
         process = self._procs[SERVICES[service]]
         if not process.alive():  # died at a crash point in an earlier request: a supervisor restarts it
+            self._reap(process)  # (an incident when no crash point was armed)
             process.spawn(self._defects)
             process.wait_ready(time.monotonic() + READY_TIMEOUT)
             self._note(service, "started")
@@ -314,7 +415,9 @@ class ProcessesTarget:
             response = self._client.request(method, f"{process.service_url}{path}", content=body,
                                             headers=headers or {}, timeout=timeout)
         except httpx.HTTPError as exc:
-            process.wait_exit(2.0)  # a service that died mid-request is reaped now and restarted next time
+            if process.wait_exit(2.0) is None:  # no answer from a live service: is its stack still there?
+                self._check_stack(thorough=True)
+            # a service that died mid-request is reaped now and restarted next time
             return HttpReply(None, {}, b"", error=f"no response from {service}: {type(exc).__name__}: {exc}")
         return HttpReply(response.status_code, dict(response.headers), response.content)
 
@@ -326,7 +429,8 @@ class ProcessesTarget:
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
-        delivered = self._kafka().publish(topic, key, value, headers)
+        with self._guard():
+            delivered = self._kafka().publish(topic, key, value, headers)
         return RecordId(delivered.topic, delivered.partition, delivered.offset)
 
     def step_component(self, component: str, times: int) -> None:
@@ -334,13 +438,17 @@ class ProcessesTarget:
         component that is down does nothing; one that dies at a crash point mid-step just ends. The
         worker's processes take their steps each in turn, as the embedded group's members do."""
         for process in self._owners(component):
-            process.control("POST", "/step", {"component": component, "times": times})
+            with self._guard():
+                process.control("POST", "/step", {"component": component, "times": times})
 
     def arm_crash(self, point: str) -> None:
         """Armed in every process of the component: each worker process that reaches the point dies there
         (the one that has the event first; a survivor too, should the event come to it)."""
-        armed = [p for p in self._owners(names.crash_point_owner(point))
-                 if p.control("POST", "/crash", {"point": point}) is not None]
+        armed = []
+        for process in self._owners(names.crash_point_owner(point)):
+            process.crash_armed = True  # its coming exit at the point (CRASH_EXIT) is the scenario's own
+            if process.control("POST", "/crash", {"point": point}) is not None:
+                armed.append(process)
         if not armed:
             raise RuntimeError(f"cannot arm {point}: no process of {names.crash_point_owner(point)} is running")
 
@@ -349,6 +457,7 @@ class ProcessesTarget:
             self._procs[OWNER[component]].control("POST", f"/components/{component}/kill")
             return
         for process in self._owners(component):
+            self._reap(process)  # dead already, by no step of the scenario: an incident
             process.kill()
         self._note(component, "crashed", point="killed")
 
@@ -357,6 +466,7 @@ class ProcessesTarget:
             self._procs[OWNER[component]].control("POST", f"/components/{component}/stop")
             return
         for process in self._owners(component):
+            self._reap(process)
             status = process.terminate()
             self._note(component, "stopped", exitStatus=status)
 
@@ -370,6 +480,7 @@ class ProcessesTarget:
         # A worker process that survived its peer's crash may still have the crash point armed: the
         # restart is of the whole worker deployment, so no armed point outlives it.
         for process in owners:
+            self._reap(process)
             if process.alive():
                 process.terminate()
         for process in owners:
@@ -438,21 +549,28 @@ class ProcessesTarget:
         namespace lacks its purchase while the reconciler could still help. False on the bound (work
         pending: `last_settle_pending` says what)."""
         deadline = time.monotonic() + (timeout if timeout is not None else self._settle_timeout)
-        self._resume_all()
-        try:
-            stable = 0
-            while True:
-                pending = self._pending_work()
-                stable = stable + 1 if not pending else 0
-                if stable >= SETTLE_STABLE:
-                    self.last_settle_pending = []
-                    return True
-                if time.monotonic() >= deadline:
-                    self.last_settle_pending = pending
-                    return False
-                time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))  # the last poll at the bound
-        finally:
-            self._hold_all()
+        probed = time.monotonic()
+        with self._guard():
+            self._resume_all()
+            try:
+                stable = 0
+                while True:
+                    pending = self._pending_work()
+                    stable = stable + 1 if not pending else 0
+                    if stable >= SETTLE_STABLE:
+                        self.last_settle_pending = []
+                        return True
+                    if time.monotonic() >= deadline:
+                        self.last_settle_pending = pending
+                        self._check_stack(thorough=True)  # the bound hit: work pending, or no stack?
+                        return False
+                    if time.monotonic() - probed >= STACK_PROBE_EVERY:
+                        self._check_stack(thorough=False)
+                        probed = time.monotonic()
+                    time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))  # the last poll at the bound
+            finally:
+                if not self._stack_gone:  # holding would wait for a step stuck on the missing stack
+                    self._hold_all()
 
     def _pending_work(self) -> list[str]:
         assert self._db is not None
@@ -465,7 +583,7 @@ class ProcessesTarget:
         for component, (group, topic) in zip(("purchase-worker", "cache-invalidator"), GROUPS, strict=True):
             if component in down:
                 continue
-            ends, committed = bus.end_offsets(topic), bus.committed(group, topic)
+            ends, committed = bus.end_offsets(topic), self._committed(group, topic)
             lag = sum(max(0, end - (committed.get(p) or 0)) for p, end in ends.items())
             if lag:
                 pending.append(f"{group} is {lag} record(s) behind on {topic}")
@@ -475,6 +593,20 @@ class ProcessesTarget:
             if orphans:
                 pending.append(f"{len(orphans)} succeeded payment(s) without a purchase yet")
         return pending
+
+    def _committed(self, group: str, topic: str) -> dict[int, int | None]:
+        """The group's committed offsets, asked again for a few seconds when the broker answers with a
+        transient error (COORDINATOR_LOAD_IN_PROGRESS on a freshly started broker): a read, safe to
+        repeat. A broker that is gone ends it at once (the quick stack probe)."""
+        deadline = time.monotonic() + COMMITTED_RETRY
+        while True:
+            try:
+                return self._kafka().committed(group, topic)
+            except BusUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                self._check_stack(thorough=False)
+                time.sleep(0.2)
 
     def _down(self) -> frozenset[str]:
         down: set[str] = set()
@@ -489,6 +621,10 @@ class ProcessesTarget:
         return frozenset(down)
 
     def replay_dlq(self) -> int:
+        with self._guard():
+            return self._replay_dlq()
+
+    def _replay_dlq(self) -> int:
         """W8 for this scenario: every dead letter of this namespace not replayed yet goes back to its
         original topic, verbatim, with its key and headers (the embedded replayer's group over the
         whole DLQ would also replay other scenarios' letters on a shared stack)."""
@@ -508,6 +644,10 @@ class ProcessesTarget:
         return count
 
     def snapshot(self) -> Snapshot:
+        with self._guard():
+            return self._snapshot()
+
+    def _snapshot(self) -> Snapshot:
         assert self._db is not None and self._topics is not None and self._traces is not None
         self._topics.read_new()
         self._traces.read_new()
@@ -515,14 +655,13 @@ class ProcessesTarget:
         topics = {t: [r for r in records if (r.key or "").startswith(prefix)]
                   for t, records in self._topics.records.items()}
         payments = self._db.payments(prefix)
-        bus = self._kafka()
         return Snapshot(
             at=self.now(),
             payments=payments,
             purchases=self._db.purchases(prefix),
             topics=topics,
             end_offsets={t: dict(ends) for t, ends in self._topics.ends.items()},
-            committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
+            committed={f"{g}/{t}": self._committed(g, t) for g, t in GROUPS},
             traces=self._scenario_traces({p["id"] for p in payments}),
             down=self._down(),
         )

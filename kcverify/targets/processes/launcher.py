@@ -83,6 +83,11 @@ class ManagedProcess:
         self.popen: subprocess.Popen[bytes] | None = None
         self.defects: frozenset[str] = frozenset()
         self.starts = 0
+        # What makes the coming exit of this start the scenario's own (the target's watch reads them):
+        # the target stopped or killed it, or armed a crash point in it. Reset by every spawn.
+        self.exit_expected = False
+        self.crash_armed = False
+        self.exit_reported = False  # the watch has seen this start's exit already
 
     # --- addresses ---------------------------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class ManagedProcess:
         if self.alive():
             return
         self.defects = defects
+        self.exit_expected = self.crash_armed = self.exit_reported = False
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             log.write(f"--- start {self.starts + 1}: {' '.join(self.command())}\n".encode())
@@ -155,9 +161,17 @@ class ManagedProcess:
     def exit_status(self) -> int | None:
         return None if self.popen is None else self.popen.poll()
 
+    def describe_exit(self) -> str:
+        """How it ended, as a person says it: "exited (signal 9)", "exited with status 1"."""
+        status = self.exit_status()
+        if status is None:
+            return "is running"
+        return f"exited (signal {-status})" if status < 0 else f"exited with status {status}"
+
     def kill(self) -> None:
         """SIGKILL: the component dies where it stands."""
         if self.popen is not None and self.alive():
+            self.exit_expected = True
             self.popen.kill()
             self.popen.wait(STOP_TIMEOUT)
 
@@ -167,6 +181,7 @@ class ManagedProcess:
         if self.popen is None:
             return None
         if self.alive():
+            self.exit_expected = True
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout)

@@ -5,6 +5,7 @@ the components' trace files. Read-only: nothing here changes the system under te
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -20,6 +21,11 @@ from kcverify.reference import domain
 from kcverify.targets.base import BusRecord
 
 READ_TIMEOUT = 10.0
+# librdkafka's complaints of the target's own reader ("connect to ... failed" every 50 ms while a broker
+# is down) go to Python logging, where they are quiet unless the user configures logging: the target's
+# stack watch reports a broker that is gone, in one line.
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -115,7 +121,7 @@ class TopicReader:
         self._consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"kcverify-target-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "enable.partition.eof": False, "client.id": "kcverify-target-reader",
-            "log_level": 3,
+            "logger": log,
         })
         self._positions: dict[tuple[str, int], int] = {}
         self.records: dict[str, list[BusRecord]] = {t: [] for t in self._topics}
