@@ -14,6 +14,7 @@ Three passes, each with its own kind of message:
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import stat
@@ -422,10 +423,16 @@ class _Builder:
             raise self._doc.error(_prefix(path) + f"unsupported YAML tag '{_short_tag(node.tag)}'",
                                   _mark(node.start_mark), hint="quote the value to make it a string")
         try:
-            return construct(node)
+            value = construct(node)
         except (ValueError, KeyError) as error:  # e.g. `!!int abc`
             raise self._doc.error(_prefix(path) + f"'{node.value}' is not a valid {node.tag.removeprefix(_TAG)}",
                                   _mark(node.start_mark)) from error
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or infinity, so the schema cannot refuse them: NaN even passes every bound
+            # (NaN < 0 and NaN > 3600 are both false), which turned `freshness_bound: .nan` into "no bound".
+            raise self._doc.error(_prefix(path) + f"'{node.value}' is not a finite number", _mark(node.start_mark),
+                                  hint="write a number, or quote it to make it a string")
+        return value
 
 
 # --- pass 2: the schema ------------------------------------------------------------------------------
@@ -526,7 +533,7 @@ def _location(error: ValidationError, doc: _Document) -> tuple[int, int]:
 
 
 def _schema_error(doc: _Document, schema: str = SCHEMA) -> InputError | None:
-    errors = list(contracts.validator(schema).iter_errors(doc.data))
+    errors = list(contracts.file_validator(schema).iter_errors(doc.data))
     if not errors:
         return None
 
