@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import zoneinfo
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -46,14 +45,6 @@ class Violation:
 
 FORMAT_CHECKER = FormatChecker()
 _REQUIRED_MESSAGE = re.compile(r"^'(.+)' is a required property$")
-
-
-@FORMAT_CHECKER.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
-def _is_iana_timezone(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    zoneinfo.ZoneInfo(value)
-    return True
 
 
 @cache
