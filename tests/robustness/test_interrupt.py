@@ -16,7 +16,7 @@ import pytest
 from tests.robustness.conftest import REPO, SCENARIOS, cap_memory
 
 TRIES = 20
-AT_ONCE = 5  # tries run side by side: each waits mostly for its process to start
+AT_ONCE = 10  # tries run side by side: each waits mostly for its process to start
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
