@@ -47,7 +47,7 @@ def _interrupt(processes: list[subprocess.Popen[bytes]], rng: random.Random) -> 
 @pytest.mark.parametrize("args", [
     pytest.param(["explore", "--budget", "60s", "--no-color"], id="explore"),
     pytest.param(["run", str(SCENARIOS), "--no-color"], id="run"),
-    pytest.param(["defects", str(SCENARIOS / "cache-down.yaml"), "--no-color"], id="defects"),
+    pytest.param(["defects", str(SCENARIOS), "--no-color"], id="defects"),
 ])
 def test_ctrl_c_exits_130_within_a_second(tmp_path: Path, args: list[str]) -> None:
     rng = random.Random(args[0])
