@@ -3,7 +3,7 @@ script is not on PATH (a virtualenv not activated, CI steps that call the interp
 
 from __future__ import annotations
 
-from kcverify.cli.main import cli
+from kcverify.cli.main import main
 
 if __name__ == "__main__":
-    cli(prog_name="kcverify")
+    main(prog_name="kcverify")

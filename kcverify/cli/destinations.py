@@ -31,7 +31,7 @@ def writable_dir(path: Path, what: str) -> None:
 
 def creatable_dir(path: Path, what: str) -> None:
     """For a folder only written to later, if at all: it, or the nearest folder above it that exists,
-    must be a writable folder. Creates nothing."""
+    must be a writable folder. Leaves nothing behind."""
     existing = path.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -39,6 +39,12 @@ def creatable_dir(path: Path, what: str) -> None:
         raise InputError(f"{what} {path}: cannot write there ({existing} is not a folder)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{what} {path}: cannot write there ({existing} is not writable)")
+    try:  # os.access says yes to root everywhere, /proc and read-only mounts included: try it
+        handle, probe = tempfile.mkstemp(prefix=".kcverify-probe-", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot write there ({_reason(exc)})") from exc
 
 
 def appendable_file(path: Path, what: str) -> None:

@@ -63,9 +63,12 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
     targets = ExploreTargets(search=lambda defects: ObservedTarget(defects=defects),
                              replay=lambda defects: EmbeddedTarget(defects=defects))
     what = f"defect {defect}" if defect else "the reference (no defect)"
+    try:
+        creatable_dir(out_dir, "--out")  # before anything is printed: bad input is one line
+    except Exception as exc:
+        exit_for(exc, debug=debug)
     console.print(f"kcverify explore: seed {seed}, {what}, budget {budget}, up to {max_steps} actions a schedule")
     try:
-        creatable_dir(out_dir, "--out")
         if console.is_terminal:
             with console.status("exploring...") as status:
                 def show(progress: Progress) -> None:

@@ -71,9 +71,15 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         """Whatever a command did not map itself goes through the one mapping (kcverify.cli.outcomes):
-        never a traceback unless asked for with --debug or KCVERIFY_DEBUG."""
+        never a traceback unless asked for with --debug or KCVERIFY_DEBUG. Ctrl-C: exit 130 within a
+        second with one line (kcverify.core.interrupt)."""
+        from kcverify.core import interrupt
+
         try:
-            return super().invoke(ctx)
+            with interrupt.handled():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C: `finally` blocks have stopped what was started
+            interrupt.finish()
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:
@@ -112,5 +118,11 @@ def cli() -> None:
     cached API -> frontend."""
 
 
-def main() -> None:
-    cli()
+def main(prog_name: str | None = None) -> None:
+    from kcverify.core import interrupt
+
+    try:
+        cli(prog_name=prog_name)
+    except SystemExit as done:
+        interrupt.leave(done.code if isinstance(done.code, int) else 1)
+        raise

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import zoneinfo
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -48,14 +47,6 @@ FORMAT_CHECKER = FormatChecker()
 _REQUIRED_MESSAGE = re.compile(r"^'(.+)' is a required property$")
 
 
-@FORMAT_CHECKER.checks("iana-timezone", raises=(zoneinfo.ZoneInfoNotFoundError, ValueError))
-def _is_iana_timezone(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    zoneinfo.ZoneInfo(value)
-    return True
-
-
 @cache
 def _registry() -> Registry[Any]:
     root = contracts_dir()
@@ -82,6 +73,28 @@ def schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(
         {"$ref": schema_uri(name)}, registry=_registry(), format_checker=FORMAT_CHECKER
+    )
+
+
+def _written_integer(checker: object, instance: object) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# JSON Schema counts 2.0 as an integer; in a YAML file a person wrote a float there, and a step repeated
+# `times: 2.0` would count with it. Files kcverify reads (scenarios, claims) want integers written as such.
+_WrittenIntegerValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _written_integer))
+
+
+@cache
+def file_validator(name: str) -> Draft202012Validator:
+    """`validator(name)` for a YAML file written by a person: an integer field takes only an integer.
+    The schema is given itself, not through a `$ref`: following a reference to a document that names its
+    `$schema` would switch back to the standard validator class."""
+    root = {key: value for key, value in schema(name).items() if key != "$schema"}
+    root["$id"] = schema_uri(name)
+    return _WrittenIntegerValidator(  # type: ignore[no-any-return]
+        root, registry=_registry(), format_checker=FORMAT_CHECKER
     )
 
 

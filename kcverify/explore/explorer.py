@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from kcverify.checks import REGISTRY, select
+from kcverify.core import interrupt
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.results import Failure, ScenarioResult
@@ -328,6 +329,8 @@ class Explorer:
         return self._best is not None
 
     def _probe(self, program: Sequence[prog.Action]) -> bool:
+        # Ctrl-C can be lost inside Hypothesis (raised in its gc callback): ask for it every schedule.
+        interrupt.check()
         steps = prog.compile_program(program)
         key = "\n".join(step_lines(steps))
         verdict = self._memo.get(key)

@@ -133,6 +133,10 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
                 for future in as_completed(futures):
                     finished(future.result())
             except BaseException:  # one broken defect run (or Ctrl-C) ends the run: do not wait for the rest
+                # The running workers are stopped, not awaited: Ctrl-C must end the command within a second,
+                # and a worker left running would keep the caller's output pipes open.
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     return MutantsResult(target.info.name, seed, workers, started_at, time.perf_counter() - started, baseline,

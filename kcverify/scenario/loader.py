@@ -14,7 +14,10 @@ Three passes, each with its own kind of message:
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -54,7 +57,12 @@ FAULT_OPERATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 # `publish: {forged: {payment: unknown}}` means "a payment that does not exist", so nothing may bind it.
 UNBOUND_PAYMENT = "unknown"
 
-_MAX_NODES = 100_000  # aliases can expand a small file exponentially ("billion laughs")
+# Limits on what a YAML input may ask of kcverify, checked before the work they bound (docs/scenarios.md,
+# "Limits"): the largest scenario of the catalogue is a few KiB, a few hundred values, 8 levels deep.
+MAX_FILE_BYTES = 1024 * 1024  # checked before reading: /dev/zero or a 26 MB file never reach the parser
+MAX_DEPTH = 64  # nesting of lists and mappings; PyYAML composes recursively, so deeper is a RecursionError
+MAX_NODES = 20_000  # values in the file as written, counted while composing
+MAX_VALUES = 100_000  # values once aliases are followed: a small file can expand exponentially ("billion laughs")
 
 
 def port_operations(resource: str) -> tuple[str, ...]:
@@ -67,17 +75,37 @@ def port_operations(resource: str) -> tuple[str, ...]:
 
 def load_scenario(path: str | FsPath) -> Scenario:
     """Load and validate one scenario file. Raises InputError (`file:line:col: message (hint)`)."""
-    file = str(path)
     fs_path = FsPath(path)
-    if not fs_path.exists():
-        raise InputError("no such file", file)
-    if fs_path.is_dir():
-        raise InputError("is a directory, not a scenario file", file, hint="use load_scenarios for directories")
+    return _load_text(_decode(read_bounded(fs_path, "scenario"), str(path)), str(path), fs_path.stem)
+
+
+def read_bounded(path: str | FsPath, kind: str) -> bytes:
+    """The bytes of a YAML input, refused with one line before anything is read when it is not a regular
+    file (a directory, a FIFO, /dev/zero) or larger than MAX_FILE_BYTES. Raises InputError."""
+    file = str(path)
     try:
-        raw = fs_path.read_bytes()
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("no such file", file) from None
     except OSError as error:
         raise InputError(f"cannot read the file: {error.strerror or error}", file) from error
-    return _load_text(_decode(raw, file), file, fs_path.stem)
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"is a directory, not a {kind} file", file)
+    if not stat.S_ISREG(info.st_mode):
+        what = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise InputError(f"is {what}, not a regular {kind} file", file)
+    too_big = InputError(f"the file is larger than {MAX_FILE_BYTES // 1024} KiB, the limit for a {kind} file",
+                         file, hint="split it into several files")
+    if info.st_size > MAX_FILE_BYTES:
+        raise too_big
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # the file may have grown since stat
+    except OSError as error:
+        raise InputError(f"cannot read the file: {error.strerror or error}", file) from error
+    if len(raw) > MAX_FILE_BYTES:
+        raise too_big
+    return raw
 
 
 class ScenarioErrors(InputError):
@@ -100,14 +128,7 @@ def load_document(path: str | FsPath, schema: str, kind: str) -> YamlDocument:
     scalars, the position of every value, and the one best JSON Schema error placed on its key or value.
     `kind` names the file in messages ("claims" -> "empty claims file"). Raises InputError."""
     file = str(path)
-    fs_path = FsPath(path)
-    if not fs_path.is_file():
-        raise InputError("no such file" if not fs_path.exists() else f"is a directory, not a {kind} file", file)
-    try:
-        raw = fs_path.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror or error}", file) from error
-    doc = _parse(_decode(raw, file), file, kind)
+    doc = _parse(_decode(read_bounded(path, kind), file), file, kind)
     invalid = _schema_error(doc, schema)
     if invalid is not None:
         raise invalid
@@ -127,22 +148,27 @@ def load_scenarios(paths: Sequence[str | FsPath], selection: Selection | None = 
     for given in paths:
         path = FsPath(given)
         if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.suffix in SUFFIXES and f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            try:
+                found = sorted(f for f in path.rglob("*") if f.suffix in SUFFIXES and f.is_file()
+                               and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            except OSError as error:  # unreadable, or changed while listed
+                errors.append(InputError(f"cannot list the directory: {error.strerror or error}", str(path)))
+                continue
             if not found:
                 errors.append(InputError("no scenario files (*.yaml, *.yml) in this directory", str(path)))
             files.extend(found)
-        elif path.exists():
-            files.append(path)
+        elif path.exists() or path.is_symlink():
+            files.append(path)  # anything but a regular file is refused by read_bounded, with its reason
         else:
             errors.append(InputError("no such file or directory", str(given)))
     seen: set[FsPath] = set()
     scenarios: list[Scenario] = []
     by_name: dict[str, Scenario] = {}
     for file in files:
-        if file.resolve() in seen:
+        resolved = _resolved(file)
+        if resolved in seen:
             continue
-        seen.add(file.resolve())
+        seen.add(resolved)
         if selection and not selection.matches(*_name_and_tags(file)):
             continue
         try:
@@ -164,14 +190,21 @@ def load_scenarios(paths: Sequence[str | FsPath], selection: Selection | None = 
     return scenarios
 
 
+def _resolved(file: FsPath) -> FsPath:
+    try:
+        return file.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: read_bounded reports it
+        return file.absolute()
+
+
 def _name_and_tags(file: FsPath) -> tuple[str, tuple[str, ...]]:
     """What `-k` matches, read without validating the file: `name:` (default: the file name without its
     suffix) and `tags:`. Whatever cannot be read here leaves the default: the full load reports it."""
     name = file.stem
     tags: tuple[str, ...] = ()
     try:
-        data = _parse(_decode(file.read_bytes(), str(file)), str(file)).data
-    except (InputError, OSError):
+        data = _parse(_decode(read_bounded(file, "scenario"), str(file)), str(file)).data
+    except InputError:
         return name, tags
     if isinstance(data.get("name"), str):
         name = data["name"]
@@ -187,6 +220,34 @@ class _Yaml12Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema implicit types (see the module docstring): only
     true/false are booleans, only plain decimal/hex digits are integers, no timestamps, no sexagesimals,
     no merge keys. Everything else that is unquoted stays a string."""
+
+
+    _depth = 0
+    _nodes = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        """PyYAML's composer, counting values and nesting as it goes: the limits are met before the
+        recursion or the memory they bound."""
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _TooLarge(f"the file has more than {MAX_NODES} values, the limit", mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooLarge(f"lists and mappings are nested more than {MAX_DEPTH} levels deep, the limit", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _TooLarge(Exception):
+    """A limit of MAX_NODES / MAX_DEPTH met while composing, and where."""
+
+    def __init__(self, message: str, mark: yaml.Mark) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {}
@@ -266,6 +327,8 @@ def _parse(text: str, file: str, kind: str = "scenario") -> _Document:
         if "'\\t'" in problem:
             hint = "indent with spaces: YAML does not allow tabs"
         raise InputError(f"invalid YAML: {problem or hint}", file, *where, None if not problem else hint) from error
+    except _TooLarge as error:
+        raise InputError(error.message, file, *_mark(error.mark)) from None
     except yaml.reader.ReaderError as error:
         before = text[:error.position]
         raise InputError(f"invalid YAML: {error.reason} (character U+{error.character:04X})", file,
@@ -304,14 +367,15 @@ class _Builder:
         self._loader = loader
         self._doc = doc
         self._active: set[int] = set()  # nodes being built: an alias back to one of them is a cycle
-        self._budget = _MAX_NODES
+        self._budget = MAX_VALUES
 
     def build(self, node: Node, path: Path) -> Any:
         here = _mark(node.start_mark)
         self._doc.values[path] = here
         self._budget -= 1
         if self._budget < 0:
-            raise self._doc.error("the file expands to too many values (aliases?)", here)
+            raise self._doc.error(f"the file expands to more than {MAX_VALUES} values when its aliases are followed, "
+                                  "the limit", here, hint="every use of an alias (*name) counts its values again")
         if isinstance(node, ScalarNode):
             return self._scalar(node, path)
         if id(node) in self._active:
@@ -360,10 +424,16 @@ class _Builder:
             raise self._doc.error(_prefix(path) + f"unsupported YAML tag '{_short_tag(node.tag)}'",
                                   _mark(node.start_mark), hint="quote the value to make it a string")
         try:
-            return construct(node)
+            value = construct(node)
         except (ValueError, KeyError) as error:  # e.g. `!!int abc`
             raise self._doc.error(_prefix(path) + f"'{node.value}' is not a valid {node.tag.removeprefix(_TAG)}",
                                   _mark(node.start_mark)) from error
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or infinity, so the schema cannot refuse them: NaN even passes every bound
+            # (NaN < 0 and NaN > 3600 are both false), which turned `freshness_bound: .nan` into "no bound".
+            raise self._doc.error(_prefix(path) + f"'{node.value}' is not a finite number", _mark(node.start_mark),
+                                  hint="write a number, or quote it to make it a string")
+        return value
 
 
 # --- pass 2: the schema ------------------------------------------------------------------------------
@@ -464,7 +534,7 @@ def _location(error: ValidationError, doc: _Document) -> tuple[int, int]:
 
 
 def _schema_error(doc: _Document, schema: str = SCHEMA) -> InputError | None:
-    errors = list(contracts.validator(schema).iter_errors(doc.data))
+    errors = list(contracts.file_validator(schema).iter_errors(doc.data))
     if not errors:
         return None
 
