@@ -69,16 +69,22 @@ class EmbeddedTarget:
         return self._system
 
     def start(self, *, seed: int) -> None:
+        system = self._fresh_system(seed)
+        self._clients = {
+            "payment-service": AsgiClient(system.payment_app()),
+            "student-service": AsgiClient(system.student_app()),
+        }
+
+    def _fresh_system(self, seed: int) -> System:
+        """A new system from the same settings, and fresh incremental readers of its records and rows
+        (the snapshot reads only what changed since the last one of this system)."""
         self.stop()
         self._system = bootstrap(replace(self._base, seed=seed))
         payments, courses, _, _ = self._system.unfaulted
         self._records = _Records()
         self._payments = _Rows(payments.changed_payments)  # type: ignore[attr-defined]
         self._purchases = _Rows(courses.changed_purchases)  # type: ignore[attr-defined]
-        self._clients = {
-            "payment-service": AsgiClient(self._system.payment_app()),
-            "student-service": AsgiClient(self._system.student_app()),
-        }
+        return self._system
 
     def stop(self) -> None:
         for client in self._clients.values():

@@ -17,11 +17,9 @@ import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, MutableMapping
-from dataclasses import replace
 from typing import Any
 
 from kcverify.core.errors import SimulatedCrash
-from kcverify.reference.bootstrap import bootstrap
 from kcverify.targets.base import HttpReply, Snapshot
 from kcverify.targets.embedded import EmbeddedTarget
 
@@ -92,10 +90,9 @@ class ObservedTarget(EmbeddedTarget):
     def start(self, *, seed: int) -> None:
         # EmbeddedTarget.start, without the httpx clients this target does not use: a fresh system from
         # the same settings, and the two apps called directly on one event loop kept for every schedule.
-        self.stop()
-        self._system = bootstrap(replace(self._base, seed=seed))
-        self._direct = {"payment-service": DirectAsgi(self._system.payment_app(), self._loop),
-                        "student-service": DirectAsgi(self._system.student_app(), self._loop)}
+        system = self._fresh_system(seed)
+        self._direct = {"payment-service": DirectAsgi(system.payment_app(), self._loop),
+                        "student-service": DirectAsgi(system.student_app(), self._loop)}
 
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:

@@ -25,7 +25,8 @@ def kcverify(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) ->
 def test_two_defects_print_the_matrix_and_a_full_score(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     result = kcverify("defects", "--only", "stale-set-race", "--only", "dual-write", "--report", "json,markdown",
-                      "--report-dir", str(tmp_path / "out"), env={"GITHUB_STEP_SUMMARY": str(summary)})
+                      "--report-dir", str(tmp_path / "out"),
+                      env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "400"})
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "Kill matrix" in out
