@@ -32,7 +32,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesTarget
         stack.up(directory, timeout=180)
     try:
         with ProcessesTarget.from_state(directory) as processes:
-            processes.start(seed=0, defects=frozenset())
+            processes.start(seed=0)
             yield processes
     finally:
         if not given:

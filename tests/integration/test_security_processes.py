@@ -38,7 +38,7 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture(scope="module")
 def target(state_dir: Path) -> Iterator[ProcessesTarget]:  # noqa: F811 (state_dir is the fixture above)
     with ProcessesTarget.from_state(state_dir) as target:
-        target.start(seed=0, defects=frozenset())
+        target.start(seed=0)
         yield target
 
 
