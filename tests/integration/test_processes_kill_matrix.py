@@ -32,7 +32,6 @@ SUBSET: dict[str, tuple[str, str]] = {
     # (stale-set-race is killed here too, but by the scenario's own expectation: on real time its stale
     # read comes within the 1 s freshness bound, which the check allows)
     "invalidate-at-confirm-only": ("freshness", "read-between-confirm-and-purchase"),
-    "errors-cached": ("freshness", "errors-not-cached"),
     "no-retries": ("delivery", "transient-then-success"),
     "string-session-count": ("contract", "happy-path"),
     "no-reconciler": ("invariants", "reconciler-heals"),
