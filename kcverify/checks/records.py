@@ -149,7 +149,7 @@ class RecordsCheck(Check):
                 found.append(f"step {step} ({kind} {component})")
             elif kind == "fail" and args.get("resource") in REPUBLISHING_RESOURCES:
                 found.append(f"step {step} (fail {args.get('resource')})")
-            elif kind in ("replay_dlq", "advance_clock"):
+            elif kind in ("replay_dlq", "advance_clock", "wait"):
                 found.append(f"step {step} ({kind})")
         return found
 

@@ -407,6 +407,7 @@ STEPS: dict[str, Callable[[Context, Step], None]] = {
     "begin_read": begin_read,
     "finish_read": finish_read,
     "advance_clock": _component(lambda t, a: t.advance_clock(float(a["seconds"]))),
+    "wait": _component(lambda t, a: t.wait(float(a["seconds"]))),
     "settle": settle,
     "invalidate_cache": invalidate_cache,
     "replay_dlq": replay_dlq,

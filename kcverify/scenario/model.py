@@ -36,6 +36,7 @@ STEP_CAPABILITIES: Mapping[str, frozenset[str]] = MappingProxyType({
     "begin_read": frozenset({"split_reads"}),
     "finish_read": frozenset({"split_reads"}),
     "advance_clock": frozenset({"control_clock"}),
+    "wait": frozenset(),
     "settle": frozenset(),
     "invalidate_cache": frozenset({"http"}),
     "replay_dlq": frozenset({"read_bus", "produce_events"}),
@@ -175,8 +176,8 @@ class Step:
                 return f"{self.kind} {a['student']}{by}{bound}"
             case "finish_read":
                 return f"finish_read {a['read']}"
-            case "advance_clock":
-                return f"advance_clock {a['seconds']}s"
+            case "advance_clock" | "wait":
+                return f"{self.kind} {a['seconds']}s"
             case "invalidate_cache":
                 return f"invalidate_cache {a['student']}"
             case "expect":

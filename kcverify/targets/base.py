@@ -167,6 +167,11 @@ class Target(Protocol):
 
     def advance_clock(self, seconds: float) -> None: ...
 
+    def wait(self, seconds: float) -> None:
+        """Let `seconds` of the system's own time pass (real seconds, or the manual clock), so that a
+        later read is judged past a time bound such as freshness."""
+        ...
+
     def settle(self, timeout: float | None) -> bool:
         """Run / wait until quiet; False when a bound was hit with work pending."""
         ...

@@ -160,6 +160,10 @@ class EmbeddedTarget:
     def advance_clock(self, seconds: float) -> None:
         self.system.clock.advance(seconds)  # type: ignore[attr-defined]
 
+    def wait(self, seconds: float) -> None:
+        """The system's time is the manual clock: waiting moves it and runs nothing."""
+        self.advance_clock(seconds)
+
     def settle(self, timeout: float | None) -> bool:
         """`timeout` bounds the simulated seconds the settle may move the manual clock; without one, the
         system's default horizon. Either way, rounds without the clock moving are bounded by the work."""

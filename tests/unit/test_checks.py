@@ -120,7 +120,7 @@ def test_type_drift_is_a_failure_int_10_vs_string_10() -> None:
 
 
 def test_freshness_reports_measured_windows() -> None:
-    result = run("read-between-confirm-and-purchase")
+    result = run("happy-path")
     [freshness] = [c for c in result.checks if c.name == "freshness"]
     assert freshness.metrics["windows_ms"] == {"p1": 0.0}
     assert "staleness windows" in freshness.summary

@@ -79,6 +79,7 @@ steps:
   - settle: {timeout: 30, expect: {purchases: {payment: p1, count: 1}}}
   - invalidate_cache: {student: s1, expect: {status: 204}}
   - replay_dlq: {expect: {replayed: 1}}
+  - wait: {seconds: 1.5}
   - expect:
       purchases: {count: 1}
       dlq: {count: 2, reason: schema_violation, attempts: 1}
@@ -135,6 +136,7 @@ def test_capabilities_are_derived_from_steps_plus_requires(tmp_path: Path) -> No
     assert by_kind["publish"].capabilities_needed() == {"produce_events"}
     assert by_kind["fail"].capabilities_needed() == {"inject_faults"}
     assert by_kind["advance_clock"].capabilities_needed() == {"control_clock"}
+    assert by_kind["wait"].capabilities_needed() == set()  # every target has a time that passes
     assert by_kind["begin_read"].capabilities_needed() == {"split_reads"}
     assert by_kind["crash"].capabilities_needed() == {"control_components", "crash_components"}
     assert by_kind["kill"].capabilities_needed() == {"control_components"}

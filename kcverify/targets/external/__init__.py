@@ -186,6 +186,9 @@ class ExternalTarget:
     def advance_clock(self, seconds: float) -> None:
         raise self._lacks("control the clock")
 
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def replay_dlq(self) -> int:
         raise self._lacks("read the bus")
 

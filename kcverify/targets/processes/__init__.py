@@ -542,6 +542,10 @@ class ProcessesTarget:
     def advance_clock(self, seconds: float) -> None:
         raise NotImplementedError("the stack runs on real time (no control_clock)")
 
+    def wait(self, seconds: float) -> None:
+        """Real time passes; the components stay held as between any two steps."""
+        time.sleep(seconds)
+
     def settle(self, timeout: float | None) -> bool:
         """Let every live component run until the flow is quiet for SETTLE_STABLE polls in a row, then
         hold them again. Quiet: no unpublished outbox row (of a live relay), the worker and invalidator
