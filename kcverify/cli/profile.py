@@ -20,9 +20,14 @@ def profile() -> None:
 
 @profile.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--scenarios", "scenarios_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="List which scenarios of DIR can run with this profile and what each other one lacks "
+                   "(default: scenarios/ when it exists).")
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
-def check(path: Path, no_color: bool) -> None:
-    """Validate PATH and probe every endpoint and query it configures (nothing is changed)."""
+def check(path: Path, scenarios_dir: Path | None, no_color: bool) -> None:
+    """Validate PATH and probe every endpoint, topic, group, query and cache it configures (nothing is
+    changed); list the scenarios it can run."""
+    from kcverify.scenario.loader import load_scenarios
     from kcverify.targets.external.probe import FAILED, probe
     from kcverify.targets.external.profile import load_profile
 
@@ -30,6 +35,9 @@ def check(path: Path, no_color: bool) -> None:
     try:
         loaded = load_profile(path)
         results = probe(loaded)
+        if scenarios_dir is None and Path("scenarios").is_dir():
+            scenarios_dir = Path("scenarios")
+        scenarios = load_scenarios([scenarios_dir]) if scenarios_dir is not None else []
     except Exception as exc:
         exit_for(exc, command="kcverify profile check")
     table = Table(title=f"profile {loaded.name} ({path})")
@@ -40,6 +48,16 @@ def check(path: Path, no_color: bool) -> None:
         table.add_row(result.item, f"[{style}]{result.outcome}[/]", result.detail)
     console.print(table)
     console.print(f"capabilities: {', '.join(sorted(loaded.capabilities))}")
+    if scenarios:
+        runs = Table(title=f"scenarios of {scenarios_dir}")
+        for column in ("scenario", "runs", "lacks"):
+            runs.add_column(column)
+        for scenario in scenarios:
+            lacks = sorted(scenario.capabilities_needed() - loaded.capabilities)
+            runs.add_row(scenario.name, "[red]no[/]" if lacks else "[green]yes[/]", ", ".join(lacks))
+        console.print(runs)
+        able = sum(1 for s in scenarios if not s.capabilities_needed() - loaded.capabilities)
+        console.print(f"{able} of {len(scenarios)} scenario(s) can run with this profile")
     failed = next((r for r in results if r.outcome == FAILED), None)
     if failed is not None:
         click.echo(f"kcverify profile check: {path}: {failed.item}: {failed.detail}", err=True)

@@ -22,6 +22,7 @@ from kcverify.report.claims import load_claims
 from kcverify.report.console import ConsoleReporter
 from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.selection import Selection
+from kcverify.spec.policy import SPEC_CONVENTIONS
 from kcverify.targets import registry
 from kcverify.targets.base import Target
 from kcverify.targets.registry import TargetOptions
@@ -92,8 +93,11 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         report_destinations(report_dir, names)
         settings = {"profile": str(profile)} if profile is not None else {}
         options = TargetOptions(defects=frozenset(defects), settings=settings)
-        runner = Runner(make_target(target, options), handlers,
+        built = make_target(target, options)
+        runner = Runner(built, handlers,
                         RunOptions(seed=seed, fail_fast=fail_fast, target_name=target,
+                                   # a target judged by declared conventions (a profile's) says so
+                                   conventions=getattr(built, "conventions", SPEC_CONVENTIONS),
                                    extra_reproduce=options.reproduce_args() + _profile_words(profile)
                                    + _check_words(checks, exclude_checks)),
                         checks=chosen_checks)

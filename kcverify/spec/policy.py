@@ -8,6 +8,7 @@ user's system they will come from its profile's declared conventions (the seam: 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kcverify.spec import names
 
@@ -39,12 +40,22 @@ class Conventions:
     retry_backoff: tuple[float, ...] = RETRY_BACKOFF
     cache_ttl: float = CACHE_TTL
     cache_status_name: str = names.CACHE_STATUS_NAME
+    # sessionCount -> purchaseTier, for a system whose tiers are not the session count itself (the rules'
+    # data model: a purchase's tier is its sessionCount). Pairs, so the value stays hashable.
+    tiers: tuple[tuple[int, int], ...] = ()
 
     def backoff(self, failed_attempt: int) -> float:
         """The delay after the n-th failed attempt (1-based); the last delay repeats."""
         if not self.retry_backoff:
             return 0.0
         return self.retry_backoff[min(failed_attempt, len(self.retry_backoff)) - 1]
+
+    def tier(self, session_count: Any) -> Any:
+        """The purchaseTier a purchase of `session_count` sessions must have."""
+        for count, tier in self.tiers:
+            if count == session_count:
+                return tier
+        return session_count
 
 
 SPEC_CONVENTIONS = Conventions()

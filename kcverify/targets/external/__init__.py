@@ -11,30 +11,42 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
 - Namespaces: the system is shared and never wiped, so each scenario gets fresh student ids
   (`{run}{n}-{name}`) and sees only the rows of its own students.
 
-Kafka, the cache, preconditions and control commands are described by the profile schema but not
-driven yet: the target declares none of the capabilities they would give (read_bus, produce_events,
-control_components, inject_faults), so the scenarios and checks that need them are skipped with the
-reason, never passed."""
+- Kafka (bus.py, envelope.py): `snapshot()` also shows the records of the profile's topics since the
+  scenario began, translated to the canonical topics, envelopes and keys (`read_bus`), the end offsets and
+  the declared groups' committed offsets under the canonical group names; `publish` writes a canonical
+  event in the system's envelope (`produce_events`); `replay_dlq` re-publishes the scenario's dead letters.
+- The cache (cache.py): a student's key, its presence and TTL (`cache_entry`).
+- Conventions (conventions.py): `conventions` is what the checks judge the system by (the profile's
+  declarations over the rules' defaults); the CLI hands it to the Runner.
+
+Preconditions and control commands are described by the profile schema but not driven yet: the target
+declares none of the capabilities they would give (control_components, inject_faults), so the scenarios
+and checks that need them are skipped with the reason, never passed."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from kcverify.core.clock import SystemClock
-from kcverify.core.errors import InputError
+from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.spec import policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
+from kcverify.targets.external.conventions import conventions_of
 from kcverify.targets.external.db import Databases
 from kcverify.targets.external.http import HttpSide
 from kcverify.targets.external.profile import Profile, load_profile
 
 if TYPE_CHECKING:
+    from kcverify.targets.external.bus import Bus
+    from kcverify.targets.external.cache import Cache, CacheEntry
     from kcverify.targets.registry import TargetOptions
 
 SETTLE_QUIET = 1.0
@@ -49,7 +61,7 @@ class ExternalTarget:
     # What the registry lists without building one (kcverify.targets.registry): at most these; the
     # instance's `info` says what its profile configures.
     description = "your own running services, described by a profile (--profile FILE, docs/external.md)"
-    capabilities = frozenset({"http", "read_db"})
+    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events"})
     isolated = False  # one shared system
 
     def __init__(self, profile: Profile) -> None:
@@ -67,6 +79,9 @@ class ExternalTarget:
         self._client = httpx.Client(timeout=HTTP_TIMEOUT)
         self._http = HttpSide(profile, self._credentials, self._client)
         self._db = Databases(profile) if "read_db" in self.info.capabilities else None
+        self.conventions = conventions_of(profile)  # what the checks judge by (cli/run.py hands it on)
+        self._bus: Bus | None = None
+        self._cache: Cache | None = None
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -84,15 +99,45 @@ class ExternalTarget:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def start(self, *, seed: int) -> None:
-        """A fresh namespace (the seed does not apply: the system makes its own ids)."""
+        """A fresh namespace (the seed does not apply: the system makes its own ids); the topics are read
+        from their current end on."""
         self._scenario += 1
         self._prefix = f"{self._run}{self._scenario}-"
+        if self._bus_wanted():
+            with self._bus_errors():
+                self._kafka().mark()
+
+    def _bus_wanted(self) -> bool:
+        return bool({"read_bus", "produce_events"} & self.info.capabilities)
+
+    def _kafka(self) -> Bus:
+        if self._bus is None:
+            from kcverify.targets.external.bus import Bus
+            from kcverify.targets.external.envelope import topic_maps
+
+            groups = {role: str(name) for role, name in self.profile.section("kafka", "groups").items()}
+            self._bus = Bus(self.profile.secret("kafka", "bootstrap"), topic_maps(self.profile), groups)
+        return self._bus
+
+    @contextmanager
+    def _bus_errors(self) -> Iterator[None]:
+        """The broker gone or a topic missing ends the run (exit 2) with what failed."""
+        from kcverify.targets.external.bus import BusError
+
+        try:
+            yield
+        except BusError as exc:
+            raise TargetUnreachable(f"Kafka ({self.profile.file}): {exc}") from exc
 
     def stop(self) -> None:
         """Nothing to stop: the system is the user's and keeps running."""
 
     def close(self) -> None:
         self._client.close()
+        if self._bus is not None:
+            self._bus.close()
+        if self._cache is not None:
+            self._cache.close()
         if self._db is not None:
             self._db.close()
 
@@ -120,17 +165,38 @@ class ExternalTarget:
     # --- state ---------------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        if self._db is None:
-            return Snapshot(at=self.now())
-        params = {"prefix": self._prefix}
-        return Snapshot(at=self.now(), payments=self._db.canonical("payments", params),
-                        purchases=self._db.canonical("purchases", params))
+        snapshot = Snapshot(at=self.now())
+        if self._db is not None:
+            params = {"prefix": self._prefix}
+            snapshot.payments = self._db.canonical("payments", params)
+            snapshot.purchases = self._db.canonical("purchases", params)
+        if "read_bus" in self.info.capabilities:
+            from kcverify.targets.external.bus import group_offsets
+
+            bus = self._kafka()
+            with self._bus_errors():
+                bus.read_new()
+                snapshot.topics = bus.records(self._prefix)
+                snapshot.end_offsets = {t: dict(ends) for t, ends in bus.ends.items()}
+                snapshot.committed = group_offsets(bus)
+        return snapshot
+
+    def cache_entry(self, name: str) -> CacheEntry:
+        """The cache key of the scenario's student `name`: present or not, and its TTL (profile `cache`)."""
+        if self._cache is None:
+            from kcverify.targets.external.cache import Cache
+
+            spec = self.profile.section("cache")
+            if not spec:
+                raise self._lacks("observe the cache (the profile has no cache section)")
+            self._cache = Cache(self.profile.secret("cache", "url"), str(spec["key"]))
+        return self._cache.observe(self.student_id(name))
 
     def settle(self, timeout: float | None) -> bool:
         """Real time: wait until the observed rows have not changed for `settle_quiet` seconds and every
         succeeded payment has its purchase; False when the bound is hit first. Without queries there is
         nothing to observe: it waits `settle_quiet` seconds and reports quiet."""
-        if self._db is None:
+        if self._db is None and "read_bus" not in self.info.capabilities:
             time.sleep(self._quiet)
             return True
         deadline = time.monotonic() + (timeout if timeout is not None else self._settle_timeout)
@@ -138,7 +204,7 @@ class ExternalTarget:
         since = time.monotonic()
         while True:
             snap = self.snapshot()
-            state = (snap.payments, snap.purchases)
+            state = (snap.payments, snap.purchases, {t: len(r) for t, r in snap.topics.items()}, snap.committed)
             now = time.monotonic()
             if state != last:
                 last, since = state, now
@@ -157,7 +223,11 @@ class ExternalTarget:
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
-        raise self._lacks("produce events")
+        """A canonical record, produced in the system's shape to the system's topic (bus.Bus.publish)."""
+        if "produce_events" not in self.info.capabilities:
+            raise self._lacks("produce events (the profile configures no kafka.bootstrap and confirmed topic)")
+        with self._bus_errors():
+            return self._kafka().publish(topic, key, value, headers)
 
     def step_component(self, component: str, times: int) -> None:
         raise self._lacks("control components")
@@ -190,7 +260,10 @@ class ExternalTarget:
         time.sleep(seconds)
 
     def replay_dlq(self) -> int:
-        raise self._lacks("read the bus")
+        if "read_bus" not in self.info.capabilities or "dead_letter" not in self.profile.section("kafka", "topics"):
+            raise self._lacks("replay dead letters (the profile configures no kafka.topics.dead_letter)")
+        with self._bus_errors():
+            return self._kafka().replay(self._prefix)
 
 
 __all__ = ["ExternalTarget"]

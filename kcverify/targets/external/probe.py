@@ -1,7 +1,8 @@
 """`kcverify profile check`: every item a profile configures, probed without changing the system, and
 the capabilities that result. An item either answered as the profile says (ok), did not answer or
 answered in the wrong shape (failed: the message names the item and what is wrong), or is described
-but not driven by this version of the external target (not probed)."""
+but not driven by this version of the external target (not probed). Kafka: the bootstrap, every topic
+(a missing topic fails, named) and every group; the cache: a PING."""
 
 from __future__ import annotations
 
@@ -45,7 +46,11 @@ def probe(profile: Profile) -> list[Probe]:
                 results.append(_query(databases, name))
         finally:
             databases.close()
-    for section in ("preconditions", "kafka", "cache", "control"):
+    if profile.section("kafka"):
+        results.extend(_kafka(profile))
+    if profile.section("cache"):
+        results.append(_cache(profile))
+    for section in ("preconditions", "control"):
         if profile.section(section):
             results.append(Probe(section, NOT_PROBED, "described; not driven by this version of the external "
                                                       "target (its capabilities are not declared)"))
@@ -100,3 +105,55 @@ def _query(databases: Databases, name: str) -> Probe:
     if missing is not None:
         return Probe(item, FAILED, f"missing column {missing}")
     return Probe(item, OK, "returns the canonical columns")
+
+
+def _kafka(profile: Profile) -> list[Probe]:
+    """The bootstrap servers, each topic the profile names (a missing one fails, by name), each group."""
+    from kcverify.targets.external.bus import Bus, BusError
+    from kcverify.targets.external.envelope import topic_maps
+
+    bootstrap = profile.secret("kafka", "bootstrap")
+    maps = topic_maps(profile)
+    groups = {role: str(name) for role, name in profile.section("kafka", "groups").items()}
+    bus = Bus(bootstrap, maps, groups)
+    try:
+        try:
+            bus.partitions_of_cluster()
+        except BusError as exc:
+            return [Probe("kafka bootstrap", FAILED, str(exc))]
+        results = [Probe("kafka bootstrap", OK, f"{bootstrap} answered")]
+        for role, topic_map in maps.items():
+            item = f"topic {role} ({topic_map.name})"
+            try:
+                count = len(bus.partitions(topic_map.name))
+            except BusError as exc:
+                results.append(Probe(item, FAILED, str(exc)))
+                continue
+            results.append(Probe(item, OK, f"{count} partition(s); read as {topic_map.canonical_name}"))
+        for role, group in groups.items():
+            item = f"group {role} ({group})"
+            try:
+                known = bus.group_exists(group)
+            except BusError as exc:
+                results.append(Probe(item, FAILED, str(exc)))
+                continue
+            results.append(Probe(item, OK, "known to the broker" if known else
+                                 "not known yet (no member, nothing committed): its offsets read as none"))
+        return results
+    finally:
+        bus.close()
+
+
+def _cache(profile: Profile) -> Probe:
+    from kcverify.targets.external.cache import Cache, CacheError
+
+    url = profile.secret("cache", "url")
+    cache = Cache(url, str(profile.section("cache")["key"]))
+    try:
+        cache.ping()
+    except CacheError as exc:
+        return Probe("cache", FAILED, str(exc))
+    finally:
+        cache.close()
+    return Probe("cache", OK, f"{url} answered PING; keys {cache.key('{studentId}')}")
+

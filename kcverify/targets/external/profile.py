@@ -85,11 +85,17 @@ class Profile:
     @property
     def capabilities(self) -> frozenset[str]:
         """What the external target can do with this profile, from what it configures (and what the target
-        implements: Kafka, the cache and control commands are described by the schema but not driven yet)."""
+        implements: control commands are described by the schema but not driven yet)."""
         caps = {"http"}
         queries = self.section("databases", "queries")
         if "payments" in queries and "purchases" in queries:
             caps.add("read_db")
+        kafka, topics = self.section("kafka"), self.section("kafka", "topics")
+        if "bootstrap" in kafka and all(topics.get(role, {}).get("fields") for role in ("confirmed", "created")) \
+                and self.section("kafka", "groups").get("worker"):
+            caps.add("read_bus")
+        if "bootstrap" in kafka and "confirmed" in topics:
+            caps.add("produce_events")
         return frozenset(caps)
 
 
@@ -132,6 +138,16 @@ def _check(profile: Profile) -> None:
             jmespath.compile(expression)
         except JMESPathError as exc:
             raise profile.error(f"not a JMESPath expression: {str(exc).splitlines()[0]}", *path) from exc
+    _check_bus_and_conventions(profile)
+
+
+def _check_bus_and_conventions(profile: Profile) -> None:
+    """Kafka fields that must be writable, key templates, declared conventions (envelope.py, conventions.py)."""
+    from kcverify.targets.external.conventions import conventions_of
+    from kcverify.targets.external.envelope import check_invertible
+
+    check_invertible(profile)
+    conventions_of(profile)
 
 
 def _queries(profile: Profile) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:

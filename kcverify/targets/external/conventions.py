@@ -1,0 +1,37 @@
+"""A profile's `conventions` section as the `Conventions` the checks judge the system by.
+
+Where the rules leave a choice to configuration (the retry schedule, the cache TTL, the name the cache
+gives itself in `Cache-Status`), a user's system is judged by what its profile declares, and by the
+rules' own numbers for whatever it does not declare. The section is the user's statement of intent, not
+something read from the system: a system configured otherwise than it declares fails."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
+from kcverify.targets.external.profile import Profile
+
+
+def conventions_of(profile: Profile) -> Conventions:
+    """The declared conventions over the rules' defaults."""
+    section = profile.section("conventions")
+    changes: dict[str, Any] = {}
+    if "retry_attempts" in section:
+        changes["retry_attempts"] = int(section["retry_attempts"])
+    if "retry_spacing" in section:
+        changes["retry_backoff"] = tuple(float(s) for s in section["retry_spacing"])
+    if "ttl" in section:
+        changes["cache_ttl"] = float(section["ttl"])
+    if "cache_status_name" in section:
+        changes["cache_status_name"] = str(section["cache_status_name"])
+    if "tiers" in section:
+        pairs = []
+        for count, tier in section["tiers"].items():
+            if not str(count).isdigit():
+                raise profile.error(f"a tier is declared for {count!r}: sessionCount values are whole numbers",
+                                    "conventions", "tiers", count)
+            pairs.append((int(count), int(tier)))
+        changes["tiers"] = tuple(sorted(pairs))
+    return replace(SPEC_CONVENTIONS, **changes) if changes else SPEC_CONVENTIONS
