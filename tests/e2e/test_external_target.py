@@ -1,5 +1,6 @@
 """The external target against a real system: the reference served over real HTTP on real time
-(`kcverify serve embedded`, SQLite files), described by profiles/reference.yaml. The scenarios that need
+(`kcverify serve embedded`, SQLite files), described by profiles/reference.yaml without its kafka and cache
+sections (the embedded system has no broker and no Redis). The scenarios that need
 only HTTP and the databases pass on the correct reference and fail on a named defect; `kcverify profile
 check` answers for a running system, a stopped one, a typo and a query with the wrong columns, with one
 line and exit 2, never a traceback."""
@@ -10,6 +11,7 @@ import os
 import secrets
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,17 @@ import pytest
 from tests.e2e.test_serve import free_port, kcverify_command
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE = ROOT / "profiles" / "reference.yaml"
+REFERENCE = ROOT / "profiles" / "reference.yaml"
+
+
+def http_and_db(text: str) -> str:
+    """The reference profile without its `kafka` and `cache` sections."""
+    start, end = text.index("\nkafka:\n"), text.index("\nconventions:\n")
+    return text[:start] + text[end:]
+
+
+PROFILE = Path(tempfile.mkdtemp(prefix="kcverify-e2e-")) / "reference-http-db.yaml"
+PROFILE.write_text(http_and_db(REFERENCE.read_text()))
 SCENARIOS = [ROOT / "scenarios" / f"{name}.yaml" for name in
              ("happy-path", "unsigned-confirm", "payment-validation", "illegal-transitions")]
 
