@@ -76,13 +76,21 @@ class Bus:
         return sorted(meta.partitions)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next record will get. A transient answer (a partition whose leader
+        is being elected, as just after a topic is made) is asked again for a few seconds."""
         out = {}
         for partition in self.partitions(topic):
-            try:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                               timeout=REQUEST_TIMEOUT, cached=False)
-            except KafkaException as exc:
-                raise BusError(f"end offsets of {topic!r} on {self.bootstrap}: {exc}") from exc
+            deadline = time.monotonic() + REQUEST_TIMEOUT
+            while True:
+                try:
+                    _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                                   timeout=REQUEST_TIMEOUT, cached=False)
+                    break
+                except KafkaException as exc:
+                    error = exc.args[0] if exc.args else None
+                    if not getattr(error, "retriable", lambda: False)() or time.monotonic() >= deadline:
+                        raise BusError(f"end offsets of {topic!r} on {self.bootstrap}: {exc}") from exc
+                    time.sleep(0.2)
             out[partition] = int(high)
         return out
 
