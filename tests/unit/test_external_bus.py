@@ -284,3 +284,33 @@ def test_the_reference_profile_maps_every_field_of_its_canonical_envelope() -> N
     fields = set(topic_maps(profile)["confirmed"].fields)
     assert fields >= {"eventId", "type", "version", "occurredAt", "correlationId", "idempotencyKey", "source",
                       "paymentId", "studentId", "courseId", "amountCents", "currency", "metadata"}
+
+
+def test_declared_tiers_are_what_the_metadata_check_judges_the_purchase_row_by() -> None:
+    from kcverify.checks import select
+    from kcverify.core.status import Status
+    from kcverify.engine.runner import Runner, RunOptions
+    from kcverify.scenario.loader import load_scenarios
+    from kcverify.spec.policy import Conventions
+    from kcverify.targets.embedded import EmbeddedTarget
+
+    scenario = load_scenarios([ROOT / "scenarios" / "happy-path.yaml"])
+    passed = Runner(EmbeddedTarget(), checks=select(["metadata"])).run(scenario)
+    assert passed.status == Status.PASSED
+    # the reference stores purchaseTier = sessionCount; a profile declaring other tiers judges that wrong
+    tiers = tuple((count, count + 100) for count in range(1, 201))
+    failed = Runner(EmbeddedTarget(), options=RunOptions(conventions=Conventions(tiers=tiers)),
+                    checks=select(["metadata"])).run(scenario)
+    assert failed.status == Status.FAILED
+    messages = [f.message for s in failed.scenarios for c in s.checks for f in c.failures]
+    assert any("purchaseTier" in m for m in messages), messages
+
+
+def test_the_target_carries_the_profiles_conventions_for_the_runner(profile: Any) -> None:
+    from kcverify.targets.external import ExternalTarget
+
+    target = ExternalTarget(profile)
+    try:
+        assert target.conventions == conventions_of(profile) and target.conventions.retry_attempts == 5
+    finally:
+        target.close()
