@@ -23,6 +23,8 @@ FLAWS = {
     "stale-cache": "the worker never invalidates the student's cached learning view",
     "stringified-session-count": "the worker stores sessionCount as text (a form value passed on as a string)",
     "view-ignores-owner": "any valid token reads any student's learning view",
+    "store-before-validate": "the payment row is inserted before its metadata is validated (a 422 leaves a row)",
+    "dedupe-by-course": "the worker skips an event when the student already owns the course (a repurchase is lost)",
     "event-wins": "the worker merges the event's metadata over the payment row's",
     "no-idempotency-guard": "the worker does not consult processed_events (a redelivery buys twice)",
 }

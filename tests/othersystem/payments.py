@@ -7,6 +7,7 @@ confirmation has committed."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,7 +15,7 @@ import re
 import time
 import uuid
 import zoneinfo
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -41,11 +42,13 @@ def _metadata_errors(meta: Any) -> list[dict[str, str]]:
     errors = []
     def bad(field: str, message: str) -> None:
         errors.append({"field": f"metadata.{field}", "message": message})
+    start = meta.get("startDate")
     try:
-        date.fromisoformat(meta.get("startDate")) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(meta.get("startDate"))) \
-            else bad("startDate", "YYYY-MM-DD")
-    except (TypeError, ValueError):
-        bad("startDate", "not a date")
+        if not isinstance(start, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", start):
+            raise ValueError(start)
+        date.fromisoformat(start)
+    except ValueError:
+        bad("startDate", "a date, YYYY-MM-DD")
     if not isinstance(meta.get("classTime"), str) or not TIME.fullmatch(meta["classTime"]):
         bad("classTime", "HH:MM")
     if not isinstance(meta.get("classTypeId"), str) or not meta["classTypeId"]:
@@ -77,7 +80,7 @@ def create_errors(body: Any) -> list[dict[str, str]]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def shown(row: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +112,12 @@ class PaymentService:
         except ValueError:
             return problem(400, "body is not JSON")
         errors = create_errors(body)
+        if "store-before-validate" in self.flaws and all(e["field"].startswith("metadata") for e in errors):
+            with psycopg.connect(self.dsn) as conn, contextlib.suppress(psycopg.Error):
+                conn.execute("INSERT INTO billing.payments (payment_id, student_ref, course_ref, amount_minor, "
+                             "currency, state, gateway, meta) VALUES (%s,%s,%s,%s,%s,'initiated','test',%s)",
+                             (str(uuid.uuid4()), body["student"]["id"], body["course"]["id"], body["amount"]["cents"],
+                              body["amount"]["currency"], Jsonb((body.get("checkout") or {}).get("metadata"))))
         if errors:
             return problem(422, "invalid payment", errors=errors)
         with psycopg.connect(self.dsn) as conn:
@@ -116,7 +125,8 @@ class PaymentService:
             cur.execute("INSERT INTO billing.payments (payment_id, student_ref, course_ref, amount_minor, currency, "
                         "state, gateway, meta) VALUES (%s,%s,%s,%s,%s,'initiated',%s,%s) RETURNING *",
                         (str(uuid.uuid4()), body["student"]["id"], body["course"]["id"], body["amount"]["cents"],
-                         body["amount"]["currency"], body.get("gateway") or "test", Jsonb(body["checkout"]["metadata"])))
+                         body["amount"]["currency"], body.get("gateway") or "test",
+                         Jsonb(body["checkout"]["metadata"])))
             row = cur.fetchone()
         assert row is not None
         return wrapped({"payment": shown(row)}, "payment created", 201,
@@ -179,7 +189,7 @@ class PaymentService:
 
     def _publish(self, row: dict[str, Any]) -> None:
         event = {"eventId": str(uuid.uuid4()), "eventType": "payment.confirmed",
-                 "timestamp": _iso(datetime.now(timezone.utc)),
+                 "timestamp": _iso(datetime.now(UTC)),
                  "data": {"paymentId": str(row["payment_id"]), "studentId": row["student_ref"],
                           "courseId": row["course_ref"], "amountCents": row["amount_minor"],
                           "currency": row["currency"], "metadata": row["meta"]},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -34,7 +34,7 @@ FROM learning.course_enrollments e WHERE e.student_ref = %s AND e.active ORDER B
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class StudentService:
@@ -83,7 +83,7 @@ class StudentService:
             "id": str(eid), "paymentId": str(pid) if pid else None, "studentId": student, "tier": tier,
             "metadata": meta, "metadataSource": origin, "active": active, "purchasedAt": _iso(at)}}
             for eid, student, course, tier, meta, origin, active, at, pid in rows]
-        return {"studentId": sid, "generatedAt": _iso(datetime.now(timezone.utc)), "courses": courses}
+        return {"studentId": sid, "generatedAt": _iso(datetime.now(UTC)), "courses": courses}
 
     async def invalidate(self, request: Request) -> Response:
         sid = request.path_params["sid"]

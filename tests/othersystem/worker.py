@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -18,8 +18,15 @@ import redis
 from confluent_kafka import Consumer, Message, Producer
 from psycopg.types.json import Jsonb
 
-from tests.othersystem.common import (CACHE_KEY, CONFIRMED_TOPIC, CREATED_TOPIC, DEAD_LETTER_TOPIC, WORKER_GROUP,
-                                      WORKER_NAME, Flaws)
+from tests.othersystem.common import (
+    CACHE_KEY,
+    CONFIRMED_TOPIC,
+    CREATED_TOPIC,
+    DEAD_LETTER_TOPIC,
+    WORKER_GROUP,
+    WORKER_NAME,
+    Flaws,
+)
 
 ATTEMPTS = 3
 BACKOFF = (1.0, 2.0)
@@ -34,7 +41,7 @@ def merge(payment: dict[str, Any] | None, event: dict[str, Any], flaws: Flaws) -
     first, second = (payment or {}), event
     if "event-wins" in flaws:
         first, second = second, first
-    merged = {k: v for k, v in second.items()}
+    merged = dict(second)
     merged.update({k: v for k, v in first.items() if v is not None})
     return merged
 
@@ -52,7 +59,8 @@ def _parse(raw: bytes | None) -> dict[str, Any]:
             raise Poison(f"data.{field} missing")
     if not isinstance(data.get("metadata"), dict):
         raise Poison("data.metadata is not an object")
-    return event
+    parsed: dict[str, Any] = event
+    return parsed
 
 
 class Worker:
@@ -108,6 +116,10 @@ class Worker:
                                     (event["eventId"], WORKER_NAME)).fetchone()
                 if seen:
                     return
+            if "dedupe-by-course" in self.flaws and conn.execute(
+                    "SELECT 1 FROM learning.course_enrollments WHERE student_ref=%s AND course_ref=%s AND active",
+                    (data["studentId"], data["courseId"])).fetchone():
+                return
             row = conn.execute("SELECT meta FROM billing.payments WHERE payment_id::text=%s",
                                (data["paymentId"],)).fetchone()
             meta = merge(row[0] if row else None, data["metadata"], self.flaws)
@@ -125,7 +137,7 @@ class Worker:
         if "stale-cache" not in self.flaws:
             self.cache.delete(CACHE_KEY.format(studentId=data["studentId"]))
         created = {"eventId": str(uuid.uuid4()), "eventType": "enrollment.created",
-                   "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                   "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                    "data": {"enrollmentId": enrollment, "paymentId": data["paymentId"], "studentId": data["studentId"],
                             "courseId": data["courseId"], "metadata": meta,
                             "enrolledAt": enrolled_at[0].isoformat() if enrolled_at else None},
@@ -137,6 +149,6 @@ class Worker:
         raw = msg.value() or b""
         record = {"originalEvent": raw.decode("utf-8", "replace"), "originalTopic": msg.topic(),
                   "originalPartition": msg.partition(), "originalOffset": msg.offset(), "attempts": attempts,
-                  "reason": reason, "failedAt": datetime.now(timezone.utc).isoformat()}
+                  "reason": reason, "failedAt": datetime.now(UTC).isoformat()}
         self.producer.produce(DEAD_LETTER_TOPIC, key=msg.key(), value=json.dumps(record).encode())
         self.producer.flush(10)
