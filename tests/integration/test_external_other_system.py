@@ -68,7 +68,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
         stack.down(directory, purge=True)
 
 
-def run(settings: dict[str, object], flaws: frozenset[str], names: set[str] | None = None) -> RunResult:
+def run(settings: dict[str, object], flaws: frozenset[str], names: set[str] | None = None,
+        profile: Path = PROFILE) -> RunResult:
     """The scenarios (all, or `names`) through the external target against the system with `flaws`."""
     secret_jwt, secret_hook = secrets.token_hex(32), secrets.token_hex(32)
     system: OtherSystem = start_system(settings, webhook_secret=secret_hook, jwt_secret=secret_jwt, flaws=flaws)
@@ -79,7 +80,7 @@ def run(settings: dict[str, object], flaws: frozenset[str], names: set[str] | No
     scenarios = load_scenarios([SCENARIOS])
     if names is not None:
         scenarios = [s for s in scenarios if s.name in names]
-    target = ExternalTarget(load_profile(PROFILE, environ=env))
+    target = ExternalTarget(load_profile(profile, environ=env))
     try:
         return Runner(target, options=RunOptions(target_name="external"), checks=select()).run(scenarios)
     finally:
@@ -93,7 +94,7 @@ def describe(run_result: RunResult) -> str:
         for r in run_result.scenarios)
 
 
-def test_the_other_system_passes_and_each_flaw_is_caught(settings: dict[str, object]) -> None:
+def test_the_other_system_passes_and_each_flaw_is_caught(settings: dict[str, object], tmp_path: Path) -> None:
     started = time.monotonic()
     correct = run(settings, frozenset())
     results = {r.name: r for r in correct.scenarios}
@@ -125,4 +126,14 @@ def test_the_other_system_passes_and_each_flaw_is_caught(settings: dict[str, obj
         measured.append(f"{flaw}: {scenario} failed, {check} {rule} ({len(caught)} failure(s); checks failing: "
                         f"{sorted({f.check for f in result.failures})})")
     print("\n".join(measured))
+
+    # The system sells only to registered students and published courses: the profile's preconditions make
+    # those rows; without them the same scenario is refused at its first payment.
+    bare = tmp_path / "no-preconditions.yaml"
+    bare.write_text(re.sub(r"(?ms)^preconditions:.*?(?=^kafka:)", "", PROFILE.read_text()))
+    refused = run(settings, frozenset(), {"happy-path"}, profile=bare)
+    (result,) = refused.scenarios
+    assert result.status == Status.ERROR, describe(refused)  # its first payment was never created
+    assert any(f.step == 2 and "got 422" in f.message and "student.id" in f.message
+               for f in result.failures), describe(refused)
     print(f"whole test: {time.monotonic() - started:.1f} s")

@@ -121,6 +121,13 @@ class PaymentService:
         if errors:
             return problem(422, "invalid payment", errors=errors)
         with psycopg.connect(self.dsn) as conn:
+            known = conn.execute("SELECT (SELECT count(*) FROM learning.students WHERE student_id=%s), "
+                                 "(SELECT count(*) FROM learning.courses WHERE course_id=%s AND published)",
+                                 (body["student"]["id"], body["course"]["id"])).fetchone()
+            if known != (1, 1):
+                fields = zip(("student.id", "course.id"), known or (0, 0), strict=True)
+                return problem(422, "unknown student or course",
+                               errors=[{"field": f, "message": "not found"} for f, n in fields if n != 1])
             cur = conn.cursor(row_factory=psycopg.rows.dict_row)
             cur.execute("INSERT INTO billing.payments (payment_id, student_ref, course_ref, amount_minor, currency, "
                         "state, gateway, meta) VALUES (%s,%s,%s,%s,%s,'initiated',%s,%s) RETURNING *",

@@ -27,8 +27,13 @@ DATABASE = "othersys_shop"
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS billing;
 CREATE SCHEMA IF NOT EXISTS learning;
+CREATE TABLE IF NOT EXISTS learning.students (
+  student_id text PRIMARY KEY, display_name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS learning.courses (
+  course_id text PRIMARY KEY, title text NOT NULL, published boolean NOT NULL DEFAULT true);
 CREATE TABLE IF NOT EXISTS billing.payments (
-  payment_id uuid PRIMARY KEY, student_ref text NOT NULL, course_ref text NOT NULL, amount_minor integer NOT NULL,
+  payment_id uuid PRIMARY KEY, student_ref text NOT NULL REFERENCES learning.students,
+  course_ref text NOT NULL REFERENCES learning.courses, amount_minor integer NOT NULL,
   currency char(3) NOT NULL, state text NOT NULL, gateway text NOT NULL, gateway_ref text, meta jsonb NOT NULL,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp(), confirmed_at timestamptz);
 CREATE TABLE IF NOT EXISTS learning.course_enrollments (

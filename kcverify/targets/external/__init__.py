@@ -10,14 +10,17 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
   succeeded payment has its purchase (or the bound is hit).
 - Namespaces: the system is shared and never wiped, so each scenario gets fresh student ids
   (`{run}{n}-{name}`) and sees only the rows of its own students.
+- Preconditions: the profile's statements and calls that make a student's and a course's rows before
+  the first payment of each pair, and its cleanup when a scenario stops (preconditions.py).
 
-Kafka, the cache, preconditions and control commands are described by the profile schema but not
-driven yet: the target declares none of the capabilities they would give (read_bus, produce_events,
+Kafka, the cache and control commands are described by the profile schema but not driven yet: the
+target declares none of the capabilities they would give (read_bus, produce_events,
 control_components, inject_faults), so the scenarios and checks that need them are skipped with the
 reason, never passed."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +34,8 @@ from kcverify.spec import policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
 from kcverify.targets.external.db import Databases
-from kcverify.targets.external.http import HttpSide
+from kcverify.targets.external.http import HttpSide, recognise
+from kcverify.targets.external.preconditions import PreconditionError, Preconditions
 from kcverify.targets.external.profile import Profile, load_profile
 
 if TYPE_CHECKING:
@@ -67,6 +71,9 @@ class ExternalTarget:
         self._client = httpx.Client(timeout=HTTP_TIMEOUT)
         self._http = HttpSide(profile, self._credentials, self._client)
         self._db = Databases(profile) if "read_db" in self.info.capabilities else None
+        self._preconditions = Preconditions(profile, self._client, {
+            name: self._http.base_url(name) for name in profile.section("http", "services")})
+        self._cleanup_error: PreconditionError | None = None
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -87,11 +94,20 @@ class ExternalTarget:
         """A fresh namespace (the seed does not apply: the system makes its own ids)."""
         self._scenario += 1
         self._prefix = f"{self._run}{self._scenario}-"
+        failed, self._cleanup_error = self._cleanup_error, None
+        if failed is not None:
+            raise failed  # the previous scenario's cleanup: the runner reports it on this one
+        self._preconditions.begin(self._prefix)
 
     def stop(self) -> None:
-        """Nothing to stop: the system is the user's and keeps running."""
+        """Nothing to stop: the system is the user's and keeps running. The profile's cleanup runs."""
+        try:
+            self._preconditions.cleanup()
+        except PreconditionError as exc:
+            self._cleanup_error = exc
 
     def close(self) -> None:
+        self._preconditions.close()
         self._client.close()
         if self._db is not None:
             self._db.close()
@@ -106,6 +122,14 @@ class ExternalTarget:
 
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:
+        if self._preconditions.configured and (recognise(method, path) or ("",))[0] == "create_payment":
+            fields = _json_object(body)
+            student, course = fields.get("studentId"), fields.get("courseId")
+            try:
+                if isinstance(student, str) and isinstance(course, str):
+                    self._preconditions.before_payment(student, course)
+            except PreconditionError as exc:
+                return HttpReply(None, {}, b"", error=str(exc))
         return self._http.send(method, path, body=body, headers=dict(headers or {}),
                                token=lambda subject, role: self.token(subject, role))
 
@@ -191,6 +215,14 @@ class ExternalTarget:
 
     def replay_dlq(self) -> int:
         raise self._lacks("read the bus")
+
+
+def _json_object(body: bytes | None) -> dict[str, Any]:
+    try:
+        value = json.loads(body or b"")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 __all__ = ["ExternalTarget"]
