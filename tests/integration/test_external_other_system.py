@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from kcverify.evidence.results import RunResult
 from kcverify.scenario.loader import load_scenarios
 from kcverify.targets.external import ExternalTarget
 from kcverify.targets.external.profile import load_profile
+from tests.e2e.test_serve import kcverify_command
 from tests.othersystem import FLAWS, OtherSystem, start_system
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -69,22 +71,29 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
 
 
 def run(settings: dict[str, object], flaws: frozenset[str], names: set[str] | None = None,
-        profile: Path = PROFILE) -> RunResult:
-    """The scenarios (all, or `names`) through the external target against the system with `flaws`."""
+        profile: Path = PROFILE, check_profile: bool = False) -> RunResult:
+    """The scenarios (all, or `names`) through the external target against the system with `flaws`; first
+    `kcverify profile check` when asked (it must accept the profile for the running system)."""
     secret_jwt, secret_hook = secrets.token_hex(32), secrets.token_hex(32)
     system: OtherSystem = start_system(settings, webhook_secret=secret_hook, jwt_secret=secret_jwt, flaws=flaws)
     env = {"OTHERSYS_PAYMENT_URL": system.payment_url, "OTHERSYS_STUDENT_URL": system.student_url,
            "OTHERSYS_DSN": system.dsn, "OTHERSYS_JWT_SECRET": secret_jwt, "OTHERSYS_WEBHOOK_SECRET": secret_hook,
            "OTHERSYS_KAFKA_BOOTSTRAP": str(settings["kafka_bootstrap"]),
            "OTHERSYS_REDIS_URL": str(settings["redis_url"])}
-    scenarios = load_scenarios([SCENARIOS])
-    if names is not None:
-        scenarios = [s for s in scenarios if s.name in names]
-    target = ExternalTarget(load_profile(profile, environ=env))
     try:
-        return Runner(target, options=RunOptions(target_name="external"), checks=select()).run(scenarios)
+        if check_profile:
+            checked = subprocess.run([kcverify_command(), "profile", "check", str(profile), "--no-color"],
+                                     env={**os.environ, **env}, capture_output=True, text=True, timeout=120, cwd=ROOT)
+            assert checked.returncode == 0 and "query purchases" in checked.stdout, checked.stdout + checked.stderr
+        scenarios = load_scenarios([SCENARIOS])
+        if names is not None:
+            scenarios = [s for s in scenarios if s.name in names]
+        target = ExternalTarget(load_profile(profile, environ=env))
+        try:
+            return Runner(target, options=RunOptions(target_name="external"), checks=select()).run(scenarios)
+        finally:
+            target.close()
     finally:
-        target.close()
         system.stop()
 
 
@@ -96,7 +105,7 @@ def describe(run_result: RunResult) -> str:
 
 def test_the_other_system_passes_and_each_flaw_is_caught(settings: dict[str, object], tmp_path: Path) -> None:
     started = time.monotonic()
-    correct = run(settings, frozenset())
+    correct = run(settings, frozenset(), check_profile=True)
     results = {r.name: r for r in correct.scenarios}
     ran = {name for name, r in results.items() if r.status != Status.SKIPPED}
     capabilities = load_profile(PROFILE, environ={k: "x" for k in (

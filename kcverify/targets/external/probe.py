@@ -45,7 +45,10 @@ def probe(profile: Profile) -> list[Probe]:
                 results.append(_query(databases, name))
         finally:
             databases.close()
-    for section in ("preconditions", "kafka", "cache", "control"):
+    if profile.section("preconditions"):
+        results.append(Probe("preconditions", NOT_PROBED, "not run: they would change the system (run before "
+                                                          "the first payment of each student and course)"))
+    for section in ("kafka", "cache", "control"):
         if profile.section(section):
             results.append(Probe(section, NOT_PROBED, "described; not driven by this version of the external "
                                                       "target (its capabilities are not declared)"))
