@@ -10,6 +10,8 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
   succeeded payment has its purchase (or the bound is hit).
 - Namespaces: the system is shared and never wiped, so each scenario gets fresh student ids
   (`{run}{n}-{name}`) and sees only the rows of its own students.
+- Preconditions: the profile's statements and calls that make a student's and a course's rows before
+  the first payment of each pair, and its cleanup when a scenario stops (preconditions.py).
 
 - Kafka (bus.py, envelope.py): `snapshot()` also shows the records of the profile's topics since the
   scenario began, translated to the canonical topics, envelopes and keys (`read_bus`), the end offsets and
@@ -19,12 +21,13 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
 - Conventions (conventions.py): `conventions` is what the checks judge the system by (the profile's
   declarations over the rules' defaults); the CLI hands it to the Runner.
 
-Preconditions and control commands are described by the profile schema but not driven yet: the target
+Control commands are described by the profile schema but not driven yet: the target
 declares none of the capabilities they would give (control_components, inject_faults), so the scenarios
 and checks that need them are skipped with the reason, never passed."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +44,8 @@ from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
 from kcverify.targets.external.conventions import conventions_of
 from kcverify.targets.external.db import Databases
-from kcverify.targets.external.http import HttpSide
+from kcverify.targets.external.http import HttpSide, recognise
+from kcverify.targets.external.preconditions import PreconditionError, Preconditions
 from kcverify.targets.external.profile import Profile, load_profile
 
 if TYPE_CHECKING:
@@ -82,6 +86,9 @@ class ExternalTarget:
         self.conventions = conventions_of(profile)  # what the checks judge by (cli/run.py hands it on)
         self._bus: Bus | None = None
         self._cache: Cache | None = None
+        self._preconditions = Preconditions(profile, self._client, {
+            name: self._http.base_url(name) for name in profile.section("http", "services")})
+        self._cleanup_error: PreconditionError | None = None
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -103,6 +110,10 @@ class ExternalTarget:
         from their current end on."""
         self._scenario += 1
         self._prefix = f"{self._run}{self._scenario}-"
+        failed, self._cleanup_error = self._cleanup_error, None
+        if failed is not None:
+            raise failed  # the previous scenario's cleanup: the runner reports it on this one
+        self._preconditions.begin(self._prefix)
         if self._bus_wanted():
             with self._bus_errors():
                 self._kafka().mark()
@@ -130,9 +141,14 @@ class ExternalTarget:
             raise TargetUnreachable(f"Kafka ({self.profile.file}): {exc}") from exc
 
     def stop(self) -> None:
-        """Nothing to stop: the system is the user's and keeps running."""
+        """Nothing to stop: the system is the user's and keeps running. The profile's cleanup runs."""
+        try:
+            self._preconditions.cleanup()
+        except PreconditionError as exc:
+            self._cleanup_error = exc
 
     def close(self) -> None:
+        self._preconditions.close()
         self._client.close()
         if self._bus is not None:
             self._bus.close()
@@ -151,6 +167,14 @@ class ExternalTarget:
 
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:
+        if self._preconditions.configured and (recognise(method, path) or ("",))[0] == "create_payment":
+            fields = _json_object(body)
+            student, course = fields.get("studentId"), fields.get("courseId")
+            try:
+                if isinstance(student, str) and isinstance(course, str):
+                    self._preconditions.before_payment(student, course)
+            except PreconditionError as exc:
+                return HttpReply(None, {}, b"", error=str(exc))
         return self._http.send(method, path, body=body, headers=dict(headers or {}),
                                token=lambda subject, role: self.token(subject, role))
 
@@ -264,6 +288,14 @@ class ExternalTarget:
             raise self._lacks("replay dead letters (the profile configures no kafka.topics.dead_letter)")
         with self._bus_errors():
             return self._kafka().replay(self._prefix)
+
+
+def _json_object(body: bytes | None) -> dict[str, Any]:
+    try:
+        value = json.loads(body or b"")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 __all__ = ["ExternalTarget"]

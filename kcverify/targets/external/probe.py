@@ -50,7 +50,10 @@ def probe(profile: Profile) -> list[Probe]:
         results.extend(_kafka(profile))
     if profile.section("cache"):
         results.append(_cache(profile))
-    for section in ("preconditions", "control"):
+    if profile.section("preconditions"):
+        results.append(Probe("preconditions", NOT_PROBED, "not run: they would change the system (run before "
+                                                          "the first payment of each student and course)"))
+    for section in ("control",):
         if profile.section(section):
             results.append(Probe(section, NOT_PROBED, "described; not driven by this version of the external "
                                                       "target (its capabilities are not declared)"))

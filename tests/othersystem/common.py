@@ -1,0 +1,49 @@
+"""What the services of the other system share: topic and key names, the flaw switches, the answer
+shapes (successes wrapped `{success, message, data}`, errors RFC 9457 problems)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+CONFIRMED_TOPIC = "payments.confirmed"
+CREATED_TOPIC = "enrollments.created"
+DEAD_LETTER_TOPIC = "dead-letter-queue"
+WORKER_GROUP = "enrollment-worker"
+WORKER_NAME = "enrollment-worker"
+CACHE_KEY = "learning:v1:{studentId}"
+CACHE_TTL = 300
+
+# Each a real way of getting this flow wrong; switched on by name in OTHERSYS_FLAWS (comma-separated).
+FLAWS = {
+    "unsigned-callback": "the callback is accepted when it carries no signature at all",
+    "no-timestamp-tolerance": "a signature's timestamp is not checked against the clock (replays of old callbacks)",
+    "stale-cache": "the worker never invalidates the student's cached learning view",
+    "stringified-session-count": "the worker stores sessionCount as text (a form value passed on as a string)",
+    "view-ignores-owner": "any valid token reads any student's learning view",
+    "store-before-validate": "the payment row is inserted before its metadata is validated (a 422 leaves a row)",
+    "dedupe-by-course": "the worker skips an event when the student already owns the course (a repurchase is lost)",
+    "event-wins": "the worker merges the event's metadata over the payment row's",
+    "no-idempotency-guard": "the worker does not consult processed_events (a redelivery buys twice)",
+}
+Flaws = frozenset[str]
+
+
+def flaws_from_env(environ: dict[str, str] | None = None) -> Flaws:
+    words = {w.strip() for w in (environ if environ is not None else os.environ).get("OTHERSYS_FLAWS", "").split(",")}
+    chosen = frozenset(w for w in words if w)
+    unknown = chosen - set(FLAWS)
+    if unknown:
+        raise ValueError(f"unknown flaws {sorted(unknown)}; known: {sorted(FLAWS)}")
+    return chosen
+
+
+def wrapped(data: Any, message: str, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"success": True, "message": message, "data": data}, status_code=status, headers=headers)
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": detail, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")

@@ -1,0 +1,154 @@
+"""The enrollment worker: consumes `payments.confirmed` (group `enrollment-worker`, offsets committed by
+hand after each record is handled), creates the course enrollment (no payment-id column) once per event
+(`processed_events`, keyed by event id and consumer name), merges metadata payment-wins/event-fills,
+invalidates the student's cached view after the commit, announces `enrollment.created`, and sends what
+it cannot use to `dead-letter-queue` with the original event, offset and attempts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import redis
+from confluent_kafka import Consumer, Message, Producer
+from psycopg.types.json import Jsonb
+
+from tests.othersystem.common import (
+    CACHE_KEY,
+    CONFIRMED_TOPIC,
+    CREATED_TOPIC,
+    DEAD_LETTER_TOPIC,
+    WORKER_GROUP,
+    WORKER_NAME,
+    Flaws,
+)
+
+ATTEMPTS = 3
+BACKOFF = (1.0, 2.0)
+
+
+class Poison(Exception):
+    """An event this worker can never use."""
+
+
+def merge(payment: dict[str, Any] | None, event: dict[str, Any], flaws: Flaws) -> dict[str, Any]:
+    """Payment row wins where it has a value; the event fills keys the row lacks or holds null."""
+    first, second = (payment or {}), event
+    if "event-wins" in flaws:
+        first, second = second, first
+    merged = dict(second)
+    merged.update({k: v for k, v in first.items() if v is not None})
+    return merged
+
+
+def _parse(raw: bytes | None) -> dict[str, Any]:
+    try:
+        event = json.loads(raw or b"")
+    except ValueError as exc:
+        raise Poison(f"not JSON: {exc}") from exc
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(data, dict) or event.get("eventType") != "payment.confirmed" or not event.get("eventId"):
+        raise Poison("not a payment.confirmed envelope")
+    for field in ("paymentId", "studentId", "courseId"):
+        if not isinstance(data.get(field), str):
+            raise Poison(f"data.{field} missing")
+    if not isinstance(data.get("metadata"), dict):
+        raise Poison("data.metadata is not an object")
+    parsed: dict[str, Any] = event
+    return parsed
+
+
+class Worker:
+    def __init__(self, dsn: str, bootstrap: str, redis_url: str, flaws: Flaws) -> None:
+        self.dsn, self.flaws = dsn, flaws
+        self.cache = redis.Redis.from_url(redis_url)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": WORKER_GROUP,
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        self.assigned = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="enrollment-worker", daemon=True)
+
+    def start(self) -> None:
+        self.consumer.subscribe([CONFIRMED_TOPIC], on_assign=lambda c, parts: self.assigned.set())
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(15)
+        self.consumer.close()
+        self.producer.flush(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.1)
+            if msg is None or msg.error():
+                continue
+            self._handle(msg)
+            self.consumer.commit(message=msg, asynchronous=False)
+
+    def _handle(self, msg: Message) -> None:
+        try:
+            event = _parse(msg.value())
+        except Poison as exc:
+            self._dead_letter(msg, str(exc), 1)
+            return
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                self._enroll(event)
+                return
+            except psycopg.Error as exc:
+                if attempt == ATTEMPTS:
+                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}", attempt)
+                    return
+                time.sleep(BACKOFF[attempt - 1])
+
+    def _enroll(self, event: dict[str, Any]) -> None:
+        data = event["data"]
+        with psycopg.connect(self.dsn) as conn:
+            if "no-idempotency-guard" not in self.flaws:
+                seen = conn.execute("SELECT 1 FROM processed_events WHERE event_id=%s AND consumer=%s",
+                                    (event["eventId"], WORKER_NAME)).fetchone()
+                if seen:
+                    return
+            if "dedupe-by-course" in self.flaws and conn.execute(
+                    "SELECT 1 FROM learning.course_enrollments WHERE student_ref=%s AND course_ref=%s AND active",
+                    (data["studentId"], data["courseId"])).fetchone():
+                return
+            row = conn.execute("SELECT meta FROM billing.payments WHERE payment_id::text=%s",
+                               (data["paymentId"],)).fetchone()
+            meta = merge(row[0] if row else None, data["metadata"], self.flaws)
+            if "stringified-session-count" in self.flaws:
+                meta["sessionCount"] = str(meta.get("sessionCount"))
+            enrollment = str(uuid.uuid4())
+            enrolled_at = conn.execute(
+                "INSERT INTO learning.course_enrollments (enrollment_id, student_ref, course_ref, tier, meta, "
+                "meta_origin) VALUES (%s,%s,%s,%s,%s,%s) RETURNING enrolled_at",
+                (enrollment, data["studentId"], data["courseId"], int(meta.get("sessionCount") or 1), Jsonb(meta),
+                 "payment" if row else "event")).fetchone()
+            conn.execute("INSERT INTO processed_events (event_id, consumer) VALUES (%s,%s) ON CONFLICT DO NOTHING",
+                         (event["eventId"], WORKER_NAME))
+        # committed: only now may the next read load the view again
+        if "stale-cache" not in self.flaws:
+            self.cache.delete(CACHE_KEY.format(studentId=data["studentId"]))
+        created = {"eventId": str(uuid.uuid4()), "eventType": "enrollment.created",
+                   "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                   "data": {"enrollmentId": enrollment, "paymentId": data["paymentId"], "studentId": data["studentId"],
+                            "courseId": data["courseId"], "metadata": meta,
+                            "enrolledAt": enrolled_at[0].isoformat() if enrolled_at else None},
+                   "_metadata": {"source": WORKER_NAME, "causationId": event["eventId"]}}
+        self.producer.produce(CREATED_TOPIC, key=data["studentId"], value=json.dumps(created).encode())
+        self.producer.flush(10)
+
+    def _dead_letter(self, msg: Message, reason: str, attempts: int) -> None:
+        raw = msg.value() or b""
+        record = {"originalEvent": raw.decode("utf-8", "replace"), "originalTopic": msg.topic(),
+                  "originalPartition": msg.partition(), "originalOffset": msg.offset(), "attempts": attempts,
+                  "reason": reason, "failedAt": datetime.now(UTC).isoformat()}
+        self.producer.produce(DEAD_LETTER_TOPIC, key=msg.key(), value=json.dumps(record).encode())
+        self.producer.flush(10)
