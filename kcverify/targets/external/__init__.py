@@ -11,10 +11,15 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
 - Namespaces: the system is shared and never wiped, so each scenario gets fresh student ids
   (`{run}{n}-{name}`) and sees only the rows of its own students.
 
-Kafka, the cache, preconditions and control commands are described by the profile schema but not
-driven yet: the target declares none of the capabilities they would give (read_bus, produce_events,
-control_components, inject_faults), so the scenarios and checks that need them are skipped with the
-reason, never passed."""
+- Control (control.py): with pause, resume, stop, kill and start commands for every component a scenario
+  can name, `control_components`: the components are held (paused) between steps as on the processes
+  target; `settle` resumes them until the rows are quiet and pauses them again, `run` does that for one
+  component, `kill`/`stop` run those commands and `restart` starts a component a step left down.
+
+Kafka, the cache and preconditions are described by the profile schema but not driven yet: the target
+declares none of the capabilities they would give (read_bus, produce_events, inject_faults), nor
+crash_components (crash points are the reference's instrumentation), so the scenarios and checks that
+need them are skipped with the reason, never passed."""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from kcverify.core.errors import InputError
 from kcverify.spec import policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
+from kcverify.targets.external.control import Control
 from kcverify.targets.external.db import Databases
 from kcverify.targets.external.http import HttpSide
 from kcverify.targets.external.profile import Profile, load_profile
@@ -41,6 +47,9 @@ SETTLE_QUIET = 1.0
 SETTLE_TIMEOUT = 30.0
 SETTLE_POLL = 0.1
 HTTP_TIMEOUT = 30.0
+# The components without which a succeeded payment may stay without its purchase: a settle does not wait
+# for the purchase while one of them is down (as on the processes target).
+PURCHASE_MAKERS = frozenset({"payment-relay", "purchase-worker", "reconciler"})
 
 
 class ExternalTarget:
@@ -49,7 +58,7 @@ class ExternalTarget:
     # What the registry lists without building one (kcverify.targets.registry): at most these; the
     # instance's `info` says what its profile configures.
     description = "your own running services, described by a profile (--profile FILE, docs/external.md)"
-    capabilities = frozenset({"http", "read_db"})
+    capabilities = frozenset({"http", "read_db", "control_components"})
     isolated = False  # one shared system
 
     def __init__(self, profile: Profile) -> None:
@@ -67,6 +76,7 @@ class ExternalTarget:
         self._client = httpx.Client(timeout=HTTP_TIMEOUT)
         self._http = HttpSide(profile, self._credentials, self._client)
         self._db = Databases(profile) if "read_db" in self.info.capabilities else None
+        self._control = Control(profile) if "control_components" in self.info.capabilities else None
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -87,11 +97,25 @@ class ExternalTarget:
         """A fresh namespace (the seed does not apply: the system makes its own ids)."""
         self._scenario += 1
         self._prefix = f"{self._run}{self._scenario}-"
+        if self._control is not None:  # what the last scenario left down comes back; everything held
+            for component in sorted(self._control.down):
+                self._control.start(component)
+            self._control.pause([c for c in self._control.pausable() if c not in self._control.held])
 
     def stop(self) -> None:
         """Nothing to stop: the system is the user's and keeps running."""
 
     def close(self) -> None:
+        """The system is left as it was found: every component a step left down started, all resumed."""
+        try:
+            if self._control is not None:
+                for component in sorted(self._control.down):
+                    self._control.start(component)
+                self._control.resume(self._control.pausable())
+        finally:
+            self._close_clients()
+
+    def _close_clients(self) -> None:
         self._client.close()
         if self._db is not None:
             self._db.close()
@@ -123,13 +147,25 @@ class ExternalTarget:
         if self._db is None:
             return Snapshot(at=self.now())
         params = {"prefix": self._prefix}
+        down = frozenset(self._control.down) if self._control is not None else frozenset()
         return Snapshot(at=self.now(), payments=self._db.canonical("payments", params),
-                        purchases=self._db.canonical("purchases", params))
+                        purchases=self._db.canonical("purchases", params), down=down)
 
     def settle(self, timeout: float | None) -> bool:
         """Real time: wait until the observed rows have not changed for `settle_quiet` seconds and every
-        succeeded payment has its purchase; False when the bound is hit first. Without queries there is
-        nothing to observe: it waits `settle_quiet` seconds and reports quiet."""
+        succeeded payment has its purchase (unless a component that makes purchases is down); False when
+        the bound is hit first. Without queries there is nothing to observe: it waits `settle_quiet`
+        seconds and reports quiet. Held components run meanwhile, and are held again after."""
+        if self._control is None:
+            return self._until_quiet(timeout, complete=True)
+        running = self._control.pausable()
+        self._control.resume(running)
+        try:
+            return self._until_quiet(timeout, complete=not PURCHASE_MAKERS & self._control.down)
+        finally:
+            self._control.pause(running)
+
+    def _until_quiet(self, timeout: float | None, *, complete: bool) -> bool:
         if self._db is None:
             time.sleep(self._quiet)
             return True
@@ -143,8 +179,8 @@ class ExternalTarget:
             if state != last:
                 last, since = state, now
             bought = {p.get("paymentId") for p in snap.purchases}
-            complete = all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
-            if complete and now - since >= self._quiet:
+            done = not complete or all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
+            if done and now - since >= self._quiet:
                 return True
             if now >= deadline:
                 return False
@@ -159,20 +195,42 @@ class ExternalTarget:
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
         raise self._lacks("produce events")
 
+    # --- control (control.py; only with control_components) ---------------------------------------
+
+    def _controlled(self) -> Control:
+        if self._control is None:
+            raise self._lacks("control components")
+        return self._control
+
     def step_component(self, component: str, times: int) -> None:
-        raise self._lacks("control components")
+        """`run`: that component alone resumed until the rows are quiet, then held again. A command cannot
+        count steps: the component does all the work it has, `times` or more (docs/external.md)."""
+        control = self._controlled()
+        if component in control.down:
+            return  # a component that is down does nothing, as on the processes target
+        control.resume([component])
+        try:
+            self._until_quiet(None, complete=False)
+        finally:
+            control.pause([component])
+
+    def kill(self, component: str) -> None:
+        self._controlled().kill(component)
+
+    def stop_component(self, component: str) -> None:
+        self._controlled().stop(component)
+
+    def restart(self, component: str) -> None:
+        """Brings back a component a step stopped or killed (started, ready, held); one that runs is left
+        as it is, as on the processes target."""
+        control = self._controlled()
+        if component in control.down:
+            control.start(component)
+            if component in control.pausable():
+                control.pause([component])
 
     def arm_crash(self, point: str) -> None:
         raise self._lacks("crash components")
-
-    def kill(self, component: str) -> None:
-        raise self._lacks("control components")
-
-    def stop_component(self, component: str) -> None:
-        raise self._lacks("control components")
-
-    def restart(self, component: str) -> None:
-        raise self._lacks("control components")
 
     def fail(self, resource: str, times: int, op: str | None) -> None:
         raise self._lacks("inject faults")
