@@ -258,7 +258,7 @@ class Control:
         if "bootstrap" not in kafka:
             raise ControlError(f"{self.profile.file}: a `ready.group` probe needs kafka.bootstrap")
         bootstrap = self.profile.resolve(kafka["bootstrap"], "kafka", "bootstrap")
-        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 3})
         try:
             description = admin.describe_consumer_groups([group], request_timeout=2.0)[group].result()
         except Exception:  # not ready yet (coordinator loading, broker starting): ask again
