@@ -226,3 +226,13 @@ def test_the_canonical_component_names_are_the_scenario_schema_s() -> None:
 
     schema = contracts.schema("schemas/scenario")
     assert tuple(schema["$defs"]["component"]["enum"]) == names.SCENARIO_COMPONENTS
+
+
+def test_a_system_that_cannot_be_resumed_at_the_end_stops_the_run_loudly(tmp_path: Path) -> None:
+    from kcverify.core.errors import TargetUnreachable
+
+    text = full_control().replace(f"      resume: '{RECORD}'", "      resume: 'echo connection refused; exit 7'", 1)
+    target = ExternalTarget(load_profile(write(tmp_path, text), {"PATH": "/usr/bin:/bin"}))
+    target.start(seed=0)
+    with pytest.raises(TargetUnreachable, match="could not leave the components running.*connection refused"):
+        target.close()

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from kcverify.core.clock import SystemClock
-from kcverify.core.errors import InputError
+from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.spec import policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
-from kcverify.targets.external.control import Control
+from kcverify.targets.external.control import Control, ControlError
 from kcverify.targets.external.db import Databases
 from kcverify.targets.external.http import HttpSide
 from kcverify.targets.external.profile import Profile, load_profile
@@ -106,12 +106,15 @@ class ExternalTarget:
         """Nothing to stop: the system is the user's and keeps running."""
 
     def close(self) -> None:
-        """The system is left as it was found: every component a step left down started, all resumed."""
+        """The system is left as it was found: every component a step left down started, all resumed. A
+        command that fails here ends the run loudly (exit 2): the user's system may be left held."""
         try:
             if self._control is not None:
                 for component in sorted(self._control.down):
                     self._control.start(component)
                 self._control.resume(self._control.pausable())
+        except ControlError as exc:
+            raise TargetUnreachable(f"could not leave the components running at the end of the run: {exc}") from exc
         finally:
             self._close_clients()
 
