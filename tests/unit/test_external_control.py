@@ -234,5 +234,5 @@ def test_a_system_that_cannot_be_resumed_at_the_end_stops_the_run_loudly(tmp_pat
     text = full_control().replace(f"      resume: '{RECORD}'", "      resume: 'echo connection refused; exit 7'", 1)
     target = ExternalTarget(load_profile(write(tmp_path, text), {"PATH": "/usr/bin:/bin"}))
     target.start(seed=0)
-    with pytest.raises(TargetUnreachable, match="could not leave the components running.*connection refused"):
+    with pytest.raises(TargetUnreachable, match=r"could not leave the components running.*connection refused"):
         target.close()
