@@ -22,6 +22,12 @@ EVENT_VERSION = 1
 WORKER_GROUP = "purchase-worker"
 INVALIDATOR_GROUP = "student-cache-invalidator"
 
+# The components a scenario's run, kill, stop and restart steps name (the scenario schema's `component`),
+# and the two HTTP services: the names a profile's `control` section gives its commands under.
+SCENARIO_COMPONENTS = ("payment-relay", "purchase-worker", "course-relay", "cache-invalidator", "reconciler")
+SERVICES = ("payment-service", "student-service")
+COMPONENTS = (*SERVICES, *SCENARIO_COMPONENTS)
+
 # The Kafka headers every event carries: they repeat these envelope fields. The Kafka key is studentId.
 EVENT_HEADERS = ("eventId", "type", "correlationId", "idempotencyKey")
 

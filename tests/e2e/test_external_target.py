@@ -1,6 +1,7 @@
 """The external target against a real system: the reference served over real HTTP on real time
-(`kcverify serve embedded`, SQLite files), described by profiles/reference.yaml without its kafka and cache
-sections (the embedded system has no broker and no Redis). The scenarios that need
+(`kcverify serve embedded`, SQLite files), described by profiles/reference.yaml without its kafka, cache
+and control sections (the embedded system has no broker and no Redis, and runs every component in one
+process). The scenarios that need
 only HTTP and the databases pass on the correct reference and fail on a named defect; `kcverify profile
 check` answers for a running system, a stopped one, a typo and a query with the wrong columns, with one
 line and exit 2, never a traceback."""
@@ -26,7 +27,8 @@ REFERENCE = ROOT / "profiles" / "reference.yaml"
 
 
 def http_and_db(text: str) -> str:
-    """The reference profile without its `kafka` and `cache` sections."""
+    """The reference profile without its `kafka`, `cache` and `control` sections (they come in that order,
+    before `conventions`)."""
     start, end = text.index("\nkafka:\n"), text.index("\nconventions:\n")
     return text[:start] + text[end:]
 
@@ -35,6 +37,15 @@ PROFILE = Path(tempfile.mkdtemp(prefix="kcverify-e2e-")) / "reference-http-db.ya
 PROFILE.write_text(http_and_db(REFERENCE.read_text()))
 SCENARIOS = [ROOT / "scenarios" / f"{name}.yaml" for name in
              ("happy-path", "unsigned-confirm", "payment-validation", "illegal-transitions")]
+
+
+def embedded_profile(directory: Path) -> Path:
+    """profiles/reference.yaml without its control section, as docs/external.md says for the embedded
+    reference: its components cannot be started, stopped or held one by one."""
+    path = directory / "reference-embedded.yaml"
+    path.write_text(PROFILE.read_text())
+    assert "\ncontrol:" not in path.read_text()
+    return path
 
 
 def served_env(tmp_path: Path, defects: tuple[str, ...] = ()) -> Iterator[dict[str, str]]:
@@ -46,7 +57,8 @@ def served_env(tmp_path: Path, defects: tuple[str, ...] = ()) -> Iterator[dict[s
            "KCVERIFY_PAYMENT_URL": f"http://127.0.0.1:{payment_port}",
            "KCVERIFY_STUDENT_URL": f"http://127.0.0.1:{student_port}",
            "KCVERIFY_PAYMENTS_DSN": f"sqlite://{data}/payments.sqlite3",
-           "KCVERIFY_COURSES_DSN": f"sqlite://{data}/courses.sqlite3"}
+           "KCVERIFY_COURSES_DSN": f"sqlite://{data}/courses.sqlite3",
+           "TEST_EXTERNAL_PROFILE": str(embedded_profile(tmp_path))}
     words = [kcverify_command(), "serve", "embedded", "--payment-port", str(payment_port), "--student-port",
              str(student_port), "--data-dir", str(data), "--no-trace"]
     for defect in defects:
@@ -92,12 +104,12 @@ def kcverify(env: dict[str, str], *words: str) -> subprocess.CompletedProcess[st
 
 
 def run(env: dict[str, str], *paths: Path) -> subprocess.CompletedProcess[str]:
-    return kcverify(env, "run", "--target", "external", "--profile", str(PROFILE), "--no-color",
+    return kcverify(env, "run", "--target", "external", "--profile", env["TEST_EXTERNAL_PROFILE"], "--no-color",
                     *(str(p) for p in paths))
 
 
 def test_the_correct_reference_passes_through_its_profile(correct: dict[str, str]) -> None:
-    checked = kcverify(correct, "profile", "check", str(PROFILE), "--no-color")
+    checked = kcverify(correct, "profile", "check", correct["TEST_EXTERNAL_PROFILE"], "--no-color")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "query purchases" in checked.stdout and "capabilities: http, read_db" in checked.stdout
     result = run(correct, *SCENARIOS, ROOT / "scenarios" / "triple-delivery.yaml")

@@ -45,10 +45,10 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_reference_profile_loads_and_configures_http_db_and_kafka() -> None:
+def test_the_reference_profile_loads_and_configures_http_db_kafka_and_control() -> None:
     profile = load_profile(REFERENCE, ENV)
     assert profile.name == "kcverify reference"
-    assert {"http", "read_db", "read_bus", "produce_events"} <= profile.capabilities
+    assert profile.capabilities == {"http", "read_db", "read_bus", "produce_events", "control_components"}
 
 
 def test_a_minimal_profile_offers_http_only(tmp_path: Path) -> None:

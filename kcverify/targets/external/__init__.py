@@ -12,7 +12,6 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
   (`{run}{n}-{name}`) and sees only the rows of its own students.
 - Preconditions: the profile's statements and calls that make a student's and a course's rows before
   the first payment of each pair, and its cleanup when a scenario stops (preconditions.py).
-
 - Kafka (bus.py, envelope.py): `snapshot()` also shows the records of the profile's topics since the
   scenario began, translated to the canonical topics, envelopes and keys (`read_bus`), the end offsets and
   the declared groups' committed offsets under the canonical group names; `publish` writes a canonical
@@ -20,10 +19,14 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
 - The cache (cache.py): a student's key, its presence and TTL (`cache_entry`).
 - Conventions (conventions.py): `conventions` is what the checks judge the system by (the profile's
   declarations over the rules' defaults); the CLI hands it to the Runner.
+- Control (control.py): with pause, resume, stop, kill and start commands for every component a scenario
+  can name, `control_components`: the components are held (paused) between steps as on the processes
+  target; `settle` resumes them until the rows are quiet and pauses them again, `run` does that for one
+  component, `kill`/`stop` run those commands and `restart` starts a component a step left down.
 
-Control commands are described by the profile schema but not driven yet: the target
-declares none of the capabilities they would give (control_components, inject_faults), so the scenarios
-and checks that need them are skipped with the reason, never passed."""
+Crash points are the reference's instrumentation and `fail` maps to no command: the target never declares
+crash_components or inject_faults, so the scenarios and checks that need them are skipped with the reason,
+never passed."""
 
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from kcverify.spec import policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
 from kcverify.targets.external.conventions import conventions_of
+from kcverify.targets.external.control import Control, ControlError
 from kcverify.targets.external.db import Databases
 from kcverify.targets.external.http import HttpSide, recognise
 from kcverify.targets.external.preconditions import PreconditionError, Preconditions
@@ -57,6 +61,9 @@ SETTLE_QUIET = 1.0
 SETTLE_TIMEOUT = 30.0
 SETTLE_POLL = 0.1
 HTTP_TIMEOUT = 30.0
+# The components without which a succeeded payment may stay without its purchase: a settle does not wait
+# for the purchase while one of them is down (as on the processes target).
+PURCHASE_MAKERS = frozenset({"payment-relay", "purchase-worker", "reconciler"})
 
 
 class ExternalTarget:
@@ -65,7 +72,7 @@ class ExternalTarget:
     # What the registry lists without building one (kcverify.targets.registry): at most these; the
     # instance's `info` says what its profile configures.
     description = "your own running services, described by a profile (--profile FILE, docs/external.md)"
-    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events"})
+    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events", "control_components"})
     isolated = False  # one shared system
 
     def __init__(self, profile: Profile) -> None:
@@ -89,6 +96,7 @@ class ExternalTarget:
         self._preconditions = Preconditions(profile, self._client, {
             name: self._http.base_url(name) for name in profile.section("http", "services")})
         self._cleanup_error: PreconditionError | None = None
+        self._control = Control(profile) if "control_components" in self.info.capabilities else None
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -114,6 +122,10 @@ class ExternalTarget:
         if failed is not None:
             raise failed  # the previous scenario's cleanup: the runner reports it on this one
         self._preconditions.begin(self._prefix)
+        if self._control is not None:  # what the last scenario left down comes back; everything held
+            for component in sorted(self._control.down):
+                self._control.start(component)
+            self._control.pause([c for c in self._control.pausable() if c not in self._control.held])
         if self._bus_wanted():
             with self._bus_errors():
                 self._kafka().mark()
@@ -148,6 +160,19 @@ class ExternalTarget:
             self._cleanup_error = exc
 
     def close(self) -> None:
+        """The system is left as it was found: every component a step left down started, all resumed. A
+        command that fails here ends the run loudly (exit 2): the user's system may be left held."""
+        try:
+            if self._control is not None:
+                for component in sorted(self._control.down):
+                    self._control.start(component)
+                self._control.resume(self._control.pausable())
+        except ControlError as exc:
+            raise TargetUnreachable(f"could not leave the components running at the end of the run: {exc}") from exc
+        finally:
+            self._close_clients()
+
+    def _close_clients(self) -> None:
         self._preconditions.close()
         self._client.close()
         if self._bus is not None:
@@ -189,7 +214,8 @@ class ExternalTarget:
     # --- state ---------------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        snapshot = Snapshot(at=self.now())
+        down = frozenset(self._control.down) if self._control is not None else frozenset()
+        snapshot = Snapshot(at=self.now(), down=down)
         if self._db is not None:
             params = {"prefix": self._prefix}
             snapshot.payments = self._db.canonical("payments", params)
@@ -218,8 +244,19 @@ class ExternalTarget:
 
     def settle(self, timeout: float | None) -> bool:
         """Real time: wait until the observed rows have not changed for `settle_quiet` seconds and every
-        succeeded payment has its purchase; False when the bound is hit first. Without queries there is
-        nothing to observe: it waits `settle_quiet` seconds and reports quiet."""
+        succeeded payment has its purchase (unless a component that makes purchases is down); False when
+        the bound is hit first. Without queries there is nothing to observe: it waits `settle_quiet`
+        seconds and reports quiet. Held components run meanwhile, and are held again after."""
+        if self._control is None:
+            return self._until_quiet(timeout, complete=True)
+        running = self._control.pausable()
+        self._control.resume(running)
+        try:
+            return self._until_quiet(timeout, complete=not PURCHASE_MAKERS & self._control.down)
+        finally:
+            self._control.pause(running)
+
+    def _until_quiet(self, timeout: float | None, *, complete: bool) -> bool:
         if self._db is None and "read_bus" not in self.info.capabilities:
             time.sleep(self._quiet)
             return True
@@ -233,8 +270,8 @@ class ExternalTarget:
             if state != last:
                 last, since = state, now
             bought = {p.get("paymentId") for p in snap.purchases}
-            complete = all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
-            if complete and now - since >= self._quiet:
+            done = not complete or all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
+            if done and now - since >= self._quiet:
                 return True
             if now >= deadline:
                 return False
@@ -253,20 +290,42 @@ class ExternalTarget:
         with self._bus_errors():
             return self._kafka().publish(topic, key, value, headers)
 
+    # --- control (control.py; only with control_components) ---------------------------------------
+
+    def _controlled(self) -> Control:
+        if self._control is None:
+            raise self._lacks("control components")
+        return self._control
+
     def step_component(self, component: str, times: int) -> None:
-        raise self._lacks("control components")
+        """`run`: that component alone resumed until the rows are quiet, then held again. A command cannot
+        count steps: the component does all the work it has, `times` or more (docs/external.md)."""
+        control = self._controlled()
+        if component in control.down:
+            return  # a component that is down does nothing, as on the processes target
+        control.resume([component])
+        try:
+            self._until_quiet(None, complete=False)
+        finally:
+            control.pause([component])
+
+    def kill(self, component: str) -> None:
+        self._controlled().kill(component)
+
+    def stop_component(self, component: str) -> None:
+        self._controlled().stop(component)
+
+    def restart(self, component: str) -> None:
+        """Brings back a component a step stopped or killed (started, ready, held); one that runs is left
+        as it is, as on the processes target."""
+        control = self._controlled()
+        if component in control.down:
+            control.start(component)
+            if component in control.pausable():
+                control.pause([component])
 
     def arm_crash(self, point: str) -> None:
         raise self._lacks("crash components")
-
-    def kill(self, component: str) -> None:
-        raise self._lacks("control components")
-
-    def stop_component(self, component: str) -> None:
-        raise self._lacks("control components")
-
-    def restart(self, component: str) -> None:
-        raise self._lacks("control components")
 
     def fail(self, resource: str, times: int, op: str | None) -> None:
         raise self._lacks("inject faults")

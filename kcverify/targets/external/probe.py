@@ -53,10 +53,8 @@ def probe(profile: Profile) -> list[Probe]:
     if profile.section("preconditions"):
         results.append(Probe("preconditions", NOT_PROBED, "not run: they would change the system (run before "
                                                           "the first payment of each student and course)"))
-    for section in ("control",):
-        if profile.section(section):
-            results.append(Probe(section, NOT_PROBED, "described; not driven by this version of the external "
-                                                      "target (its capabilities are not declared)"))
+    if profile.section("control"):
+        results.extend(_control(profile))
     return results
 
 
@@ -160,3 +158,23 @@ def _cache(profile: Profile) -> Probe:
         cache.close()
     return Probe("cache", OK, f"{url} answered PING; keys {cache.key('{studentId}')}")
 
+
+def _control(profile: Profile) -> list[Probe]:
+    """No command is run (each changes the system): what `control_components` lacks, and the readiness
+    probes (http, group) of every component that has them, asked once."""
+    from kcverify.targets.external.control import Control, missing
+
+    lacking = missing(profile)
+    if lacking:
+        results = [Probe("control", NOT_PROBED, "commands not run; control_components absent: " + "; ".join(lacking))]
+    else:
+        results = [Probe("control", OK, "commands not run; every scenario component has pause, resume, stop, "
+                                        "kill and start (or restart): control_components")]
+    control = Control(profile)
+    for name, spec in profile.section("control", "components").items():
+        if not (spec.get("ready") or {}).keys() & {"http", "group"}:
+            continue
+        not_ready = control.not_ready(name)
+        results.append(Probe(f"component {name}", FAILED if not_ready else OK,
+                             "not ready: no " + "; no ".join(not_ready) if not_ready else "ready"))
+    return results

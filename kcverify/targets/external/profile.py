@@ -85,7 +85,8 @@ class Profile:
     @property
     def capabilities(self) -> frozenset[str]:
         """What the external target can do with this profile, from what it configures (and what the target
-        implements: control commands are described by the schema but not driven yet)."""
+        implements: control commands give control_components when every scenario component has the
+        commands a step needs, control.missing))."""
         caps = {"http"}
         queries = self.section("databases", "queries")
         if "payments" in queries and "purchases" in queries:
@@ -96,6 +97,11 @@ class Profile:
             caps.add("read_bus")
         if "bootstrap" in kafka and "confirmed" in topics:
             caps.add("produce_events")
+        if self.section("control", "components"):
+            from kcverify.targets.external.control import missing
+
+            if not missing(self):
+                caps.add("control_components")
         return frozenset(caps)
 
 
@@ -133,6 +139,9 @@ def _check(profile: Profile) -> None:
         if isinstance(dsn, str) and not dsn.startswith(DSN_SCHEMES):
             raise profile.error(f"unsupported connection string {dsn.split(':')[0]!r}", "databases", "connections",
                                 name, "dsn", hint="postgresql://... or sqlite:///path")
+    from kcverify.targets.external.control import check_components
+
+    check_components(profile)
     for path, expression in _expressions(profile):
         try:
             jmespath.compile(expression)
