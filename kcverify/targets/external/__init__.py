@@ -45,8 +45,8 @@ from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.spec import policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
-from kcverify.targets.external.conventions import conventions_of
 from kcverify.targets.external.control import Control, ControlError
+from kcverify.targets.external.conventions import conventions_of
 from kcverify.targets.external.db import Databases
 from kcverify.targets.external.http import HttpSide, recognise
 from kcverify.targets.external.preconditions import PreconditionError, Preconditions
