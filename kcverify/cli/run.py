@@ -16,6 +16,7 @@ from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
 from kcverify.cli.targets import target_option
 from kcverify.core.errors import InputError
+from kcverify.core.resources import shipped_dir
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.report import build_reporters
 from kcverify.report.claims import load_claims
@@ -47,6 +48,17 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
 def _profile_words(profile: Path | None) -> tuple[str, ...]:
     """The profile, as the reproduce command repeats it."""
     return () if profile is None else ("--profile", str(profile))
+
+
+def _default_scenarios() -> Path:
+    """scenarios/ of the working directory; when there is none, say how to get one rather than a bare
+    "no such file" (an installed kcverify run in an empty repository)."""
+    here = Path("scenarios")
+    if here.exists():
+        return here
+    raise InputError("no scenario path given and no scenarios/ folder here",
+                     hint="`kcverify init` writes one with the example scenarios; or run the packaged "
+                          f"examples: kcverify run {shipped_dir('scenarios')}")
 
 
 # Defaults come from the settings model (kcverify.cli.settings): kcverify.toml, then KCVERIFY_* variables.
@@ -84,7 +96,7 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
             raise InputError("no check selected", hint="--checks and --exclude-checks leave none")
         judged = load_claims(claims) if claims is not None else None
         selection = Selection.parse(select_)
-        chosen = load_scenarios(list(paths) or [Path("scenarios")], selection)
+        chosen = load_scenarios(list(paths) or [_default_scenarios()], selection)
         if not chosen:
             raise InputError("no scenario selected" + (f" by -k {selection.describe()}" if selection else ""))
         names = [n.strip() for n in report.split(",") if n.strip()]
