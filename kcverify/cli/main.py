@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "explore": "kcverify.cli.explore:explore",
     "targets": "kcverify.cli.targets:targets_command",
     "profile": "kcverify.cli.profile:profile",
+    "init": "kcverify.cli.init:init_command",
 }
 
 
@@ -105,10 +106,28 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name == module_name:  # not built yet
                 return None
-            raise
+            from kcverify.core.extras import missing_extra
+
+            extra = missing_extra(exc, f"kcverify {name}")
+            if extra is None:
+                raise
+            return _needs_extra(name, extra)
         command = getattr(module, attr)
         assert isinstance(command, click.Command)
         return command
+
+
+def _needs_extra(name: str, extra: Exception) -> click.Command:
+    """A stand-in for a command whose module needs an optional client that is not installed: listed
+    in --help, and any use of it is one line naming the extra, exit 2."""
+
+    def needs(args: tuple[str, ...]) -> None:
+        click.echo(str(extra), err=True)
+        sys.exit(2)
+
+    return click.Command(name, callback=needs, help=f"(needs an extra: {extra})", add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,6 +11,7 @@ from typing import NoReturn
 import click
 
 from kcverify.core.errors import InputError, KcverifyError, TargetUnreachable
+from kcverify.core.extras import missing_extra
 
 
 class Unusable(KcverifyError):
@@ -23,6 +24,9 @@ def exit_for(exc: BaseException, *, debug: bool = False, target: str | None = No
              command: str | None = None) -> NoReturn:
     """Print one line for `exc` (prefixed with `command`, e.g. "kcverify stack", when given) and exit."""
     lead = f"{command}: " if command else ""
+    extra = missing_extra(exc)  # an optional client not installed: name the extra (exit 2)
+    if extra is not None:
+        exc = extra
     if isinstance(exc, InputError):
         click.echo(lead + exc.render(), err=True)
         sys.exit(2)

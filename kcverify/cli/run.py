@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from kcverify import api
 from kcverify.checks import REGISTRY as CHECKS
 from kcverify.checks import select as select_checks
 from kcverify.cli.destinations import report_destinations
@@ -16,13 +17,12 @@ from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
 from kcverify.cli.targets import target_option
 from kcverify.core.errors import InputError
-from kcverify.engine.runner import Runner, RunOptions
+from kcverify.core.resources import shipped_dir
 from kcverify.report import build_reporters
 from kcverify.report.claims import load_claims
 from kcverify.report.console import ConsoleReporter
 from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.selection import Selection
-from kcverify.spec.policy import SPEC_CONVENTIONS
 from kcverify.targets import registry
 from kcverify.targets.base import Target
 from kcverify.targets.registry import TargetOptions
@@ -44,9 +44,15 @@ def _check_words(checks: str, exclude_checks: str) -> tuple[str, ...]:
     return words
 
 
-def _profile_words(profile: Path | None) -> tuple[str, ...]:
-    """The profile, as the reproduce command repeats it."""
-    return () if profile is None else ("--profile", str(profile))
+def _default_scenarios() -> Path:
+    """scenarios/ of the working directory; when there is none, say how to get one rather than a bare
+    "no such file" (an installed kcverify run in an empty repository)."""
+    here = Path("scenarios")
+    if here.exists():
+        return here
+    raise InputError("no scenario path given and no scenarios/ folder here",
+                     hint="`kcverify init` writes one with the example scenarios; or run the packaged "
+                          f"examples: kcverify run {shipped_dir('scenarios')}")
 
 
 # Defaults come from the settings model (kcverify.cli.settings): kcverify.toml, then KCVERIFY_* variables.
@@ -84,24 +90,16 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
             raise InputError("no check selected", hint="--checks and --exclude-checks leave none")
         judged = load_claims(claims) if claims is not None else None
         selection = Selection.parse(select_)
-        chosen = load_scenarios(list(paths) or [Path("scenarios")], selection)
+        chosen = load_scenarios(list(paths) or [_default_scenarios()], selection)
         if not chosen:
             raise InputError("no scenario selected" + (f" by -k {selection.describe()}" if selection else ""))
         names = [n.strip() for n in report.split(",") if n.strip()]
         handlers = [ConsoleReporter(console, verbose=verbose, claims=judged),
                     *build_reporters(names, report_dir, console, judged)]
         report_destinations(report_dir, names)
-        settings = {"profile": str(profile)} if profile is not None else {}
-        options = TargetOptions(defects=frozenset(defects), settings=settings)
-        built = make_target(target, options)
-        runner = Runner(built, handlers,
-                        RunOptions(seed=seed, fail_fast=fail_fast, target_name=target,
-                                   # a target judged by declared conventions (a profile's) says so
-                                   conventions=getattr(built, "conventions", SPEC_CONVENTIONS),
-                                   extra_reproduce=options.reproduce_args() + _profile_words(profile)
-                                   + _check_words(checks, exclude_checks)),
-                        checks=chosen_checks)
-        result = runner.run(chosen)
+        result = api.run(chosen, target=target, seed=seed, fail_fast=fail_fast, checks=checks.split(","),
+                         exclude_checks=exclude_checks.split(","), defects=defects, profile=profile,
+                         handlers=handlers, reproduce_args=_check_words(checks, exclude_checks))
     except ValueError as exc:  # e.g. an unknown report name
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -17,19 +17,14 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from kcverify.core.resources import shipped_dir
+
 BASE_URI = "https://kcverify.invalid/contracts/"
 
 
 def contracts_dir() -> Path:
     """The repository's contracts/ in a checkout; the copy packaged as kcverify/_contracts otherwise."""
-    here = Path(__file__).resolve()
-    checkout = here.parents[2] / "contracts"
-    if checkout.is_dir():
-        return checkout
-    packaged = here.parents[1] / "_contracts"
-    if packaged.is_dir():
-        return packaged
-    raise FileNotFoundError("contracts/ not found next to the kcverify package")
+    return shipped_dir("contracts")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from kcverify.core.errors import InputError, PluginError
+from kcverify.core.extras import missing_extra
 from kcverify.targets.base import CAPABILITIES, Target
 
 GROUP = "kcverify.targets"
@@ -96,7 +97,13 @@ class TargetPlugin:
         that is not a target is a PluginError."""
         options = options or TargetOptions()
         self.check_defects(options.defects)
-        target = self.factory(options)
+        try:
+            target = self.factory(options)
+        except ModuleNotFoundError as exc:  # a client it imports on use: name the extra that installs it
+            extra = missing_extra(exc, f"target {self.name}")
+            if extra is None:
+                raise
+            raise extra from exc
         missing = [a for a in REQUIRED if not hasattr(target, a)]
         if missing:
             raise PluginError(f"target plug-in {self.name!r} ({self.value}, from {self.distribution}) built "
@@ -142,6 +149,9 @@ def load(ep: EntryPoint) -> TargetPlugin:
     try:
         obj = ep.load()
     except Exception as exc:  # an import error, a typo in the value, an error while importing
+        extra = missing_extra(exc, f"target {ep.name}")
+        if extra is not None:  # kcverify's own optional clients (kcverify[stack]) are not installed
+            raise extra from exc
         raise PluginError(f"{where} failed to load: {type(exc).__name__}: {_first_line(exc)}") from exc
     factory = getattr(obj, "from_options", None)
     if not callable(factory):

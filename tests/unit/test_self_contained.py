@@ -37,9 +37,9 @@ FORBIDDEN = re.compile(r"SPEC\.md|DESIGN\.md|KAFKA_LOCAL\.md|KC_BACKEND_FACTS\.m
                        r"|(?<![\w.-])seed/")
 
 # Paths kcverify or its tools generate at run time, and a user's files in examples: not in the repository.
-# kcverify/_contracts is the copy of contracts/ the wheel build makes (pyproject.toml).
+# kcverify/_contracts, _scenarios, _profiles: the copies the wheel build makes (pyproject.toml).
 GENERATED = ("kcverify-report/", ".kcverify/", "explore-findings/", "out/", "build/", "dist/", ".venv/",
-             "kcverify/_contracts")
+             "kcverify/_")
 # A user's own files in examples carry `my-` at the start of a folder or file name: my-service/openapi.yaml,
 # ../my-app/profile.yaml, scenarios/my-first.yaml.
 USER_MARKER = re.compile(r"(?:^|/)my-[\w.-]*")
