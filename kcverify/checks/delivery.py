@@ -112,7 +112,8 @@ class DeliveryCheck(Check):
                            if s.quiet and s.finished_at >= confirmed_at and s.end_seq > after]
                 deadline = min(settles) if settles else None
             else:
-                deadline = confirmed_at + PUBLISH_BOUND_STACK
+                released = self._released_at(confirmed_at)
+                deadline = None if released is None else released + PUBLISH_BOUND_STACK
             if deadline is None:
                 continue
             if published is None or published > deadline:
@@ -121,6 +122,17 @@ class DeliveryCheck(Check):
                 self.fail(f"publish:{payment['id']}", f"{name}: succeeded at {payment['confirmedAt']} but its "
                           f"PURCHASE_CONFIRMED was published {when} (the confirmation was lost in between)",
                           rules=("P3",), payment=name)
+
+    def _released_at(self, confirmed_at: float) -> float | None:
+        """On real time, when the relay was free to publish a confirmation made at `confirmed_at`: at once,
+        unless the target holds its components between steps (control_components), where the relay runs only
+        in a settle or a `run` step. Then the clock starts with the first settle that began after the
+        confirmation; None (not judged) when the scenario let the relay run only by `run` steps, whose start
+        the evidence does not time."""
+        if "control_components" not in self.evidence.target.capabilities:
+            return confirmed_at
+        later = [s.started_at for s in self.evidence.settles if s.started_at >= confirmed_at]
+        return max(confirmed_at, min(later)) if later else None
 
     def _confirm_seq(self, payment_id: str) -> int:
         """Where in the order of operations the payment's first accepted confirmation started (0: unseen)."""

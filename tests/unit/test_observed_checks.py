@@ -175,3 +175,25 @@ def test_stored_fails_an_accepted_confirmation_whose_answer_was_not_stored() -> 
 
 def test_delivery_needs_no_traces() -> None:
     assert "read_traces" not in DeliveryCheck.needs
+
+
+# --- publication latency (P3) on real time -----------------------------------------------------------
+
+def _latency_evidence(capabilities: set[str]) -> Evidence:
+    from kcverify.evidence.evidence import Settle
+
+    evidence = Evidence(TargetInfo("real", frozenset(capabilities), 1.0), 1.0)
+    evidence.settles.append(Settle(step=4, started_at=112.0, finished_at=113.0, quiet=True))
+    return evidence
+
+
+@pytest.mark.parametrize(("capabilities", "released"), [
+    ({"http", "read_db", "read_bus"}, 100.0),  # free-running: the relay may publish at once
+    ({"http", "read_db", "read_bus", "control_components"}, 112.0),  # held until the settle of step 4
+])
+def test_the_publication_clock_starts_when_the_relay_may_run(capabilities: set[str], released: float) -> None:
+    check = DeliveryCheck(_latency_evidence(capabilities))
+    assert check._released_at(100.0) == released
+    # held, and never let run by a settle after the confirmation: not judged rather than guessed
+    assert DeliveryCheck(_latency_evidence(capabilities))._released_at(120.0) == \
+        (120.0 if "control_components" not in capabilities else None)
