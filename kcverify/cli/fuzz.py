@@ -20,6 +20,7 @@ from kcverify.contracts import openapi_path
 from kcverify.contracts.openapi import SERVICES
 from kcverify.core.errors import InputError
 from kcverify.evidence.events import RunFinished
+from kcverify.fuzz.profiles import documents_of
 from kcverify.fuzz.results import run_result, statuses_text
 from kcverify.fuzz.runner import DEFAULT_MAX_EXAMPLES, MODES, Fuzzer, FuzzOptions, PassResult, ServiceDocument
 from kcverify.report import Fanout, build_reporters
@@ -37,12 +38,11 @@ def _words(value: str) -> tuple[str, ...]:
 
 
 def documents(target: Target) -> list[ServiceDocument]:
-    """The OpenAPI document of each service: the target's own when it names them (`openapi_documents`:
-    service -> path, from a profile), else the contracts the project ships."""
-    named = getattr(target, "openapi_documents", None)
-    if named:
-        return [ServiceDocument(service, Path(path), getattr(target, "base_urls", {}).get(service, ""))
-                for service, path in named.items()]
+    """The OpenAPI document of each service: those a profile names (`http.services.NAME.openapi`, fuzzed
+    directly at the service's base URL), else the contracts the project ships, through the target."""
+    named = documents_of(target)
+    if named is not None:
+        return named
     return [ServiceDocument(service, openapi_path(service), REFERENCE_URLS.get(service, "")) for service in SERVICES]
 
 

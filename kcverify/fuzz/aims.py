@@ -34,9 +34,16 @@ TOKENS: tuple[str | None, ...] = ("admin", "self", "admin", "other", None, "admi
 
 
 def negative_parts(case: Any) -> set[ParameterLocation]:
-    """The parts of the case generated to break the contract."""
+    """The parts of the case generated to break the contract. A negative coverage case breaks one part
+    on purpose (its `parameter_location`) and fills the others with placeholders such as "0" that may
+    break them too: only the part it is about counts, the others are aimed like a positive case's."""
     if case.meta is None:
         return set()
+    data = case.meta.phase.data
+    if case.meta.phase.name.value == "coverage" and hasattr(data, "parameter_location"):
+        if not case.meta.generation.mode.is_negative:
+            return set()
+        return {data.parameter_location} if data.parameter_location is not None else set()
     return {location for location, info in case.meta.components.items() if info.mode.is_negative}
 
 
@@ -84,7 +91,9 @@ class Aims:
         negative = negative_parts(case)
         path = case.operation.path
         if "{paymentId}" in path and ParameterLocation.PATH not in negative:
-            statuses = PAYMENT_TARGETS[turn % len(PAYMENT_TARGETS)]
+            # A broken body or credential is aimed at a payment that would accept a valid one (a fresh,
+            # initiated payment), so the only reason left to refuse it is what the case broke.
+            statuses = PAYMENT_TARGETS[turn % len(PAYMENT_TARGETS)] if not negative else ()
             if statuses is not None:
                 case.path_parameters["paymentId"] = self.payment(*statuses)
         if ParameterLocation.HEADER in negative:

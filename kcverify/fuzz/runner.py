@@ -46,6 +46,7 @@ class ServiceDocument:
     service: str  # the name the target's http() knows it by
     openapi: Path
     curl_base: str = ""  # the base URL the curl lines name (default: a placeholder per service)
+    direct: bool = False  # sent straight to curl_base over HTTP, not through the target's http()
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class Fuzzer:
 
     def run(self) -> list[PassResult]:
         aims = Aims(self.target)
-        session = session_for(self.target, self.documents)
+        session = session_for(self.target, self.documents.values())
         for schemas in self.schemas.values():
             for schema in schemas.values():
                 route_through(schema, session)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
+import requests.structures
 from requests.adapters import BaseAdapter, HTTPAdapter
 from schemathesis.transport.requests import REQUESTS_TRANSPORT
 from urllib3 import HTTPHeaderDict, HTTPResponse
@@ -43,22 +44,38 @@ def payment_id_of(path: str) -> str:
 class TargetAdapter(BaseAdapter):
     """Sends a prepared request to one service of the target."""
 
-    def __init__(self, target: Target, service: str) -> None:
+    def __init__(self, target: Target, service: str, direct_to: str = "") -> None:
+        """`direct_to`: a base URL to send to over HTTP instead of through `target.http` (a user's service,
+        fuzzed from its own document)."""
         super().__init__()
         self.target = target
         self.service = service
+        self.direct_to = direct_to.rstrip("/")
         self._build = HTTPAdapter()
+
+    def _direct(self, request: requests.PreparedRequest, headers: dict[str, str], raw: bytes,
+                timeout: Any) -> requests.Response:
+        sent = request.copy()
+        sent.prepare_url(self.direct_to + request.path_url, None)
+        sent.headers = requests.structures.CaseInsensitiveDict(headers)
+        sent.prepare_body(raw or None, None)
+        response = self._build.send(sent, timeout=timeout or 30)
+        response.request = request
+        return response
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              verify: Any = True, cert: Any = None, proxies: Mapping[str, str] | None = None) -> requests.Response:
         body = request.body or b""
-        raw = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b"".join(body)
+        raw = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b""
         path = request.path_url
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+        headers = {k: v if isinstance(v, str) else v.decode("latin-1")
+                   for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
         if request.headers.get(SIGNATURE_HEADER) == SIGN_ME:
             headers = {k: v for k, v in headers.items() if k.lower() != SIGNATURE_HEADER.lower()}
             headers[SIGNATURE_HEADER] = self.target.sign(payment_id_of(urlsplit(path).path), raw)
             request.headers[SIGNATURE_HEADER] = headers[SIGNATURE_HEADER]  # the curl line shows what was sent
+        if self.direct_to:
+            return self._direct(request, headers, raw, timeout)
         reply = self.target.http(self.service, request.method or "GET", path, body=raw or None, headers=headers)
         if reply.status is None:
             raise requests.ConnectionError(reply.error or "no response", request=request)
@@ -85,12 +102,14 @@ def _reason(status: int) -> str:
         return ""
 
 
-def session_for(target: Target, services: Iterable[str]) -> requests.Session:
-    """A session whose requests to `base_url(service)` go to that service of `target`."""
+def session_for(target: Target, documents: Iterable[Any]) -> requests.Session:
+    """A session whose requests to `base_url(service)` go to that service of `target` (each document
+    names a service; a `direct` one is sent to its `curl_base` over HTTP)."""
     session = requests.Session()
     session.trust_env = False  # no proxy or .netrc of the user's environment between fuzzer and target
-    for service in services:
-        session.mount(base_url(service) + "/", TargetAdapter(target, service))
+    for document in documents:
+        direct = document.curl_base if document.direct else ""
+        session.mount(base_url(document.service) + "/", TargetAdapter(target, document.service, direct))
     return session
 
 
