@@ -54,6 +54,17 @@ def progress_line(console: Console, result: PassResult) -> None:
                        f"{statuses_text(result)}{failing}{error}", style=style), highlight=False, soft_wrap=True)
 
 
+def curl_lines(console: Console, results: list[PassResult]) -> None:
+    """Each finding's request as one unwrapped curl line, to paste into a shell."""
+    console.print(Text("Requests that fail (one curl line per finding; its credentials are short-lived):",
+                       style="bold"), highlight=False)
+    for result in results:
+        for finding in result.findings:
+            console.print(Text(f"# {result.mode} {result.operation}: {finding.check}", style="dim"), highlight=False,
+                          soft_wrap=True)
+            console.print(Text(finding.curl), highlight=False, soft_wrap=True)
+
+
 @click.command()
 @target_option("Where the system under test runs.")
 @click.option("--profile", type=click.Path(path_type=Path), default=None,
@@ -105,8 +116,7 @@ def fuzz(target: str, profile: Path | None, operations: str, modes: str, max_exa
                          paths={d.service: str(d.openapi) for d in docs}, reproduce=reproduce)
         Fanout(handlers).handle(RunFinished(run))
         if run.exit_code == 1:
-            console.print(Text("reproduce a pass with its command above; each failure's curl line sends its request "
-                               "again (credentials are short-lived)", style="dim"), highlight=False)
+            curl_lines(console, results)
     except ValueError as exc:  # e.g. an unknown report name
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
