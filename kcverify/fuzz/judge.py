@@ -69,11 +69,14 @@ def judge(case: Any, status: int, content_type: str, body: bytes) -> list[Verdic
         found.append(Verdict("bad_input_refused", f"Input that breaks the contract answered {status}",
                              f"the {parts} of this request break(s) the contract: expected a 4xx, got {status}"))
     if status >= 400:
-        found.extend(_problem(status, content_type, body))
+        found.extend(problem_verdicts(status, content_type, body))
     return found
 
 
-def _problem(status: int, content_type: str, body: bytes) -> list[Verdict]:
+def problem_verdicts(status: int, content_type: str, body: bytes) -> list[Verdict]:
+    """What is wrong with an error answer as a problem+json (nothing for a good one or a success)."""
+    if status < 400:
+        return []
     media = content_type.split(";")[0].strip().lower()
     snippet = body[:120].decode(errors="replace")
     if media != PROBLEM_JSON:
