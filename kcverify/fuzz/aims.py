@@ -29,6 +29,7 @@ OWNER = "fuzz-owner"  # the student of the payments the confirmations are aimed 
 # statuses, or (None) the generated id, which names no payment (404).
 PAYMENT_TARGETS: tuple[tuple[str, ...] | None, ...] = (
     (), ("succeeded",), (), ("failed",), None, ("cancelled",), ("succeeded", "refunded"), None)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # requests that change nothing may share a payment
 # Credentials in rotation: None keeps the generated token, "self" is the student of the path.
 TOKENS: tuple[str | None, ...] = ("admin", "self", "admin", "other", None, "admin")
 
@@ -60,6 +61,7 @@ class Aims:
         self.owner = target.student_id(OWNER)
         self.admin = target.student_id("fuzz-admin")
         self.other = target.student_id("fuzz-other")
+        self._kept: dict[tuple[str, ...], str] = {}  # statuses -> a payment reads are aimed at
         # The student with purchases, so the learning view has rows (and both cache paths run).
         for course in ("course-a", "course-b"):
             self.payment("succeeded", student=self.student, course=course)
@@ -95,7 +97,7 @@ class Aims:
             # initiated payment), so the only reason left to refuse it is what the case broke.
             statuses = PAYMENT_TARGETS[turn % len(PAYMENT_TARGETS)] if not negative else ()
             if statuses is not None:
-                case.path_parameters["paymentId"] = self.payment(*statuses)
+                case.path_parameters["paymentId"] = self._aimed(case, statuses)
         if ParameterLocation.HEADER in negative:
             return  # the generated (broken) credential is the point of this case
         if _has_header(case, SIGNATURE_HEADER):
@@ -107,6 +109,14 @@ class Aims:
                 who = TOKENS[turn % len(TOKENS)]
                 if who is not None:
                     case.headers["Authorization"] = f"Bearer {self._token(who, str(case.path_parameters['studentId']))}"
+
+    def _aimed(self, case: Any, statuses: tuple[str, ...]) -> str:
+        """A payment in that state: a new one for a request that may change it, else one made once."""
+        if str(case.method).upper() not in SAFE_METHODS:
+            return self.payment(*statuses)
+        if statuses not in self._kept:
+            self._kept[statuses] = self.payment(*statuses)
+        return self._kept[statuses]
 
     def _token(self, who: str, student: str) -> str:
         subject, role = {"admin": (self.admin, "admin"), "self": (student, "student"),
