@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "stack": "kcverify.cli.stack:stack",
     "defects": "kcverify.cli.defects:defects_command",
     "explore": "kcverify.cli.explore:explore",
+    "fuzz": "kcverify.cli.fuzz:fuzz",
     "targets": "kcverify.cli.targets:targets_command",
     "profile": "kcverify.cli.profile:profile",
     "init": "kcverify.cli.init:init_command",

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from kcverify.core.clock import rfc3339
 from kcverify.core.ids import event_id_for
@@ -284,11 +285,17 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
             ctx.expect_failure(f"{what}: Cache-Status {status!r} is a {got}, expected a {expect['cache']}", ("S2",))
 
 
+def _path_id(a: Mapping[str, Any], student: str) -> str:
+    """The student path segment: the student's id, or `path_id` as given (percent-encoded), which is how a
+    scenario sends a malformed id (it must be refused with a problem, I4)."""
+    return quote(str(a["path_id"]), safe="") if "path_id" in a else student
+
+
 def read(ctx: Context, step: Step) -> None:
     a = step.args
     student = ctx.student(a.get("student", "s1"))
     authorization, principal = _token(ctx, a)
-    reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{student}/learning",
+    reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{_path_id(a, student)}/learning",
                      headers={"Authorization": authorization}, student=student, principal=principal)
     _check_view(ctx, step, reply, f"read {student}")
 
@@ -316,7 +323,8 @@ def invalidate_cache(ctx: Context, step: Step) -> None:
     a = step.args
     student = ctx.student(a.get("student", "s1"))
     authorization, principal = _token(ctx, a, default_by="admin")
-    reply = ctx.http("invalidate_cache", "student-service", "DELETE", f"/api/v1/students/{student}/learning/cache",
+    reply = ctx.http("invalidate_cache", "student-service", "DELETE",
+                     f"/api/v1/students/{_path_id(a, student)}/learning/cache",
                      headers={"Authorization": authorization}, student=student, principal=principal)
     _check_status(ctx, step, reply, f"invalidate_cache {student}")
 

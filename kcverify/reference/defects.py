@@ -77,6 +77,12 @@ CATALOGUE: tuple[Defect, ...] = (
            "the worker is deployed with retry attempts set to 2: transient failures are dead-lettered a try early"),
     Defect("retry-backoff-subsecond", "W7",
            "the worker is deployed with the development backoff of 0.5 s then 1 s between attempts"),
+    Defect("malformed-student-id-html-500", "I4",
+           "a malformed student id reaches the database lookup, which raises, and the framework's default "
+           "HTML error page answers 500 instead of the documented problem+json 400"),
+    Defect("confirm-ignores-unknown-fields", "P2",
+           "the gateway callback is parsed leniently: unknown fields are dropped instead of refused, so a "
+           "confirmation carrying fields the gateway never sends still changes the payment"),
 )
 
 # The defects that are a wrong setting shipped with a correct program: `deployed_settings` applies them.

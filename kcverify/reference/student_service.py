@@ -84,6 +84,11 @@ class StudentService:
         # there, which is what the embedded target's begin_read/finish_read do in-process. None: off.
         self.between_halves: Callable[[PendingRead], None] | None = None
 
+    def crashes_on(self, student_id: str) -> bool:
+        """The malformed-student-id-html-500 defect: a malformed id is not checked first, the lookup raises,
+        and the framework's default error page answers (student_api)."""
+        return self._defects.on("malformed-student-id-html-500") and not re.fullmatch(STUDENT_ID_PATTERN, student_id)
+
     def authorize(self, authorization: str | None, student_id: str, *, admin_only: bool = False) -> None:
         """S1/S4: 401 without a valid bearer token; 403 for anyone but the student (or an admin)."""
         _check_student_id(student_id)

@@ -1,297 +1,73 @@
-"""Schemathesis against both ASGI apps, in-process, from the hand-written contracts in contracts/openapi.
+"""Schemathesis against both services of the embedded reference, through `kcverify fuzz`'s package
+(kcverify/fuzz/), from the hand-written contracts in contracts/openapi.
 
 Every generated request must get a documented status, the documented media type and headers, and a
 body valid against the contract, never a 5xx; every error is a problem+json whose status matches.
-Each operation runs in two passes of at least 200 generated cases: positive (schema-valid input:
-examples, coverage, fuzzing) and negative (input that breaks the contract: coverage, fuzzing), where
-a broken path id, body or credential must be refused with a 4xx.
+Each operation runs in two passes of at least MAX_EXAMPLES generated cases: positive (schema-valid
+input: examples, coverage, fuzzing) and negative (input that breaks the contract: coverage, fuzzing),
+where a broken path id, body or credential must be refused with a 4xx. Credentials are real (the
+target's tokens and gateway signatures) and path ids are aimed at real payments in every status and a
+student with purchases, so 200/204/403/409 are exercised as well as 400/401/404.
 
-Requests carry realistic credentials so the authorized paths run too: a valid HS256 bearer token
-(admin, the student itself, another student, or the generated garbage) and, on the gateway callback,
-a valid X-Signature computed over the exact bytes sent (`SigningClient`). Path ids are swapped, in
-rotation, for real ones (payments in every status, a student with purchases), so 200/204/409 are
-exercised as well as 404.
-
-`test_every_operation_got_its_cases` checks the case counts; explicit tests at the end feed malformed
-input by hand (bodies that are not JSON, wrong types, huge numbers, garbage ids, outages)."""
+Explicit tests at the end feed malformed input by hand (bodies that are not JSON, wrong types, huge
+numbers, garbage ids, outages)."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
-import requests
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.config import SchemathesisConfig
-from schemathesis.core.parameters import ParameterLocation
-from schemathesis.python.asgi import ASGIClient
 
-from kcverify import contracts
 from kcverify.contracts import openapi, openapi_path
-from kcverify.reference.bootstrap import System
-from kcverify.reference.http import PROBLEM_JSON
+from kcverify.contracts.openapi import SERVICES
+from kcverify.fuzz.judge import problem_verdicts
+from kcverify.fuzz.runner import Fuzzer, FuzzOptions, PassResult, ServiceDocument
+from kcverify.targets.embedded import EmbeddedTarget
 from tests.unit.conftest import METADATA, Flow, make_system
 
 MAX_EXAMPLES = 200
-FUZZ_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    print_blob=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
-SIGN_ME = "t=0,v1=" + "0" * 64  # placeholder that SigningClient replaces with the gateway's real signature
-STUDENT_WITH_PURCHASES = "fuzz-student"
-
-
-CHECKS = {
-    "not_a_server_error": {"enabled": True},
-    "status_code_conformance": {"enabled": True},
-    "content_type_conformance": {"enabled": True},
-    "response_schema_conformance": {"enabled": True},
-    "response_headers_conformance": {"enabled": True},
-    "negative_data_rejection": {"enabled": True},
-    "ignored_auth": {"enabled": True},
-    # Schema-valid input legitimately meets 404/409 (unknown or final payments) and 401/403 by design.
-    "positive_data_acceptance": {"enabled": False},
-    # Re-sends without X-Signature expecting 400/422-style rejection; a missing signature is a 401 (P2),
-    # which `_must_reject` below asserts for every negative case whose credential header is broken.
-    "missing_required_header": {"enabled": False},
-}
-
-
-def _config(mode: str, examples: int = MAX_EXAMPLES) -> SchemathesisConfig:
-    return SchemathesisConfig.from_dict({
-        "generation": {"mode": mode, "max-examples": examples, "deterministic": True},
-        "phases": {"examples": {"enabled": mode == "positive"}, "coverage": {"enabled": True},
-                   "fuzzing": {"enabled": True}, "stateful": {"enabled": False}},
-        "checks": CHECKS,
-    })
-
-
-class SigningClient(ASGIClient):
-    """An in-process client that signs the raw request body, exactly as sent, when the test asks for
-    it (X-Signature = SIGN_ME): what the payment gateway does."""
-
-    def __init__(self, app: Any, flow: Flow) -> None:
-        super().__init__(app)
-        self.flow = flow
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if request.headers.get("X-Signature") == SIGN_ME:
-            body = request.body or b""
-            assert isinstance(body, str | bytes), type(body)  # schemathesis sends JSON as one buffer
-            path = urlsplit(request.url or "").path  # /api/v1/payments/{id}/confirm: signed for that id
-            payment_id = unquote(path.removesuffix("/confirm").rsplit("/", 1)[-1])
-            raw = body.encode() if isinstance(body, str) else body
-            request.headers["X-Signature"] = self.flow.sign(payment_id, raw)
-        return super().send(request, **kwargs)
-
-
-class Harness:
-    """A fresh embedded system, its two apps, and real ids for the fuzzer to aim at."""
-
-    def __init__(self) -> None:
-        self.system: System = make_system()
-        self.secret = self.system.settings.webhook_secret
-        self.flow = Flow(self.system)
-        self.payment_app = self.system.payment_app()
-        self.student_app = self.system.student_app()
-        self.payments = SigningClient(self.payment_app, self.flow)
-        self.students = SigningClient(self.student_app, self.flow)
-        # A student with purchases, so the learning view has rows (and both cache paths run).
-        self.flow.buy(STUDENT_WITH_PURCHASES, "course-a")
-        self.flow.buy(STUDENT_WITH_PURCHASES, "course-b", {**METADATA, "extra": {"kept": [1, "x"]}})
-        self.flow.settle()
-
-    def token(self, subject: str, role: str) -> str:
-        return self.flow.token(subject, role)
-
-    def payment(self, *statuses: str) -> str:
-        """A new payment moved through `statuses`, so confirm meets every transition."""
-        service = self.system.payment_service
-        payment = service.create(json.dumps({"studentId": "p-owner", "courseId": "c-1", "amountCents": 4900,
-                                             "currency": "EUR", "metadata": METADATA}).encode())
-        for status in statuses:
-            raw = json.dumps({"status": status}).encode()
-            service.confirm(payment.id, raw, self.flow.sign(payment.id, raw))
-        return payment.id
-
-    def close(self) -> None:
-        self.payments.close()
-        self.students.close()
-        self.flow.close()
-
-
-# One fresh embedded system for this module. Built at import because a schema must know its app when
-# it is parametrized: schemathesis' own probes (ignored_auth) call the app without our client.
-HARNESS = Harness()
-
-
-def _load(service: str, mode: str, app: Any, examples: int = MAX_EXAMPLES) -> Any:
-    # From the file path, so the relative $refs into contracts/schemas resolve.
-    schema = schemathesis.openapi.from_path(openapi_path(service), config=_config(mode, examples))
-    schema.app = app
-    return schema
-
-
-PAYMENT_POSITIVE = _load("payment-service", "positive", HARNESS.payment_app)
-# /health takes no input, so it has no negative cases: left out rather than reported as skipped.
-PAYMENT_NEGATIVE = _load("payment-service", "negative", HARNESS.payment_app).exclude(path="/health")
-STUDENT_POSITIVE = _load("student-service", "positive", HARNESS.student_app)
-STUDENT_NEGATIVE = _load("student-service", "negative", HARNESS.student_app).exclude(path="/health")
-
-CASES: Counter[tuple[str, str]] = Counter()  # (mode, operation) -> cases sent
-STATUSES: Counter[tuple[str, str, int]] = Counter()  # (mode, operation, status) -> responses
-RAN: set[tuple[str, str]] = set()  # (service, mode) passes that sent cases
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[Harness]:
-    yield HARNESS
-    HARNESS.close()
+def passes() -> list[PassResult]:
+    target = EmbeddedTarget()
+    target.start(seed=0)
+    try:
+        documents = [ServiceDocument(service, openapi_path(service)) for service in SERVICES]
+        return Fuzzer(target, documents, FuzzOptions(max_examples=MAX_EXAMPLES)).run()
+    finally:
+        target.stop()
 
 
-# Operations whose headers carry a credential (X-Signature, bearer token): a broken one is a 401.
-GUARDED = frozenset({"POST /api/v1/payments/{paymentId}/confirm", "GET /api/v1/students/{studentId}/learning",
-                     "DELETE /api/v1/students/{studentId}/learning/cache"})
-
-# What a case with a valid path id is aimed at, in rotation: an existing payment moved through these
-# statuses, or (None) the generated id, which names no payment (404).
-PAYMENT_TARGETS: tuple[tuple[str, ...] | None, ...] = (
-    (), ("succeeded",), (), ("failed",), None, ("cancelled",), ("succeeded", "refunded"), None)
-# Credentials in rotation: None keeps the generated (garbage) token, "self" is the student of the path.
-STUDENT_TOKENS = ("admin", "self", "admin", "other", None, "admin")
+def test_no_generated_request_breaks_the_contract(passes: list[PassResult]) -> None:
+    broken = [(p.mode, p.operation, f.check, f.title, f.curl) for p in passes for f in p.findings]
+    assert broken == [], broken
+    assert all(not p.error for p in passes), [p.error for p in passes]
 
 
-def _negative(case: Any) -> set[ParameterLocation]:
-    if case.meta is None:
-        return set()
-    return {location for location, info in case.meta.components.items() if info.mode.is_negative}
-
-
-def _must_reject(case: Any) -> bool:
-    """Whether the contract demands a 4xx: a broken path id or body, or a broken credential header.
-    (An extra header on GET /health is negative data too, and harmless.)"""
-    negative = _negative(case)
-    if negative & {ParameterLocation.PATH, ParameterLocation.BODY}:
-        return True
-    return ParameterLocation.HEADER in negative and case.operation.label in GUARDED
+def test_every_operation_got_its_cases(passes: list[PassResult]) -> None:
+    """At least MAX_EXAMPLES generated cases per operation and pass, and the authorized paths ran."""
+    by_pass = {(p.mode, p.operation): p for p in passes}
+    expected = {"POST /api/v1/payments", "GET /api/v1/payments/{paymentId}",
+                "POST /api/v1/payments/{paymentId}/confirm", "GET /health",
+                "GET /api/v1/students/{studentId}/learning", "DELETE /api/v1/students/{studentId}/learning/cache"}
+    assert {operation for _, operation in by_pass} == expected
+    for (mode, operation), result in by_pass.items():
+        if operation != "GET /health":  # no input at all: one request to make, nothing to negate
+            assert result.cases >= MAX_EXAMPLES, (mode, operation, result.cases)
+    for operation in expected:
+        positive = by_pass[("positive", operation)]
+        assert any(status < 300 for status in positive.statuses), (operation, positive.statuses)
+    assert by_pass[("positive", "POST /api/v1/payments/{paymentId}/confirm")].statuses.get(409, 0) > 0
+    assert by_pass[("positive", "GET /api/v1/students/{studentId}/learning")].statuses.get(403, 0) > 0
+    assert ("negative", "GET /health") not in by_pass  # no input: nothing to break
 
 
 def _assert_problem(status: int, content_type: str, body: bytes) -> None:
     """Every error is a problem+json, valid against problem.schema.json, whose status is the response's."""
-    if status < 400:
-        return
-    assert content_type.split(";")[0].strip() == PROBLEM_JSON, (status, content_type, body[:300])
-    problem = json.loads(body)
-    assert contracts.validate("schemas/problem", problem) == [], problem
-    assert problem["status"] == status, problem
-
-
-def _run(case: Any, client: SigningClient, service: str, mode: str) -> None:
-    RAN.add((service, mode))
-    CASES[(mode, case.operation.label)] += 1
-    response = case.call_and_validate(session=client)
-    STATUSES[(mode, case.operation.label, response.status_code)] += 1
-    assert response.status_code < 500, response.text
-    if _must_reject(case):
-        assert 400 <= response.status_code < 500, (response.status_code, response.text)
-    _assert_problem(response.status_code, response.headers.get("content-type", [""])[0], response.content)
-
-
-def _prepare_payment(case: Any, turn: int, harness: Harness) -> None:
-    negative = _negative(case)
-    if "{paymentId}" in case.operation.path and ParameterLocation.PATH not in negative:
-        statuses = PAYMENT_TARGETS[turn % len(PAYMENT_TARGETS)]
-        if statuses is not None:
-            case.path_parameters["paymentId"] = harness.payment(*statuses)
-    if case.operation.path.endswith("/confirm") and ParameterLocation.HEADER not in negative:
-        case.headers["X-Signature"] = SIGN_ME
-
-
-def _prepare_student(case: Any, turn: int, harness: Harness) -> None:
-    if "{studentId}" not in case.operation.path:
-        return
-    negative = _negative(case)
-    if ParameterLocation.PATH not in negative and turn % 3 == 0:
-        case.path_parameters["studentId"] = STUDENT_WITH_PURCHASES
-    if ParameterLocation.HEADER in negative:
-        return  # the generated (broken) credential is the point of this case
-    student = str(case.path_parameters["studentId"])
-    who = STUDENT_TOKENS[turn % len(STUDENT_TOKENS)]
-    if who is not None:
-        subject, role = {"admin": ("fuzz-admin", "admin"), "self": (student, "student"),
-                         "other": ("someone-else", "student")}[who]
-        case.headers["Authorization"] = f"Bearer {harness.token(subject, role)}"
-
-
-def _turn(case: Any, mode: str) -> int:
-    return CASES[(mode, case.operation.label)]
-
-
-@PAYMENT_POSITIVE.parametrize()
-@FUZZ_SETTINGS
-def test_payment_service_positive(case: Any, harness: Harness) -> None:
-    _prepare_payment(case, _turn(case, "positive"), harness)
-    _run(case, harness.payments, "payment-service", "positive")
-
-
-@PAYMENT_NEGATIVE.parametrize()
-@FUZZ_SETTINGS
-def test_payment_service_negative(case: Any, harness: Harness) -> None:
-    _prepare_payment(case, _turn(case, "negative"), harness)
-    _run(case, harness.payments, "payment-service", "negative")
-
-
-@STUDENT_POSITIVE.parametrize()
-@FUZZ_SETTINGS
-def test_student_service_positive(case: Any, harness: Harness) -> None:
-    _prepare_student(case, _turn(case, "positive"), harness)
-    _run(case, harness.students, "student-service", "positive")
-
-
-@STUDENT_NEGATIVE.parametrize()
-@FUZZ_SETTINGS
-def test_student_service_negative(case: Any, harness: Harness) -> None:
-    _prepare_student(case, _turn(case, "negative"), harness)
-    _run(case, harness.students, "student-service", "negative")
-
-
-# Operations with no input at all: there is one request to make, and nothing to negate.
-NO_INPUT = frozenset({"GET /health"})
-
-
-def test_every_operation_got_its_cases() -> None:
-    """At least MAX_EXAMPLES generated cases per operation and pass, and the authorized paths ran.
-    Judges the passes that ran before it (all four in a whole-file run); with none, it fails."""
-    assert RAN, "no fuzz pass ran before this test: run the whole file"
-    services = {"payment-service": PAYMENT_POSITIVE, "student-service": STUDENT_POSITIVE}
-    for (service, mode) in sorted(RAN):
-        for result in services[service].get_all_operations():
-            label = result.ok().label
-            if label not in NO_INPUT:
-                assert CASES[(mode, label)] >= MAX_EXAMPLES, (mode, label, CASES[(mode, label)])
-    expected = {
-        "payment-service": {"POST /api/v1/payments", "GET /api/v1/payments/{paymentId}",
-                            "POST /api/v1/payments/{paymentId}/confirm", "GET /health"},
-        "student-service": {"GET /api/v1/students/{studentId}/learning",
-                            "DELETE /api/v1/students/{studentId}/learning/cache", "GET /health"},
-    }
-    successes = {label for (mode, label, status) in STATUSES if mode == "positive" and status < 300}
-    for service, labels in expected.items():
-        if (service, "positive") in RAN:
-            assert labels <= successes, (service, STATUSES)
-    if ("payment-service", "positive") in RAN:
-        assert STATUSES[("positive", "POST /api/v1/payments/{paymentId}/confirm", 409)] > 0, STATUSES
-    if ("student-service", "positive") in RAN:
-        assert STATUSES[("positive", "GET /api/v1/students/{studentId}/learning", 403)] > 0, STATUSES
+    assert problem_verdicts(status, content_type, body) == [], (status, content_type, body[:300])
 
 
 # --- explicit malformed input ------------------------------------------------------------------------

@@ -59,6 +59,8 @@ CAUGHT = [
     ("invariants", "poison-blocks-partition", "poison-then-valid", "I3"),
     ("authority", "unsigned-confirm", "unsigned-confirm", "P2"),
     ("authority", "confirm-mutates-course", "unsigned-confirm", "P2"),
+    ("authority", "confirm-ignores-unknown-fields", "malformed-input", "P2"),
+    ("contract", "malformed-student-id-html-500", "malformed-input", "I4"),
     ("authority", "learning-view-ignores-authz", "other-students-view", "S1"),
     ("authority", "signature-not-bound", "signature-bound", "P2"),
     ("step expectation", "signature-not-bound", "signature-bound", "P2"),
