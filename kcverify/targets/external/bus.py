@@ -48,6 +48,7 @@ class Bus:
         self._admin = AdminClient({**common, "client.id": "kcverify-external-admin"})
         self._producer: Producer | None = None
         self._positions: dict[tuple[str, int], int] = {}
+        self._partitions: dict[str, list[int]] = {}
         self._raw: dict[str, list[BusRecord]] = {m.name: [] for m in self.maps.values()}
         self._canonical: dict[str, list[BusRecord]] = {m.canonical_name: [] for m in self.maps.values()}
         self._originals: dict[tuple[int, int], BusRecord] = {}  # (partition, offset) -> raw confirmed record
@@ -76,30 +77,41 @@ class Bus:
         return sorted(meta.partitions)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
-        """Per partition, the offset the next record will get. A transient answer (a partition whose leader
-        is being elected, as just after a topic is made) is asked again for a few seconds."""
-        out = {}
-        for partition in self.partitions(topic):
-            deadline = time.monotonic() + REQUEST_TIMEOUT
-            while True:
-                try:
-                    _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                                   timeout=REQUEST_TIMEOUT, cached=False)
-                    break
-                except KafkaException as exc:
-                    error = exc.args[0] if exc.args else None
-                    if not getattr(error, "retriable", lambda: False)() or time.monotonic() >= deadline:
-                        raise BusError(f"end offsets of {topic!r} on {self.bootstrap}: {exc}") from exc
-                    time.sleep(0.2)
-            out[partition] = int(high)
-        return out
+        """Per partition, the offset the next record will get."""
+        return {p: o for (_, p), o in self.ends_of([topic]).items()}
+
+    def ends_of(self, topics: list[str]) -> dict[tuple[str, int], int]:
+        """The end offsets of every partition of `topics`, in one ListOffsets request (a round trip per
+        partition would cost a snapshot seconds). A transient answer (a partition whose leader is being
+        elected, as just after a topic is made) is asked again for a few seconds."""
+        from confluent_kafka.admin._listoffsets import OffsetSpec
+
+        latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        request = {TopicPartition(topic, p): latest for topic in topics for p in self._parts(topic)}
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while True:
+            try:
+                futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT)
+                return {(tp.topic, tp.partition): int(future.result(timeout=REQUEST_TIMEOUT + 1).offset)
+                        for tp, future in futures.items()}
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not getattr(error, "retriable", lambda: False)() or time.monotonic() >= deadline:
+                    raise BusError(f"end offsets of {', '.join(topics)} on {self.bootstrap}: {exc}") from exc
+                time.sleep(0.2)
+
+    def _parts(self, topic: str) -> list[int]:
+        """The partitions of a topic, asked once per scenario (mark() forgets them)."""
+        if topic not in self._partitions:
+            self._partitions[topic] = self.partitions(topic)
+        return self._partitions[topic]
 
     def committed(self, group: str, topic: str) -> dict[int, int | None]:
         """Per partition, the offset the system's `group` committed on its `topic`, or None. Asks the
         group's coordinator: it does not join the group."""
         from confluent_kafka import ConsumerGroupTopicPartitions
 
-        parts = self.partitions(topic)
+        parts = self._parts(topic)
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
         try:
             futures = self._admin.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT)
@@ -123,7 +135,8 @@ class Bus:
 
     def mark(self) -> None:
         """Read from the current end of every topic on; forget what was read before (a scenario begins)."""
-        highs = {(m.name, p): o for m in self.maps.values() for p, o in self.end_offsets(m.name).items()}
+        self._partitions.clear()
+        highs = self.ends_of([m.name for m in self.maps.values()])
         self._positions = dict(highs)
         self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in highs.items()])
         self._raw = {m.name: [] for m in self.maps.values()}
@@ -141,7 +154,7 @@ class Bus:
 
     def read_new(self) -> None:
         """Read every topic up to its end offsets as they are now, and translate what is new."""
-        highs = {(m.name, p): o for m in self.maps.values() for p, o in self.end_offsets(m.name).items()}
+        highs = self.ends_of([m.name for m in self.maps.values()])
         self._note_ends(highs)
         new = [tp for tp in highs if tp not in self._positions]
         if new:  # a partition added since mark(): read it from its start
