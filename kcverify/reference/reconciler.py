@@ -12,7 +12,7 @@ from kcverify.core.errors import StoreUnavailable
 from kcverify.reference import domain
 from kcverify.reference.defects import Defects
 from kcverify.reference.instrument import Tracer
-from kcverify.reference.ports import CourseStore, PaymentStore
+from kcverify.reference.ports import Confirmation, CourseStore, PaymentStore
 
 COMPONENT = "reconciler"
 
@@ -27,24 +27,38 @@ class Reconciler:
         self._defects = defects
         self._tracer = tracer
         self._republished_at: dict[str, float] = {}
+        # Payments seen with their purchase. A purchase row is never deleted, so one seen stays done and
+        # is not looked up in courses_db again: each round costs one narrow query plus the open payments,
+        # not a purchase lookup per succeeded payment ever (quadratic over a long run).
+        self._purchased: set[str] = set()
 
-    def _orphans(self) -> list[domain.Payment]:
-        """Succeeded payments past the grace period that have no purchase yet."""
-        candidates = self._payments.succeeded_confirmed_before(self._clock.now() - self._grace)
-        return [p for p in candidates if self._courses.purchase_for_payment(p.id) is None]
+    def _unpurchased(self, before: float) -> list[Confirmation]:
+        """Succeeded payments confirmed at or before `before` that have no purchase yet."""
+        open_ = []
+        for confirmation in self._payments.succeeded_confirmed_before(before):
+            if confirmation.payment_id in self._purchased:
+                continue
+            if self._courses.purchase_for_payment(confirmation.payment_id) is not None:
+                self._purchased.add(confirmation.payment_id)
+                continue
+            open_.append(confirmation)
+        return open_
 
     def run_once(self) -> int:
-        """Re-publish each orphan at most once per grace period; returns how many were re-published."""
+        """Re-publish each orphan (a succeeded payment past the grace period with no purchase) at most once
+        per grace period; returns how many were re-published."""
         if self._defects.on("no-reconciler"):
             return 0
         now = self._clock.now()
         count = 0
         try:
-            for payment in self._orphans():
-                last = self._republished_at.get(payment.id)
+            for orphan in self._unpurchased(now - self._grace):
+                last = self._republished_at.get(orphan.payment_id)
                 if last is not None and now - last < self._grace:
                     continue
-                assert payment.confirmed_at is not None
+                payment = self._payments.get_payment(orphan.payment_id)
+                if payment is None or payment.status != domain.PaymentStatus.SUCCEEDED or payment.confirmed_at is None:
+                    continue  # refunded (or gone) between the two reads
                 event = domain.purchase_confirmed(payment, payment.confirmed_at)
                 self._payments.enqueue_outbox(domain.event_message(domain.TOPIC_CONFIRMED, payment.student_id, event))
                 self._republished_at[payment.id] = now
@@ -59,14 +73,9 @@ class Reconciler:
         if self._defects.on("no-reconciler"):
             return None
         try:
-            pending = [p for p in self._payments.all_payments()
-                       if p.status == domain.PaymentStatus.SUCCEEDED and p.confirmed_at is not None
-                       and self._courses.purchase_for_payment(p.id) is None]
+            pending = self._unpurchased(self._clock.now())
         except StoreUnavailable:
             return None
-        dues = []
-        for p in pending:
-            assert p.confirmed_at is not None
-            last = self._republished_at.get(p.id)
-            dues.append(max(p.confirmed_at, last or p.confirmed_at) + self._grace)
+        dues = [max(p.confirmed_at, self._republished_at.get(p.payment_id) or p.confirmed_at) + self._grace
+                for p in pending]
         return min(dues) if dues else None

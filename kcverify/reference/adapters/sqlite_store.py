@@ -32,6 +32,7 @@ from kcverify.reference.adapters.sql import (
     ddl,
 )
 from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
+from kcverify.reference.ports import Confirmation
 
 # The shared names (now in sql.py) stay importable from here, as before.
 __all__ = ["COURSES_DB", "PAYMENTS_DB", "ConstraintViolation", "OutboxRow", "ProcessedEvent", "RowNotFound",
@@ -284,13 +285,13 @@ class SqlitePaymentStore(_SqliteOutboxStore):
                 (payment_id, student_id)).fetchone()
         return None if row is None else _payment(row)
 
-    def succeeded_confirmed_before(self, before: float) -> list[Payment]:
+    def succeeded_confirmed_before(self, before: float) -> list[Confirmation]:
         """Oldest confirmation first."""
         with self._db.transaction(write=False) as conn:
             rows = conn.execute(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'succeeded'"
+                "SELECT id, confirmed_at FROM payments WHERE status = 'succeeded'"
                 " AND confirmed_at <= ? ORDER BY confirmed_at, id", (before,)).fetchall()
-        return [_payment(row) for row in rows]
+        return [Confirmation(row[0], float(row[1])) for row in rows]
 
     def changed_payments(self) -> tuple[list[Payment], list[str]]:
         """Payments inserted or updated since the last call, and ids of payments deleted (the first call
