@@ -50,6 +50,7 @@ class EmbeddedTarget:
         self._system: System | None = None
         self._clients: dict[str, AsgiClient] = {}
         self._records = _Records()
+        self._serial = 0
         self._payments = _Rows(_nothing)
         self._purchases = _Rows(_nothing)
 
@@ -82,6 +83,7 @@ class EmbeddedTarget:
         self._system = bootstrap(replace(self._base, seed=seed))
         payments, courses, _, _ = self._system.unfaulted
         self._records = _Records()
+        self._serial = 0
         self._payments = _Rows(payments.changed_payments)  # type: ignore[attr-defined]
         self._purchases = _Rows(courses.changed_purchases)  # type: ignore[attr-defined]
         return self._system
@@ -181,10 +183,15 @@ class EmbeddedTarget:
         system = self.system
         _, _, bus, _ = system.unfaulted
         topics = {t: self._records.read(bus, t) for t in domain.TOPICS}
+        payments, changed_payments = self._payments.read()
+        purchases, changed_purchases = self._purchases.read()
+        self._serial += 1
         return Snapshot(
             at=system.clock.now(),
-            payments=self._payments.read(),
-            purchases=self._purchases.read(),
+            payments=payments,
+            purchases=purchases,
+            serial=self._serial,
+            changed_rows={"payments": changed_payments, "purchases": changed_purchases},
             topics=topics,
             end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
             committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
@@ -223,24 +230,30 @@ class _Rows:
         self._rows: list[dict[str, Any]] = []
         self._where: dict[str, tuple[float, str]] = {}
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> tuple[list[dict[str, Any]], tuple[list[dict[str, Any]], list[str]]]:
+        """The table's rows, and what changed since the last read: the new dicts in the table's order and
+        the keys of rows gone (`Snapshot.changed_rows`)."""
         rows, gone = self._changed()
-        for key in gone:
-            self._remove(key)
+        removed = [key for key in gone if self._remove(key)]
+        changed: list[tuple[tuple[float, str], dict[str, Any]]] = []
         for row in rows:
             self._remove(row.id)
             where = (row.created_at, row.id)
             at = bisect_left(self._keys, where)
             self._keys.insert(at, where)
-            self._rows.insert(at, row.to_json())
+            as_json = row.to_json()
+            self._rows.insert(at, as_json)
             self._where[row.id] = where
-        return list(self._rows)
+            changed.append((where, as_json))
+        changed.sort(key=lambda item: item[0])
+        return list(self._rows), ([as_json for _, as_json in changed], removed)
 
-    def _remove(self, key: str) -> None:
+    def _remove(self, key: str) -> bool:
         where = self._where.pop(key, None)
         if where is not None:
             at = bisect_left(self._keys, where)
             del self._keys[at], self._rows[at]
+        return where is not None
 
 
 def _nothing() -> tuple[list[Any], list[str]]:
