@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kcverify.core.errors import SimulatedCrash
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
-from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.bootstrap import ROUNDS_PER_ITEM, System, bootstrap
 from kcverify.reference.defects import BY_NAME
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
@@ -51,6 +51,7 @@ class EmbeddedTarget:
         self._clients: dict[str, AsgiClient] = {}
         self._records = _Records()
         self._serial = 0
+        self._settle_limit: str | None = None
         self._payments = _Rows(_nothing)
         self._purchases = _Rows(_nothing)
 
@@ -169,9 +170,19 @@ class EmbeddedTarget:
     def settle(self, timeout: float | None) -> bool:
         """`timeout` bounds the simulated seconds the settle may move the manual clock; without one, the
         system's default horizon. Either way, rounds without the clock moving are bounded by the work."""
-        if timeout is None:
-            return self.system.settle().quiet
-        return self.system.settle(horizon=timeout).quiet
+        result = self.system.settle() if timeout is None else self.system.settle(horizon=timeout)
+        self._settle_limit = None
+        if result.round_cap is not None:
+            self._settle_limit = (
+                f"the settle ran kcverify's cap of {result.round_cap:,} rounds (it grows by {ROUNDS_PER_ITEM} per "
+                f"record, outbox row and payment in the system when a settle starts) while the flow was still "
+                f"making progress, with {result.pending:,} such items in the system at the end")
+        return result.quiet
+
+    def settle_limit(self) -> str | None:
+        """Why the last settle ended not quiet when the reason was kcverify's own cap on the work a settle
+        may do, not the system: the cap, the work pending (None when the last settle ended otherwise)."""
+        return self._settle_limit
 
     def replay_dlq(self) -> int:
         return self.system.dlq_replayer.replay_all()
