@@ -218,18 +218,23 @@ class _Records:
 
     def __init__(self) -> None:
         self._logs: dict[str, list[list[BusRecord]]] = {}
+        self._listed: dict[str, list[BusRecord]] = {}  # the last list given, while no record came since
 
     def read(self, bus: Any, topic: str) -> list[BusRecord]:
         logs = self._logs.setdefault(topic, [])
         ends = bus.end_offsets(topic)
         while len(logs) < len(ends):
             logs.append([])
+        grew = False
         for partition, end in ends.items():
             log = logs[partition]
             if len(log) < end:
                 log.extend(BusRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
                            for m in bus.read_from(topic, partition, len(log)))
-        return list(chain.from_iterable(logs))
+                grew = True
+        if grew or topic not in self._listed:  # unchanged: the same list, which the evidence skips at once
+            self._listed[topic] = list(chain.from_iterable(logs))
+        return self._listed[topic]
 
 
 class _Rows:
@@ -241,11 +246,14 @@ class _Rows:
         self._keys: list[tuple[float, str]] = []
         self._rows: list[dict[str, Any]] = []
         self._where: dict[str, tuple[float, str]] = {}
+        self._listed: list[dict[str, Any]] | None = None
 
     def read(self) -> tuple[list[dict[str, Any]], tuple[list[dict[str, Any]], list[str]]]:
         """The table's rows, and what changed since the last read: the new dicts in the table's order and
         the keys of rows gone (`Snapshot.changed_rows`)."""
         rows, gone = self._changed()
+        if not rows and not gone and self._listed is not None:
+            return self._listed, ([], [])  # unchanged: the same list, which the evidence skips at once
         removed = [key for key in gone if self._remove(key)]
         changed: list[tuple[tuple[float, str], dict[str, Any]]] = []
         for row in rows:
@@ -258,7 +266,8 @@ class _Rows:
             self._where[row.id] = where
             changed.append((where, as_json))
         changed.sort(key=lambda item: item[0])
-        return list(self._rows), ([as_json for _, as_json in changed], removed)
+        self._listed = list(self._rows)
+        return self._listed, ([as_json for _, as_json in changed], removed)
 
     def _remove(self, key: str) -> bool:
         where = self._where.pop(key, None)
