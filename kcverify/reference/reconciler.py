@@ -31,6 +31,9 @@ class Reconciler:
         # is not looked up in courses_db again: each round costs one narrow query plus the open payments,
         # not a purchase lookup per succeeded payment ever (quadratic over a long run).
         self._purchased: set[str] = set()
+        # The open payments the last run_once found, and when: a settle asks next_wakeup right after a
+        # run_once that re-published nothing, with nothing run in between, so one scan serves both.
+        self._last_scan: tuple[float, list[Confirmation]] | None = None
 
     def _unpurchased(self, before: float) -> list[Confirmation]:
         """Succeeded payments confirmed at or before `before` that have no purchase yet."""
@@ -51,8 +54,11 @@ class Reconciler:
             return 0
         now = self._clock.now()
         count = 0
+        self._last_scan = None
         try:
-            for orphan in self._unpurchased(now - self._grace):
+            pending = self._unpurchased(now)
+            self._last_scan = (now, pending)
+            for orphan in (p for p in pending if p.confirmed_at <= now - self._grace):
                 last = self._republished_at.get(orphan.payment_id)
                 if last is not None and now - last < self._grace:
                     continue
@@ -64,7 +70,9 @@ class Reconciler:
                 self._republished_at[payment.id] = now
                 self._tracer.emit(COMPONENT, "republished", paymentId=payment.id, eventId=event["eventId"])
                 count += 1
+                self._last_scan = None  # something changed: the next question scans again
         except StoreUnavailable as exc:
+            self._last_scan = None
             self._tracer.emit(COMPONENT, "reconcile_failed", error=str(exc))
         return count
 
@@ -72,8 +80,10 @@ class Reconciler:
         """When the next orphan becomes due, so a manual clock can jump there (None: nothing pending)."""
         if self._defects.on("no-reconciler"):
             return None
+        now, scan = self._clock.now(), self._last_scan
+        self._last_scan = None
         try:
-            pending = self._unpurchased(self._clock.now())
+            pending = scan[1] if scan is not None and scan[0] == now else self._unpurchased(now)
         except StoreUnavailable:
             return None
         dues = [max(p.confirmed_at, self._republished_at.get(p.payment_id) or p.confirmed_at) + self._grace
