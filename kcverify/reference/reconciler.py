@@ -38,13 +38,15 @@ class Reconciler:
     def _unpurchased(self, before: float) -> list[Confirmation]:
         """Succeeded payments confirmed at or before `before` that have no purchase yet."""
         open_ = []
-        for confirmation in self._payments.succeeded_confirmed_before(before):
-            if confirmation.payment_id in self._purchased:
+        purchased = self._purchased
+        # rows as the store gives them (an adapter may give plain (id, confirmed_at) tuples): filtered by the
+        # set in one pass before anything is built or looked up
+        for payment_id, confirmed_at in [c for c in self._payments.succeeded_confirmed_before(before)
+                                         if c[0] not in purchased]:
+            if self._courses.purchase_for_payment(payment_id) is not None:
+                purchased.add(payment_id)
                 continue
-            if self._courses.purchase_for_payment(confirmation.payment_id) is not None:
-                self._purchased.add(confirmation.payment_id)
-                continue
-            open_.append(confirmation)
+            open_.append(Confirmation(payment_id, float(confirmed_at)))
         return open_
 
     def run_once(self) -> int:

@@ -303,7 +303,7 @@ class PostgresPaymentStore(_PostgresOutboxStore):
             f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = %s AND student_id = %s"
             " AND status = 'succeeded'", (payment_id, student_id), _payment)
 
-    def succeeded_confirmed_before(self, before: float) -> list[Confirmation]:
+    def succeeded_confirmed_before(self, before: float) -> list[tuple[str, float]]:
         """Oldest confirmation first."""
         return self._read(
             "SELECT id, confirmed_at FROM payments WHERE status = 'succeeded' AND confirmed_at <= %s"

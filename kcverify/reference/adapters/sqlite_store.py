@@ -32,7 +32,6 @@ from kcverify.reference.adapters.sql import (
     ddl,
 )
 from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
-from kcverify.reference.ports import Confirmation
 
 # The shared names (now in sql.py) stay importable from here, as before.
 __all__ = ["COURSES_DB", "PAYMENTS_DB", "ConstraintViolation", "OutboxRow", "ProcessedEvent", "RowNotFound",
@@ -285,13 +284,15 @@ class SqlitePaymentStore(_SqliteOutboxStore):
                 (payment_id, student_id)).fetchone()
         return None if row is None else _payment(row)
 
-    def succeeded_confirmed_before(self, before: float) -> list[Confirmation]:
+    def succeeded_confirmed_before(self, before: float) -> list[tuple[str, float]]:
         """Oldest confirmation first."""
         with self._db.transaction(write=False) as conn:
-            rows = conn.execute(
+            cursor = conn.cursor()
+            cursor.row_factory = None  # plain tuples, made in C: this runs on every settle round
+            rows: list[tuple[str, float]] = cursor.execute(
                 "SELECT id, confirmed_at FROM payments WHERE status = 'succeeded'"
                 " AND confirmed_at <= ? ORDER BY confirmed_at, id", (before,)).fetchall()
-        return [Confirmation(row[0], float(row[1])) for row in rows]
+        return rows
 
     def changed_payments(self) -> tuple[list[Payment], list[str]]:
         """Payments inserted or updated since the last call, and ids of payments deleted (the first call
