@@ -17,7 +17,9 @@ prove wrong and explanations to a failure, never a pass.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
+from itertools import pairwise
 from typing import Any
 
 from kcverify.checks.base import MISSING, Check, same
@@ -107,10 +109,7 @@ class DeliveryCheck(Check):
             if bound is None:
                 # the first settle that ended quiet after the confirmation (the manual clock ties, so order
                 # by seq); one that hit its bound with work pending, e.g. while the broker is down, is no deadline
-                after = self._confirm_seq(payment["id"])
-                settles = [s.finished_at for s in self.evidence.settles
-                           if s.quiet and s.finished_at >= confirmed_at and s.end_seq > after]
-                deadline = min(settles) if settles else None
+                deadline = self._first_quiet_settle(confirmed_at, self._confirm_seq(payment["id"]))
             else:
                 released = self._released_at(confirmed_at)
                 deadline = None if released is None else released + PUBLISH_BOUND_STACK
@@ -133,6 +132,23 @@ class DeliveryCheck(Check):
             return confirmed_at
         later = [s.started_at for s in self.evidence.settles if s.started_at >= confirmed_at]
         return max(confirmed_at, min(later)) if later else None
+
+    def _first_quiet_settle(self, confirmed_at: float, after: int) -> float | None:
+        """The earliest end of a quiet settle that ended at or after `confirmed_at` and after operation
+        `after`. Settles are recorded in order, so both their ends and their sequence numbers only grow:
+        two bisections instead of a scan of every settle for every payment (quadratic over a long run).
+        Should the ends not be in order (a real-time clock stepped back), the scan it stands for."""
+        if not hasattr(self, "_quiet"):
+            quiet = [s for s in self.evidence.settles if s.quiet]
+            ends, seqs = [s.finished_at for s in quiet], [s.end_seq for s in quiet]
+            ordered = all(a <= b for a, b in pairwise(ends)) and all(a < b for a, b in pairwise(seqs))
+            self._quiet = (ends, seqs, ordered)
+        ends, seqs, ordered = self._quiet
+        if not ordered:
+            found = [end for end, seq in zip(ends, seqs, strict=True) if end >= confirmed_at and seq > after]
+            return min(found) if found else None
+        first = max(bisect_left(ends, confirmed_at), bisect_right(seqs, after))
+        return ends[first] if first < len(ends) else None
 
     def _confirm_seq(self, payment_id: str) -> int:
         """Where in the order of operations the payment's first accepted confirmation started (0: unseen)."""

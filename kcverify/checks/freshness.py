@@ -23,6 +23,8 @@ class FreshnessCheck(Check):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._commits: dict[str, tuple[float, int, str]] = {}  # paymentId -> (created_at, step, student)
+        # the same, by student: a read is judged against its student's purchases only, not every purchase
+        self._by_student: dict[str, dict[str, tuple[float, int, str]]] = {}
         self._judged = 0  # exchanges looked at so far
         self.metrics["windows_ms"] = {}
 
@@ -46,8 +48,9 @@ class FreshnessCheck(Check):
         # rows new or changed in the last step: a purchase not yet known, or one that became active
         for purchase in (change.new for change in self.evidence.row_changes("purchases") if change.new):
             if purchase["paymentId"] not in self._commits and purchase.get("isActive", True):
-                self._commits[purchase["paymentId"]] = (parse_rfc3339(purchase["createdAt"]), step or 0,
-                                                        purchase["studentId"])
+                commit = (parse_rfc3339(purchase["createdAt"]), step or 0, purchase["studentId"])
+                self._commits[purchase["paymentId"]] = commit
+                self._by_student.setdefault(commit[2], {})[purchase["paymentId"]] = commit
 
     def _invalidator_down(self, read: Exchange) -> bool:
         """S3 is a promise of the running system: while the scenario keeps the component that carries
@@ -80,9 +83,7 @@ class FreshnessCheck(Check):
             return  # the contract check reports a malformed body
         headers = {k.lower(): v for k, v in read.reply.headers.items()}
         self._check_age(read, headers)
-        for payment_id, (committed_at, commit_step, student) in self._commits.items():
-            if student != read.student:
-                continue
+        for payment_id, (committed_at, commit_step, _) in self._by_student.get(read.student or "", {}).items():
             name = self.evidence.payment_name(payment_id)
             if payment_id in shown:
                 window = max(0.0, read.started_at - committed_at) * 1000

@@ -25,6 +25,7 @@ class IdempotencyCheck(Check):
         self._purchases: dict[str, dict[str, None]] = defaultdict(dict)  # paymentId -> purchaseIds
         self._key_to_event: dict[str, str] = {}
         self._events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._first_seen: dict[tuple[str, str], int] = {}
 
     def after_step(self, step: int) -> None:
         self._scan(step)
@@ -63,9 +64,13 @@ class IdempotencyCheck(Check):
                                   rules=("W6",), step=step)
                 if isinstance(payload.get("paymentId"), str) and isinstance(event_id, str):
                     events_per_payment[(expected, payload["paymentId"])].add(event_id)
+                    self._first_seen.setdefault((expected, payload["paymentId"]), len(self._first_seen))
                     new_events.add((expected, payload["paymentId"]))
-        for (event_type, payment_id), ids in events_per_payment.items():
-            if (event_type, payment_id) in new_events and len(ids) > 1:
+        # only what this step's records touched (a step costs what it changed), in the order first seen
+        order = self._first_seen
+        for event_type, payment_id in sorted(new_events, key=order.__getitem__):
+            ids = events_per_payment[(event_type, payment_id)]
+            if len(ids) > 1:
                 name = self.evidence.payment_name(payment_id)
                 rules = ("P4", "P3") if event_type == names.EVENT_CONFIRMED else ("W6",)
                 self.fail(f"events:{event_type}:{payment_id}",

@@ -40,6 +40,8 @@ class RecordsCheck(Check):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.metrics.update(records=0)
         self._injected_values: set[tuple[str, bytes]] = set()
+        self._where_injected: set[tuple[str, int, int]] = set()
+        self._injected_seen = 0
 
     def after_step(self, step: int) -> None:
         self._shape(step)
@@ -54,7 +56,10 @@ class RecordsCheck(Check):
     def _shape(self, step: int | None) -> None:
         # Only the records new in the last snapshot: a record's key and headers never change, so each is
         # judged once, at the first step that shows it.
-        where_injected = {(r.topic, r.partition, r.offset) for r in self.evidence.injected}
+        injected_now = self.evidence.injected  # only grows: add what the last step injected
+        self._where_injected.update((r.topic, r.partition, r.offset) for r in injected_now[self._injected_seen:])
+        self._injected_seen = len(injected_now)
+        where_injected = self._where_injected
         for topic in self.evidence.last.topics:
             self._injected_values.update((topic, record.value) for record in self.evidence.new_records(topic)
                                          if (topic, record.partition, record.offset) in where_injected)

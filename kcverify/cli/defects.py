@@ -81,7 +81,7 @@ def defects_command(paths: tuple[Path, ...], target: str, only: tuple[str, ...],
         if not plugin.accepts_defects:
             raise InputError(f"target {target} has no named defects: the kill matrix has nothing to switch on",
                              hint="`kcverify targets` lists the targets that accept --defect")
-        defects = resolve(only)
+        defects = resolve(only, plugin.defect_catalogue)
         plugin.check_defects(d.name for d in defects)
         reports = check_names(n.strip() for n in report.split(","))
         where = [str(p) for p in paths] or ["scenarios"]

@@ -146,6 +146,9 @@ _every_component = _options(
                  help="TEST ONLY (with --control-port): a fault table shared with the other processes."),
     click.option("--parent-pid", type=click.IntRange(1), default=None, hidden=True,
                  help="TEST ONLY: stop when this process is no longer the parent."),
+    click.option("--ports-file", type=click.Path(dir_okay=False, path_type=Path), default=None, hidden=True,
+                 help="TEST ONLY: once listening, write the bound ports here as JSON (with port 0: where the "
+                      "kernel put them)."),
     click.option("--dev", is_flag=True,
                  help="Development mode: without KCVERIFY_WEBHOOK_SECRET / KCVERIFY_AUTH_SECRET in the "
                       "environment, use the published development keys instead of refusing to start."),
@@ -221,14 +224,14 @@ def embedded_command(host: str, defects: tuple[str, ...], access_log: bool, paym
 def _component_command(component: str) -> click.Command:
     def command(host: str, defects: tuple[str, ...], access_log: bool, state_dir: Path | None,
                 trace_file: Path | None, control_port: int | None, held: bool, faults_file: Path | None,
-                parent_pid: int | None, dev: bool, port: int | None = None, outboxes: tuple[str, ...] = (),
-                reconcile_grace: float | None = None, reconcile_every: float = 0.5,
+                parent_pid: int | None, ports_file: Path | None, dev: bool, port: int | None = None,
+                outboxes: tuple[str, ...] = (), reconcile_grace: float | None = None, reconcile_every: float = 0.5,
                 invalidator_retry: float | None = None) -> None:
         if (held or faults_file is not None) and control_port is None:
             raise click.UsageError("--held and --faults-file need --control-port")
         _serve_component(component, host, port, state_dir, defects, trace_file, outboxes, reconcile_grace,
                          reconcile_every, invalidator_retry, control_port, held, faults_file, parent_pid,
-                         access_log, dev)
+                         access_log, dev, ports_file)
 
     command.__doc__ = f"One component on the real stack (kcverify stack up): {_SUMMARY[component]}"
     decorated = _options(_every_mode, _every_component, *_OWN[component])(command)
@@ -243,10 +246,10 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
                      defects: tuple[str, ...], trace_file: Path | None, outboxes: tuple[str, ...],
                      reconcile_grace: float | None, reconcile_every: float, invalidator_retry: float | None,
                      control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None,
-                     access_log: bool, dev: bool) -> None:
+                     access_log: bool, dev: bool, ports_file: Path | None = None) -> None:
     # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
     from kcverify.core.errors import ReferenceError_
-    from kcverify.reference.component_process import ComponentProcess, ProcessOptions
+    from kcverify.reference.component_process import ComponentProcess, ProcessOptions, write_ports_file
     from kcverify.reference.settings import MissingSecret, secrets_from_environment
     from kcverify.stack import StackError, load_settings
 
@@ -293,6 +296,8 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
     lines.append(secrets_line(process.system.settings))
     click.echo("\n".join(lines))
     sys.stdout.flush()
+    if ports_file is not None:
+        write_ports_file(ports_file, process.service_socket, process.control_socket)
     status = process.run()
     click.echo(f"kcverify serve {component}: stopped", err=True)
     sys.exit(status)

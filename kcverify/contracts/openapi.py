@@ -20,10 +20,11 @@ from kcverify.contracts import (
     BASE_URI,
     FORMAT_CHECKER,
     MEMO_LIMIT,
+    FastValidator,
     Violation,
     _json_path,
-    _registry,
     contracts_dir,
+    fast_registry,
 )
 
 SERVICES = ("payment-service", "student-service")
@@ -54,7 +55,7 @@ def _uri(service: str) -> str:
 
 @cache
 def _registry_with_documents() -> Any:
-    registry = _registry()
+    registry = fast_registry()
     for service in SERVICES:
         registry = registry.with_resource(
             _uri(service), Resource.from_contents(document(service), default_specification=DRAFT202012))
@@ -154,5 +155,5 @@ def _validate_schema(service: str, pointer: str, instance: Any) -> list[Violatio
 
 @cache
 def _validator(service: str, pointer: str) -> Draft202012Validator:
-    return Draft202012Validator({"$ref": f"{_uri(service)}#{pointer}"}, registry=_registry_with_documents(),
-                                format_checker=FORMAT_CHECKER)
+    return FastValidator(  # type: ignore[no-any-return]
+        {"$ref": f"{_uri(service)}#{pointer}"}, registry=_registry_with_documents(), format_checker=FORMAT_CHECKER)

@@ -339,10 +339,23 @@ def settle(ctx: Context, step: Step) -> None:
         if quiet:
             ctx.expect_failure("settle: the flow became quiet, expected its bound to be hit with work still pending")
         return
+    limit = _settle_limit(ctx)
+    if not quiet and limit is not None:
+        # the harness ran out of room, the system did not misbehave: no verdict on I3, the scenario errors
+        raise StepError(f"kcverify's own settle limit was reached, not a defect of the system: {limit}. Give the "
+                        "work a settle of its own right after the step that makes it (the cap grows with the work "
+                        "in the system when a settle starts), or split it over several steps, each followed by "
+                        "`settle: {}`")
     if not quiet:
         ctx.failures.append(Failure(SETTLE_BOUND, ("I3",), "the flow did not become quiet: work was still pending "
                                     "when the settle bound was reached (a blocked partition or an endless retry)",
                                     ctx.step, ctx.evidence.step_title(ctx.step), source="step"))
+
+
+def _settle_limit(ctx: Context) -> str | None:
+    """A target may say its last settle ended at a limit of kcverify's own (`settle_limit()`, optional)."""
+    probe = getattr(ctx.target, "settle_limit", None)
+    return probe() if callable(probe) else None
 
 
 def replay_dlq(ctx: Context, step: Step) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from kcverify.evidence.window import RowChange, SnapshotWindow, StepState
@@ -83,6 +84,7 @@ class Evidence:
     _injected_seen: int = field(default=0, repr=False)
     _injected_index: dict[str, set[tuple[int, int]]] = field(default_factory=dict, repr=False)
     _names: dict[str, str] = field(default_factory=dict, repr=False)
+    _names_seen: int = field(default=0, repr=False)
 
     def tick(self) -> int:
         """The next number in the one order of every operation's start and end."""
@@ -145,8 +147,15 @@ class Evidence:
 
     def payment_name(self, payment_id: str) -> str:
         name = self._names.get(payment_id)
-        if name is None or len(self._names) != len(self.payments):
-            self._names = {record.id: record.name for record in self.payments.values()}
+        if self._names_seen != len(self.payments):
+            # names are added as payments are created: index only the new ones (a full rebuild for every new
+            # payment was quadratic over a long run)
+            new = islice(self.payments.values(), self._names_seen, None)
+            self._names.update((record.id, record.name) for record in new)
+            self._names_seen = len(self.payments)
+            name = self._names.get(payment_id)
+        if name is None:  # a name bound again to another payment, or an id no step created
+            self._names.update((record.id, record.name) for record in self.payments.values())
             name = self._names.get(payment_id)
         return name if name is not None else payment_id[:8]
 

@@ -66,8 +66,7 @@ class SnapshotWindow:
         self._delta = _Delta(
             records={topic: _new_records(previous.topics.get(topic, []), records, snapshot.ordered)
                      for topic, records in snapshot.topics.items()},
-            rows={table: self._row_changes(table, getattr(previous, table), getattr(snapshot, table))
-                  for table in ROW_KEYS},
+            rows={table: self._table_changes(table, previous, snapshot) for table in ROW_KEYS},
         )
         self._kept.append(item)
         del self._kept[:-KEEP]
@@ -111,6 +110,35 @@ class SnapshotWindow:
             if change.key == key:
                 return change.old
         return self.row(table, key)
+
+    def _table_changes(self, table: str, previous: Snapshot, snapshot: Snapshot) -> list[RowChange]:
+        """From the target's list of changed rows when it gives one relative to the previous snapshot kept
+        here (O(changed) per step), else by comparing the two tables (O(rows) per step)."""
+        hint = snapshot.changed_rows
+        follows = snapshot.serial == (previous.serial + 1 if self._kept else 1)
+        if hint is not None and table in hint and snapshot.serial > 0 and follows:
+            rows, gone = hint[table]
+            return self._hinted_changes(table, rows, gone)
+        return self._row_changes(table, getattr(previous, table), getattr(snapshot, table))
+
+    def _hinted_changes(self, table: str, rows: list[dict[str, Any]], gone: list[str]) -> list[RowChange]:
+        """What `_row_changes` finds, from the rows the target says changed: the same changes in the same
+        order (changed rows in the table's order, then rows gone in the index's order)."""
+        field_name = ROW_KEYS[table]
+        index = self._indexes.setdefault(table, {})
+        changes: list[RowChange] = []
+        present = set()
+        for row in rows:
+            key = str(row.get(field_name))
+            present.add(key)
+            old = index.get(key)
+            if old != row:
+                changes.append(RowChange(key, old, row))
+            index[key] = row
+        missing = {key for key in gone if key not in present and key in index}
+        for key in [k for k in index if k in missing] if missing else ():
+            changes.append(RowChange(key, index.pop(key), None))
+        return changes
 
     def _row_changes(self, table: str, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[RowChange]:
         """Rows are compared by identity first, in C (sets of `id()`): a target that reuses the dict of an

@@ -26,33 +26,33 @@ from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.results import RunResult, ScenarioResult
 from kcverify.killmatrix.model import Baseline, BaselineFailed, Catch, MutantError, MutantResult, MutantsResult
-from kcverify.reference.defects import BY_NAME, CATALOGUE, Defect
 from kcverify.report.common import first_line
 from kcverify.scenario.model import Scenario
 from kcverify.targets.base import Target
-from kcverify.targets.registry import TargetOptions
+from kcverify.targets.registry import DefectInfo, TargetOptions
 
 TargetFactory = Callable[[TargetOptions], Target]  # the CLI's builds the registered target by name
 Progress = Callable[[MutantResult], None]
 
 
-def resolve(names: Iterable[str]) -> tuple[Defect, ...]:
-    """Defects by name, in catalogue order (so matrices from different runs line up); none given:
-    the whole catalogue. An unknown name is bad input with the nearest known names, because a typo
-    would otherwise silently measure nothing."""
+def resolve(names: Iterable[str], catalogue: Sequence[DefectInfo]) -> tuple[DefectInfo, ...]:
+    """Defects by name from the target's catalogue (`TargetPlugin.defect_catalogue`), in catalogue order
+    (so matrices from different runs line up); none given: the whole catalogue. An unknown name is bad
+    input with the nearest known names, because a typo would otherwise silently measure nothing."""
     wanted = list(dict.fromkeys(names))
     if not wanted:
-        return CATALOGUE
+        return tuple(catalogue)
+    known = [d.name for d in catalogue]
     for name in wanted:
-        if name not in BY_NAME:
-            close = difflib.get_close_matches(name, BY_NAME, n=3, cutoff=0.4)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
             hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
-                    else "did you mean one of: " + ", ".join(BY_NAME) + "?")
+                    else "did you mean one of: " + ", ".join(known) + "?")
             raise InputError(f"unknown defect {name!r}", hint=hint)
-    return tuple(d for d in CATALOGUE if d.name in wanted)
+    return tuple(d for d in catalogue if d.name in wanted)
 
 
-def judge(defect: Defect, run: RunResult, duration: float, reproduce_all: str = "") -> MutantResult:
+def judge(defect: DefectInfo, run: RunResult, duration: float, reproduce_all: str = "") -> MutantResult:
     """A defect's verdict from its run. Killed only by a FAILED scenario: an ERROR means the verifier
     or target broke, which is reported as such and never taken as proof that a check saw the defect."""
     catches: list[Catch] = []
@@ -92,7 +92,7 @@ def run_baseline(scenarios: Sequence[Scenario], target: Target, seed: int = 0) -
     return Baseline(time.perf_counter() - started, passed, skipped), run
 
 
-def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, defects: Sequence[Defect],
+def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, defects: Sequence[DefectInfo],
                 jobs: int = 1, *, seed: int = 0, paths: Sequence[str] = (),
                 progress: Progress | None = None, on_baseline: Callable[[Baseline], None] | None = None,
                 options: TargetOptions | None = None) -> MutantsResult:
@@ -143,7 +143,7 @@ def run_mutants(scenarios: Sequence[Scenario], target_factory: TargetFactory, de
                          tuple(done[d.name] for d in defects), tuple(REGISTRY))
 
 
-def _run_one(factory: TargetFactory, base: TargetOptions, scenarios: Sequence[Scenario], defect: Defect, seed: int,
+def _run_one(factory: TargetFactory, base: TargetOptions, scenarios: Sequence[Scenario], defect: DefectInfo, seed: int,
              where: Sequence[str]) -> MutantResult:
     started = time.perf_counter()
     built = replace(base, defects=frozenset({defect.name}))
@@ -175,7 +175,7 @@ def _init_worker(factory: TargetFactory, base: TargetOptions, scenarios: Sequenc
     _worker = (factory, base, scenarios, seed, where)
 
 
-def _worker_task(defect: Defect) -> MutantResult:
+def _worker_task(defect: DefectInfo) -> MutantResult:
     if _worker is None:
         raise RuntimeError("kill-matrix worker used before its initializer ran")
     factory, base, scenarios, seed, where = _worker

@@ -47,6 +47,10 @@ class SettleResult:
     quiet: bool  # nothing left to do (False: a bound was hit with work still pending)
     rounds: int
     advanced: float  # seconds the manual clock moved
+    # Set only when the settle ended at its own cap on rounds (`max_rounds`) with the flow still making
+    # progress: the harness's limit, not a stuck system. `pending` is the work counted at the end.
+    round_cap: int | None = None
+    pending: int = 0
 
 
 @dataclass
@@ -234,19 +238,24 @@ class System:
                 return SettleResult(False, rounds, self.clock.now() - start)
             self.clock.advance_to(wake)
             budget, idle = self._round_budget(), 0
-        return SettleResult(False, max_rounds, self.clock.now() - start)
+        return SettleResult(False, max_rounds, self.clock.now() - start, round_cap=max_rounds,
+                            pending=self._work_items())
 
     def _round_budget(self) -> int:
         """How many rounds the work in the system can take before the clock must move again. In one
         round every live component takes one step, and each record, outbox row or payment gives each
         component at most a few steps of work (publish, handle, announce, invalidate, re-publish)."""
+        return ROUND_BUDGET_BASE + ROUNDS_PER_ITEM * self._work_items()
+
+    def _work_items(self) -> int:
+        """Records on the topics, pending outbox rows and payments: the units of work a settle is sized by."""
         payments, courses, bus, _ = self.unfaulted
         ends = getattr(bus, "end_offsets", None)  # counted, not copied: a settle per step stays cheap
         items = sum(sum(ends(t).values()) if ends else len(bus.read_all(t)) for t in domain.TOPICS)
         items += len(payments.pending_outbox(ROUND_BUDGET_SCAN)) + len(courses.pending_outbox(ROUND_BUDGET_SCAN))
         count = getattr(payments, "count_payments", None)
         items += count() if count else len(payments.all_payments())
-        return ROUND_BUDGET_BASE + ROUNDS_PER_ITEM * items
+        return items
 
 
 def deployed_settings(settings: Settings) -> Settings:

@@ -466,6 +466,20 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def write_ports_file(path: Path, service: socket.socket | None, control: socket.socket | None) -> None:
+    """The ports this process listens on, as JSON, written atomically (a temporary file renamed), so a
+    parent that started it with port 0 learns where it is. With port 0 the kernel picks a free port as it
+    binds: no other program can take it between the choice and the bind, as with a port chosen free by
+    the parent and bound later by the child."""
+
+    def port(sock: socket.socket | None) -> int | None:
+        return None if sock is None else int(sock.getsockname()[1])
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"service": port(service), "control": port(control), "pid": os.getpid()}))
+    os.replace(temporary, path)
+
+
 class ComponentProcess:
     """One component of the reference as a process. `run()` blocks until SIGTERM/SIGINT (or the parent
     named by `parent_pid` is gone) and returns the exit status."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from kcverify.reference.domain import OutboxMessage, Payment, Purchase
 
@@ -28,6 +28,13 @@ class OutboxStore(Protocol):
         ...
 
 
+class Confirmation(NamedTuple):
+    """A succeeded payment as the reconciler first needs it: which one, and since when."""
+
+    payment_id: str
+    confirmed_at: float
+
+
 class PaymentStore(OutboxStore, Protocol):
     """payments_db: owned by the payment service; read by the worker (W3) and the reconciler (I1)."""
 
@@ -44,8 +51,11 @@ class PaymentStore(OutboxStore, Protocol):
         """W3: the payment WHERE id = ? AND student_id = ? AND status = 'succeeded', else None."""
         ...
 
-    def succeeded_confirmed_before(self, before: float) -> list[Payment]:
-        """Succeeded payments confirmed at or before `before` (the reconciler's candidates)."""
+    def succeeded_confirmed_before(self, before: float) -> list[tuple[str, float]]:
+        """Id and confirmation time of each succeeded payment confirmed at or before `before`, oldest
+        first (the reconciler's candidates). Only the two columns: the reconciler asks on every settle
+        round, so decoding every succeeded payment each time would make a long run quadratic. Plain
+        `(id, confirmed_at)` tuples (a Confirmation is one, with names)."""
         ...
 
     def all_payments(self) -> list[Payment]: ...

@@ -12,7 +12,7 @@ from kcverify.core.errors import StoreUnavailable
 from kcverify.reference import domain
 from kcverify.reference.defects import Defects
 from kcverify.reference.instrument import Tracer
-from kcverify.reference.ports import CourseStore, PaymentStore
+from kcverify.reference.ports import Confirmation, CourseStore, PaymentStore
 
 COMPONENT = "reconciler"
 
@@ -27,30 +27,54 @@ class Reconciler:
         self._defects = defects
         self._tracer = tracer
         self._republished_at: dict[str, float] = {}
+        # Payments seen with their purchase. A purchase row is never deleted, so one seen stays done and
+        # is not looked up in courses_db again: each round costs one narrow query plus the open payments,
+        # not a purchase lookup per succeeded payment ever (quadratic over a long run).
+        self._purchased: set[str] = set()
+        # The open payments the last run_once found, and when: a settle asks next_wakeup right after a
+        # run_once that re-published nothing, with nothing run in between, so one scan serves both.
+        self._last_scan: tuple[float, list[Confirmation]] | None = None
 
-    def _orphans(self) -> list[domain.Payment]:
-        """Succeeded payments past the grace period that have no purchase yet."""
-        candidates = self._payments.succeeded_confirmed_before(self._clock.now() - self._grace)
-        return [p for p in candidates if self._courses.purchase_for_payment(p.id) is None]
+    def _unpurchased(self, before: float) -> list[Confirmation]:
+        """Succeeded payments confirmed at or before `before` that have no purchase yet."""
+        open_ = []
+        purchased = self._purchased
+        # rows as the store gives them (an adapter may give plain (id, confirmed_at) tuples): filtered by the
+        # set in one pass before anything is built or looked up
+        for payment_id, confirmed_at in [c for c in self._payments.succeeded_confirmed_before(before)
+                                         if c[0] not in purchased]:
+            if self._courses.purchase_for_payment(payment_id) is not None:
+                purchased.add(payment_id)
+                continue
+            open_.append(Confirmation(payment_id, float(confirmed_at)))
+        return open_
 
     def run_once(self) -> int:
-        """Re-publish each orphan at most once per grace period; returns how many were re-published."""
+        """Re-publish each orphan (a succeeded payment past the grace period with no purchase) at most once
+        per grace period; returns how many were re-published."""
         if self._defects.on("no-reconciler"):
             return 0
         now = self._clock.now()
         count = 0
+        self._last_scan = None
         try:
-            for payment in self._orphans():
-                last = self._republished_at.get(payment.id)
+            pending = self._unpurchased(now)
+            self._last_scan = (now, pending)
+            for orphan in (p for p in pending if p.confirmed_at <= now - self._grace):
+                last = self._republished_at.get(orphan.payment_id)
                 if last is not None and now - last < self._grace:
                     continue
-                assert payment.confirmed_at is not None
+                payment = self._payments.get_payment(orphan.payment_id)
+                if payment is None or payment.status != domain.PaymentStatus.SUCCEEDED or payment.confirmed_at is None:
+                    continue  # refunded (or gone) between the two reads
                 event = domain.purchase_confirmed(payment, payment.confirmed_at)
                 self._payments.enqueue_outbox(domain.event_message(domain.TOPIC_CONFIRMED, payment.student_id, event))
                 self._republished_at[payment.id] = now
                 self._tracer.emit(COMPONENT, "republished", paymentId=payment.id, eventId=event["eventId"])
                 count += 1
+                self._last_scan = None  # something changed: the next question scans again
         except StoreUnavailable as exc:
+            self._last_scan = None
             self._tracer.emit(COMPONENT, "reconcile_failed", error=str(exc))
         return count
 
@@ -58,15 +82,12 @@ class Reconciler:
         """When the next orphan becomes due, so a manual clock can jump there (None: nothing pending)."""
         if self._defects.on("no-reconciler"):
             return None
+        now, scan = self._clock.now(), self._last_scan
+        self._last_scan = None
         try:
-            pending = [p for p in self._payments.all_payments()
-                       if p.status == domain.PaymentStatus.SUCCEEDED and p.confirmed_at is not None
-                       and self._courses.purchase_for_payment(p.id) is None]
+            pending = scan[1] if scan is not None and scan[0] == now else self._unpurchased(now)
         except StoreUnavailable:
             return None
-        dues = []
-        for p in pending:
-            assert p.confirmed_at is not None
-            last = self._republished_at.get(p.id)
-            dues.append(max(p.confirmed_at, last or p.confirmed_at) + self._grace)
+        dues = [max(p.confirmed_at, self._republished_at.get(p.payment_id) or p.confirmed_at) + self._grace
+                for p in pending]
         return min(dues) if dues else None

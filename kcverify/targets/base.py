@@ -79,6 +79,12 @@ class Snapshot:
     # True when every topic is listed sorted by (partition, offset): the evidence then finds the records
     # new since the previous snapshot by bisection instead of comparing every record (evidence/window.py).
     ordered: bool = False
+    # Optional, for long runs: `serial` numbers a target's snapshots 1, 2, ... within one system, and
+    # `changed_rows` (table -> (rows that are new or changed since the snapshot numbered `serial - 1`, keys
+    # of rows gone)) lets the evidence look only at those instead of comparing every row of a table on
+    # every step. None: the evidence compares the tables itself.
+    serial: int = 0
+    changed_rows: dict[str, tuple[list[dict[str, Any]], list[str]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from kcverify.core.errors import SimulatedCrash
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
-from kcverify.reference.bootstrap import System, bootstrap
-from kcverify.reference.defects import BY_NAME
+from kcverify.reference.bootstrap import ROUNDS_PER_ITEM, System, bootstrap
+from kcverify.reference.defects import BY_NAME, CATALOGUE
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
@@ -35,6 +35,7 @@ class EmbeddedTarget:
     description = "the reference in this process: SQLite in memory, the embedded log, a manual clock"
     capabilities = frozenset(CAPABILITIES)
     defect_names = tuple(BY_NAME)
+    defect_catalogue = CATALOGUE  # names, rules and descriptions, for the kill matrix
     isolated = True  # each instance is its own system: several run side by side in a pool
 
     def __init__(self, settings: Settings | None = None, *, defects: Iterable[str] | None = None) -> None:
@@ -50,6 +51,8 @@ class EmbeddedTarget:
         self._system: System | None = None
         self._clients: dict[str, AsgiClient] = {}
         self._records = _Records()
+        self._serial = 0
+        self._settle_limit: str | None = None
         self._payments = _Rows(_nothing)
         self._purchases = _Rows(_nothing)
 
@@ -82,6 +85,7 @@ class EmbeddedTarget:
         self._system = bootstrap(replace(self._base, seed=seed))
         payments, courses, _, _ = self._system.unfaulted
         self._records = _Records()
+        self._serial = 0
         self._payments = _Rows(payments.changed_payments)  # type: ignore[attr-defined]
         self._purchases = _Rows(courses.changed_purchases)  # type: ignore[attr-defined]
         return self._system
@@ -167,9 +171,19 @@ class EmbeddedTarget:
     def settle(self, timeout: float | None) -> bool:
         """`timeout` bounds the simulated seconds the settle may move the manual clock; without one, the
         system's default horizon. Either way, rounds without the clock moving are bounded by the work."""
-        if timeout is None:
-            return self.system.settle().quiet
-        return self.system.settle(horizon=timeout).quiet
+        result = self.system.settle() if timeout is None else self.system.settle(horizon=timeout)
+        self._settle_limit = None
+        if result.round_cap is not None:
+            self._settle_limit = (
+                f"the settle ran kcverify's cap of {result.round_cap:,} rounds (it grows by {ROUNDS_PER_ITEM} per "
+                f"record, outbox row and payment in the system when a settle starts) while the flow was still "
+                f"making progress, with {result.pending:,} such items in the system at the end")
+        return result.quiet
+
+    def settle_limit(self) -> str | None:
+        """Why the last settle ended not quiet when the reason was kcverify's own cap on the work a settle
+        may do, not the system: the cap, the work pending (None when the last settle ended otherwise)."""
+        return self._settle_limit
 
     def replay_dlq(self) -> int:
         return self.system.dlq_replayer.replay_all()
@@ -181,10 +195,15 @@ class EmbeddedTarget:
         system = self.system
         _, _, bus, _ = system.unfaulted
         topics = {t: self._records.read(bus, t) for t in domain.TOPICS}
+        payments, changed_payments = self._payments.read()
+        purchases, changed_purchases = self._purchases.read()
+        self._serial += 1
         return Snapshot(
             at=system.clock.now(),
-            payments=self._payments.read(),
-            purchases=self._purchases.read(),
+            payments=payments,
+            purchases=purchases,
+            serial=self._serial,
+            changed_rows={"payments": changed_payments, "purchases": changed_purchases},
             topics=topics,
             end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
             committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
@@ -199,18 +218,23 @@ class _Records:
 
     def __init__(self) -> None:
         self._logs: dict[str, list[list[BusRecord]]] = {}
+        self._listed: dict[str, list[BusRecord]] = {}  # the last list given, while no record came since
 
     def read(self, bus: Any, topic: str) -> list[BusRecord]:
         logs = self._logs.setdefault(topic, [])
         ends = bus.end_offsets(topic)
         while len(logs) < len(ends):
             logs.append([])
+        grew = False
         for partition, end in ends.items():
             log = logs[partition]
             if len(log) < end:
                 log.extend(BusRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
                            for m in bus.read_from(topic, partition, len(log)))
-        return list(chain.from_iterable(logs))
+                grew = True
+        if grew or topic not in self._listed:  # unchanged: the same list, which the evidence skips at once
+            self._listed[topic] = list(chain.from_iterable(logs))
+        return self._listed[topic]
 
 
 class _Rows:
@@ -222,25 +246,35 @@ class _Rows:
         self._keys: list[tuple[float, str]] = []
         self._rows: list[dict[str, Any]] = []
         self._where: dict[str, tuple[float, str]] = {}
+        self._listed: list[dict[str, Any]] | None = None
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> tuple[list[dict[str, Any]], tuple[list[dict[str, Any]], list[str]]]:
+        """The table's rows, and what changed since the last read: the new dicts in the table's order and
+        the keys of rows gone (`Snapshot.changed_rows`)."""
         rows, gone = self._changed()
-        for key in gone:
-            self._remove(key)
+        if not rows and not gone and self._listed is not None:
+            return self._listed, ([], [])  # unchanged: the same list, which the evidence skips at once
+        removed = [key for key in gone if self._remove(key)]
+        changed: list[tuple[tuple[float, str], dict[str, Any]]] = []
         for row in rows:
             self._remove(row.id)
             where = (row.created_at, row.id)
             at = bisect_left(self._keys, where)
             self._keys.insert(at, where)
-            self._rows.insert(at, row.to_json())
+            as_json = row.to_json()
+            self._rows.insert(at, as_json)
             self._where[row.id] = where
-        return list(self._rows)
+            changed.append((where, as_json))
+        changed.sort(key=lambda item: item[0])
+        self._listed = list(self._rows)
+        return self._listed, ([as_json for _, as_json in changed], removed)
 
-    def _remove(self, key: str) -> None:
+    def _remove(self, key: str) -> bool:
         where = self._where.pop(key, None)
         if where is not None:
             at = bisect_left(self._keys, where)
             del self._keys[at], self._rows[at]
+        return where is not None
 
 
 def _nothing() -> tuple[list[Any], list[str]]:

@@ -14,6 +14,8 @@ optional, is read without building it, so `kcverify targets` can list a target w
 - `description: str` - one line (default: the first line of its docstring);
 - `capabilities: Iterable[str]` - what its instances will offer (the instance's `info` is authoritative);
 - `defect_names: Iterable[str]` - the named defects `--defect` may switch on; none: it takes no --defect;
+- `defect_catalogue: Iterable` - the same defects described, each with `name`, `rule` and `description`
+  (what `kcverify defects` shows); its names stand for `defect_names` when that is not declared;
 - `isolated: bool` - each instance is its own system inside this process, so several can run side by
   side (the kill matrix then runs its defects in a pool); default False: one shared system.
 
@@ -61,6 +63,16 @@ TargetFactory = Callable[[TargetOptions], Target]
 
 
 @dataclass(frozen=True)
+class DefectInfo:
+    """One named defect a target can switch on, as the kill matrix shows it: the rule it breaks and what
+    it does. The verifier's own copy, so nothing above the targets imports a system's catalogue."""
+
+    name: str
+    rule: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class TargetPlugin:
     """One loaded entry point: the factory and what it declares."""
 
@@ -72,6 +84,7 @@ class TargetPlugin:
     capabilities: frozenset[str] | None  # None: not declared (known once an instance exists)
     defect_names: tuple[str, ...]
     isolated: bool
+    defect_catalogue: tuple[DefectInfo, ...] = ()  # in the target's order; names only when not described
 
     @property
     def accepts_defects(self) -> bool:
@@ -161,15 +174,19 @@ def load(ep: EntryPoint) -> TargetPlugin:
                           "callable that takes TargetOptions")
     try:
         capabilities = _declared_capabilities(obj)
-        defect_names = tuple(str(n) for n in getattr(obj, "defect_names", ()))
+        catalogue = tuple(DefectInfo(str(d.name), str(getattr(d, "rule", "")), str(getattr(d, "description", "")))
+                          for d in getattr(obj, "defect_catalogue", ()))
+        defect_names = tuple(str(n) for n in getattr(obj, "defect_names", ())) or tuple(d.name for d in catalogue)
+        described = {d.name: d for d in catalogue}
+        catalogue = tuple(described.get(name) or DefectInfo(name) for name in defect_names)
         description = getattr(obj, "description", None)
         if not isinstance(description, str) or not description.strip():
             description = _first_line_of(inspect.getdoc(obj) or "")
         isolated = bool(getattr(obj, "isolated", False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise PluginError(f"{where} declares something unusable: {exc}") from exc
     return TargetPlugin(ep.name, _distribution(ep), ep.value, factory, description.strip(), capabilities,
-                        defect_names, isolated)
+                        defect_names, isolated, catalogue)
 
 
 def _declared_capabilities(obj: Any) -> frozenset[str] | None:

@@ -222,6 +222,9 @@ def test_i1_succeeded_confirmed_before_is_inclusive(payment_store: PaymentStore)
     for payment in (late, on_the_bound, early, refunded, pending):
         payment_store.insert_payment(payment)
 
-    assert by_id(payment_store.succeeded_confirmed_before(T1)) == by_id([early, on_the_bound])
+    def confirmations(*payments: Payment) -> list[tuple[str, float | None]]:
+        return [(p.id, p.confirmed_at) for p in payments]
+
+    assert payment_store.succeeded_confirmed_before(T1) == confirmations(early, on_the_bound)
     assert payment_store.succeeded_confirmed_before(T0 - 1) == []
-    assert by_id(payment_store.succeeded_confirmed_before(T2)) == by_id([early, on_the_bound, late])
+    assert payment_store.succeeded_confirmed_before(T2) == confirmations(early, on_the_bound, late)

@@ -18,6 +18,7 @@ from kcverify import stack
 from kcverify.checks import REGISTRY
 from kcverify.killmatrix.engine import resolve, run_mutants
 from kcverify.scenario.loader import load_scenarios
+from kcverify.targets import registry
 from kcverify.targets.processes import ProcessesTarget
 from kcverify.targets.registry import TargetOptions
 
@@ -89,7 +90,8 @@ def test_a_subset_of_defects_covering_every_check_is_killed_on_the_stack(state_d
     mutants = []
     for scenario, defects in by_scenario.items():
         scenarios = load_scenarios([SCENARIOS / f"{scenario}.yaml"])
-        result = run_mutants(scenarios, ProcessesTarget.from_options, resolve(defects), jobs=1,
+        chosen = resolve(defects, registry.lookup("processes").defect_catalogue)
+        result = run_mutants(scenarios, ProcessesTarget.from_options, chosen, jobs=1,
                              options=TargetOptions(settings={"state_dir": state_dir}))
         mutants.extend(result.mutants)
     print(f"\ndefects on the stack: {len(SUBSET)} defects over {len(by_scenario)} scenarios in "

@@ -25,8 +25,11 @@ from kcverify.killmatrix.report import SCHEMA_NAME, render_markdown, to_json, wr
 from kcverify.reference.defects import BY_NAME, CATALOGUE
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.scenario.model import Scenario
+from kcverify.targets import registry
 from kcverify.targets.embedded import EmbeddedTarget
 from kcverify.targets.registry import TargetOptions
+
+CATALOG = registry.lookup("embedded").defect_catalogue  # what `kcverify defects` switches on
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -120,7 +123,7 @@ def test_a_defect_the_suite_cannot_see_is_a_survivor() -> None:
     """happy-path never loses an event, so a missing reconciler goes unnoticed; but it reads the
     stored sessionCount, so the string "10" is caught."""
     result = run_mutants(scenarios("happy-path"), EmbeddedTarget.from_options,
-                         resolve(["no-reconciler", "string-session-count"]), jobs=1, paths=["happy-path.yaml"])
+                         resolve(["no-reconciler", "string-session-count"], CATALOG), jobs=1, paths=["happy-path.yaml"])
     outcome = {m.name: m.outcome for m in result.mutants}
     assert outcome == {"string-session-count": Outcome.KILLED, "no-reconciler": Outcome.SURVIVED}
     [survivor] = result.survivors
@@ -135,7 +138,7 @@ def test_a_defect_the_suite_cannot_see_is_a_survivor() -> None:
 
 def test_error_scenarios_are_not_kills() -> None:
     result = run_mutants(scenarios("happy-path", "broker-down-at-confirm"),
-                         lambda options: BrokenUnder("dual-write", options), resolve(["dual-write"]), jobs=1)
+                         lambda options: BrokenUnder("dual-write", options), resolve(["dual-write"], CATALOG), jobs=1)
     [mutant] = result.mutants
     assert mutant.killed is False and mutant.caught_by == ()
     assert mutant.outcome is Outcome.ERROR
@@ -180,19 +183,30 @@ def test_a_failing_baseline_stops_before_any_mutant() -> None:
 
 
 def test_resolve_keeps_catalogue_order_and_suggests_names() -> None:
-    assert resolve([]) == CATALOGUE
-    assert [d.name for d in resolve(["dual-write", "stale-set-race", "dual-write"])] == ["dual-write",
-                                                                                         "stale-set-race"]
+    assert resolve([], CATALOG) == CATALOG
+    assert [d.name for d in resolve(["dual-write", "stale-set-race", "dual-write"], CATALOG)] == ["dual-write",
+                                                                                                  "stale-set-race"]
     with pytest.raises(InputError, match="did you mean 'dual-write'"):
-        resolve(["dual-wrte"])
+        resolve(["dual-wrte"], CATALOG)
     with pytest.raises(InputError, match=r"unknown defect 'no-such'.*did you mean"):
-        resolve(["no-such"])
+        resolve(["no-such"], CATALOG)
+
+
+def test_the_embedded_and_processes_targets_describe_the_whole_catalogue_through_the_registry() -> None:
+    """The kill matrix takes its defects from the registry, never from the reference: every defect of the
+    reference is there, with its rule and description, on both reference targets."""
+    expected = [(d.name, d.rule, d.description) for d in CATALOGUE]
+    for name in ("embedded", "processes"):
+        plugin = registry.lookup(name)
+        assert [(d.name, d.rule, d.description) for d in plugin.defect_catalogue] == expected, name
+        assert plugin.defect_names == tuple(BY_NAME)
 
 
 def test_the_console_shows_survivors_with_their_rule_and_the_wall_time() -> None:
     from rich.console import Console
 
-    result = run_mutants(scenarios("happy-path"), EmbeddedTarget.from_options, resolve(["no-reconciler"]), jobs=1)
+    result = run_mutants(scenarios("happy-path"), EmbeddedTarget.from_options, resolve(["no-reconciler"], CATALOG),
+                         jobs=1)
     console = Console(record=True, width=200, no_color=True)
     MutantsConsole(console).finished(result)
     text = console.export_text()

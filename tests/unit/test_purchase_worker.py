@@ -189,3 +189,39 @@ def test_i1_without_a_worker_settle_does_not_spin_the_clock(flow: Flow) -> None:
     result = flow.system.settle()
     assert result.quiet and result.advanced == 0.0
     assert flow.system.course_store.all_purchases() == []
+
+
+def test_i1_the_reconciler_looks_up_only_payments_it_has_not_seen_purchased(flow: Flow) -> None:
+    """A settle per purchase over a long run must not look up every purchase ever made on every round: a
+    payment seen with its purchase is not looked up in courses_db again (purchases are never deleted)."""
+    lookups: list[str] = []
+    courses = flow.system.reconciler._courses
+    real = courses.purchase_for_payment
+
+    def counted(payment_id: str) -> Any:
+        lookups.append(payment_id)
+        return real(payment_id)
+
+    courses.purchase_for_payment = counted  # type: ignore[method-assign]
+    bought = []
+    for _ in range(12):
+        bought.append(flow.buy())
+        flow.settle()
+    per_payment = {payment_id: lookups.count(payment_id) for payment_id in bought}
+    assert set(per_payment) == set(bought) and all(n >= 1 for n in per_payment.values())
+    assert max(per_payment.values()) <= 2  # until seen purchased, then never again
+    before = len(lookups)
+    flow.settle()
+    flow.settle()
+    assert len(lookups) == before  # nothing open: later settles look nothing up
+
+
+def test_i1_the_reconciler_still_republishes_a_payment_found_without_purchase_later(flow: Flow) -> None:
+    flow.system.stop("purchase-worker")
+    payment_id = flow.buy()
+    flow.settle()  # open: no purchase yet; the reconciler does not wait for a worker that is down
+    flow.system.restart("purchase-worker")
+    flow.system.faults.fail_next("courses_db", 3, op="record_purchase")
+    flow.settle()
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+    assert len(_trace(flow, "republished")) == 1  # the reconciler's re-publish made it, not the first event

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kcverify.checks import select
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
+from kcverify.reference import bootstrap as reference_bootstrap
 from kcverify.reference import domain
 from kcverify.reference.bootstrap import ROUND_BUDGET_BASE, ROUNDS_PER_ITEM, bootstrap
 from kcverify.reference.settings import Settings
@@ -90,3 +93,42 @@ def test_expecting_a_bound_that_is_not_hit_fails_the_step(tmp_path: Path) -> Non
     assert result.status == Status.FAILED
     [failure] = result.failures
     assert failure.check == "step expectation" and failure.step == 2 and "became quiet" in failure.message
+
+
+def test_a_settle_that_runs_out_of_kcverifys_rounds_says_so_and_is_no_verdict_on_the_system(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker refuses 40 publishes: the correct reference retries on timed backoffs, so it keeps making
+    progress; with the cap on rounds made tiny, the settle ends at kcverify's own limit. The scenario errors
+    with a message naming the limit and the work, and no check or step blames the system (no I3)."""
+    monkeypatch.setattr(reference_bootstrap, "MAX_ROUNDS_BASE", 0)
+    monkeypatch.setattr(reference_bootstrap, "ROUND_BUDGET_BASE", 5)
+    path = tmp_path / "many-refusals.yaml"
+    path.write_text("title: t\ncovers: [I3]\nsteps:\n  - create_payment: {as: p1}\n"
+                    "  - fail: {resource: bus, op: publish, times: 40}\n  - confirm: {payment: p1}\n"
+                    "  - settle: {}\n")
+    result = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(load_scenario(path))
+    assert result.status == Status.ERROR
+    assert "kcverify's own settle limit" in result.reason and "not a defect of the system" in result.reason
+    cap = 5 + ROUNDS_PER_ITEM * 2  # the payment and its outbox row when the settle started
+    assert f"cap of {cap} rounds" in result.reason and "items in the system at the end" in result.reason
+    assert "settle: {}" in result.reason  # how to give the work more room
+    assert not [f for f in result.failures if "I3" in f.rules]
+
+
+def test_the_same_settle_with_the_usual_cap_is_quiet_and_passes(tmp_path: Path) -> None:
+    path = tmp_path / "many-refusals.yaml"
+    path.write_text("title: t\ncovers: [I3]\nsteps:\n  - create_payment: {as: p1}\n"
+                    "  - fail: {resource: bus, op: publish, times: 40}\n  - confirm: {payment: p1}\n"
+                    "  - settle: {}\n")
+    result = Runner(EmbeddedTarget(), (), RunOptions(), checks=select()).run_scenario(load_scenario(path))
+    assert result.status == Status.PASSED, result.reason
+
+
+def test_a_stuck_component_is_still_the_systems_failure_not_kcverifys_limit() -> None:
+    target = _started("poison-blocks-partition")  # retries forever: the horizon ends it, judged I3
+    try:
+        target.publish(domain.TOPIC_CONFIRMED, "s1", b"{not json")
+        assert target.settle(None) is False
+        assert target.settle_limit() is None
+    finally:
+        target.stop()

@@ -54,6 +54,7 @@ from kcverify.reference.adapters.sql import (
     ddl,
 )
 from kcverify.reference.domain import OutboxMessage, Payment, PaymentStatus, Purchase
+from kcverify.reference.ports import Confirmation
 
 # The constraint names of contracts/db/postgres/courses_db.sql that mean "a rival won the race".
 PURCHASE_PAYMENT_UNIQUE = "purchases_payment_id_unique"
@@ -302,11 +303,12 @@ class PostgresPaymentStore(_PostgresOutboxStore):
             f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = %s AND student_id = %s"
             " AND status = 'succeeded'", (payment_id, student_id), _payment)
 
-    def succeeded_confirmed_before(self, before: float) -> list[Payment]:
+    def succeeded_confirmed_before(self, before: float) -> list[tuple[str, float]]:
         """Oldest confirmation first."""
         return self._read(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE status = 'succeeded' AND confirmed_at <= %s"
-            ' ORDER BY confirmed_at, id COLLATE "C"', (_to_db_time(before),), _payment)
+            "SELECT id, confirmed_at FROM payments WHERE status = 'succeeded' AND confirmed_at <= %s"
+            ' ORDER BY confirmed_at, id COLLATE "C"', (_to_db_time(before),),
+            lambda row: Confirmation(row["id"], _from_db_time(row["confirmed_at"])))
 
     def all_payments(self) -> list[Payment]:
         """Oldest first (created_at, then id)."""

@@ -5,10 +5,16 @@ the target owns them and stops them at the end of a run.
 Every process is started held (`--held`: its loops take no step until told), shares one fault table
 (`--faults-file`), writes its trace to its own JSON-lines file, and stops by itself when the target
 that started it is gone (`--parent-pid`), so a target that died cannot leave a worker behind that takes
-partitions from the next run's worker."""
+partitions from the next run's worker.
+
+Ports: every start binds port 0 (the kernel picks a free port as it binds) and reports where it listens
+in a ports file (`--ports-file`), which `wait_ready` reads. Choosing a free port here and passing it
+down raced with every other program on the machine: a port free when chosen could be taken before the
+child bound it, and the child exited with status 2 ("cannot listen") under load."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from kcverify.stack.network import HOST, free_ports
+from kcverify.stack.network import HOST
 
 READY_TIMEOUT = 60.0  # a process imports the reference and connects to PostgreSQL, Kafka and Redis
 STOP_TIMEOUT = 30.0  # SIGTERM, then SIGKILL
@@ -78,8 +84,10 @@ class ManagedProcess:
         self.faults_file = faults_file
         self.trace_file = run_dir / f"{spec.name}.trace.jsonl"
         self.log_file = run_dir / f"{spec.name}.log"
+        self.ports_file = run_dir / f"{spec.name}.ports.json"
         self._client = client
-        self.service_port, self.control_port = free_ports(2)
+        self.service_port: int | None = None  # where the current start listens, from its ports file
+        self.control_port: int | None = None
         self.popen: subprocess.Popen[bytes] | None = None
         self.defects: frozenset[str] = frozenset()
         self.starts = 0
@@ -103,19 +111,22 @@ class ManagedProcess:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-c", "from kcverify.cli.main import main; main()", "serve", self.spec.kind,
-               "--state-dir", str(self.state_dir), "--control-port", str(self.control_port), "--held",
-               "--faults-file", str(self.faults_file), "--trace-file", str(self.trace_file),
+               "--state-dir", str(self.state_dir), "--control-port", "0", "--ports-file", str(self.ports_file),
+               "--held", "--faults-file", str(self.faults_file), "--trace-file", str(self.trace_file),
                "--parent-pid", str(os.getpid()), *self.spec.args]
         if self.spec.service:
-            cmd += ["--port", str(self.service_port)]
+            cmd += ["--port", "0"]
         for defect in sorted(self.defects):
             cmd += ["--defect", defect]
         return cmd
 
     def spawn(self, defects: frozenset[str]) -> None:
-        """Start the process (not waiting for it). Its ports stay the same across restarts."""
+        """Start the process (not waiting for it). Each start listens on ports of its own, known once
+        `wait_ready` has read its ports file."""
         if self.alive():
             return
+        self.ports_file.unlink(missing_ok=True)  # the previous start's ports are no one's now
+        self.service_port = self.control_port = None
         self.defects = defects
         self.exit_expected = self.crash_armed = self.exit_reported = False
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,12 +144,26 @@ class ManagedProcess:
             if not self.alive():
                 raise ProcessFailed(f"{self.spec.name} exited with status {self.exit_status()} while starting"
                                     f"{self.log_tail()}")
-            if self._answers(self.control_url) and (not self.spec.service or self._answers(self.service_url)):
+            if self._read_ports() and self._answers(self.control_url) \
+                    and (not self.spec.service or self._answers(self.service_url)):
                 return
             if time.monotonic() >= deadline:
                 raise ProcessFailed(f"{self.spec.name} did not answer within {READY_TIMEOUT:.0f} s"
                                     f"{self.log_tail()}")
             time.sleep(POLL)
+
+    def _read_ports(self) -> bool:
+        """The ports of the current start, once its ports file is there (written whole, by a rename)."""
+        if self.control_port is not None:
+            return True
+        try:
+            ports = json.loads(self.ports_file.read_text())
+        except (OSError, ValueError):
+            return False
+        if self.popen is None or ports.get("pid") != self.popen.pid:
+            return False  # a file left by an earlier start: not this process's ports
+        self.service_port, self.control_port = ports.get("service"), ports.get("control")
+        return self.control_port is not None
 
     def _answers(self, base: str) -> bool:
         try:
