@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ import httpx
 
 from kcverify.core.clock import SystemClock
 from kcverify.core.errors import InputError, TargetUnreachable
-from kcverify.spec import policy
+from kcverify.spec import names, policy
 from kcverify.targets.base import HttpReply, RecordId, Snapshot, TargetInfo
 from kcverify.targets.external.auth import Credentials
 from kcverify.targets.external.control import Control, ControlError
@@ -64,6 +64,10 @@ HTTP_TIMEOUT = 30.0
 # The components without which a succeeded payment may stay without its purchase: a settle does not wait
 # for the purchase while one of them is down (as on the processes target).
 PURCHASE_MAKERS = frozenset({"payment-relay", "purchase-worker", "reconciler"})
+# The consumer group each consuming component works in, and the topic it consumes: a settle waits until the
+# group has committed the topic's end (a worker between two attempts changes nothing for seconds).
+CONSUMERS = {"purchase-worker": names.group_topic(names.WORKER_GROUP, names.TOPIC_CONFIRMED),
+             "cache-invalidator": names.group_topic(names.INVALIDATOR_GROUP, names.TOPIC_CREATED)}
 
 
 class ExternalTarget:
@@ -248,15 +252,19 @@ class ExternalTarget:
         the bound is hit first. Without queries there is nothing to observe: it waits `settle_quiet`
         seconds and reports quiet. Held components run meanwhile, and are held again after."""
         if self._control is None:
-            return self._until_quiet(timeout, complete=True)
+            return self._until_quiet(timeout, complete=True, consumers=set(CONSUMERS))
         running = self._control.pausable()
         self._control.resume(running)
         try:
-            return self._until_quiet(timeout, complete=not PURCHASE_MAKERS & self._control.down)
+            return self._until_quiet(timeout, complete=not PURCHASE_MAKERS & self._control.down,
+                                     consumers=set(CONSUMERS) - self._control.down)
         finally:
             self._control.pause(running)
 
-    def _until_quiet(self, timeout: float | None, *, complete: bool) -> bool:
+    def _until_quiet(self, timeout: float | None, *, complete: bool, consumers: Collection[str] = ()) -> bool:
+        """Quiet: nothing observed changed for `settle_quiet` seconds, every succeeded payment has its purchase
+        (when `complete`), and the groups of `consumers` have committed their topics' ends (when the bus is
+        read)."""
         if self._db is None and "read_bus" not in self.info.capabilities:
             time.sleep(self._quiet)
             return True
@@ -271,7 +279,7 @@ class ExternalTarget:
                 last, since = state, now
             bought = {p.get("paymentId") for p in snap.purchases}
             done = not complete or all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
-            if done and now - since >= self._quiet:
+            if done and now - since >= self._quiet and _caught_up(snap, [CONSUMERS[c] for c in consumers]):
                 return True
             if now >= deadline:
                 return False
@@ -305,7 +313,7 @@ class ExternalTarget:
             return  # a component that is down does nothing, as on the processes target
         control.resume([component])
         try:
-            self._until_quiet(None, complete=False)
+            self._until_quiet(None, complete=False, consumers={component} & set(CONSUMERS))
         finally:
             control.pause([component])
 
@@ -347,6 +355,18 @@ class ExternalTarget:
             raise self._lacks("replay dead letters (the profile configures no kafka.topics.dead_letter)")
         with self._bus_errors():
             return self._kafka().replay(self._prefix)
+
+
+def _caught_up(snap: Snapshot, group_topics: list[str]) -> bool:
+    """Every one of `group_topics` ("group/topic") that the snapshot shows has committed its topic's end."""
+    for key in group_topics:
+        committed = snap.committed.get(key)
+        if committed is None:
+            continue  # a group the profile does not declare, or no bus read
+        ends = snap.end_offsets.get(key.split("/", 1)[1], {})
+        if any((committed.get(partition) or 0) < end for partition, end in ends.items()):
+            return False
+    return True
 
 
 def _json_object(body: bytes | None) -> dict[str, Any]:
