@@ -312,7 +312,33 @@ def _decode(raw: bytes, file: str) -> str:
                          file, before.count(b"\n") + 1, col, "save the file as UTF-8") from error
 
 
+PRECOUNT_ABOVE = 64_000  # characters: below this a file cannot hold MAX_NODES values worth counting twice
+
+
+def _beyond_the_value_limit(text: str) -> tuple[int, int] | None:
+    """Where a large file passes MAX_NODES values, counted on libyaml's events (C speed): refusing such a
+    file no longer costs composing MAX_NODES nodes in Python first. None when the file stays within the
+    limit, is small, or is not YAML the C parser reads (the composer below then says what is wrong)."""
+    if len(text) < PRECOUNT_ABOVE or not getattr(yaml, "__with_libyaml__", False):
+        return None
+    counted = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+    values = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(event, counted):
+                values += 1
+                if values > MAX_NODES:
+                    mark = event.start_mark
+                    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    except yaml.YAMLError:
+        return None
+    return None
+
+
 def _parse(text: str, file: str, kind: str = "scenario") -> _Document:
+    beyond = _beyond_the_value_limit(text)
+    if beyond is not None:
+        raise InputError(f"the file has more than {MAX_NODES} values, the limit", file, *beyond)
     loader: _Yaml12Loader | None = None
     try:
         loader = _Yaml12Loader(text)  # the reader rejects control characters already here
