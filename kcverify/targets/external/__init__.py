@@ -216,19 +216,22 @@ class ExternalTarget:
     def snapshot(self) -> Snapshot:
         down = frozenset(self._control.down) if self._control is not None else frozenset()
         snapshot = Snapshot(at=self.now(), down=down)
-        if self._db is not None:
-            params = {"prefix": self._prefix}
-            snapshot.payments = self._db.canonical("payments", params)
-            snapshot.purchases = self._db.canonical("purchases", params)
+        # The system runs while this reads: committed offsets first, then the records, then the rows, so
+        # that nothing the snapshot shows committed is newer than the records and rows it shows (a purchase
+        # made and its offset committed between reading the rows and the offsets would look lost).
         if "read_bus" in self.info.capabilities:
             from kcverify.targets.external.bus import group_offsets
 
             bus = self._kafka()
             with self._bus_errors():
+                snapshot.committed = group_offsets(bus)
                 bus.read_new()
                 snapshot.topics = bus.records(self._prefix)
                 snapshot.end_offsets = {t: dict(ends) for t, ends in bus.ends.items()}
-                snapshot.committed = group_offsets(bus)
+        if self._db is not None:
+            params = {"prefix": self._prefix}
+            snapshot.payments = self._db.canonical("payments", params)
+            snapshot.purchases = self._db.canonical("purchases", params)
         return snapshot
 
     def cache_entry(self, name: str) -> CacheEntry:
@@ -270,7 +273,8 @@ class ExternalTarget:
             if state != last:
                 last, since = state, now
             bought = {p.get("paymentId") for p in snap.purchases}
-            done = not complete or all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
+            done = not complete or (all(p["id"] in bought for p in snap.payments if p.get("status") == "succeeded")
+                                    and _consumed(snap))
             if done and now - since >= self._quiet:
                 return True
             if now >= deadline:
@@ -347,6 +351,16 @@ class ExternalTarget:
             raise self._lacks("replay dead letters (the profile configures no kafka.topics.dead_letter)")
         with self._bus_errors():
             return self._kafka().replay(self._prefix)
+
+
+def _consumed(snapshot: Snapshot) -> bool:
+    """Every declared group has committed its topic up to the end: no record is still being handled (a
+    worker retrying an event, then dead-lettering it, changes no row until it is done)."""
+    for group_topic, committed in snapshot.committed.items():
+        ends = snapshot.end_offsets.get(group_topic.split("/", 1)[-1], {})
+        if any((committed.get(partition) or 0) < end for partition, end in ends.items()):
+            return False
+    return True
 
 
 def _json_object(body: bytes | None) -> dict[str, Any]:

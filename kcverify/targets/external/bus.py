@@ -45,6 +45,10 @@ class Bus:
         self._consumer = Consumer({**common, "group.id": f"kcverify-external-reader-{uuid.uuid4().hex}",
                                    "enable.auto.commit": False, "enable.partition.eof": False,
                                    "client.id": "kcverify-external-reader"})
+        # End offsets are asked on a consumer of their own: on the reader's connection the question would wait
+        # behind its fetch, which the broker holds up to fetch.wait.max.ms (0.5 s per partition asked).
+        self._ends = Consumer({**common, "group.id": f"kcverify-external-ends-{uuid.uuid4().hex}",
+                               "enable.auto.commit": False, "client.id": "kcverify-external-ends"})
         self._admin = AdminClient({**common, "client.id": "kcverify-external-admin"})
         self._producer: Producer | None = None
         self._positions: dict[tuple[str, int], int] = {}
@@ -83,7 +87,7 @@ class Bus:
             deadline = time.monotonic() + REQUEST_TIMEOUT
             while True:
                 try:
-                    _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                    _, high = self._ends.get_watermark_offsets(TopicPartition(topic, partition),
                                                                    timeout=REQUEST_TIMEOUT, cached=False)
                     break
                 except KafkaException as exc:
@@ -325,6 +329,7 @@ class Bus:
 
     def close(self) -> None:
         self._consumer.close()
+        self._ends.close()
         if self._producer is not None:
             self._producer.flush(REQUEST_TIMEOUT)
 
@@ -360,11 +365,14 @@ def _object(value: bytes) -> dict[str, Any] | None:
 
 
 def _same(raw: bytes, carried: Any) -> bool:
-    """A letter's originalEvent carries a record's value: its JSON when it parses, else its text."""
+    """A letter's originalEvent carries a record's value: its JSON when it parses, or its text (some systems
+    keep the original as text even when it parses)."""
     try:
-        return bool(json.loads(raw) == carried)
+        if json.loads(raw) == carried:
+            return True
     except (ValueError, UnicodeDecodeError):
-        return bool(raw.decode("utf-8", "replace") == carried)
+        pass
+    return bool(raw.decode("utf-8", "replace") == carried)
 
 
 def _student(value: Mapping[str, Any]) -> str | None:
