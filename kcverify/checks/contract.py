@@ -6,10 +6,18 @@ indeterminate: reported, never counted as conforming."""
 from __future__ import annotations
 
 import json
+import re
 
 from kcverify import contracts
 from kcverify.checks.base import Check
 from kcverify.contracts.openapi import validate_response
+from kcverify.spec import names
+
+_REQUIRED = re.compile(r"^'([^']+)' is a required property$")
+# Where a canonical field sits in a canonical value: at the top (envelope, dead letter), in the payload, or
+# in a dead letter's original event (a confirmed event, judged by what the confirmed topic carries).
+_CONTAINERS = {(): None, ("payload",): None, ("originalEvent",): names.TOPIC_CONFIRMED,
+               ("originalEvent", "payload"): names.TOPIC_CONFIRMED}
 
 
 class ContractCheck(Check):
@@ -21,6 +29,7 @@ class ContractCheck(Check):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._exchanges_seen = 0
         self._records_seen: dict[str, set[tuple[int, int]]] = {}  # topic -> (partition, offset) validated
+        self._not_carried: dict[str, set[str]] = {}  # canonical topic -> fields the system does not carry
         self.metrics.update(responses=0, events=0)
 
     def after_step(self, step: int) -> None:
@@ -29,6 +38,9 @@ class ContractCheck(Check):
     def finish(self) -> None:
         self._scan(None)
         self.notes.append(f"{self.metrics['responses']} response(s), {self.metrics['events']} event(s) validated")
+        for topic, fields in sorted(self._not_carried.items()):
+            self.notes.append(f"{topic}: {', '.join(sorted(fields))} not carried by this system (profile maps no "
+                              "such field): not judged")
 
     def _scan(self, step: int | None) -> None:
         for exchange in self.evidence.exchanges[self._exchanges_seen:]:
@@ -59,11 +71,26 @@ class ContractCheck(Check):
                     self.fail(f"event:{topic}:{record.partition}:{record.offset}",
                               f"{topic}[{record.partition}]@{record.offset} is not JSON: {exc}", step=step)
                     continue
-                violations = contracts.validate(schema, event)
+                violations = [v for v in contracts.validate(schema, event) if self._carried(topic, v)]
                 if violations:
                     shown = "; ".join(str(v) for v in violations[:4])
                     self.fail(f"event:{topic}:{record.partition}:{record.offset}",
                               f"{topic}[{record.partition}]@{record.offset} breaks {schema}: {shown}", step=step)
+
+    def _carried(self, topic: str, violation: contracts.Violation) -> bool:
+        """False for a required canonical field the system does not carry at all (noted, not failed)."""
+        missing = _REQUIRED.match(violation.message)
+        if not missing:
+            return True
+        parts = tuple(p for p in violation.path.removeprefix("$").split(".") if p)
+        parent, field = parts[:-1], missing.group(1)
+        if not parts or parts[-1] != field or parent not in _CONTAINERS or field == "payload":
+            return True
+        judged = _CONTAINERS[parent] or topic
+        if self.evidence.conventions.carries(judged, field):
+            return True
+        self._not_carried.setdefault(judged, set()).add(field)
+        return False
 
 
 def _rules_for(path: str) -> tuple[str, ...]:

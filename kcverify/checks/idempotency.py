@@ -1,6 +1,8 @@
 """Idempotency: exactly one purchase and one PURCHASE_CREATED per succeeded payment, whatever the
 duplicates, redeliveries, crashes and gateway retries; one logical event per idempotency key (same key
--> same eventId); idempotency keys in the contract's format, naming the ids in their payload."""
+-> same eventId); idempotency keys in the contract's format, naming the ids in their payload. A system
+whose records carry no idempotency key (its profile maps none) has those two judgements noted as not
+made; the counts per payment are still judged."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class IdempotencyCheck(Check):
         self._key_to_event: dict[str, str] = {}
         self._events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._first_seen: dict[tuple[str, str], int] = {}
+        self._keys_not_carried: set[str] = set()  # topics whose records carry no idempotency key
 
     def after_step(self, step: int) -> None:
         self._scan(step)
@@ -55,7 +58,11 @@ class IdempotencyCheck(Check):
                     continue
                 payload: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
                 key, event_id = event.get("idempotencyKey"), event.get("eventId")
-                self._key_format(step, expected, str(key), payload)
+                if not self.evidence.conventions.carries(topic, "idempotencyKey"):
+                    self._keys_not_carried.add(topic)
+                    key = None
+                else:
+                    self._key_format(step, expected, str(key), payload)
                 if isinstance(key, str) and isinstance(event_id, str):
                     seen = key_to_event.setdefault(key, event_id)
                     if seen != event_id:
@@ -103,3 +110,6 @@ class IdempotencyCheck(Check):
                           rules=("W6",), payment=name)
         self.notes.append(f"{len(snapshot.purchases)} purchase(s), {sum(len(v) for v in created.values())} "
                           f"PURCHASE_CREATED event(s)")
+        for topic in sorted(self._keys_not_carried):
+            self.notes.append(f"{topic}: idempotencyKey not carried by this system (profile maps no such field): "
+                              "key format and one event per key not judged")

@@ -8,7 +8,9 @@
   or kill between publish and mark, a failed store or broker call, a component taken down so that the
   reconciler re-publishes, a dead-letter replay, time moved past the reconciler's grace); then every
   further record must be a byte-identical re-publish of the first: same value, key and headers.
-Records the scenario injected (its `publish` steps) are not the system's and are not judged."""
+Records the scenario injected (its `publish` steps) are not the system's and are not judged. A user's
+system judged by its profile is held to the required headers it carries (`Conventions.carries_header`):
+one it does not carry at all is noted, not failed."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class RecordsCheck(Check):
         self._injected_values: set[tuple[str, bytes]] = set()
         self._where_injected: set[tuple[str, int, int]] = set()
         self._injected_seen = 0
+        self._not_carried: dict[str, set[str]] = {}  # canonical topic -> required headers not carried
 
     def after_step(self, step: int) -> None:
         self._shape(step)
@@ -50,6 +53,9 @@ class RecordsCheck(Check):
         self._shape(None)
         self._per_payment()
         self.notes.append(f"{self.metrics['records']} record(s): keys and headers judged against asyncapi.yaml")
+        for topic, headers in sorted(self._not_carried.items()):
+            self.notes.append(f"{topic}: header(s) {', '.join(sorted(headers))} not carried by this system "
+                              "(profile declares no such header): not judged")
 
     # --- key and headers ---------------------------------------------------------------------------
 
@@ -85,7 +91,11 @@ class RecordsCheck(Check):
                                   f"{record.key!r}, but asyncapi.yaml keys {message.name or topic} by "
                                   f"{'.'.join(message.key_field)} = {wanted!r} (per-student order is lost)",
                                   rules=("I4",), step=step, **self._about(event))
-                self._headers(step, where, record, event, message.required_headers)
+                required = tuple(h for h in message.required_headers
+                                 if self.evidence.conventions.carries_header(topic, h))
+                if len(required) < len(message.required_headers):
+                    self._not_carried.setdefault(topic, set()).update(set(message.required_headers) - set(required))
+                self._headers(step, where, record, event, required)
         self.metrics["records"] = records
 
     def _headers(self, step: int | None, where: str, record: BusRecord, event: dict[str, Any],

@@ -43,6 +43,12 @@ class Conventions:
     # sessionCount -> purchaseTier, for a system whose tiers are not the session count itself (the rules'
     # data model: a purchase's tier is its sessionCount). Pairs, so the value stays hashable.
     tiers: tuple[tuple[int, int], ...] = ()
+    # What a user's system carries on the bus, per canonical topic: the canonical fields (envelope, payload
+    # and dead-letter fields by name) and the canonical headers its profile maps. A topic not listed carries
+    # everything the contract names (the spec; the reference). A field or header the system does not carry
+    # at all cannot be judged: the checks note it instead of failing it.
+    carried_fields: tuple[tuple[str, frozenset[str]], ...] = ()
+    carried_headers: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def backoff(self, failed_attempt: int) -> float:
         """The delay after the n-th failed attempt (1-based); the last delay repeats."""
@@ -56,6 +62,21 @@ class Conventions:
             if count == session_count:
                 return tier
         return session_count
+
+    def carries(self, topic: str, field: str) -> bool:
+        """Whether the system's records on canonical `topic` carry canonical `field` at all."""
+        return _declared(self.carried_fields, topic, field)
+
+    def carries_header(self, topic: str, header: str) -> bool:
+        """Whether the system's records on canonical `topic` carry the canonical header `header`."""
+        return _declared(self.carried_headers, topic, header)
+
+
+def _declared(table: tuple[tuple[str, frozenset[str]], ...], topic: str, name: str) -> bool:
+    for listed, names_ in table:
+        if listed == topic:
+            return name in names_
+    return True
 
 
 SPEC_CONVENTIONS = Conventions()

@@ -27,6 +27,7 @@ FLAWS = {
     "dedupe-by-course": "the worker skips an event when the student already owns the course (a repurchase is lost)",
     "event-wins": "the worker merges the event's metadata over the payment row's",
     "no-idempotency-guard": "the worker does not consult processed_events (a redelivery buys twice)",
+    "key-by-payment": "confirmations are keyed by payment id: a student's confirmations lose their order",
 }
 Flaws = frozenset[str]
 

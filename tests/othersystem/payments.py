@@ -1,7 +1,7 @@
 """The checkout's payment service: its own `/v2/checkout/...` paths, every success wrapped
 `{success, message, data: {payment}}`, errors as RFC 9457 problems, the gateway's callback signed with
 HMAC-SHA256 over `{paymentId}:{t}:{raw body}` (base64, header `X-Checkout-Signature: ts=...;sig=...`),
-and a direct publish of `payment.confirmed` to `payments.confirmed` (key: the payment id) once the
+and a direct publish of `payment.confirmed` to `payments.confirmed` (key: `student:{studentId}`) once the
 confirmation has committed."""
 
 from __future__ import annotations
@@ -201,5 +201,6 @@ class PaymentService:
                           "courseId": row["course_ref"], "amountCents": row["amount_minor"],
                           "currency": row["currency"], "metadata": row["meta"]},
                  "_metadata": {"source": "payment-service", "schemaVersion": 2}}
-        self.producer.produce(CONFIRMED_TOPIC, key=str(row["payment_id"]), value=json.dumps(event).encode())
+        key = str(row["payment_id"]) if "key-by-payment" in self.flaws else f"student:{row['student_ref']}"
+        self.producer.produce(CONFIRMED_TOPIC, key=key, value=json.dumps(event).encode())
         self.producer.flush(10)

@@ -2,7 +2,10 @@
 hand after each record is handled), creates the course enrollment (no payment-id column) once per event
 (`processed_events`, keyed by event id and consumer name), merges metadata payment-wins/event-fills,
 invalidates the student's cached view after the commit, announces `enrollment.created`, and sends what
-it cannot use to `dead-letter-queue` with the original event, offset and attempts."""
+it cannot use to `dead-letter-queue` with the original event, offset, attempts and an error code:
+INVALID_EVENT at once for an event it cannot parse, PAYMENT_NOT_PAID after 3 attempts for a payment that is
+unknown or not paid, PROCESSING_FAILED after 3 attempts for a database error. One enrollment per payment:
+`processed_events` also remembers the payment (`payment:{id}`), since an enrollment has no payment id."""
 
 from __future__ import annotations
 
@@ -36,6 +39,10 @@ class Poison(Exception):
     """An event this worker can never use."""
 
 
+class NotPaid(Exception):
+    """The event's payment is unknown or not paid (yet): retried, then dead-lettered."""
+
+
 def merge(payment: dict[str, Any] | None, event: dict[str, Any], flaws: Flaws) -> dict[str, Any]:
     """Payment row wins where it has a value; the event fills keys the row lacks or holds null."""
     first, second = (payment or {}), event
@@ -59,6 +66,9 @@ def _parse(raw: bytes | None) -> dict[str, Any]:
             raise Poison(f"data.{field} missing")
     if not isinstance(data.get("metadata"), dict):
         raise Poison("data.metadata is not an object")
+    count = data["metadata"].get("sessionCount")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+        raise Poison("data.metadata.sessionCount is not a number")
     parsed: dict[str, Any] = event
     return parsed
 
@@ -96,15 +106,16 @@ class Worker:
         try:
             event = _parse(msg.value())
         except Poison as exc:
-            self._dead_letter(msg, str(exc), 1)
+            self._dead_letter(msg, "INVALID_EVENT", str(exc), 1)
             return
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 self._enroll(event)
                 return
-            except psycopg.Error as exc:
+            except (psycopg.Error, NotPaid) as exc:
                 if attempt == ATTEMPTS:
-                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}", attempt)
+                    code = "PAYMENT_NOT_PAID" if isinstance(exc, NotPaid) else "PROCESSING_FAILED"
+                    self._dead_letter(msg, code, f"{type(exc).__name__}: {exc}", attempt)
                     return
                 time.sleep(BACKOFF[attempt - 1])
 
@@ -112,16 +123,18 @@ class Worker:
         data = event["data"]
         with psycopg.connect(self.dsn) as conn:
             if "no-idempotency-guard" not in self.flaws:
-                seen = conn.execute("SELECT 1 FROM processed_events WHERE event_id=%s AND consumer=%s",
-                                    (event["eventId"], WORKER_NAME)).fetchone()
+                seen = conn.execute("SELECT 1 FROM processed_events WHERE event_id = ANY(%s) AND consumer=%s",
+                                    ([event["eventId"], f"payment:{data['paymentId']}"], WORKER_NAME)).fetchone()
                 if seen:
                     return
             if "dedupe-by-course" in self.flaws and conn.execute(
                     "SELECT 1 FROM learning.course_enrollments WHERE student_ref=%s AND course_ref=%s AND active",
                     (data["studentId"], data["courseId"])).fetchone():
                 return
-            row = conn.execute("SELECT meta FROM billing.payments WHERE payment_id::text=%s",
+            row = conn.execute("SELECT meta FROM billing.payments WHERE payment_id::text=%s AND state='succeeded'",
                                (data["paymentId"],)).fetchone()
+            if row is None:
+                raise NotPaid(f"payment {data['paymentId']} is not paid")
             meta = merge(row[0] if row else None, data["metadata"], self.flaws)
             if "stringified-session-count" in self.flaws:
                 meta["sessionCount"] = str(meta.get("sessionCount"))
@@ -131,8 +144,9 @@ class Worker:
                 "meta_origin) VALUES (%s,%s,%s,%s,%s,%s) RETURNING enrolled_at",
                 (enrollment, data["studentId"], data["courseId"], int(meta.get("sessionCount") or 1), Jsonb(meta),
                  "payment" if row else "event")).fetchone()
-            conn.execute("INSERT INTO processed_events (event_id, consumer) VALUES (%s,%s) ON CONFLICT DO NOTHING",
-                         (event["eventId"], WORKER_NAME))
+            for seen_key in (event["eventId"], f"payment:{data['paymentId']}"):
+                conn.execute("INSERT INTO processed_events (event_id, consumer) VALUES (%s,%s) ON CONFLICT DO NOTHING",
+                             (seen_key, WORKER_NAME))
         # committed: only now may the next read load the view again
         if "stale-cache" not in self.flaws:
             self.cache.delete(CACHE_KEY.format(studentId=data["studentId"]))
@@ -145,10 +159,10 @@ class Worker:
         self.producer.produce(CREATED_TOPIC, key=data["studentId"], value=json.dumps(created).encode())
         self.producer.flush(10)
 
-    def _dead_letter(self, msg: Message, reason: str, attempts: int) -> None:
+    def _dead_letter(self, msg: Message, code: str, reason: str, attempts: int) -> None:
         raw = msg.value() or b""
         record = {"originalEvent": raw.decode("utf-8", "replace"), "originalTopic": msg.topic(),
                   "originalPartition": msg.partition(), "originalOffset": msg.offset(), "attempts": attempts,
-                  "reason": reason, "failedAt": datetime.now(UTC).isoformat()}
+                  "errorCode": code, "reason": reason, "failedAt": datetime.now(UTC).isoformat()}
         self.producer.produce(DEAD_LETTER_TOPIC, key=msg.key(), value=json.dumps(record).encode())
         self.producer.flush(10)

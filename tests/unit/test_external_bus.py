@@ -6,6 +6,7 @@ conventions a profile declares."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -243,7 +244,13 @@ def test_conventions_come_from_the_profile(profile: Any) -> None:
 
 def test_without_conventions_the_rules_apply(tmp_path: Path) -> None:
     text = PRODUCTION[:PRODUCTION.index("conventions:")]
-    assert conventions_of(load_profile(write(tmp_path, text), {})) is SPEC_CONVENTIONS
+    conventions = conventions_of(load_profile(write(tmp_path, text), {}))
+    # the rules' numbers; only what the records carry comes from the kafka section (test_carried_fields.py)
+    assert dataclasses.replace(conventions, carried_fields=(), carried_headers=()) == SPEC_CONVENTIONS
+    confirmed, created = names.TOPIC_CONFIRMED, names.TOPIC_CREATED
+    assert conventions.carries(confirmed, "correlationId") and not conventions.carries(created, "correlationId")
+    assert conventions.carries_header(confirmed, "idempotencyKey")  # a field read from a header
+    assert not conventions.carries_header(confirmed, "eventId")
 
 
 def test_a_tier_for_a_non_number_is_refused(tmp_path: Path) -> None:

@@ -220,19 +220,22 @@ class ExternalTarget:
     def snapshot(self) -> Snapshot:
         down = frozenset(self._control.down) if self._control is not None else frozenset()
         snapshot = Snapshot(at=self.now(), down=down)
-        if self._db is not None:
-            params = {"prefix": self._prefix}
-            snapshot.payments = self._db.canonical("payments", params)
-            snapshot.purchases = self._db.canonical("purchases", params)
+        # The system runs while this reads: committed offsets first, then the records, then the rows, so
+        # that nothing the snapshot shows committed is newer than the records and rows it shows (a purchase
+        # made and its offset committed between reading the rows and the offsets would look lost).
         if "read_bus" in self.info.capabilities:
             from kcverify.targets.external.bus import group_offsets
 
             bus = self._kafka()
             with self._bus_errors():
+                snapshot.committed = group_offsets(bus)
                 bus.read_new()
                 snapshot.topics = bus.records(self._prefix)
                 snapshot.end_offsets = {t: dict(ends) for t, ends in bus.ends.items()}
-                snapshot.committed = group_offsets(bus)
+        if self._db is not None:
+            params = {"prefix": self._prefix}
+            snapshot.payments = self._db.canonical("payments", params)
+            snapshot.purchases = self._db.canonical("purchases", params)
         return snapshot
 
     def cache_entry(self, name: str) -> CacheEntry:

@@ -81,8 +81,9 @@ class Bus:
         return {p: o for (_, p), o in self.ends_of([topic]).items()}
 
     def ends_of(self, topics: list[str]) -> dict[tuple[str, int], int]:
-        """The end offsets of every partition of `topics`, in one ListOffsets request (a round trip per
-        partition would cost a snapshot seconds). A transient answer (a partition whose leader is being
+        """The end offsets of every partition of `topics`, in one ListOffsets request of the admin client
+        (asked on the reader's connection, each question would wait behind its fetch, which the broker holds
+        up to fetch.wait.max.ms: seconds per snapshot). A transient answer (a partition whose leader is being
         elected, as just after a topic is made) is asked again for a few seconds."""
         from confluent_kafka.admin._listoffsets import OffsetSpec
 
@@ -373,11 +374,14 @@ def _object(value: bytes) -> dict[str, Any] | None:
 
 
 def _same(raw: bytes, carried: Any) -> bool:
-    """A letter's originalEvent carries a record's value: its JSON when it parses, else its text."""
+    """A letter's originalEvent carries a record's value: its JSON when it parses, or its text (some systems
+    keep the original as text even when it parses)."""
     try:
-        return bool(json.loads(raw) == carried)
+        if json.loads(raw) == carried:
+            return True
     except (ValueError, UnicodeDecodeError):
-        return bool(raw.decode("utf-8", "replace") == carried)
+        pass
+    return bool(raw.decode("utf-8", "replace") == carried)
 
 
 def _student(value: Mapping[str, Any]) -> str | None:

@@ -34,4 +34,23 @@ def conventions_of(profile: Profile) -> Conventions:
                                     "conventions", "tiers", count)
             pairs.append((int(count), int(tier)))
         changes["tiers"] = tuple(sorted(pairs))
+    changes.update(_carried(profile))
     return replace(SPEC_CONVENTIONS, **changes) if changes else SPEC_CONVENTIONS
+
+
+def _carried(profile: Profile) -> dict[str, Any]:
+    """Per canonical topic whose profile entry maps `fields`: the fields it maps and the headers it carries
+    (its `headers` list and the fields read from headers). A topic without `fields` is taken as canonical:
+    it carries everything, and is not listed."""
+    from kcverify.targets.external.envelope import ROLES, plain_path
+
+    fields, headers = [], []
+    for role, spec in profile.section("kafka", "topics").items():
+        mapped = dict(spec.get("fields") or {})
+        if role not in ROLES or not mapped:
+            continue
+        read_from_headers = {name for name, expression in mapped.items()
+                             if (where := plain_path(str(expression))) is not None and where.root == "headers"}
+        fields.append((ROLES[role], frozenset(mapped)))
+        headers.append((ROLES[role], frozenset(str(h) for h in spec.get("headers") or ()) | read_from_headers))
+    return {"carried_fields": tuple(fields), "carried_headers": tuple(headers)} if fields else {}

@@ -14,6 +14,10 @@ The key becomes the canonical key (the student id) when it is what the topic's `
 should be, and stays what it was otherwise, so the records check reports the key the system really used.
 Headers a field reads are renamed to the canonical field's name; every other header stays as it was.
 
+A topic's `values` translate a field's values where the system names them otherwise (`type:
+{payment.confirmed: PURCHASE_CONFIRMED}`, `reason: {PAYMENT_NOT_PAID: payment_not_succeeded}`): applied
+after reading, inverted when producing; a value not listed stays as it is.
+
 Producing (`TopicMap.system`): the inverse, for fields whose expression is a plain path (`value.a.b`,
 `key`, `headers.NAME`) or a literal (a constant the system does not carry). The topic scenarios publish
 to (confirmed) may use nothing else: `check_invertible` says so at profile load."""
@@ -96,6 +100,7 @@ class TopicMap:
     name: str
     fields: dict[str, str] = field(default_factory=dict)
     key: str | None = None
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> system value -> canonical
     _compiled: dict[str, ParsedResult] = field(default_factory=dict, repr=False)
     _paths: dict[str, Path | None] = field(default_factory=dict, repr=False)
 
@@ -116,7 +121,7 @@ class TopicMap:
         for name, compiled in self._compiled.items():
             result = compiled.search(document)
             if result is not None:
-                found[name] = result
+                found[name] = _translated(self.values.get(name), result)
         return found
 
     def envelope(self, flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,12 +186,14 @@ class TopicMap:
             where = self.path(name)
             if where is None or where.literal or name not in flat:
                 continue
+            inverse = {_text(canonical): system for system, canonical in self.values.get(name, {}).items()}
+            written = _translated(inverse, flat[name])
             if where.root == "key":
-                new_key = _text(flat[name])
+                new_key = _text(written)
             elif where.root == "headers":
-                extra.append((where.parts[0], _text(flat[name])))
+                extra.append((where.parts[0], _text(written)))
             else:
-                _set(out, where.parts, flat[name])
+                _set(out, where.parts, written)
         if self.key is not None:
             with contextlib.suppress(KeyError, IndexError, ValueError):
                 new_key = self.key.format_map(flat)
@@ -197,7 +204,8 @@ def topic_maps(profile: Profile) -> dict[str, TopicMap]:
     """role -> TopicMap of every topic the profile configures."""
     out = {}
     for role, spec in profile.section("kafka", "topics").items():
-        out[role] = TopicMap(role, str(spec["name"]), dict(spec.get("fields") or {}), spec.get("key"))
+        out[role] = TopicMap(role, str(spec["name"]), dict(spec.get("fields") or {}), spec.get("key"),
+                             {str(f): dict(v) for f, v in (spec.get("values") or {}).items()})
     return out
 
 
@@ -234,6 +242,13 @@ def _flatten(value: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(payload, dict):
         flat.update(payload)
     return flat
+
+
+def _translated(table: Mapping[str, Any] | None, value: Any) -> Any:
+    """`value` as `table` names it (keys compared as text); unchanged when not listed."""
+    if not table or isinstance(value, (dict, list)):
+        return value
+    return table.get(_text(value), value)
 
 
 def _set(out: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
