@@ -56,7 +56,7 @@ class BenchOptions:
     poll_interval: float = 0.02
     visible_timeout: float = 30.0
     senders: int = 32
-    readers: int = 32
+    readers: int = 64
 
     def as_dict(self) -> dict[str, Any]:
         return {"rates": list(self.rates), "duration": self.duration, "students": self.students,
