@@ -32,6 +32,7 @@ METADATA = {"startDate": "2026-05-04", "classTime": "19:15", "classTypeId": "gro
             "sessionCount": 12}
 COURSE = "bench-course"
 START_DELAY = 0.2  # seconds between planning a step and its first intended start
+DRAIN_POLL = 1.0  # seconds between two snapshots while the last purchases are on their way
 
 
 class FreeRunningTarget(Protocol):
@@ -57,10 +58,12 @@ class BenchOptions:
     visible_timeout: float = 30.0
     senders: int = 32
     readers: int = 64
+    drain_timeout: float = 120.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"rates": list(self.rates), "duration": self.duration, "students": self.students,
-                "pollInterval": self.poll_interval, "visibleTimeout": self.visible_timeout}
+                "pollInterval": self.poll_interval, "visibleTimeout": self.visible_timeout,
+                "drainTimeout": self.drain_timeout}
 
 
 def free_running(target: object) -> FreeRunningTarget:
@@ -94,9 +97,26 @@ class Bench:
                 steps.append(step)
                 if self._progress is not None:
                     self._progress(step)
+            snapshot, drained = self._drain(steps)
         finally:
             self._target.hold_all()
-        return steps, self._integrity(steps)
+        return steps, self._integrity(steps, snapshot, drained)
+
+    def _drain(self, steps: list[Step]) -> tuple[Snapshot, float]:
+        """Components still running, wait until every confirmed payment has its purchase (a purchase the
+        readers gave up on may still be on its way), at most `drain_timeout` seconds: only what is
+        missing then counts as lost. The snapshot and the seconds waited."""
+        confirmed = {p.payment_id for s in steps for p in s.purchases if p.confirmed_at is not None}
+        started = time.monotonic()
+        while True:
+            snapshot = self._target.snapshot()
+            if confirmed <= {str(r["paymentId"]) for r in snapshot.purchases}:
+                break
+            left = self._options.drain_timeout - (time.monotonic() - started)
+            if left <= 0:
+                break
+            time.sleep(min(DRAIN_POLL, left))
+        return snapshot, round(time.monotonic() - started, 1)
 
     # --- one step ------------------------------------------------------------------------------------
 
@@ -193,10 +213,9 @@ class Bench:
 
     # --- the tally -----------------------------------------------------------------------------------
 
-    def _integrity(self, steps: list[Step]) -> Integrity:
+    def _integrity(self, steps: list[Step], snapshot: Snapshot, drained: float) -> Integrity:
         """Every confirmed payment has exactly one purchase row (from the target's snapshot of this
         bench's namespace, which also gives each row's created_at for the commit hop)."""
-        snapshot = self._target.snapshot()
         rows: dict[str, list[dict[str, Any]]] = {}
         for row in snapshot.purchases:
             rows.setdefault(str(row["paymentId"]), []).append(row)
@@ -208,4 +227,4 @@ class Bench:
         lost = sorted(str(p.payment_id) for p in confirmed if not rows.get(str(p.payment_id)))
         duplicated = sorted(str(p.payment_id) for p in confirmed if len(rows.get(str(p.payment_id)) or []) > 1)
         return Integrity(confirmed=len(confirmed), purchases=len(snapshot.purchases), lost=lost,
-                         duplicated=duplicated, shown_twice=self._shown_twice)
+                         duplicated=duplicated, shown_twice=self._shown_twice, drain_seconds=drained)

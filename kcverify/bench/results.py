@@ -123,6 +123,7 @@ class Integrity:
     lost: list[str]
     duplicated: list[str]
     shown_twice: int  # learning responses that listed one payment's purchase more than once
+    drain_seconds: float = 0.0  # waited after the last step for purchases still on their way
 
     @property
     def ok(self) -> bool:
@@ -131,6 +132,7 @@ class Integrity:
     def summary(self) -> dict[str, Any]:
         return {"confirmed": self.confirmed, "purchases": self.purchases, "lost": len(self.lost),
                 "duplicated": len(self.duplicated), "shownTwice": self.shown_twice,
+                "drainSeconds": self.drain_seconds,
                 "lostPaymentIds": self.lost[:20], "duplicatedPaymentIds": self.duplicated[:20], "ok": self.ok}
 
 
@@ -173,5 +175,6 @@ def markdown(doc: dict[str, Any]) -> str:
     verdict = "no purchase lost, none duplicated" if tally["ok"] else "INTEGRITY FAILED"
     lines += ["## Integrity", "",
               f"{tally['confirmed']} confirmed payments, {tally['purchases']} purchases: {tally['lost']} lost, "
-              f"{tally['duplicated']} duplicated, {tally['shownTwice']} responses showing one twice: {verdict}", ""]
+              f"{tally['duplicated']} duplicated, {tally['shownTwice']} responses showing one twice (after waiting "
+              f"{tally['drainSeconds']:g} s for the last ones): {verdict}", ""]
     return "\n".join(lines)

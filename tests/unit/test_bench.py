@@ -25,8 +25,9 @@ class FakeTarget:
     """Payments confirmed become purchases at once; `lose` / `duplicate` break that for one payment;
     `confirm_delay` makes every confirm take that long (a slow service)."""
 
-    def __init__(self, *, lose: int | None = None, duplicate: int | None = None, confirm_delay: float = 0.0) -> None:
-        self.lose, self.duplicate, self.confirm_delay = lose, duplicate, confirm_delay
+    def __init__(self, *, lose: int | None = None, duplicate: int | None = None, confirm_delay: float = 0.0,
+                 late: int | None = None) -> None:
+        self.lose, self.duplicate, self.confirm_delay, self.late = lose, duplicate, confirm_delay, late
         self.payments: dict[str, dict[str, Any]] = {}
         self.purchases: list[dict[str, Any]] = []
         self.confirms = 0
@@ -66,9 +67,12 @@ class FakeTarget:
             pid = path.split("/")[-2]
             with self.lock:
                 n, self.confirms = self.confirms, self.confirms + 1
-                row = {"paymentId": pid, "studentId": self.payments[pid]["studentId"], "createdAt": rfc3339(time.time())}
-                copies = 0 if n == self.lose else 2 if n == self.duplicate else 1
+                row = {"paymentId": pid, "studentId": self.payments[pid]["studentId"],
+                       "createdAt": rfc3339(time.time())}
+                copies = 0 if n in (self.lose, self.late) else 2 if n == self.duplicate else 1
                 self.purchases.extend(dict(row) for _ in range(copies))
+            if n == self.late:  # committed 1.5 s later, after its reader gave up
+                threading.Timer(1.5, self._add_late, (row,)).start()
             return HttpReply(200, {}, json.dumps({"id": pid, "status": "succeeded"}).encode())
         if method == "GET" and path.endswith("/learning"):
             student = path.split("/")[-2]
@@ -77,12 +81,17 @@ class FakeTarget:
             return HttpReply(200, {}, json.dumps({"studentId": student, "purchases": shown}).encode())
         return HttpReply(404, {}, b"")
 
+    def _add_late(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.purchases.append({**row, "createdAt": rfc3339(time.time())})
+
     def snapshot(self) -> Snapshot:
         with self.lock:
             return Snapshot(at=time.time(), purchases=[dict(p) for p in self.purchases])
 
 
-FAST = BenchOptions(rates=(40.0,), duration=0.5, students=3, poll_interval=0.005, visible_timeout=1.0)
+FAST = BenchOptions(rates=(40.0,), duration=0.5, students=3, poll_interval=0.005, visible_timeout=1.0,
+                    drain_timeout=0.5)
 
 
 def test_every_purchase_is_measured_and_none_is_lost_on_a_correct_system() -> None:
@@ -104,12 +113,21 @@ def test_a_lost_purchase_and_a_duplicated_one_are_found() -> None:
     assert twice.shown_twice == 1  # the learning view listed that payment's purchase twice
 
 
+def test_a_purchase_that_comes_late_is_waited_for_not_counted_lost() -> None:
+    steps, waited = Bench(FakeTarget(late=2), BenchOptions(**{**FAST.__dict__, "drain_timeout": 5.0})).run()
+    assert waited.ok and waited.confirmed == waited.purchases == 20 and waited.drain_seconds >= 0.5
+    assert steps[0].summary()["errors"] == {"not visible in 1 s": 1}
+    # no wait at all: it has not come yet, so it counts as lost
+    _, impatient = Bench(FakeTarget(late=2), BenchOptions(**{**FAST.__dict__, "drain_timeout": 0.0})).run()
+    assert len(impatient.lost) == 1
+
+
 def test_latency_counts_from_the_intended_start_so_queueing_shows() -> None:
     """One sender, 20 purchases a second, each confirm taking 0.1 s: the sender falls behind by 0.05 s a
     purchase. Measured from when each request left, every confirm would look like 0.1 s; from the
     schedule, the last of 10 waited for the 9 before it (coordinated omission avoided)."""
     options = BenchOptions(rates=(20.0,), duration=0.5, students=2, poll_interval=0.005, visible_timeout=2.0,
-                           senders=1)
+                           senders=1, drain_timeout=0.5)
     steps, _ = Bench(FakeTarget(confirm_delay=0.1), options).run()
     confirm = steps[0].summary()["latencyMs"]["confirm"]
     assert confirm["count"] == 10
@@ -154,3 +172,13 @@ def test_a_stopped_stack_is_exit_2_with_the_reason(tmp_path: Any) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("error: target processes: ") and "stack up" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rates_from_the_environment_are_numbers() -> None:
+    from kcverify.cli import settings
+
+    leaf = settings.leaves()[("bench", "rate")]
+    assert settings.parse_env("KCVERIFY_BENCH_RATE", "50, 100", leaf) == [50.0, 100.0]
+    with pytest.raises(InputError, match="expected a number"):
+        settings.parse_env("KCVERIFY_BENCH_RATE", "50,fast", leaf)
+    assert settings.default_map({"bench": {"rate": [50.0, 100.0]}})["bench"]["rate"] == "50.0,100.0"
