@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class BenchOptions:
     poll_interval: float = 0.02
     visible_timeout: float = 30.0
     senders: int = 32
-    readers: int = 64
+    readers: int = 16
     drain_timeout: float = 120.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,6 +88,8 @@ class Bench:
         self._lock = threading.Lock()
         self._fatal: BaseException | None = None
         self._shown_twice = 0
+        self._pending: dict[str, list[Purchase]] = {}  # confirmed, not shown yet, by student
+        self._reading: set[str] = set()  # students whose reader runs
 
     def run(self) -> tuple[list[Step], Integrity]:
         steps: list[Step] = []
@@ -182,34 +185,46 @@ class Bench:
             return
         purchase.confirmed_at = t.now()
         with self._lock:
-            futures.append(readers.submit(self._guarded, self._read, purchase, step))
+            self._pending.setdefault(purchase.student, []).append(purchase)
+            if purchase.student not in self._reading:  # one reader per student, for all its purchases
+                self._reading.add(purchase.student)
+                futures.append(readers.submit(self._guarded, self._read, purchase.student, step))
 
-    def _read(self, purchase: Purchase, step: Step) -> None:
-        """Poll the student's learning view until it lists the purchase's payment."""
+    def _read(self, student: str, step: Step) -> None:
+        """Poll the student's learning view until it lists every purchase of the student confirmed so far
+        (or each one's `visible_timeout` passed). One reader per student bounds the readers' own load:
+        a purchase confirmed while its student's reader runs is picked up by the next poll."""
         t = self._target
-        assert purchase.confirmed_at is not None
-        deadline = purchase.confirmed_at + self._options.visible_timeout
-        path = f"/api/v1/students/{purchase.student}/learning"
-        headers = {"Authorization": self._token(purchase.student)}
+        path = f"/api/v1/students/{student}/learning"
+        headers = {"Authorization": self._token(student)}
         while True:
+            with self._lock:
+                waiting = list(self._pending.get(student, ()))
+                if not waiting:
+                    self._reading.discard(student)
+                    return
             sent = time.monotonic()
             reply = t.http("student-service", "GET", path, headers=headers)
             received = t.now()
+            shown = Counter(str(p.get("paymentId")) for p in reply.json().get("purchases", [])) \
+                if reply.status == 200 else Counter[str]()
+            done = []
+            for purchase in waiting:
+                assert purchase.confirmed_at is not None
+                if shown[str(purchase.payment_id)]:
+                    purchase.visible_at = received
+                elif received >= purchase.confirmed_at + self._options.visible_timeout:
+                    purchase.error = f"not visible in {self._options.visible_timeout:g} s"
+                else:
+                    continue
+                done.append(purchase)
             with self._lock:
                 step.readers.requests += 1
                 step.readers.seconds += time.monotonic() - sent
-            if reply.status == 200:
-                shown = [p for p in reply.json().get("purchases", []) if p.get("paymentId") == purchase.payment_id]
-                if shown:
-                    purchase.visible_at = received
-                    if len(shown) > 1:
-                        with self._lock:
-                            self._shown_twice += 1
-                    return
-            if received >= deadline:
-                purchase.error = f"not visible in {self._options.visible_timeout:g} s"
-                return
-            time.sleep(self._options.poll_interval)
+                self._shown_twice += sum(1 for p in done if shown[str(p.payment_id)] > 1)
+                self._pending[student] = [p for p in self._pending[student] if p not in done]
+            if len(done) < len(waiting):
+                time.sleep(self._options.poll_interval)
 
     # --- the tally -----------------------------------------------------------------------------------
 
