@@ -398,7 +398,10 @@ class ProcessesTarget:
             self._resume_all()
 
     def hold_all(self) -> None:
-        """Hold every component again at its next safe point (after `run_free`)."""
+        """Hold every component again at its next safe point (after `run_free`); not when the stack is
+        gone (a hold would wait for a step stuck on it)."""
+        if self._stack_gone:
+            return
         with self._guard():
             self._hold_all()
 
