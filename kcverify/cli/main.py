@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "defects": "kcverify.cli.defects:defects_command",
     "explore": "kcverify.cli.explore:explore",
     "fuzz": "kcverify.cli.fuzz:fuzz",
+    "bench": "kcverify.cli.bench:bench",
     "targets": "kcverify.cli.targets:targets_command",
     "profile": "kcverify.cli.profile:profile",
     "init": "kcverify.cli.init:init_command",

@@ -37,14 +37,15 @@ PYPROJECT = "pyproject.toml"
 PYPROJECT_TABLE = ("tool", "kcverify")
 ENV_PREFIX = "KCVERIFY"
 # Commands with a table of their own; each (sub)command below them gets common + its table as defaults.
-COMMANDS = ("run", "defects", "explore", "fuzz", "stack", "serve")
+COMMANDS = ("run", "defects", "explore", "fuzz", "bench", "stack", "serve")
 STACK_SUBCOMMANDS = ("up", "down", "status", "check")
 SERVE_MODES = ("embedded", "payment", "student", "worker", "relay", "reconciler")
 # A settings key whose click parameter has another name.
 PARAM_NAMES = {("run", "select"): "select_", ("explore", "out"): "out_dir"}
 # Settings stored as a list whose option takes one comma-separated string.
 COMMA_SEPARATED = frozenset({("run", "report"), ("run", "checks"), ("run", "exclude_checks"), ("defects", "report"),
-                             ("fuzz", "report"), ("fuzz", "operations"), ("fuzz", "modes")})
+                             ("fuzz", "report"), ("fuzz", "operations"), ("fuzz", "modes"),
+                             ("bench", "report"), ("bench", "rate")})
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -292,7 +293,10 @@ def parse_env(name: str, raw: str, leaf: dict[str, Any]) -> object:
     types = _types(leaf)
     text = raw.strip()
     if "array" in types:
-        return [item.strip() for item in text.split(",") if item.strip()]
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if "number" in _types(leaf.get("items", {})):  # e.g. KCVERIFY_BENCH_RATE=50,100
+            return [parse_env(name, item, leaf["items"]) for item in items]
+        return items
     if "string" in types:
         return raw
     if "integer" in types:
@@ -393,7 +397,7 @@ def _for_click(command: str, values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             continue
         if (command, key) in COMMA_SEPARATED and isinstance(value, list):
-            value = ",".join(value)
+            value = ",".join(str(v) for v in value)
         out[PARAM_NAMES.get((command, key), key)] = value
     return out
 
@@ -402,7 +406,7 @@ def default_map(settings: dict[str, Any]) -> dict[str, Any]:
     """click's nested default_map: command -> (subcommand ->) parameter -> value."""
     common = {k: v for k, v in settings.items() if k not in COMMANDS}
     out: dict[str, Any] = {}
-    for command in ("run", "defects", "explore", "fuzz"):
+    for command in ("run", "defects", "explore", "fuzz", "bench"):
         out[command] = _for_click(command, {**common, **settings.get(command, {})})
     stack = _for_click("stack", {**common, **settings.get("stack", {})})
     out["stack"] = {sub: dict(stack) for sub in STACK_SUBCOMMANDS}

@@ -391,6 +391,20 @@ class ProcessesTarget:
         """A component process by name (launcher.SPECS): its pid, ports, control endpoint."""
         return self._procs[name]
 
+    def run_free(self) -> None:
+        """Let every live component run on its own, as in production, until `hold_all` (`kcverify bench`
+        measures the flow this way; scenarios never do: between their steps everything is held)."""
+        with self._guard():
+            self._resume_all()
+
+    def hold_all(self) -> None:
+        """Hold every component again at its next safe point (after `run_free`); not when the stack is
+        gone (a hold would wait for a step stuck on it)."""
+        if self._stack_gone:
+            return
+        with self._guard():
+            self._hold_all()
+
     # --- the primitives ----------------------------------------------------------------------------
 
     def now(self) -> float:

@@ -1,0 +1,10 @@
+"""`kcverify bench`: how fast a purchase becomes visible on a target whose components run free, under an
+open-loop constant-arrival-rate load; latencies per hop (HdrHistogram), throughput, errors, and no
+purchase lost or duplicated. See docs/bench.md."""
+
+from __future__ import annotations
+
+from kcverify.bench.load import Bench, BenchOptions, free_running
+from kcverify.bench.results import Integrity, Step, document, markdown
+
+__all__ = ["Bench", "BenchOptions", "Integrity", "Step", "document", "free_running", "markdown"]

@@ -1,0 +1,245 @@
+"""The load of `kcverify bench`: open loop at a constant arrival rate, coordinated-omission safe.
+
+Purchase i of a step has the intended start `t0 + i / rate`, fixed before the step begins. A scheduler
+thread hands each purchase to a sender pool at its intended start, whether or not earlier ones have
+finished; every latency counts from the intended start (as wrk2 and k6's constant-arrival-rate do), so a
+system that falls behind shows its queueing instead of slowing the generator down and hiding it.
+
+A sender creates the payment, confirms it (signed through the target's `sign`), and hands the purchase
+to a reader, who polls that student's learning view every `poll_interval` seconds until the purchase is
+listed (or `visible_timeout` passes). The readers' own requests are counted: they are load too.
+
+The target is driven through its public methods only (`http`, `sign`, `token`, `now`, `student_id`,
+`snapshot`, and `run_free` / `hold_all` of a target whose components can run on their own)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kcverify.bench.results import Integrity, Purchase, Step
+from kcverify.core.clock import parse_rfc3339
+from kcverify.core.errors import InputError, TargetUnreachable
+from kcverify.targets.base import HttpReply, Snapshot
+
+# The purchase every bench student makes: a valid document (contracts/schemas/purchase-metadata.schema.json).
+METADATA = {"startDate": "2026-05-04", "classTime": "19:15", "classTypeId": "group-small", "scheduleType": "weekly",
+            "sessionCount": 12}
+COURSE = "bench-course"
+START_DELAY = 0.2  # seconds between planning a step and its first intended start
+DRAIN_POLL = 1.0  # seconds between two snapshots while the last purchases are on their way
+
+
+class FreeRunningTarget(Protocol):
+    """What the bench needs of a target: the primitives every target has, plus free-running components."""
+
+    def now(self) -> float: ...
+    def student_id(self, name: str) -> str: ...
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply: ...
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str: ...
+    def token(self, subject: str, role: str) -> str: ...
+    def snapshot(self) -> Snapshot: ...
+    def run_free(self) -> None: ...
+    def hold_all(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    rates: tuple[float, ...] = (50.0,)
+    duration: float = 30.0
+    students: int = 100
+    poll_interval: float = 0.02
+    visible_timeout: float = 30.0
+    senders: int = 32
+    readers: int = 16
+    drain_timeout: float = 120.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rates": list(self.rates), "duration": self.duration, "students": self.students,
+                "pollInterval": self.poll_interval, "visibleTimeout": self.visible_timeout,
+                "drainTimeout": self.drain_timeout}
+
+
+def free_running(target: object) -> FreeRunningTarget:
+    """The target, when its components can run free; else bad input naming what is missing."""
+    if not (callable(getattr(target, "run_free", None)) and callable(getattr(target, "hold_all", None))):
+        raise InputError("kcverify bench needs a target whose components can run on their own "
+                         "(the processes target)", hint="use --target processes")
+    return target  # type: ignore[return-value]
+
+
+class Bench:
+    """Runs the steps (one per offered rate) against a started target, components free-running."""
+
+    def __init__(self, target: FreeRunningTarget, options: BenchOptions,
+                 progress: Callable[[Step], None] | None = None) -> None:
+        self._target = target
+        self._options = options
+        self._progress = progress
+        self._students = [target.student_id(f"b{n}") for n in range(options.students)]
+        self._tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._fatal: BaseException | None = None
+        self._shown_twice = 0
+        self._pending: dict[str, list[Purchase]] = {}  # confirmed, not shown yet, by student
+        self._reading: set[str] = set()  # students whose reader runs
+
+    def run(self) -> tuple[list[Step], Integrity]:
+        steps: list[Step] = []
+        self._target.run_free()
+        try:
+            for rate in self._options.rates:
+                step = self._step(rate)
+                steps.append(step)
+                if self._progress is not None:
+                    self._progress(step)
+            snapshot, drained = self._drain(steps)
+        finally:
+            self._target.hold_all()
+        return steps, self._integrity(steps, snapshot, drained)
+
+    def _drain(self, steps: list[Step]) -> tuple[Snapshot, float]:
+        """Components still running, wait until every confirmed payment has its purchase (a purchase the
+        readers gave up on may still be on its way), at most `drain_timeout` seconds: only what is
+        missing then counts as lost. The snapshot and the seconds waited."""
+        confirmed = {p.payment_id for s in steps for p in s.purchases if p.confirmed_at is not None}
+        started = time.monotonic()
+        while True:
+            snapshot = self._target.snapshot()
+            if confirmed <= {str(r["paymentId"]) for r in snapshot.purchases}:
+                break
+            left = self._options.drain_timeout - (time.monotonic() - started)
+            if left <= 0:
+                break
+            time.sleep(min(DRAIN_POLL, left))
+        return snapshot, round(time.monotonic() - started, 1)
+
+    # --- one step ------------------------------------------------------------------------------------
+
+    def _step(self, rate: float) -> Step:
+        opts = self._options
+        step = Step(rate=rate, duration=opts.duration)
+        count = max(1, round(rate * opts.duration))
+        wall0, mono0 = self._target.now() + START_DELAY, time.monotonic() + START_DELAY
+        step.started = wall0
+        futures: list[Future[None]] = []
+        with ThreadPoolExecutor(opts.senders, thread_name_prefix="kcverify-bench-send") as senders, \
+                ThreadPoolExecutor(opts.readers, thread_name_prefix="kcverify-bench-read") as readers:
+            for i in range(count):
+                if self._fatal is not None:
+                    break
+                delay = mono0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                purchase = Purchase(index=i, student=self._students[i % len(self._students)], intended=wall0 + i / rate)
+                step.purchases.append(purchase)
+                futures.append(senders.submit(self._guarded, self._purchase, purchase, step, readers, futures))
+            while True:  # senders add reader futures: wait until no new one comes
+                pending = [f for f in list(futures) if not f.done()]
+                if not pending:
+                    break
+                for f in pending:
+                    f.result()
+        step.finished = self._target.now()
+        if self._fatal is not None:
+            raise self._fatal
+        return step
+
+    def _guarded(self, action: Callable[..., None], *args: Any) -> None:
+        """Unreachable target: remembered and raised by the step (the bench stops there, exit 2)."""
+        try:
+            action(*args)
+        except TargetUnreachable as exc:
+            with self._lock:
+                self._fatal = self._fatal or exc
+
+    def _token(self, student: str) -> str:
+        with self._lock:
+            if student not in self._tokens:
+                self._tokens[student] = "Bearer " + self._target.token(student, "student")
+            return self._tokens[student]
+
+    def _purchase(self, purchase: Purchase, step: Step, readers: ThreadPoolExecutor,
+                  futures: list[Future[None]]) -> None:
+        t = self._target
+        body = {"studentId": purchase.student, "courseId": COURSE, "amountCents": 4900, "currency": "EUR",
+                "metadata": METADATA}
+        reply = t.http("payment-service", "POST", "/api/v1/payments", body=json.dumps(body).encode(),
+                       headers={"Content-Type": "application/json", "Authorization": self._token(purchase.student)})
+        if reply.status != 201:
+            purchase.error = f"create {reply.status or 'no response'}"
+            return
+        purchase.payment_id = str(reply.json()["id"])
+        raw = json.dumps({"status": "succeeded", "providerPaymentId": f"pi_bench_{purchase.payment_id}"}).encode()
+        reply = t.http("payment-service", "POST", f"/api/v1/payments/{purchase.payment_id}/confirm", body=raw,
+                       headers={"Content-Type": "application/json", "X-Signature": t.sign(purchase.payment_id, raw)})
+        if reply.status != 200 or reply.json().get("status") != "succeeded":
+            purchase.error = f"confirm {reply.status or 'no response'}"
+            return
+        purchase.confirmed_at = t.now()
+        with self._lock:
+            self._pending.setdefault(purchase.student, []).append(purchase)
+            if purchase.student not in self._reading:  # one reader per student, for all its purchases
+                self._reading.add(purchase.student)
+                futures.append(readers.submit(self._guarded, self._read, purchase.student, step))
+
+    def _read(self, student: str, step: Step) -> None:
+        """Poll the student's learning view until it lists every purchase of the student confirmed so far
+        (or each one's `visible_timeout` passed). One reader per student bounds the readers' own load:
+        a purchase confirmed while its student's reader runs is picked up by the next poll."""
+        t = self._target
+        path = f"/api/v1/students/{student}/learning"
+        headers = {"Authorization": self._token(student)}
+        while True:
+            with self._lock:
+                waiting = list(self._pending.get(student, ()))
+                if not waiting:
+                    self._reading.discard(student)
+                    return
+            sent = time.monotonic()
+            reply = t.http("student-service", "GET", path, headers=headers)
+            received = t.now()
+            shown = Counter(str(p.get("paymentId")) for p in reply.json().get("purchases", [])) \
+                if reply.status == 200 else Counter[str]()
+            done = []
+            for purchase in waiting:
+                assert purchase.confirmed_at is not None
+                if shown[str(purchase.payment_id)]:
+                    purchase.visible_at = received
+                elif received >= purchase.confirmed_at + self._options.visible_timeout:
+                    purchase.error = f"not visible in {self._options.visible_timeout:g} s"
+                else:
+                    continue
+                done.append(purchase)
+            with self._lock:
+                step.readers.requests += 1
+                step.readers.seconds += time.monotonic() - sent
+                self._shown_twice += sum(1 for p in done if shown[str(p.payment_id)] > 1)
+                self._pending[student] = [p for p in self._pending[student] if p not in done]
+            if len(done) < len(waiting):
+                time.sleep(self._options.poll_interval)
+
+    # --- the tally -----------------------------------------------------------------------------------
+
+    def _integrity(self, steps: list[Step], snapshot: Snapshot, drained: float) -> Integrity:
+        """Every confirmed payment has exactly one purchase row (from the target's snapshot of this
+        bench's namespace, which also gives each row's created_at for the commit hop)."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for row in snapshot.purchases:
+            rows.setdefault(str(row["paymentId"]), []).append(row)
+        confirmed = [p for s in steps for p in s.purchases if p.confirmed_at is not None]
+        for p in confirmed:
+            found = rows.get(str(p.payment_id)) or []
+            if found:
+                p.created_at = min(parse_rfc3339(str(r["createdAt"])) for r in found)
+        lost = sorted(str(p.payment_id) for p in confirmed if not rows.get(str(p.payment_id)))
+        duplicated = sorted(str(p.payment_id) for p in confirmed if len(rows.get(str(p.payment_id)) or []) > 1)
+        return Integrity(confirmed=len(confirmed), purchases=len(snapshot.purchases), lost=lost,
+                         duplicated=duplicated, shown_twice=self._shown_twice, drain_seconds=drained)

@@ -1,0 +1,139 @@
+"""`kcverify bench`: how fast a purchase becomes visible on the processes target with its components
+running free, under an open-loop constant-arrival-rate load (kcverify/bench/, docs/bench.md). Exit 0
+no purchase lost or duplicated, 1 one was, 2 bad input or an unreachable target (one line), 3 kcverify
+broke."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kcverify.bench import Bench, BenchOptions, Step, document, free_running, markdown
+from kcverify.bench.results import HOP_MEANING
+from kcverify.cli.destinations import report_destinations
+from kcverify.cli.outcomes import exit_for
+from kcverify.cli.settings import bounded
+from kcverify.core.errors import InputError
+from kcverify.targets import registry
+from kcverify.targets.registry import TargetOptions
+
+REPORTS = ("json", "markdown")
+TARGETS = ("processes",)  # targets whose components can run free (the external target: not built yet)
+MAX_RATE = 10_000.0
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """`50,100` -> (50.0, 100.0); each > 0 and at most MAX_RATE purchases a second."""
+    rates: list[float] = []
+    for word in (w.strip() for w in str(text).split(",")):
+        if not word:
+            continue
+        try:
+            rate = float(word)
+        except ValueError:
+            raise InputError(f"--rate: {word!r} is not a number", hint="e.g. --rate 50,100") from None
+        if not 0 < rate <= MAX_RATE or rate != rate:
+            raise InputError(f"--rate: {word} is out of range (0 < rate <= {MAX_RATE:g} purchases a second)")
+        rates.append(rate)
+    if not rates:
+        raise InputError("--rate: no rate given", hint="e.g. --rate 50,100")
+    return tuple(rates)
+
+
+def console_table(doc: dict[str, Any]) -> Table:
+    table = Table(title=f"kcverify bench: target {doc['target']} (latencies in ms)", title_justify="left")
+    for name, justify in (("rate offered/achieved", "right"), ("hop", "left"), ("count", "right"),
+                          ("p50", "right"), ("p90", "right"), ("p99", "right"), ("max", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for step in doc["steps"]:
+        label = f"{step['offeredRate']:g}/{step['achievedRate']:g} per s"
+        for hop, values in step["latencyMs"].items():
+            table.add_row(label, hop, str(values["count"]),
+                          *("-" if values[k] is None else f"{values[k]:.1f}" for k in ("p50", "p90", "p99", "max")))
+            label = ""
+        table.add_section()
+    return table
+
+
+def progress_line(console: Console, step: Step) -> None:
+    s = step.summary()
+    errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "no errors"
+    console.print(Text(f"  {s['offeredRate']:g}/s for {s['durationSeconds']:g} s: {s['scheduled']} scheduled, "
+                       f"{s['confirmed']} confirmed, {s['visible']} visible, {errors}; readers "
+                       f"{s['readers']['requests']} requests"), highlight=False, soft_wrap=True)
+
+
+@click.command()
+@click.option("--target", default="processes", show_default=True, metavar="NAME",
+              help="Where the system under test runs (the processes target only, for now).")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="The stack's state directory (default: $KCVERIFY_STATE_DIR, else .kcverify/stack).")
+@click.option("--rate", default="50", show_default=True, metavar="RATES",
+              help="Comma-separated purchases per second to offer, one step of --duration each (e.g. 50,100).")
+@click.option("--duration", type=bounded("bench", "duration"), default=30.0, show_default=True,
+              help="Seconds each rate is offered.")
+@click.option("--students", type=bounded("bench", "students"), default=100, show_default=True,
+              help="Students the purchases are spread over (round robin).")
+@click.option("--poll-interval", type=bounded("bench", "poll_interval"), default=0.02, show_default=True,
+              help="Seconds between two reads of a student's learning view while a purchase is not shown yet.")
+@click.option("--report", default="", help="Comma-separated: json,markdown.")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
+@click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def bench(target: str, state_dir: Path | None, rate: str, duration: float, students: int, poll_interval: float,
+          report: str, report_dir: Path, no_color: bool, debug: bool) -> None:
+    """Measure how fast a purchase becomes visible: an open-loop constant-arrival-rate load of payments
+    created and confirmed, readers polling each student's learning view; latency per hop from each
+    purchase's intended start, throughput, errors, and no purchase lost or duplicated."""
+    console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
+    built: Any = None
+    try:
+        rates = parse_rates(rate)
+        if target not in TARGETS:
+            raise InputError(f"--target {target}: kcverify bench runs on the processes target only for now",
+                             hint="use --target processes")
+        names = [n.strip() for n in report.split(",") if n.strip()]
+        unknown = [n for n in names if n not in REPORTS]
+        if unknown:
+            raise InputError(f"--report: unknown report {unknown[0]!r}", hint=f"choose from: {', '.join(REPORTS)}")
+        report_destinations(report_dir, names)
+        settings = {} if state_dir is None else {"state_dir": str(state_dir)}
+        built = registry.create(target, TargetOptions(settings=settings))
+        runner_target = free_running(built)
+        options = BenchOptions(rates=rates, duration=duration, students=students, poll_interval=poll_interval)
+        console.print(Text(f"kcverify bench: target {target}, rates {', '.join(f'{r:g}' for r in rates)}/s, "
+                           f"{duration:g} s each, {students} students (components running free)", style="bold"))
+        started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        built.start(seed=0)
+        steps, integrity = Bench(runner_target, options, progress=lambda s: progress_line(console, s)).run()
+        doc = document(target=target, started_at=started_at, options=options.as_dict(), steps=steps,
+                       integrity=integrity)
+        console.print(console_table(doc))
+        for hop, meaning in HOP_MEANING.items():
+            console.print(Text(f"  {hop}: {meaning}", style="dim"))
+        tally = doc["integrity"]
+        console.print(Text(f"integrity: {tally['confirmed']} confirmed, {tally['purchases']} purchases, "
+                           f"{tally['lost']} lost, {tally['duplicated']} duplicated",
+                           style="green" if integrity.ok else "bold red"))
+        if "json" in names:
+            (report_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+        if "markdown" in names:
+            (report_dir / "bench.md").write_text(markdown(doc))
+        code = 0 if integrity.ok else 1
+    except Exception as exc:
+        exit_for(exc, debug=debug, target=target)
+    finally:
+        if built is not None:
+            built.close()
+    sys.exit(code)
+
+
+__all__ = ["bench", "parse_rates"]

@@ -1,0 +1,184 @@
+"""kcverify bench's load and tally on an in-memory stand-in target: latencies count from each purchase's
+intended start (a slow service shows its queueing), a lost or duplicated purchase is found, the report
+has its structure, and bad input is one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from kcverify.bench import Bench, BenchOptions, document, free_running, markdown
+from kcverify.cli.bench import parse_rates
+from kcverify.cli.main import cli
+from kcverify.core.clock import rfc3339
+from kcverify.core.errors import InputError
+from kcverify.targets.base import HttpReply, Snapshot
+
+
+class FakeTarget:
+    """Payments confirmed become purchases at once; `lose` / `duplicate` break that for one payment;
+    `confirm_delay` makes every confirm take that long (a slow service)."""
+
+    def __init__(self, *, lose: int | None = None, duplicate: int | None = None, confirm_delay: float = 0.0,
+                 late: int | None = None) -> None:
+        self.lose, self.duplicate, self.confirm_delay, self.late = lose, duplicate, confirm_delay, late
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.purchases: list[dict[str, Any]] = []
+        self.confirms = 0
+        self.free = False
+        self.lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.time()
+
+    def student_id(self, name: str) -> str:
+        return f"kfake-1-{name}"
+
+    def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
+        return f"sig-{payment_id}"
+
+    def token(self, subject: str, role: str) -> str:
+        return f"token-{subject}"
+
+    def run_free(self) -> None:
+        self.free = True
+
+    def hold_all(self) -> None:
+        self.free = False
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        assert self.free, "the bench drives free-running components"
+        if method == "POST" and path == "/api/v1/payments":
+            doc = json.loads(body or b"{}")
+            pid = str(uuid.uuid4())
+            with self.lock:
+                self.payments[pid] = doc
+            return HttpReply(201, {}, json.dumps({"id": pid}).encode())
+        if method == "POST" and path.endswith("/confirm"):
+            assert (headers or {}).get("X-Signature", "").startswith("sig-")
+            time.sleep(self.confirm_delay)
+            pid = path.split("/")[-2]
+            with self.lock:
+                n, self.confirms = self.confirms, self.confirms + 1
+                row = {"paymentId": pid, "studentId": self.payments[pid]["studentId"],
+                       "createdAt": rfc3339(time.time())}
+                copies = 0 if n in (self.lose, self.late) else 2 if n == self.duplicate else 1
+                self.purchases.extend(dict(row) for _ in range(copies))
+            if n == self.late:  # committed 1.5 s later, after its reader gave up
+                threading.Timer(1.5, self._add_late, (row,)).start()
+            return HttpReply(200, {}, json.dumps({"id": pid, "status": "succeeded"}).encode())
+        if method == "GET" and path.endswith("/learning"):
+            student = path.split("/")[-2]
+            with self.lock:
+                shown = [p for p in self.purchases if p["studentId"] == student]
+            return HttpReply(200, {}, json.dumps({"studentId": student, "purchases": shown}).encode())
+        return HttpReply(404, {}, b"")
+
+    def _add_late(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.purchases.append({**row, "createdAt": rfc3339(time.time())})
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            return Snapshot(at=time.time(), purchases=[dict(p) for p in self.purchases])
+
+
+FAST = BenchOptions(rates=(40.0,), duration=0.5, students=3, poll_interval=0.005, visible_timeout=1.0,
+                    drain_timeout=0.5)
+
+
+def test_every_purchase_is_measured_and_none_is_lost_on_a_correct_system() -> None:
+    target = FakeTarget()
+    steps, integrity = Bench(target, FAST).run()
+    assert not target.free  # held again at the end
+    summary = steps[0].summary()
+    assert summary["scheduled"] == summary["confirmed"] == summary["visible"] == 20
+    assert all(summary["latencyMs"][hop]["count"] == 20 for hop in ("confirm", "commit", "visible", "end_to_end"))
+    assert summary["readers"]["requests"] >= 20 and summary["errors"] == {}
+    assert integrity.ok and integrity.confirmed == integrity.purchases == 20
+
+
+def test_a_lost_purchase_and_a_duplicated_one_are_found() -> None:
+    _, lost = Bench(FakeTarget(lose=3), FAST).run()
+    assert not lost.ok and len(lost.lost) == 1 and not lost.duplicated
+    _, twice = Bench(FakeTarget(duplicate=5), FAST).run()
+    assert not twice.ok and len(twice.duplicated) == 1 and not twice.lost
+    assert twice.shown_twice == 1  # the learning view listed that payment's purchase twice
+
+
+def test_a_purchase_that_comes_late_is_waited_for_not_counted_lost() -> None:
+    steps, waited = Bench(FakeTarget(late=2), BenchOptions(**{**FAST.__dict__, "drain_timeout": 5.0})).run()
+    assert waited.ok and waited.confirmed == waited.purchases == 20 and waited.drain_seconds >= 0.5
+    assert steps[0].summary()["errors"] == {"not visible in 1 s": 1}
+    # no wait at all: it has not come yet, so it counts as lost
+    _, impatient = Bench(FakeTarget(late=2), BenchOptions(**{**FAST.__dict__, "drain_timeout": 0.0})).run()
+    assert len(impatient.lost) == 1
+
+
+def test_latency_counts_from_the_intended_start_so_queueing_shows() -> None:
+    """One sender, 20 purchases a second, each confirm taking 0.1 s: the sender falls behind by 0.05 s a
+    purchase. Measured from when each request left, every confirm would look like 0.1 s; from the
+    schedule, the last of 10 waited for the 9 before it (coordinated omission avoided)."""
+    options = BenchOptions(rates=(20.0,), duration=0.5, students=2, poll_interval=0.005, visible_timeout=2.0,
+                           senders=1, drain_timeout=0.5)
+    steps, _ = Bench(FakeTarget(confirm_delay=0.1), options).run()
+    confirm = steps[0].summary()["latencyMs"]["confirm"]
+    assert confirm["count"] == 10
+    assert confirm["max"] >= 500  # 10 x 0.1 s of service time, minus 9 x 0.05 s of schedule
+    assert confirm["p50"] >= 150
+
+
+def test_the_report_has_its_structure() -> None:
+    steps, integrity = Bench(FakeTarget(), FAST).run()
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(), steps=steps,
+                   integrity=integrity)
+    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity"}
+    assert set(doc["steps"][0]["latencyMs"]) == {"confirm", "commit", "visible", "end_to_end"}
+    assert set(doc["steps"][0]["latencyMs"]["end_to_end"]) == {"count", "p50", "p90", "p99", "max"}
+    assert doc["total"]["confirmed"] == 20 and doc["integrity"]["ok"] is True
+    json.dumps(doc)
+    text = markdown(doc)
+    assert "| end_to_end" in text and "no purchase lost, none duplicated" in text
+
+
+def test_a_target_whose_components_cannot_run_free_is_refused() -> None:
+    with pytest.raises(InputError, match="run on their own"):
+        free_running(object())
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5", "abc", "50,nan", "20000"])
+def test_bad_rates_are_refused(text: str) -> None:
+    with pytest.raises(InputError, match="--rate"):
+        parse_rates(text)
+    assert parse_rates("50, 100") == (50.0, 100.0)
+
+
+@pytest.mark.parametrize("args", [("--rate", "x"), ("--target", "embedded"), ("--report", "html")])
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, ["bench", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_a_stopped_stack_is_exit_2_with_the_reason(tmp_path: Any) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--state-dir", str(tmp_path / "none"), "--duration", "1"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: target processes: ") and "stack up" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rates_from_the_environment_are_numbers() -> None:
+    from kcverify.cli import settings
+
+    leaf = settings.leaves()[("bench", "rate")]
+    assert settings.parse_env("KCVERIFY_BENCH_RATE", "50, 100", leaf) == [50.0, 100.0]
+    with pytest.raises(InputError, match="expected a number"):
+        settings.parse_env("KCVERIFY_BENCH_RATE", "50,fast", leaf)
+    assert settings.default_map({"bench": {"rate": [50.0, 100.0]}})["bench"]["rate"] == "50.0,100.0"
