@@ -4,7 +4,10 @@
 # profiles/reference.yaml runs it; a team would write the same few lines around its own deployment
 # (systemctl, docker, kubectl scale ...).
 #
-#   ACTION      start | stop | kill | pause | resume
+#   ACTION      start | stop | kill | pause | resume | fault
+#               (fault: the next $KCVERIFY_FAULT_TIMES calls of $KCVERIFY_FAULT_OP, any when empty, on
+#               $KCVERIFY_FAULT_RESOURCE fail; every process reads the same fault table, so COMPONENT is
+#               any running one)
 #   COMPONENT   payment-service | student-service | payment-relay | purchase-worker | course-relay |
 #               cache-invalidator | reconciler   (default: $KCVERIFY_COMPONENT, which kcverify sets)
 #
@@ -20,7 +23,7 @@
 # and KCVERIFY_WEBHOOK_SECRET, KCVERIFY_AUTH_SECRET, which the services need.
 set -eu
 
-action=${1:?usage: reference-control.sh start|stop|kill|pause|resume [COMPONENT]}
+action=${1:?usage: reference-control.sh start|stop|kill|pause|resume|fault [COMPONENT]}
 component=${2:-${KCVERIFY_COMPONENT:?name the component}}
 dir=${KCVERIFY_REFERENCE_DIR:?set KCVERIFY_REFERENCE_DIR: where the pid files and logs go}
 base=${KCVERIFY_REFERENCE_PORT:-18100}
@@ -85,6 +88,10 @@ case $action in
     fi ;;
   pause) post /hold "$(body)" ;;
   resume) post /resume "$(body)" ;;
+  fault)
+    op=null
+    if [ -n "${KCVERIFY_FAULT_OP:-}" ]; then op="\"$KCVERIFY_FAULT_OP\""; fi
+    post /faults "{\"resource\": \"${KCVERIFY_FAULT_RESOURCE:?}\", \"times\": ${KCVERIFY_FAULT_TIMES:?}, \"op\": $op}" ;;
   stop | kill)
     if [ -n "$loop" ]; then
       running && post "/components/$loop/$action" "{}"
@@ -96,5 +103,5 @@ case $action in
       gone "$p" || { kill -KILL "$p"; gone "$p"; }
     fi
     rm -f "$pidfile" ;;
-  *) echo "reference-control.sh: unknown action '$action' (start, stop, kill, pause, resume)" >&2; exit 2 ;;
+  *) echo "reference-control.sh: unknown action '$action' (start, stop, kill, pause, resume, fault)" >&2; exit 2 ;;
 esac

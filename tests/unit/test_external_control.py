@@ -236,3 +236,27 @@ def test_a_system_that_cannot_be_resumed_at_the_end_stops_the_run_loudly(tmp_pat
     target.start(seed=0)
     with pytest.raises(TargetUnreachable, match=r"could not leave the components running.*connection refused"):
         target.close()
+
+
+def test_a_faults_command_gives_inject_faults_and_is_told_what_to_break(tmp_path: Path) -> None:
+    """`fail` steps reach the system's own fault hook through the environment, never spliced into the
+    command text (a resource or op name is data, not shell)."""
+    record = 'echo "$KCVERIFY_ACTION $KCVERIFY_FAULT_RESOURCE $KCVERIFY_FAULT_TIMES [$KCVERIFY_FAULT_OP]" >> calls.log'
+    without = load_profile(write(tmp_path, full_control()), {})
+    assert "inject_faults" not in without.capabilities
+    text = full_control().replace("  timeout: 5\n", f"  timeout: 5\n  faults: '{record}'\n")
+    profile = load_profile(write(tmp_path, text), {"PATH": "/usr/bin:/bin"})
+    assert "inject_faults" in profile.capabilities
+    target = ExternalTarget(profile)
+    target.fail("bus", 3, "publish")
+    target.fail("payments_db", 1, None)
+    assert calls(tmp_path) == ["fault bus 3 [publish]", "fault payments_db 1 []"]
+
+
+def test_a_failing_faults_command_is_an_error_with_its_output(tmp_path: Path) -> None:
+    text = full_control().replace("  timeout: 5\n", "  timeout: 5\n  faults: 'echo no hook >&2; exit 4'\n")
+    control = Control(load_profile(write(tmp_path, text), {"PATH": "/usr/bin:/bin"}))
+    with pytest.raises(ControlError) as raised:
+        control.fault("cache", 2, None)
+    assert "the faults command (cache x2) exited with status 4" in str(raised.value)
+    assert "no hook" in str(raised.value)

@@ -48,7 +48,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_reference_profile_loads_and_configures_http_db_kafka_and_control() -> None:
     profile = load_profile(REFERENCE, ENV)
     assert profile.name == "kcverify reference"
-    assert profile.capabilities == {"http", "read_db", "read_bus", "produce_events", "control_components"}
+    assert profile.capabilities == {"http", "read_db", "read_bus", "produce_events", "control_components",
+                                    "inject_faults"}
 
 
 def test_a_minimal_profile_offers_http_only(tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ Built from `TargetOptions.settings["profile"]` (`kcverify run --target external 
   can name, `control_components`: the components are held (paused) between steps as on the processes
   target; `settle` resumes them until the rows are quiet and pauses them again, `run` does that for one
   component, `kill`/`stop` run those commands and `restart` starts a component a step left down.
+- Faults (control.py): a `control.faults` command, the system's own fault hook, gives `inject_faults`.
 
-Crash points are the reference's instrumentation and `fail` maps to no command: the target never declares
-crash_components or inject_faults, so the scenarios and checks that need them are skipped with the reason,
-never passed."""
+Crash points are the reference's instrumentation: the target never declares crash_components, so the
+scenarios and checks that need them are skipped with the reason, never passed."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class ExternalTarget:
     # What the registry lists without building one (kcverify.targets.registry): at most these; the
     # instance's `info` says what its profile configures.
     description = "your own running services, described by a profile (--profile FILE, docs/external.md)"
-    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events", "control_components"})
+    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events", "control_components", "inject_faults"})
     isolated = False  # one shared system
 
     def __init__(self, profile: Profile) -> None:
@@ -100,7 +100,8 @@ class ExternalTarget:
         self._preconditions = Preconditions(profile, self._client, {
             name: self._http.base_url(name) for name in profile.section("http", "services")})
         self._cleanup_error: PreconditionError | None = None
-        self._control = Control(profile) if "control_components" in self.info.capabilities else None
+        self._control = Control(profile) if {"control_components", "inject_faults"} & self.info.capabilities \
+            else None
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -339,7 +340,10 @@ class ExternalTarget:
         raise self._lacks("crash components")
 
     def fail(self, resource: str, times: int, op: str | None) -> None:
-        raise self._lacks("inject faults")
+        """The profile's `control.faults` command (control.py): the system's own hook breaks the next calls."""
+        if self._control is None or "inject_faults" not in self.info.capabilities:
+            raise self._lacks("inject faults (the profile's control section has no faults command)")
+        self._control.fault(resource, times, op)
 
     def begin_read(self, student: str, authorization: str) -> Any:
         raise self._lacks("split reads")

@@ -111,11 +111,25 @@ class Control:
         text = self.components.get(component, {}).get(action)
         if not isinstance(text, str):
             raise ControlError(f"{self.profile.file}: control.components.{component} has no {action} command")
+        return self._run(text, self.environment(component, action), f"the {action} command of {component}")
+
+    def fault(self, resource: str, times: int, op: str | None) -> Outcome:
+        """A scenario's `fail` step: the profile's `control.faults` command, told what to break through the
+        environment (KCVERIFY_FAULT_RESOURCE, KCVERIFY_FAULT_TIMES, KCVERIFY_FAULT_OP; never spliced into
+        the command text). It must arrange that the next `times` calls of `op` (any, when empty) on
+        `resource` fail, then work again: the system's own fault hook (a test endpoint, a proxy)."""
+        text = self.profile.section("control").get("faults")
+        if not isinstance(text, str):
+            raise ControlError(f"{self.profile.file}: control has no faults command")
+        env = {**self.profile.environ, **self.variables, "KCVERIFY_ACTION": "fault",
+               "KCVERIFY_FAULT_RESOURCE": resource, "KCVERIFY_FAULT_TIMES": str(times), "KCVERIFY_FAULT_OP": op or ""}
+        return self._run(text, env, f"the faults command ({resource} x{times})")
+
+    def _run(self, text: str, env: dict[str, str], what: str) -> Outcome:
         started = time.monotonic()
         with tempfile.TemporaryFile() as out:
             process = subprocess.Popen(["sh", "-c", text], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                       cwd=str(self.directory), env=self.environment(component, action),
-                                       start_new_session=True)
+                                       cwd=str(self.directory), env=env, start_new_session=True)
             try:
                 status: int | None = process.wait(self.timeout)
             except subprocess.TimeoutExpired:
@@ -128,7 +142,7 @@ class Control:
         outcome = Outcome(status, output, time.monotonic() - started)
         if status != 0:
             why = f"timed out after {self.timeout:g} s" if status is None else f"exited with status {status}"
-            raise ControlError(f"the {action} command of {component} {why}: {text}{_tail(output)}")
+            raise ControlError(f"{what} {why}: {text}{_tail(output)}")
         return outcome
 
     # --- the scenario steps ------------------------------------------------------------------------

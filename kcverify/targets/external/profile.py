@@ -102,6 +102,8 @@ class Profile:
 
             if not missing(self):
                 caps.add("control_components")
+        if self.section("control").get("faults"):
+            caps.add("inject_faults")
         return frozenset(caps)
 
 
