@@ -45,7 +45,7 @@ PROFILE = ROOT / "profiles" / "examples" / "production-shaped.yaml"
 # every other scenario needs component control, fault injection, crash points or the clock.
 RUNNABLE = {"happy-path", "unsigned-confirm", "payment-validation", "illegal-transitions", "other-students-view",
             "manual-invalidation", "repurchase-same-course", "frontend-fallbacks", "forged-event-unpaid",
-            "gateway-retries-confirm", "poison-then-valid", "signature-bound"}
+            "gateway-retries-confirm", "poison-then-valid", "signature-bound", "malformed-input"}
 # What runs here without flaws: baseline ones, the dead-letter ones, and every scenario of CAUGHT_BY.
 CHOSEN = {"happy-path", "unsigned-confirm", "payment-validation", "other-students-view", "repurchase-same-course",
           "signature-bound", "forged-event-unpaid", "poison-then-valid", "forged-before-paid",
