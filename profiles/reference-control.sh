@@ -62,7 +62,8 @@ start_process() {
   running && return 0
   mkdir -p "$dir"
   # shellcheck disable=SC2086  # $serve and the defect option are word lists
-  nohup "${KCVERIFY_BIN:-kcverify}" serve $serve --control-port "$port" \
+  # --faults-file: one fault table that every process shares (the `fault` action writes a rule into it)
+  nohup "${KCVERIFY_BIN:-kcverify}" serve $serve --control-port "$port" --faults-file "$dir/faults.json" \
     ${KCVERIFY_REFERENCE_DEFECT:+--defect "$KCVERIFY_REFERENCE_DEFECT"} >>"$log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   i=0
