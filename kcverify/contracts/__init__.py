@@ -123,10 +123,14 @@ def file_validator(name: str) -> Draft202012Validator:
     """`validator(name)` for a YAML file written by a person: an integer field takes only an integer.
     The schema is given itself, not through a `$ref`: following a reference to a document that names its
     `$schema` would switch back to the standard validator class."""
-    root = {key: value for key, value in schema(name).items() if key != "$schema"}
-    root["$id"] = schema_uri(name)
+    root = {key: value for key, value in schema(name).items() if key not in ("$schema", "$id")}
+    uri = schema_uri(name)
+    registry = _registry().with_resource(uri, Resource.from_contents(root, default_specification=DRAFT202012))
+    with contextlib.suppress(NotInlinable):  # the scenario schema's references, followed once (see `inlined`)
+        return _WrittenIntegerValidator(  # type: ignore[no-any-return]
+            inlined(root, registry.resolver(base_uri=uri)), registry=registry, format_checker=FORMAT_CHECKER)
     return _WrittenIntegerValidator(  # type: ignore[no-any-return]
-        root, registry=_registry(), format_checker=FORMAT_CHECKER
+        {**root, "$id": uri}, registry=_registry(), format_checker=FORMAT_CHECKER
     )
 
 
@@ -196,8 +200,9 @@ def inlined(root: Any, resolver: Any) -> Any:
     judges the same: a `$ref` alone becomes its target, a `$ref` with sibling keywords becomes an `allOf`
     of the target and the siblings (2020-12 applies both to the same instance; the messages and instance
     paths of errors are those of the keywords that fail, whichever way they are reached). Raises
-    NotInlinable for a recursive schema or one that sets a base or a dynamic scope (`$id`, `$anchor`,
-    `$dynamic*`): the caller then validates with the references as written."""
+    NotInlinable for a recursive schema, one that sets a base or a dynamic scope (`$id`, `$anchor`,
+    `$dynamic*`), or a reference into a document that names its `$schema` (jsonschema validates there with
+    that dialect's class): the caller then validates with the references as written."""
 
     def walk(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
         if isinstance(node, list):
@@ -212,6 +217,8 @@ def inlined(root: Any, resolver: Any) -> Any:
             contents = target.contents
             if id(contents) in trail:
                 raise NotInlinable(f"{ref} refers to itself")
+            if isinstance(contents, dict) and "$schema" in contents:
+                raise NotInlinable(f"{ref} names its own dialect")  # jsonschema switches validator class there
             resolved = walk(contents, target.resolver, (*trail, id(contents)))
             rest = {key: walk(value, resolver, trail) for key, value in node.items() if key != "$ref"}
             return resolved if not rest else {"allOf": [resolved, rest]}

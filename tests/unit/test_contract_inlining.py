@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -88,3 +89,37 @@ def test_a_recursive_schema_is_left_as_written() -> None:
         inlined({"$ref": "https://example.invalid/tree"}, registry.resolver())
     validator = contracts.inlined_validator({"$ref": "https://example.invalid/tree"}, registry)
     assert [e.message for e in validator.iter_errors({"child": {"child": 1}})] == ["1 is not of type 'object'"]
+
+
+def _written(name: str) -> Any:
+    """The file validator as it was before inlining: the schema given itself, its references followed."""
+    root = {key: value for key, value in contracts.schema(name).items() if key != "$schema"}
+    root["$id"] = contracts.schema_uri(name)
+    return type(contracts.file_validator(name))(root, registry=contracts._registry(),
+                                                 format_checker=FORMAT_CHECKER)
+
+
+def _broken(instance: Any) -> list[Any]:
+    """The instance, then a copy with each value in turn replaced by each junk value (first 400)."""
+    found: list[Any] = [instance]
+
+    def walk(node: Any, replace: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(items):
+            for junk in _JUNK[:6]:
+                node[key] = junk
+                found.append(json.loads(json.dumps(replace)))
+            node[key] = value
+            walk(value, replace)
+
+    copy = json.loads(json.dumps(instance))
+    walk(copy, copy)
+    return found[:400]
+
+
+@pytest.mark.parametrize("path", sorted((contracts.contracts_dir().parent / "scenarios").glob("*.yaml"))[:12],
+                         ids=lambda p: p.stem)
+def test_the_scenario_file_validator_judges_as_before(path: Any) -> None:
+    written = _written("schemas/scenario")
+    for instance in _broken(yaml.safe_load(path.read_text())):
+        assert _errors(contracts.file_validator("schemas/scenario"), instance) == _errors(written, instance)
