@@ -6,6 +6,7 @@ resolve through one in-memory registry: nothing is ever fetched from the network
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -97,9 +98,14 @@ FastValidator = validators.extend(Draft202012Validator, validators={"enum": _enu
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    return FastValidator(  # type: ignore[no-any-return]
-        {"$ref": schema_uri(name)}, registry=fast_registry(), format_checker=FORMAT_CHECKER
-    )
+    return inlined_validator({"$ref": schema_uri(name)}, fast_registry())
+
+
+def inlined_validator(root: dict[str, Any], registry: Registry[Any]) -> Draft202012Validator:
+    """A FastValidator of `root`, its references inlined once (see `inlined`) when they can be."""
+    with contextlib.suppress(NotInlinable):
+        root = inlined(root, registry.resolver())
+    return FastValidator(root, registry=registry, format_checker=FORMAT_CHECKER)  # type: ignore[no-any-return]
 
 
 def _written_integer(checker: object, instance: object) -> bool:
@@ -117,10 +123,14 @@ def file_validator(name: str) -> Draft202012Validator:
     """`validator(name)` for a YAML file written by a person: an integer field takes only an integer.
     The schema is given itself, not through a `$ref`: following a reference to a document that names its
     `$schema` would switch back to the standard validator class."""
-    root = {key: value for key, value in schema(name).items() if key != "$schema"}
-    root["$id"] = schema_uri(name)
+    root = {key: value for key, value in schema(name).items() if key not in ("$schema", "$id")}
+    uri = schema_uri(name)
+    registry = _registry().with_resource(uri, Resource.from_contents(root, default_specification=DRAFT202012))
+    with contextlib.suppress(NotInlinable):  # the scenario schema's references, followed once (see `inlined`)
+        return _WrittenIntegerValidator(  # type: ignore[no-any-return]
+            inlined(root, registry.resolver(base_uri=uri)), registry=registry, format_checker=FORMAT_CHECKER)
     return _WrittenIntegerValidator(  # type: ignore[no-any-return]
-        root, registry=_registry(), format_checker=FORMAT_CHECKER
+        {**root, "$id": uri}, registry=_registry(), format_checker=FORMAT_CHECKER
     )
 
 
@@ -176,3 +186,52 @@ EVENT_SCHEMAS = {
 def openapi_path(service: str) -> Path:
     """`payment-service` or `student-service`."""
     return contracts_dir() / "openapi" / f"{service}.yaml"
+
+
+
+class NotInlinable(Exception):
+    """A schema `inlined` leaves to jsonschema as written (recursive, or with a base or scope of its own)."""
+
+
+def inlined(root: Any, resolver: Any) -> Any:
+    """`root` with each `$ref` replaced by what it points at, resolved as jsonschema would (relative to
+    the document it is written in). Following a `$ref` through the registry cost a lookup and a new
+    resolver on every validation, about a quarter of the validation time of a long run; the inlined schema
+    judges the same: a `$ref` alone becomes its target, a `$ref` with sibling keywords becomes an `allOf`
+    of the target and the siblings (2020-12 applies both to the same instance; the messages and instance
+    paths of errors are those of the keywords that fail, whichever way they are reached). Raises
+    NotInlinable for a recursive schema, one that sets a base or a dynamic scope (`$id`, `$anchor`,
+    `$dynamic*`), or a reference into a document that names its `$schema` (jsonschema validates there with
+    that dialect's class): the caller then validates with the references as written."""
+
+    def walk(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(item, resolver, trail) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if _SCOPE_KEYWORDS & node.keys():
+            raise NotInlinable(f"{sorted(_SCOPE_KEYWORDS & node.keys())}")
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target = resolver.lookup(ref)
+            contents = target.contents
+            if id(contents) in trail:
+                raise NotInlinable(f"{ref} refers to itself")
+            if isinstance(contents, dict) and "$schema" in contents:
+                raise NotInlinable(f"{ref} names its own dialect")  # jsonschema switches validator class there
+            resolved = walk(contents, target.resolver, (*trail, id(contents)))
+            rest = {key: walk(value, resolver, trail) for key, value in node.items() if key != "$ref"}
+            return resolved if not rest else {"allOf": [resolved, rest]}
+        return {key: value if key in _LITERAL_KEYWORDS
+                else {name: walk(sub, resolver, trail) for name, sub in value.items()}
+                if key in _NAMED_SCHEMAS and isinstance(value, dict) else walk(value, resolver, trail)
+                for key, value in node.items()}
+
+    return walk(root, resolver, ())
+
+
+_SCOPE_KEYWORDS = frozenset({"$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor"})
+# Keywords whose values map names (any names, "enum" too) to schemas.
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+# Keywords whose values are data, not schemas: nothing inside them is a reference.
+_LITERAL_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})

@@ -18,13 +18,12 @@ from referencing.jsonschema import DRAFT202012
 
 from kcverify.contracts import (
     BASE_URI,
-    FORMAT_CHECKER,
     MEMO_LIMIT,
-    FastValidator,
     Violation,
     _json_path,
     contracts_dir,
     fast_registry,
+    inlined_validator,
 )
 
 SERVICES = ("payment-service", "student-service")
@@ -155,5 +154,4 @@ def _validate_schema(service: str, pointer: str, instance: Any) -> list[Violatio
 
 @cache
 def _validator(service: str, pointer: str) -> Draft202012Validator:
-    return FastValidator(  # type: ignore[no-any-return]
-        {"$ref": f"{_uri(service)}#{pointer}"}, registry=_registry_with_documents(), format_checker=FORMAT_CHECKER)
+    return inlined_validator({"$ref": f"{_uri(service)}#{pointer}"}, _registry_with_documents())
