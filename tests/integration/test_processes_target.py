@@ -2,9 +2,10 @@
 separate processes on real PostgreSQL, Kafka and Redis, with the same checks as on the embedded target.
 
 Runs on the session's shared stack (tests/integration/conftest.py). At most two scenarios may be
-skipped, each with the capability it needs, and never one about freshness, idempotency or crashes. Also: a worker stopped with SIGTERM while
-it handles an event finishes that event, commits its offset and exits 0; a payment service that dies
-at a crash point inside a request gives no answer and is back for the next one."""
+skipped, each with the capability it needs, and never one about freshness, idempotency or crashes.
+Also: a worker stopped with SIGTERM while it handles an event finishes that event, commits its offset
+and exits 0; a payment service that dies at a crash point inside a request gives no answer and is back
+for the next one."""
 
 from __future__ import annotations
 
