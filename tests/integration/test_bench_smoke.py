@@ -2,21 +2,16 @@
 free-running components and writes its reports. Asserts the output's structure (keys, counts, no lost or
 duplicated purchase), never its speed: the machine running CI decides that.
 
-Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary directory
-(and down at the end)."""
+Runs on the session's shared stack (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from kcverify import stack
 from kcverify.cli.main import cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -25,19 +20,9 @@ HOPS = {"confirm", "commit", "visible", "end_to_end"}
 
 
 @pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    if given:
-        yield Path(given)
-        return
-    directory = tmp_path_factory.mktemp("bench") / "state"
-    started = time.monotonic()
-    try:
-        stack.up(directory, timeout=180)
-        print(f"\nkcverify stack up: {time.monotonic() - started:.1f} s")
-        yield directory
-    finally:
-        stack.down(directory, purge=True)
+def state_dir(stack_dir: Path) -> Path:
+    """The session's shared stack (tests/integration/conftest.py)."""
+    return stack_dir
 
 
 def test_a_short_bench_reports_every_hop_and_loses_nothing(state_dir: Path, tmp_path: Path) -> None:

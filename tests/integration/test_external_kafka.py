@@ -87,17 +87,9 @@ cache:
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    if given:
-        yield stack.load_settings(given)
-        return
-    directory = tmp_path_factory.mktemp("external-bus") / "state"
-    try:
-        stack.up(directory, timeout=180)
-        yield stack.load_settings(directory)
-    finally:
-        stack.down(directory, purge=True)
+def settings(stack_dir: Path) -> dict[str, Any]:
+    """The session's shared stack (tests/integration/conftest.py)."""
+    return stack.load_settings(stack_dir)
 
 
 @pytest.fixture

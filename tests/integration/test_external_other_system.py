@@ -10,7 +10,7 @@ flaw, plus two scenarios of tests/othersystem/scenarios/ that show the Kafka-sid
 and producing alone (the system is one process: no component control). Then each flaw of the system is
 switched on in turn and the check that exists for it must fail on the scenario that shows it.
 
-Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary directory."""
+Runs on the session's shared stack (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,17 +69,9 @@ NOT_CARRIED = ("purchase-confirmed: correlationId, idempotencyKey, occurredAt, s
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    if given:
-        yield stack.load_settings(given)
-        return
-    directory = tmp_path_factory.mktemp("other-system") / "state"
-    try:
-        stack.up(directory, timeout=180)
-        yield stack.load_settings(directory)
-    finally:
-        stack.down(directory, purge=True)
+def settings(stack_dir: Path) -> dict[str, object]:
+    """The session's shared stack (tests/integration/conftest.py)."""
+    return stack.load_settings(stack_dir)
 
 
 def run(settings: dict[str, object], flaws: frozenset[str], names: set[str] | None = None,

@@ -5,8 +5,7 @@ Scenarios that need the flow held between steps pass on the correct reference; s
 `invalidate-at-confirm-only` (through KCVERIFY_REFERENCE_DEFECT, as a user would), the freshness check
 fails read-between-confirm-and-purchase. Nothing is left running at the end.
 
-Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary directory
-(and down at the end)."""
+Runs on the session's shared stack (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -17,13 +16,12 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from kcverify import stack
 from kcverify.checks import select
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
@@ -43,17 +41,9 @@ HELD = ("read-between-confirm-and-purchase", "happy-path", "unsigned-confirm", "
 
 
 @pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    if given:
-        yield Path(given)
-        return
-    directory = tmp_path_factory.mktemp("external-reference") / "state"
-    try:
-        stack.up(directory, timeout=180)
-        yield directory
-    finally:
-        stack.down(directory, purge=True)
+def state_dir(stack_dir: Path) -> Path:
+    """The session's shared stack (tests/integration/conftest.py)."""
+    return stack_dir
 
 
 def consecutive_free_ports(count: int) -> int:

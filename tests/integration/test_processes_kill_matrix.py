@@ -7,14 +7,11 @@ docs/defects.md.)"""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kcverify import stack
 from kcverify.checks import REGISTRY
 from kcverify.killmatrix.engine import resolve, run_mutants
 from kcverify.scenario.loader import load_scenarios
@@ -65,17 +62,9 @@ SUBSET: dict[str, tuple[str, str]] = {
 
 
 @pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    if given:
-        yield Path(given)
-        return
-    directory = tmp_path_factory.mktemp("stack-mutants") / "state"
-    try:
-        stack.up(directory, timeout=180)
-        yield directory
-    finally:
-        stack.down(directory, purge=True)
+def state_dir(stack_dir: Path) -> Path:
+    """The session's shared stack (tests/integration/conftest.py)."""
+    return stack_dir
 
 
 def test_a_subset_of_defects_covering_every_check_is_killed_on_the_stack(state_dir: Path) -> None:

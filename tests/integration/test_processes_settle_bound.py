@@ -2,19 +2,16 @@
 publish, a settle bounded to one second ends not quiet within a fraction of a second of its bound, and
 the records this scenario injects are the ones the evidence leaves out (their broker offsets).
 
-Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary
-directory (and down at the end)."""
+Runs on the session's shared stack (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kcverify import stack
 from kcverify.reference import domain
 from kcverify.targets.base import INJECTED_HEADER
 from kcverify.targets.processes import ProcessesTarget
@@ -25,18 +22,10 @@ OVERSHOOT = 0.75  # resume, one last look at the pending work, hold: well under 
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesTarget]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    directory = Path(given) if given else tmp_path_factory.mktemp("settle-bound") / "state"
-    if not given:
-        stack.up(directory, timeout=180)
-    try:
-        with ProcessesTarget.from_state(directory) as processes:
-            processes.start(seed=0)
-            yield processes
-    finally:
-        if not given:
-            stack.down(directory, purge=True)
+def target(stack_dir: Path) -> Iterator[ProcessesTarget]:
+    with ProcessesTarget.from_state(stack_dir) as processes:
+        processes.start(seed=0)
+        yield processes
 
 
 def test_a_stuck_settle_ends_at_its_timeout(target: ProcessesTarget) -> None:

@@ -1,15 +1,14 @@
 """`kcverify run --target processes`: every scenario of scenarios/ replayed against the reference running as
 separate processes on real PostgreSQL, Kafka and Redis, with the same checks as on the embedded target.
 
-Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary
-directory (and down at the end). At most two scenarios may be skipped, each with the capability it
-needs, and never one about freshness, idempotency or crashes. Also: a worker stopped with SIGTERM while
-it handles an event finishes that event, commits its offset and exits 0; a payment service that dies
-at a crash point inside a request gives no answer and is back for the next one."""
+Runs on the session's shared stack (tests/integration/conftest.py). At most two scenarios may be
+skipped, each with the capability it needs, and never one about freshness, idempotency or crashes.
+Also: a worker stopped with SIGTERM while it handles an event finishes that event, commits its offset
+and exits 0; a payment service that dies at a crash point inside a request gives no answer and is back
+for the next one."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -19,7 +18,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kcverify import stack
 from kcverify.checks import select
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
@@ -36,19 +34,9 @@ METADATA = {"startDate": "2026-05-04", "classTime": "19:15", "classTypeId": "gro
 
 
 @pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    given = os.environ.get(stack.ENV_STATE_DIR)
-    if given:
-        yield Path(given)
-        return
-    directory = tmp_path_factory.mktemp("stack-target") / "state"
-    started = time.monotonic()
-    try:
-        stack.up(directory, timeout=180)
-        print(f"\nkcverify stack up: {time.monotonic() - started:.1f} s")
-        yield directory
-    finally:
-        stack.down(directory, purge=True)
+def state_dir(stack_dir: Path) -> Path:
+    """The session's shared stack (tests/integration/conftest.py)."""
+    return stack_dir
 
 
 @pytest.fixture

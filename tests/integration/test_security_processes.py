@@ -6,8 +6,7 @@ nothing (payment row, PURCHASE_CONFIRMED records, purchases); a signature made w
 development key is refused, one made with the environment's secret accepted; no process prints a
 secret; a non-development start without the variables refuses, naming them.
 
-Uses the stack in $KCVERIFY_STATE_DIR when that is set; otherwise brings one up in a temporary
-directory (and down at the end)."""
+Runs on the session's shared stack (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.settings import AUTH_SECRET_ENV, DEV_AUTH_SECRET, DEV_WEBHOOK_SECRET, WEBHOOK_SECRET_ENV
 from kcverify.targets.base import HttpReply
 from kcverify.targets.processes import ProcessesTarget
-from tests.integration.test_processes_target import METADATA, state_dir  # noqa: F401 (a fixture)
+from tests.integration.test_processes_target import METADATA
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -36,8 +35,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def target(state_dir: Path) -> Iterator[ProcessesTarget]:  # noqa: F811 (state_dir is the fixture above)
-    with ProcessesTarget.from_state(state_dir) as target:
+def target(stack_dir: Path) -> Iterator[ProcessesTarget]:
+    with ProcessesTarget.from_state(stack_dir) as target:
         target.start(seed=0)
         yield target
 
@@ -137,10 +136,10 @@ def test_expired_forged_and_cross_student_tokens_are_refused(target: ProcessesTa
     assert [p["paymentId"] for p in view["purchases"]] == [p1]
 
 
-def test_a_component_without_secrets_refuses_to_start_and_names_them(state_dir: Path) -> None:  # noqa: F811
+def test_a_component_without_secrets_refuses_to_start_and_names_them(stack_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in (WEBHOOK_SECRET_ENV, AUTH_SECRET_ENV)}
     command = [sys.executable, "-c", "from kcverify.cli.main import main; main()", "serve", "payment",
-               "--state-dir", str(state_dir), "--port", "0"]
+               "--state-dir", str(stack_dir), "--port", "0"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert WEBHOOK_SECRET_ENV in result.stderr and AUTH_SECRET_ENV in result.stderr
