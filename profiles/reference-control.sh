@@ -15,7 +15,7 @@
 # student service's) with its test-only control endpoint on a loopback port: pause and resume are
 # POST /hold and POST /resume there, so that nothing moves between a scenario's steps. Environment:
 #   KCVERIFY_REFERENCE_DIR     where the pid files and logs go (required)
-#   KCVERIFY_REFERENCE_DEFECT  a named defect to start the components with (`kcverify defects --list`)
+#   KCVERIFY_REFERENCE_DEFECT  a named defect to start the components with (docs/defects.md)
 #   KCVERIFY_REFERENCE_PORT    the first of six consecutive control ports (default 18100)
 #   KCVERIFY_PAYMENT_PORT, KCVERIFY_STUDENT_PORT   the services' ports (default 8081, 8082)
 #   KCVERIFY_STATE_DIR         the stack's state directory (read by `kcverify serve`)

@@ -45,10 +45,15 @@ class FreshnessCheck(Check):
     def _learn_commits(self, step: int | None) -> None:
         from kcverify.core.clock import parse_rfc3339
 
-        # rows new or changed in the last step: a purchase not yet known, or one that became active
+        # rows new or changed in the last step: a purchase not yet known, or one that became active. The
+        # commit time is the row's own createdAt, but never later than the snapshot that first showed it: a
+        # system whose clock runs ahead of kcverify's (or stamps local time as UTC) would otherwise put its
+        # commits in the future, and no read would ever be due.
+        seen_at = self.evidence.last.at
         for purchase in (change.new for change in self.evidence.row_changes("purchases") if change.new):
             if purchase["paymentId"] not in self._commits and purchase.get("isActive", True):
-                commit = (parse_rfc3339(purchase["createdAt"]), step or 0, purchase["studentId"])
+                committed_at = min(parse_rfc3339(purchase["createdAt"]), seen_at)
+                commit = (committed_at, step or 0, purchase["studentId"])
                 self._commits[purchase["paymentId"]] = commit
                 self._by_student.setdefault(commit[2], {})[purchase["paymentId"]] = commit
 

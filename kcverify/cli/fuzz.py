@@ -29,7 +29,7 @@ from kcverify.targets import registry
 from kcverify.targets.base import Target
 from kcverify.targets.registry import TargetOptions
 
-# Where the curl lines send to on the reference targets: `kcverify serve embedded --dev`'s default ports.
+# Where the curl lines send to on the reference targets: `kcverify serve embedded`'s default ports.
 REFERENCE_URLS = {"payment-service": "http://127.0.0.1:8081", "student-service": "http://127.0.0.1:8082"}
 
 

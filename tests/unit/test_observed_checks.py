@@ -197,3 +197,31 @@ def test_the_publication_clock_starts_when_the_relay_may_run(capabilities: set[s
     # held, and never let run by a settle after the confirmation: not judged rather than guessed
     assert DeliveryCheck(_latency_evidence(capabilities))._released_at(120.0) == \
         (120.0 if "control_components" not in capabilities else None)
+
+
+class ClockAheadTarget(EmbeddedTarget):
+    """The embedded reference judged on a time bound (as on real time), whose database clock runs an hour
+    ahead of kcverify's: every purchase's createdAt lies in the future."""
+
+    def __init__(self, defects: frozenset[str] = frozenset()) -> None:
+        super().__init__(defects=defects)
+        self.info = replace(self.info, freshness_bound=1.0)
+
+    def snapshot(self) -> Snapshot:
+        from kcverify.core.clock import parse_rfc3339, rfc3339
+
+        snap = super().snapshot()
+        ahead = [{**p, "createdAt": rfc3339(parse_rfc3339(p["createdAt"]) + 3600)} for p in snap.purchases]
+        return replace(snap, purchases=ahead, changed_rows=None) if hasattr(snap, "changed_rows") \
+            else replace(snap, purchases=ahead)
+
+
+def test_a_system_clock_ahead_of_kcverify_does_not_hide_a_stale_view() -> None:
+    """The commit time is never later than the snapshot that first showed the purchase: otherwise no read
+    would ever be due and the freshness check could not fail."""
+    scenario = load_scenario(SCENARIOS / "read-between-confirm-and-purchase.yaml")
+    stale = Runner(ClockAheadTarget(frozenset({"invalidate-at-confirm-only"})), options=RunOptions(),
+                   checks=select()).run([scenario]).scenarios[0]
+    assert failures(stale, "freshness"), stale.failures
+    correct = Runner(ClockAheadTarget(), options=RunOptions(), checks=select()).run([scenario]).scenarios[0]
+    assert correct.status == Status.PASSED, correct.failures
