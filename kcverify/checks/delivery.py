@@ -75,6 +75,9 @@ class DeliveryCheck(Check):
         # the original was never published at all (the outbox's original row, or the direct publish of
         # a dual write). Counted by rows, not by time: the manual clock ties, and a late original is
         # judged by the latency rule below, not here.
+        if "read_traces" not in self.evidence.target.capabilities:
+            self.notes.append("a confirmation published only by the reconciler's re-publish (P3) not told apart: the "
+                              "target shows no traces; the publication latency is judged")
         republished = Counter(t["paymentId"] for t in traces
                               if t.get("component") == "reconciler" and t.get("event") == "republished")
         records = {(r.partition, r.offset): r for r in self.evidence.last.topics.get(names.TOPIC_CONFIRMED, [])}
