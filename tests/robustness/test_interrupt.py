@@ -45,11 +45,21 @@ def _interrupt(processes: list[subprocess.Popen[bytes]], rng: random.Random) -> 
     return outcomes
 
 
+LONG = "long.yaml"  # written into each test's directory: the catalogue alone may end before the signal
+
 COMMANDS = [
     pytest.param(["explore", "--budget", "60s", "--no-color"], id="explore"),
-    pytest.param(["run", str(SCENARIOS), "--no-color"], id="run"),
+    pytest.param(["run", str(SCENARIOS), LONG, "--no-color"], id="run"),
     pytest.param(["defects", str(SCENARIOS), "--no-color"], id="defects"),
 ]
+
+
+def _write_long(directory: Path) -> None:
+    """A 2,000-step scenario (tests/perf/bench_long_scenarios.py): `run` stays busy for seconds, so the
+    signal lands inside it however fast the catalogue runs."""
+    from tests.perf.bench_long_scenarios import scenario_text
+
+    (directory / LONG).write_text(scenario_text(2000))
 
 
 def _judge(args: list[str], tries: int, cwd: Path) -> None:
@@ -67,12 +77,14 @@ def _judge(args: list[str], tries: int, cwd: Path) -> None:
 
 @pytest.mark.parametrize("args", COMMANDS)
 def test_ctrl_c_exits_130_within_a_second(tmp_path: Path, args: list[str]) -> None:
+    _write_long(tmp_path)
     _judge(args, TRIES, tmp_path)
 
 
 @pytest.mark.deep
 @pytest.mark.parametrize("args", COMMANDS[:2])
 def test_ctrl_c_exits_130_within_a_second_in_twenty_of_twenty_tries(tmp_path: Path, args: list[str]) -> None:
+    _write_long(tmp_path)
     _judge(args, DEEP_TRIES, tmp_path)
 
 
