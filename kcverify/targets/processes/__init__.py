@@ -177,18 +177,20 @@ class ProcessesTarget:
         everything held and reset, and a fresh namespace. The seed does not apply: ids are random on a
         real stack. TargetUnreachable when PostgreSQL, Redis or the broker is gone."""
         self._check_stack(thorough=False)
+        # Everything below talks to the stack (marking the topics' ends asks the broker): a broker that
+        # dies between the probe above and here must stop the run too, not read as one scenario's error.
         with self._guard():
             self._ensure_processes()
             self._each(lambda p: p.control("POST", "/reset"))
             self._hold_all()
             self._observer()
-        self._incidents = []  # one that died between two scenarios was restarted above: no scenario's loss
-        assert self._topics is not None and self._traces is not None
-        self._scenario += 1
-        self._prefix = f"{self._run}{self._scenario}-"
-        self._started_at = self.now()
-        self._topics.mark()
-        self._traces.mark()
+            self._incidents = []  # one that died between two scenarios was restarted above: no scenario's loss
+            assert self._topics is not None and self._traces is not None
+            self._scenario += 1
+            self._prefix = f"{self._run}{self._scenario}-"
+            self._started_at = self.now()
+            self._topics.mark()
+            self._traces.mark()
         self._notes = []
         self._replayed = set()
         self.last_settle_pending = []
