@@ -3,7 +3,8 @@ the commit plus the freshness bound must show it. On the real stack the bound is
 on the embedded one it is "after the next settle", since nothing moves there until something runs.
 
 For each purchase it also measures the staleness window: from the commit to the start of the first
-response that showed it."""
+response that showed it. S2's TTL is judged twice: by the `Age` a cached answer admits to, and, where the
+target can see the cache (`read_cache`), by the expiry of the student's key right after each read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 from kcverify.checks.base import Check
 from kcverify.core.clock import rfc3339
 from kcverify.evidence.evidence import Exchange
+
+TTL_SLACK = 1.0  # seconds a key's remaining TTL may exceed the rule's: rounding up to whole milliseconds
 
 
 class FreshnessCheck(Check):
@@ -88,6 +91,7 @@ class FreshnessCheck(Check):
             return  # the contract check reports a malformed body
         headers = {k.lower(): v for k, v in read.reply.headers.items()}
         self._check_age(read, headers)
+        self._check_expiry(read)
         for payment_id, (committed_at, commit_step, _) in self._by_student.get(read.student or "", {}).items():
             name = self.evidence.payment_name(payment_id)
             if payment_id in shown:
@@ -105,6 +109,24 @@ class FreshnessCheck(Check):
                 f"Cache-Status: {headers.get('cache-status', '(none)')}, Age: {headers.get('age', '(none)')}",
                 step=read.step or None, payment=name, cache_status=headers.get("cache-status"),
             )
+
+    def _check_expiry(self, read: Exchange) -> None:
+        """S2 judged by the key itself, where the target can see the cache: a learning view is cached for
+        at most the TTL. A key with no expiry, or one that outlives the TTL (seconds taken for
+        milliseconds), keeps a stale view for as long once an invalidation is missed."""
+        entry = read.cache
+        if entry is None or not entry.present:
+            return
+        ttl = self.evidence.conventions.cache_ttl
+        where = f"step {read.step}" if read.step else "the final read"
+        if entry.ttl is None:
+            self.fail(f"expiry:{entry.key}", f"after the learning read at {where}, the cache key {entry.key} has "
+                      f"no expiry (a learning view is cached for at most {ttl:.0f} s)", rules=("S2",),
+                      step=read.step or None)
+        elif entry.ttl > ttl + TTL_SLACK:
+            self.fail(f"expiry:{entry.key}", f"after the learning read at {where}, the cache key {entry.key} "
+                      f"expires in {entry.ttl:.0f} s, beyond the {ttl:.0f} s TTL", rules=("S2",),
+                      step=read.step or None)
 
     def _check_age(self, read: Exchange, headers: dict[str, str]) -> None:
         status = headers.get("cache-status", "")

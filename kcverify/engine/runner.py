@@ -230,7 +230,8 @@ class Runner:
             t0, seq = self.target.now(), ctx.evidence.tick()
             reply = self.target.http("student-service", "GET", path, headers=headers)
             ctx.evidence.exchanges.append(Exchange(0, "probe", "student-service", "GET", path, b"", t0,
-                                                   self.target.now(), reply, student, seq, (student, "student")))
+                                                   self.target.now(), reply, student, seq, (student, "student"),
+                                                   cache=step_kinds.observe_cache(self.target, student, reply)))
         ctx.evidence.snapshots.append((index, self.target.snapshot()))
 
 

@@ -12,13 +12,14 @@ from typing import Any
 from urllib.parse import quote
 
 from kcverify.core.clock import rfc3339
+from kcverify.core.errors import TargetUnreachable
 from kcverify.core.ids import event_id_for
 from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode
 from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
 from kcverify.scenario import generate
 from kcverify.scenario.model import Step
 from kcverify.spec import names
-from kcverify.targets.base import INJECTED_HEADER, HttpReply, Target
+from kcverify.targets.base import INJECTED_HEADER, CacheEntry, HttpReply, Target
 
 DEFAULT_METADATA: dict[str, Any] = {
     "startDate": "2026-02-02",
@@ -82,8 +83,10 @@ class Context:
              principal: tuple[str, str] | None = None, signature: str | None = None) -> HttpReply:
         started, seq = self.target.now(), self.evidence.tick()
         reply = self.target.http(service, method, path, body=body, headers=headers)
+        cache = observe_cache(self.target, student, reply) if kind == "read" else None
         self.evidence.exchanges.append(Exchange(self.step, kind, service, method, path, body or b"", started,
-                                                self.target.now(), reply, student, seq, principal, signature))
+                                                self.target.now(), reply, student, seq, principal, signature,
+                                                cache))
         return reply
 
     def student(self, name: str) -> str:
@@ -285,6 +288,21 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
             ctx.expect_failure(f"{what}: Cache-Status {status!r} is a {got}, expected a {expect['cache']}", ("S2",))
 
 
+def observe_cache(target: Target, student: str | None, reply: HttpReply) -> CacheEntry | None:
+    """After a learning read answered 200, the student's key as the cache holds it now, on a target that
+    can look (`read_cache`). None when it cannot: a cache that does not answer is S5's matter (reads fall
+    back to the database), not a verdict on the key's expiry."""
+    if reply.status != 200 or student is None or "read_cache" not in target.info.capabilities:
+        return None
+    try:
+        entry: CacheEntry = target.cache_entry(student)  # type: ignore[attr-defined]
+    except TargetUnreachable:
+        raise
+    except Exception:  # an unobservable key is no evidence either way
+        return None
+    return entry
+
+
 def _path_id(a: Mapping[str, Any], student: str) -> str:
     """The student path segment: the student's id, or `path_id` as given (percent-encoded), which is how a
     scenario sends a malformed id (it must be refused with a problem, I4)."""
@@ -315,7 +333,8 @@ def finish_read(ctx: Context, step: Step) -> None:
     path = f"/api/v1/students/{pending.student}/learning"
     ctx.evidence.exchanges.append(Exchange(ctx.step, "finish_read", "student-service", "GET", path, b"",
                                            pending.started_at, ctx.target.now(), reply, pending.student,
-                                           pending.seq, pending.principal))
+                                           pending.seq, pending.principal,
+                                           cache=observe_cache(ctx.target, pending.student, reply)))
     _check_view(ctx, step, reply, f"read {step.args['read']} of {pending.student}")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from kcverify.evidence.window import RowChange, SnapshotWindow, StepState
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
-from kcverify.targets.base import BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
+from kcverify.targets.base import BusRecord, CacheEntry, HttpReply, RecordId, Snapshot, TargetInfo
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Exchange:
     # for gateway callbacks, how the request was signed (SIGNATURES in engine/steps.py): "fresh" is the
     # gateway's own for this payment now; "none", "other-payment", "stale", "replay" are attempts
     signature: str | None = None
+    # for a learning read answered 200 on a target that can see its cache (`read_cache`): the student's
+    # key right after the answer, so S2's expiry is judged by what the cache holds, not by what it says
+    cache: CacheEntry | None = None
 
     @property
     def indeterminate(self) -> bool:

@@ -83,12 +83,16 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("confirm-ignores-unknown-fields", "P2",
            "the gateway callback is parsed leniently: unknown fields are dropped instead of refused, so a "
            "confirmation carrying fields the gateway never sends still changes the payment"),
+    Defect("cache-ttl-in-milliseconds", "S2",
+           "the student service is deployed with the cache TTL written in milliseconds (300000) in a setting "
+           "read as seconds: a learning view stays cached for three and a half days"),
 )
 
 # The defects that are a wrong setting shipped with a correct program: `deployed_settings` applies them.
 MISCONFIGURED: dict[str, dict[str, object]] = {
     "worker-two-attempts": {"retry_attempts": 2},
     "retry-backoff-subsecond": {"retry_backoff": (0.5, 1.0)},
+    "cache-ttl-in-milliseconds": {"cache_ttl": 300_000.0},
 }
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE}

@@ -19,6 +19,7 @@ CAPABILITIES = (
     "split_reads",  # run a learning read in two halves
     "control_components",  # step, stop, kill, restart
     "crash_components",  # crash a component at a named point in its code (the reference's instrumentation)
+    "read_cache",  # see a student's learning-view key in the cache: there or not, and its TTL
 )
 
 
@@ -53,6 +54,17 @@ class BusRecord:
 # system's own records. The verifier itself tells them apart by the identity `Target.publish` returns:
 # the system copies headers onward (a dead letter, its replay), so the header alone would not be exact.
 INJECTED_HEADER = "kcverify-injected"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One student's learning-view key as the cache holds it at one moment (`Target.cache_entry`).
+    `ttl`: seconds until it expires; None when the key is absent or has no expiry at all (S2: a learning
+    view must expire)."""
+
+    key: str
+    present: bool
+    ttl: float | None
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,10 @@ class Target(Protocol):
     target stops its processes there), and `incidents() -> list[Incident]`: what happened outside the
     scenario's steps since the last call (the Runner asks after every step). Neither is part of the
     protocol, so targets without them conform.
+
+    A target with the `read_cache` capability offers `cache_entry(name) -> CacheEntry`: the learning-view
+    key of the scenario's student `name`, read straight from the cache (the engine looks after every
+    learning read answered 200, so the freshness check can judge the key's TTL by S2).
 
     A target whose infrastructure is gone (a database or broker that no longer runs) raises
     TargetUnreachable from any primitive: the Runner stops the whole run there (exit 2) rather than

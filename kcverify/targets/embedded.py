@@ -18,9 +18,17 @@ from kcverify.reference.defects import BY_NAME, CATALOGUE
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
-from kcverify.spec import policy
+from kcverify.spec import names, policy
 from kcverify.targets.asgi import AsgiClient
-from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, RecordId, Snapshot, TargetInfo
+from kcverify.targets.base import (
+    CAPABILITIES,
+    BusRecord,
+    CacheEntry,
+    HttpReply,
+    RecordId,
+    Snapshot,
+    TargetInfo,
+)
 
 if TYPE_CHECKING:
     from kcverify.targets.registry import TargetOptions
@@ -101,6 +109,16 @@ class EmbeddedTarget:
 
     def student_id(self, name: str) -> str:
         return name  # a fresh system per scenario: nothing to keep apart
+
+    def cache_entry(self, student_id: str) -> CacheEntry:
+        """The student's learning-view key in the in-memory cache (past any injected cache fault)."""
+        from kcverify.reference.adapters.memory_cache import MemoryCache
+
+        cache = self.system.unfaulted[3]
+        assert isinstance(cache, MemoryCache)
+        key = names.cache_key(student_id)
+        ttl = cache.expires_in(key)
+        return CacheEntry(key, ttl is not None, ttl)
 
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:

@@ -215,10 +215,14 @@ def test_the_cache_key_of_a_student_is_observed(system: dict[str, Any]) -> None:
     client = redis.Redis.from_url(system["redis"])
     try:
         target.start(seed=0)
-        assert not target.cache_entry("s1").present
-        client.set(f"learning:{target.student_id('s1')}", b"{}", ex=120)
-        entry = target.cache_entry("s1")
+        student = target.student_id("s1")
+        assert not target.cache_entry(student).present
+        client.set(f"learning:{student}", b"{}", ex=120)
+        entry = target.cache_entry(student)
         assert entry.present and entry.ttl is not None and 100 < entry.ttl <= 120
+        client.persist(f"learning:{student}")
+        forever = target.cache_entry(student)
+        assert forever.present and forever.ttl is None  # no expiry: what the freshness check fails (S2)
     finally:
         client.close()
         target.close()

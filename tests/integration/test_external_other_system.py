@@ -61,6 +61,7 @@ CAUGHT_BY = {
     "event-wins": ("forged-before-paid", "metadata", "W4"),
     "no-idempotency-guard": ("redelivered-confirmation", "idempotency", "W6"),
     "key-by-payment": ("happy-path", "records", "I4"),  # ordering W1 too, when its partitions differ
+    "cache-forever": ("happy-path", "freshness", "S2"),
 }
 # What the checks must say they could not see on this system (it carries no such fields or headers).
 NOT_CARRIED = ("purchase-confirmed: correlationId, idempotencyKey, occurredAt, source, version not carried",

@@ -28,6 +28,7 @@ FLAWS = {
     "event-wins": "the worker merges the event's metadata over the payment row's",
     "no-idempotency-guard": "the worker does not consult processed_events (a redelivery buys twice)",
     "key-by-payment": "confirmations are keyed by payment id: a student's confirmations lose their order",
+    "cache-forever": "the learning view is cached with no expiry (SET without EX): a missed invalidation is forever",
 }
 Flaws = frozenset[str]
 

@@ -73,7 +73,8 @@ class StudentService:
             age = max(0, int(time.time() - entry["loadedAt"]))
             return wrapped(entry["view"], "ok", headers={"Age": str(age), "Cache-Status": "student-service; hit"})
         view = self._load(sid)
-        self.cache.set(key, json.dumps({"loadedAt": time.time(), "view": view}), ex=CACHE_TTL)
+        expiry = None if "cache-forever" in self.flaws else CACHE_TTL
+        self.cache.set(key, json.dumps({"loadedAt": time.time(), "view": view}), ex=expiry)
         return wrapped(view, "ok", headers={"Age": "0", "Cache-Status": "student-service; fwd=miss; stored"})
 
     def _load(self, sid: str) -> dict[str, Any]:

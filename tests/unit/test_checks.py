@@ -85,6 +85,7 @@ CAUGHT = [
     ("ordering", "retry-at-topic-end", "per-student-order", "W1"),
     ("delivery", "worker-two-attempts", "persistent-failure-dlq-replay", "W7"),
     ("delivery", "retry-backoff-subsecond", "transient-then-success", "W7"),
+    ("freshness", "cache-ttl-in-milliseconds", "happy-path", "S2"),
 ]
 
 

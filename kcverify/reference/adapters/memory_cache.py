@@ -66,6 +66,14 @@ class MemoryCache:
         with self._lock:
             return sorted(key for key in list(self._values) if self._live(key) is not None)
 
+    def expires_in(self, key: str) -> float | None:
+        """Seconds until `key`'s live value expires; None when there is none (what Redis' PTTL tells a
+        verifier looking at a real cache: the embedded target shows its key the same way)."""
+        with self._lock:
+            if self._live(key) is None:
+                return None
+            return self._values[key][1] - self._clock.now()
+
     # --- internals ----------------------------------------------------------------------------------
 
     def _store(self, key: str, value: bytes, ttl: float, now: float) -> None:

@@ -53,8 +53,9 @@ from kcverify.targets.external.preconditions import PreconditionError, Precondit
 from kcverify.targets.external.profile import Profile, load_profile
 
 if TYPE_CHECKING:
+    from kcverify.targets.base import CacheEntry
     from kcverify.targets.external.bus import Bus
-    from kcverify.targets.external.cache import Cache, CacheEntry
+    from kcverify.targets.external.cache import Cache
     from kcverify.targets.registry import TargetOptions
 
 SETTLE_QUIET = 1.0
@@ -76,7 +77,8 @@ class ExternalTarget:
     # What the registry lists without building one (kcverify.targets.registry): at most these; the
     # instance's `info` says what its profile configures.
     description = "your own running services, described by a profile (--profile FILE, docs/external.md)"
-    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events", "control_components", "inject_faults"})
+    capabilities = frozenset({"http", "read_db", "read_bus", "produce_events", "control_components", "inject_faults",
+                              "read_cache"})
     isolated = False  # one shared system
 
     def __init__(self, profile: Profile) -> None:
@@ -239,8 +241,8 @@ class ExternalTarget:
             snapshot.purchases = self._db.canonical("purchases", params)
         return snapshot
 
-    def cache_entry(self, name: str) -> CacheEntry:
-        """The cache key of the scenario's student `name`: present or not, and its TTL (profile `cache`)."""
+    def cache_entry(self, student_id: str) -> CacheEntry:
+        """The student's cache key: present or not, and its TTL (profile `cache`)."""
         if self._cache is None:
             from kcverify.targets.external.cache import Cache
 
@@ -248,7 +250,7 @@ class ExternalTarget:
             if not spec:
                 raise self._lacks("observe the cache (the profile has no cache section)")
             self._cache = Cache(self.profile.secret("cache", "url"), str(spec["key"]))
-        return self._cache.observe(self.student_id(name))
+        return self._cache.observe(student_id)
 
     def settle(self, timeout: float | None) -> bool:
         """Real time: wait until the observed rows have not changed for `settle_quiet` seconds and every

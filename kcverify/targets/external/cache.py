@@ -7,26 +7,17 @@ neither leaves it unable to say whether a read was served from the cache. The pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis
+
+from kcverify.targets.base import CacheEntry
 
 TIMEOUT = 5.0
 
 
 class CacheError(RuntimeError):
     """The cache did not answer (unreachable, refused, not Redis): the message says which."""
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One student's key as the cache holds it now. `ttl` in seconds; None when the key has no expiry
-    (a learning view must expire: S2) or is absent."""
-
-    key: str
-    present: bool
-    ttl: float | None
 
 
 class Cache:

@@ -104,6 +104,8 @@ class Profile:
                 caps.add("control_components")
         if self.section("control").get("faults"):
             caps.add("inject_faults")
+        if self.section("cache").get("key"):
+            caps.add("read_cache")
         return frozenset(caps)
 
 

@@ -52,7 +52,16 @@ from kcverify.reference.defects import BY_NAME, CATALOGUE
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.spec import names, policy
 from kcverify.stack.network import HOST
-from kcverify.targets.base import CAPABILITIES, BusRecord, HttpReply, Incident, RecordId, Snapshot, TargetInfo
+from kcverify.targets.base import (
+    CAPABILITIES,
+    BusRecord,
+    CacheEntry,
+    HttpReply,
+    Incident,
+    RecordId,
+    Snapshot,
+    TargetInfo,
+)
 from kcverify.targets.processes.launcher import (
     IN_PROCESS,
     OWNER,
@@ -67,6 +76,7 @@ if TYPE_CHECKING:
     # Imported where used: the observer needs psycopg and confluent-kafka, and loading this class to
     # list it (`kcverify targets`) must not import them.
     from kcverify.reference.adapters.kafka_bus import KafkaBus
+    from kcverify.targets.external.cache import Cache
     from kcverify.targets.processes.observer import Databases, TopicReader, TraceFiles
     from kcverify.targets.registry import TargetOptions
 
@@ -133,6 +143,7 @@ class ProcessesTarget:
         self._topics: TopicReader | None = None
         self._traces: TraceFiles | None = None
         self._bus: KafkaBus | None = None  # created on first use (publish, offsets)
+        self._cache: Cache | None = None  # created on first use (cache_entry)
         self._scenario = 0
         self._prefix = f"{self._run}0-"
         self._started_at = 0.0
@@ -209,12 +220,12 @@ class ProcessesTarget:
         self.stop()
         self._stop_processes()
         self._procs = {}
-        for closer in (self._db, self._topics):
+        for closer in (self._db, self._topics, self._cache):
             if closer is not None:
                 closer.close()
         if self._bus is not None:
             self._bus.close()
-        self._db = self._topics = self._traces = self._bus = None
+        self._db = self._topics = self._traces = self._bus = self._cache = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -414,6 +425,14 @@ class ProcessesTarget:
 
     def student_id(self, name: str) -> str:
         return f"{self._prefix}{name}"
+
+    def cache_entry(self, student_id: str) -> CacheEntry:
+        """The student's learning-view key, read from the stack's Redis (PTTL), as on a user's system."""
+        if self._cache is None:
+            from kcverify.targets.external.cache import Cache
+
+            self._cache = Cache(self._stack["redis_url"], names.cache_key("{studentId}"))
+        return self._cache.observe(student_id)
 
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:
