@@ -139,6 +139,21 @@ def test_profile_check_of_a_stopped_system_names_the_first_unreachable_item(tmp_
     assert "unreachable" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_run_against_a_stopped_system_stops_at_once_naming_every_missing_part(tmp_path: Path) -> None:
+    env = {**os.environ, "KCVERIFY_AUTH_SECRET": "a" * 32, "KCVERIFY_WEBHOOK_SECRET": "w" * 32,
+           "KCVERIFY_PAYMENT_URL": f"http://127.0.0.1:{free_port()}",
+           "KCVERIFY_STUDENT_URL": f"http://127.0.0.1:{free_port()}",
+           "KCVERIFY_PAYMENTS_DSN": f"sqlite://{tmp_path}/none.sqlite3",
+           "KCVERIFY_COURSES_DSN": f"sqlite://{tmp_path}/none.sqlite3", "TEST_EXTERNAL_PROFILE": str(PROFILE)}
+    result = run(env, *SCENARIOS)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: the system of {PROFILE} is not reachable: service payment at "), line
+    for part in ("service student at", "database payments_db:", "database courses_db:", "in scenario 1 of 4"):
+        assert part in line, (part, line)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_profile_check_of_a_typo_points_at_it_with_a_suggestion(tmp_path: Path) -> None:
     broken = tmp_path / "typo.yaml"
     broken.write_text(PROFILE.read_text().replace("    learning_view:", "    learning_veiw:"))

@@ -125,6 +125,8 @@ class ExternalTarget:
         from their current end on."""
         self._scenario += 1
         self._prefix = f"{self._run}{self._scenario}-"
+        if self._scenario == 1:
+            self._require_reachable()
         failed, self._cleanup_error = self._cleanup_error, None
         if failed is not None:
             raise failed  # the previous scenario's cleanup: the runner reports it on this one
@@ -136,6 +138,17 @@ class ExternalTarget:
         if self._bus_wanted():
             with self._bus_errors():
                 self._kafka().mark()
+
+    def _require_reachable(self, services: list[str] | None = None) -> None:
+        """TargetUnreachable naming every part of the system that does not answer (all of them, or only
+        the HTTP `services` after a call to one got no answer)."""
+        from kcverify.targets.external.reachability import missing_parts
+
+        base_urls = {name: self._http.base_url(name) for name in self.profile.section("http", "services")}
+        parts = missing_parts(self.profile, self._client, base_urls, services)
+        if parts:
+            raise TargetUnreachable(f"the system of {self.profile.file} is not reachable: {'; '.join(parts)}; "
+                                    f"`kcverify profile check {self.profile.file}` probes every part")
 
     def _bus_wanted(self) -> bool:
         return bool({"read_bus", "produce_events"} & self.info.capabilities)
@@ -207,8 +220,25 @@ class ExternalTarget:
                     self._preconditions.before_payment(student, course)
             except PreconditionError as exc:
                 return HttpReply(None, {}, b"", error=str(exc))
-        return self._http.send(method, path, body=body, headers=dict(headers or {}),
-                               token=lambda subject, role: self.token(subject, role))
+        reply = self._http.send(method, path, body=body, headers=dict(headers or {}),
+                                token=lambda subject, role: self.token(subject, role))
+        if reply.status is None and reply.error.startswith("no response from"):
+            self._unanswered(method, path)
+        return reply
+
+    def _unanswered(self, method: str, path: str) -> None:
+        """A call got no answer. Unless a step stopped the component that serves it, the run stops when its
+        service no longer accepts connections at all; a service that is there but did not answer this one
+        call (a crash inside the request, a timeout) is the scenario's evidence."""
+        operation = (recognise(method, path) or ("",))[0]
+        op = self.profile.operation(operation) if operation else None
+        if op is None:
+            return
+        component = "payment-service" if operation in ("create_payment", "confirm", "read_payment") \
+            else "student-service"
+        if self._control is not None and component in self._control.down:
+            return
+        self._require_reachable([str(op["service"])])
 
     def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
         """Signed over the bytes the system will receive (the confirm body template applied)."""
@@ -237,9 +267,23 @@ class ExternalTarget:
                 snapshot.end_offsets = {t: dict(ends) for t, ends in bus.ends.items()}
         if self._db is not None:
             params = {"prefix": self._prefix}
-            snapshot.payments = self._db.canonical("payments", params)
-            snapshot.purchases = self._db.canonical("purchases", params)
+            with self._db_errors():
+                snapshot.payments = self._db.canonical("payments", params)
+                snapshot.purchases = self._db.canonical("purchases", params)
         return snapshot
+
+    @contextmanager
+    def _db_errors(self) -> Iterator[None]:
+        """A database that is gone, or a query the database refuses, ends the run (exit 2) with what failed:
+        no scenario can be judged without its rows."""
+        from kcverify.targets.external.db import QueryError
+
+        try:
+            yield
+        except QueryError as exc:
+            self._require_reachable()
+            raise TargetUnreachable(f"{self.profile.file}: {exc} (`kcverify profile check {self.profile.file}` "
+                                    f"runs every query)") from exc
 
     def cache_entry(self, student_id: str) -> CacheEntry:
         """The student's cache key: present or not, and its TTL (profile `cache`)."""

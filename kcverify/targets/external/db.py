@@ -71,6 +71,19 @@ class Databases:
 
         return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
 
+    def ping(self, database: str) -> None:
+        """Connect to `database` (QueryError naming it when that fails): is it there at all?"""
+        conn = self._conns.get(database)
+        try:
+            if conn is None:
+                conn = self._conns[database] = self._connect(database)
+            conn.execute("SELECT 1")
+        except Exception as exc:
+            self._conns.pop(database, None)
+            if conn is not None:
+                conn.close()
+            raise QueryError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+
     def rows(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The rows of the named query, raw (as the driver returns them). QueryError names the query."""
         return self.execute(query, params)[1]
@@ -102,7 +115,7 @@ class Databases:
                     conn.close()
                 if attempt == 2:
                     raise QueryError(f"query {query} (database {database}): {type(exc).__name__}: "
-                                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+                                     f"{_first_line(exc)}") from exc
         raise AssertionError("unreachable")
 
     def canonical(self, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -118,6 +131,11 @@ class Databases:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _row(query: str, row: dict[str, Any]) -> dict[str, Any]:
