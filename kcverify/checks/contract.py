@@ -14,6 +14,7 @@ from kcverify.contracts.openapi import validate_response
 from kcverify.spec import names
 
 _REQUIRED = re.compile(r"^'([^']+)' is a required property$")
+_ITEM = re.compile(r"^\$\.purchases\[\d+\]$")  # one purchase of a learning view
 # Where a canonical field sits in a canonical value: at the top (envelope, dead letter), in the payload, or
 # in a dead letter's original event (a confirmed event, judged by what the confirmed topic carries).
 _CONTAINERS = {(): None, ("payload",): None, ("originalEvent",): names.TOPIC_CONFIRMED,
@@ -48,8 +49,10 @@ class ContractCheck(Check):
             if exchange.reply.status is None:
                 continue  # indeterminate: the step's own outcome says so
             self.metrics["responses"] += 1
-            violations = validate_response(exchange.service, exchange.method, exchange.path, exchange.reply.status,
-                                           exchange.reply.headers, exchange.reply.body)
+            violations = [v for v in validate_response(exchange.service, exchange.method, exchange.path,
+                                                       exchange.reply.status, exchange.reply.headers,
+                                                       exchange.reply.body)
+                          if self._answer_carries(exchange.path, v)]
             if violations:
                 shown = "; ".join(str(v) for v in violations[:4])
                 self.fail(f"http:{exchange.step}:{exchange.method}:{exchange.path}:{exchange.reply.status}",
@@ -76,6 +79,23 @@ class ContractCheck(Check):
                     shown = "; ".join(str(v) for v in violations[:4])
                     self.fail(f"event:{topic}:{record.partition}:{record.offset}",
                               f"{topic}[{record.partition}]@{record.offset} breaks {schema}: {shown}", step=step)
+
+    def _answer_carries(self, path: str, violation: contracts.Violation) -> bool:
+        """False for a required canonical field a user's system does not put in its HTTP answers at all (its
+        profile maps no such field): noted, not failed, as for the bus."""
+        missing = _REQUIRED.match(violation.message)
+        if not missing:
+            return True
+        if "/learning" in path:
+            judged = {"$": names.HTTP_LEARNING_VIEW}.get(violation.path) or \
+                (names.HTTP_LEARNING_PURCHASE if _ITEM.fullmatch(violation.path) else None)
+        else:
+            judged = names.HTTP_PAYMENT if violation.path == "$" else None
+        field = missing.group(1)
+        if judged is None or self.evidence.conventions.carries(judged, field):
+            return True
+        self._not_carried.setdefault(judged, set()).add(field)
+        return False
 
     def _carried(self, topic: str, violation: contracts.Violation) -> bool:
         """False for a required canonical field the system does not carry at all (noted, not failed)."""

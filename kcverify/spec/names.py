@@ -58,6 +58,13 @@ def created_key(purchase_id: str) -> str:
     return f"purchase:{purchase_id}:{EVENT_CREATED}"
 
 
+# What the checks call the canonical HTTP answers when they note fields a user's system does not carry
+# (like a topic's name for the records on it): a payment, a learning view, one purchase in a view.
+HTTP_PAYMENT = "HTTP payment answers"
+HTTP_LEARNING_VIEW = "HTTP learning views"
+HTTP_LEARNING_PURCHASE = "HTTP learning-view purchases"
+
+
 def cache_key(student_id: str) -> str:
     """The cache key of a student's learning view (S2)."""
     return f"student:learning:{student_id}"

@@ -14,10 +14,10 @@ import pytest
 from kcverify.checks.contract import ContractCheck
 from kcverify.checks.idempotency import IdempotencyCheck
 from kcverify.checks.records import RecordsCheck
-from kcverify.evidence.evidence import Evidence
+from kcverify.evidence.evidence import Evidence, Exchange
 from kcverify.spec import names
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
-from kcverify.targets.base import BusRecord, Snapshot, TargetInfo
+from kcverify.targets.base import BusRecord, HttpReply, Snapshot, TargetInfo
 from kcverify.targets.external.conventions import conventions_of
 from kcverify.targets.external.profile import load_profile
 from tests.unit.test_injected_records import _reference_confirmations
@@ -133,3 +133,55 @@ def test_a_topics_values_translate_both_ways_and_leave_others_as_they_are() -> N
     canonical = {"eventId": "e1", "type": names.EVENT_CONFIRMED, "payload": {"paymentId": "p"}}
     _, value, _ = topic.system(None, json.dumps(canonical).encode(), ())
     assert json.loads(value) == {"eventId": "e1", "eventType": "payment.confirmed", "data": {"paymentId": "p"}}
+
+
+def _view_exchange(purchase: dict[str, object]) -> Exchange:
+    body = {"studentId": "s1", "generatedAt": "2026-01-01T00:00:00Z", "purchases": [purchase]}
+    reply = HttpReply(200, {"content-type": "application/json", "age": "0",
+                            "cache-status": "student-service; fwd=miss"}, json.dumps(body).encode())
+    return Exchange(1, "read", "student-service", "GET", "/api/v1/students/s1/learning", b"", 0.0, 0.1, reply, "s1")
+
+
+def _judge_answer(exchange: Exchange, conventions: Conventions) -> tuple[list[str], list[str]]:
+    evidence = Evidence(TargetInfo("t", frozenset(), None), None, conventions=conventions)
+    evidence.exchanges.append(exchange)
+    evidence.snapshots.append((1, Snapshot(at=0.0)))
+    check = ContractCheck(evidence)
+    check.after_step(1)
+    check.finish()
+    return [f.message for f in check.failures], check.notes
+
+
+def test_a_field_a_systems_http_answers_do_not_carry_is_noted_and_a_carried_one_still_fails() -> None:
+    purchase = {"purchaseId": "00000000-0000-4000-8000-000000000001", "studentId": "s1", "courseId": "c1",
+                "purchaseTier": 10, "isActive": True,
+                "metadata": {"startDate": "2026-01-05", "classTime": "18:00", "classTypeId": "t1",
+                             "scheduleType": "weekly", "sessionCount": 10},
+                "createdAt": "2026-01-01T00:00:00Z"}  # no paymentId, no metadataSource
+    lean = replace(SPEC_CONVENTIONS, carried_fields=(
+        (names.HTTP_LEARNING_PURCHASE, frozenset(purchase)),
+        (names.HTTP_LEARNING_VIEW, frozenset({"studentId", "generatedAt", "purchases"}))))
+    failures, notes = _judge_answer(_view_exchange(purchase), lean)
+    assert failures == [], failures
+    assert any(f"{names.HTTP_LEARNING_PURCHASE}: metadataSource, paymentId not carried" in n for n in notes), notes
+    # the spec's conventions (the reference) carry both: their absence is a contract failure
+    failures, _ = _judge_answer(_view_exchange(purchase), SPEC_CONVENTIONS)
+    assert any("'paymentId' is a required property" in f for f in failures), failures
+    # a field the profile does map must be there
+    failures, _ = _judge_answer(_view_exchange({k: v for k, v in purchase.items() if k != "courseId"}), lean)
+    assert any("'courseId' is a required property" in f for f in failures), failures
+
+
+def test_a_profile_that_reshapes_answers_carries_exactly_what_it_maps() -> None:
+    environ = {k: "x" for k in ("OTHERSYS_DSN", "OTHERSYS_JWT_SECRET", "OTHERSYS_WEBHOOK_SECRET")}
+    profile = load_profile(ROOT / "profiles/examples/production-shaped.yaml", environ=environ)
+    conventions = conventions_of(profile)
+    mapped = set(profile.operation("create_payment")["fields"])  # type: ignore[index]
+    assert all(conventions.carries(names.HTTP_PAYMENT, f) for f in mapped)
+    assert not conventions.carries(names.HTTP_PAYMENT, "refundedAt")  # mapped by no operation
+    assert conventions.carries(names.HTTP_LEARNING_PURCHASE, "paymentId")
+    # the reference's profile passes payments on as they come: canonical, everything carried
+    reference = conventions_of(load_profile(ROOT / "profiles/reference.yaml", environ={
+        k: "x" for k in ("KCVERIFY_WEBHOOK_SECRET", "KCVERIFY_AUTH_SECRET")}))
+    assert reference.carries(names.HTTP_PAYMENT, "refundedAt")
+    assert reference.carries(names.HTTP_LEARNING_VIEW, "generatedAt")

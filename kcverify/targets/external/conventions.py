@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from kcverify.spec import names
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
 from kcverify.targets.external.profile import Profile
 
@@ -53,4 +54,24 @@ def _carried(profile: Profile) -> dict[str, Any]:
                              if (where := plain_path(str(expression))) is not None and where.root == "headers"}
         fields.append((ROLES[role], frozenset(mapped)))
         headers.append((ROLES[role], frozenset(str(h) for h in spec.get("headers") or ()) | read_from_headers))
+    fields.extend(_answered(profile))
     return {"carried_fields": tuple(fields), "carried_headers": tuple(headers)} if fields else {}
+
+
+def _answered(profile: Profile) -> list[tuple[str, frozenset[str]]]:
+    """The canonical fields the system's HTTP answers carry, where the profile reshapes them (`fields`,
+    `view_fields`): exactly the fields it maps. An answer the profile passes on as it comes is taken as
+    canonical and carries everything."""
+    payment_fields = [set(op["fields"]) for name in ("create_payment", "confirm", "read_payment")
+                      if (op := profile.operation(name)) is not None and op.get("fields")]
+    found = []
+    if payment_fields:
+        found.append((names.HTTP_PAYMENT, frozenset(set.union(*payment_fields))))
+    view = profile.operation("learning_view")
+    if view is not None and view.get("fields"):
+        found.append((names.HTTP_LEARNING_PURCHASE, frozenset(view["fields"])))
+    if view is not None and any(key in view for key in ("purchases", "fields", "view_fields")):
+        view_fields = {"studentId": "studentId", "generatedAt": "generatedAt", **(view.get("view_fields") or {})}
+        carried = {name for name, expression in view_fields.items() if expression is not None}
+        found.append((names.HTTP_LEARNING_VIEW, frozenset({"purchases", *carried})))
+    return found

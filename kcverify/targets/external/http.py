@@ -172,7 +172,8 @@ def _view(op: dict[str, Any], answer: Any) -> Any:
     items = jmespath.search(op.get("purchases", "purchases"), answer)
     purchases = [_pick(item, op.get("fields")) for item in items] if isinstance(items, list) else items
     view_fields = {"studentId": "studentId", "generatedAt": "generatedAt", **(op.get("view_fields") or {})}
-    view: dict[str, Any] = {name: jmespath.search(expression, answer) for name, expression in view_fields.items()}
+    view: dict[str, Any] = {name: jmespath.search(expression, answer) for name, expression in view_fields.items()
+                            if expression is not None}
     view = {name: value for name, value in view.items() if value is not None}
     view["purchases"] = purchases
     return view

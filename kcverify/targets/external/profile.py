@@ -179,7 +179,8 @@ def _expressions(profile: Profile) -> Iterator[tuple[tuple[str | int, ...], str]
                 yield ("http", "operations", name, key), op[key]
         for key in ("fields", "view_fields"):
             for field, expression in (op.get(key) or {}).items():
-                yield ("http", "operations", name, key, field), expression
+                if expression is not None:  # a view field the system does not carry
+                    yield ("http", "operations", name, key, field), expression
     for topic, spec in profile.section("kafka", "topics").items():
         for field, expression in (spec.get("fields") or {}).items():
             yield ("kafka", "topics", topic, "fields", field), expression
