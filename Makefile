@@ -36,9 +36,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The real services the integration tests start themselves (kcverify stack): PostgreSQL, Redis,
-# Java + Maven for the Kafka broker. Installed from Debian's packages when missing (needs root).
+# Java + Maven for the Kafka broker; and Chromium, in which a test opens the HTML report (headless).
+# Installed from Debian's packages when missing (needs root).
 prerequisites: $(STAMP)
 	$(BIN)/kcverify stack check --install
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) .kcverify kcverify-report .pytest_cache .mypy_cache .ruff_cache

@@ -72,12 +72,11 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
         if console.is_terminal:
             with console.status("exploring...") as status:
                 def show(progress: Progress) -> None:
-                    verb = "searching" if progress.phase == "search" else "shrinking"
-                    status.update(f"{verb}: {progress.schedules} schedules, {progress.seconds:.0f} s")
+                    status.update(progress_text(progress, budget))
 
                 report = run_exploration(options, progress=show, targets=targets)
-        else:
-            report = run_exploration(options, targets=targets)
+        else:  # a log: a line at each tenth of the budget, then once when shrinking starts
+            report = run_exploration(options, progress=LogProgress(console, budget), targets=targets)
     except Exception as exc:
         exit_for(exc, debug=debug)
     _print_report(console, report)
@@ -87,6 +86,37 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
         code = 3
     console.print(f"exit {code}")
     sys.exit(code)
+
+
+def progress_text(progress: Progress, budget: Budget) -> str:
+    """"searching: 40% of the budget (24 of 60 s, 81 schedules)"; shrinking runs past the budget."""
+    if progress.phase != "search":
+        return f"shrinking the finding: {progress.schedules} schedules, {progress.seconds:.0f} s"
+    share = budget.spent(progress.schedules, progress.seconds)
+    used = (f"{progress.schedules} of {budget.schedules} schedules, {progress.seconds:.0f} s"
+            if budget.schedules is not None
+            else f"{progress.seconds:.0f} of {budget.seconds:g} s, {progress.schedules} schedules")
+    return f"searching: {share:.0%} of the budget ({used})"
+
+
+class LogProgress:
+    """Progress for a console that is not a terminal (CI logs): one line each time another tenth of the
+    budget is spent, and one when shrinking starts, instead of a spinner that cannot redraw."""
+
+    def __init__(self, console: Console, budget: Budget) -> None:
+        self.console, self.budget = console, budget
+        self.tenths, self.shrinking = 0, False
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.phase != "search":
+            if not self.shrinking:
+                self.shrinking = True
+                self.console.print(progress_text(progress, self.budget))
+            return
+        tenths = int(self.budget.spent(progress.schedules, progress.seconds) * 10)
+        if tenths > self.tenths:
+            self.tenths = tenths
+            self.console.print(progress_text(progress, self.budget))
 
 
 def _print_report(console: Console, report: ExploreReport) -> None:

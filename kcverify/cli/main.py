@@ -132,8 +132,19 @@ def _needs_extra(name: str, extra: Exception) -> click.Command:
                          params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """The package's version and every contract's (kcverify.contracts.versions), read only when asked."""
+    if not value or ctx.resilient_parsing:
+        return
+    from kcverify.contracts.versions import version_text
+
+    click.echo(version_text(__version__))
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="kcverify")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version of kcverify and of each contract it checks against, and exit.")
 def cli() -> None:
     """Verify an event-driven purchase flow with evidence: payments -> Kafka -> worker -> database ->
     cached API -> frontend."""

@@ -12,6 +12,7 @@ from rich.console import Console
 from kcverify import api
 from kcverify.checks import REGISTRY as CHECKS
 from kcverify.checks import select as select_checks
+from kcverify.cli import last_run, listing
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
@@ -78,10 +79,17 @@ def _default_scenarios() -> Path:
 @click.option("-v", "--verbose", is_flag=True, help="Show every step of every scenario.")
 @click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
               help="Build the target with a named defect switched on (see `kcverify defects`).")
+@click.option("--list", "list_", is_flag=True,
+              help="Show what would run (each scenario's steps and needed capabilities against the target's, "
+                   "the checks selected) and exit 0; runs nothing.")
+@click.option("--last-failed", "last_failed", is_flag=True,
+              help="Re-run only the scenarios that failed or errored in the last run (recorded in "
+                   ".kcverify/last-run.json); with no record or no failure, run all.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select_: tuple[str, ...], checks: str,
         exclude_checks: str, report: str, report_dir: Path, claims: Path | None, profile: Path | None,
-        no_color: bool, verbose: bool, defects: tuple[str, ...], debug: bool) -> None:
+        no_color: bool, verbose: bool, defects: tuple[str, ...], list_: bool, last_failed: bool,
+        debug: bool) -> None:
     """Replay purchase scenarios end to end and check every hop."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     try:
@@ -93,6 +101,12 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         chosen = load_scenarios(list(paths) or [_default_scenarios()], selection)
         if not chosen:
             raise InputError("no scenario selected" + (f" by -k {selection.describe()}" if selection else ""))
+        if last_failed:
+            chosen, note = last_run.last_failed(chosen, last_run.record_path())
+            console.print(f"last failed: {note}")
+        if list_:
+            click.echo(listing.render(chosen, target, chosen_checks))
+            sys.exit(0)
         names = [n.strip() for n in report.split(",") if n.strip()]
         handlers = [ConsoleReporter(console, verbose=verbose, claims=judged),
                     *build_reporters(names, report_dir, console, judged)]
@@ -105,4 +119,8 @@ def run(paths: tuple[Path, ...], target: str, seed: int, fail_fast: bool, select
         sys.exit(2)
     except Exception as exc:
         exit_for(exc, debug=debug)
+    try:
+        last_run.save(result, last_run.record_path())
+    except OSError as exc:  # the verdict stands; only --last-failed loses its memory
+        click.echo(f"warning: could not record this run for --last-failed: {exc}", err=True)
     sys.exit(result.exit_code)

@@ -108,6 +108,12 @@ class Budget:
             return f"{self.schedules} schedules"
         return f"{self.seconds:g} s"
 
+    def spent(self, schedules: int, seconds: float) -> float:
+        """The share of the budget used after `schedules` in `seconds`, 0..1 (the search stops at 1)."""
+        if self.schedules is not None:
+            return min(1.0, schedules / self.schedules)
+        return min(1.0, seconds / self.seconds) if self.seconds else 1.0
+
 
 @dataclass(frozen=True)
 class ExploreOptions:

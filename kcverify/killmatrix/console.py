@@ -5,12 +5,17 @@ The matrix is the point of the command: rows are defects, columns are checks, a 
 scenarios in which that check failed with the defect on. A column of dashes is a check no defect
 exercises; a row of dashes is a defect no check sees. Plain text (no colour, ASCII when the console
 cannot encode more) survives CI logs; everything that comes from a run is shown through
-`common.visible`, so an escape code in a message is printed, not obeyed."""
+`common.visible`, so an escape code in a message is printed, not obeyed.
+
+When the whole matrix is wider than the console (an 80-column terminal), it is drawn compact: each check
+column headed by a short code explained in a legend below, tight columns, and "first caught by" as a list
+after the table instead of a column, so no line is wider than the console."""
 
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -23,11 +28,26 @@ OUTCOME_STYLE = {Outcome.KILLED: "green", Outcome.SURVIVED: "bold red", Outcome.
 OUTCOME_WORD = {Outcome.KILLED: "KILLED", Outcome.SURVIVED: "SURVIVED", Outcome.ERROR: "ERROR"}
 
 _v = common.visible
+WHOLE_LINES_WIDTH = 120  # from this console width on, lines are printed whole (not folded)
 
 
 def catch_text(catch: Catch) -> str:
     """'broker-down-at-confirm: delivery [P3]': where a defect was first seen, and by what."""
     return f"{catch.scenario}: {catch.check} [{common.rules_text(catch.rules)}]"
+
+
+def abbreviations(columns: tuple[str, ...]) -> dict[str, str]:
+    """A short, unique code per column: the initials of a name of several words ("step expectation" ->
+    "se"), the first two letters of one word ("metadata" -> "me"); a clash takes more letters."""
+    codes: dict[str, str] = {}
+    for name in columns:
+        words = [w for w in name.replace("-", " ").replace("_", " ").split() if w] or [name]
+        base = "".join(w[0] for w in words) if len(words) > 1 else words[0][:2]
+        joined = "".join(words)
+        candidates = [base, *(joined[:n] for n in range(3, len(joined) + 1))]
+        code = next((c for c in candidates if c not in codes.values()), f"{base}{len(codes)}")
+        codes[name] = code
+    return codes
 
 
 class MutantsConsole:
@@ -39,7 +59,10 @@ class MutantsConsole:
         self.none = "-" if self.ascii else "—"
 
     def _print(self, renderable: Text | Table) -> None:
-        self.console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text))
+        # A log or pipe (the CLI's console is wide there) keeps each line whole; a narrow terminal gets
+        # long lines folded at words, so nothing runs past its edge.
+        whole = isinstance(renderable, Text) and self.console.width >= WHOLE_LINES_WIDTH
+        self.console.print(renderable, highlight=False, soft_wrap=whole)
 
     def started(self, target: str, defects: int, scenarios: int, jobs: int) -> None:
         self._print(Text(f"kcverify defects: {common.plural(defects, 'defect')} x "
@@ -72,7 +95,49 @@ class MutantsConsole:
                         style=OUTCOME_STYLE[Outcome.ERROR])
         self._print(line)
 
-    def matrix(self, result: MutantsResult) -> Table:
+    def matrix(self, result: MutantsResult) -> Table | Group:
+        """The full matrix when it fits the console's width, else the compact one with its legend."""
+        full = self.full_matrix(result)
+        unbounded = self.console.options.update_width(1_000_000)
+        if Measurement.get(self.console, unbounded, full).maximum <= self.console.width:
+            return full
+        return self.compact_matrix(result)
+
+    def _cells(self, mutant: MutantResult, columns: tuple[str, ...]) -> list[Text]:
+        cells = mutant.scenarios_by_check()
+        counts = [len(cells.get(check, ())) for check in columns]
+        return [Text(str(count)) if count else Text(self.none, style="dim") for count in counts]
+
+    def _first(self, mutant: MutantResult) -> Text:
+        if mutant.first is not None:
+            return Text(_v(catch_text(mutant.first)))
+        if mutant.outcome is Outcome.ERROR:
+            return Text("ERROR: no scenario failed, some broke", style=OUTCOME_STYLE[Outcome.ERROR])
+        return Text("SURVIVED", style=OUTCOME_STYLE[Outcome.SURVIVED])
+
+    def compact_matrix(self, result: MutantsResult) -> Group:
+        """Check columns headed by codes (legend below), no padding to spare, and "first caught by" as a
+        list: a defect name that is still too long wraps inside its column rather than past the edge."""
+        codes = abbreviations(result.columns)
+        table = Table(title="Kill matrix: scenarios in which each check failed, per defect",
+                      box=None, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, title_justify="left",
+                      header_style="bold")
+        table.add_column("defect", overflow="fold")
+        table.add_column("rule", no_wrap=True)
+        for check in result.columns:
+            table.add_column(codes[check], justify="right", no_wrap=True)
+        for mutant in result.mutants:
+            table.add_row(Text(_v(mutant.name), style=OUTCOME_STYLE[mutant.outcome]), Text(mutant.rule),
+                          *self._cells(mutant, result.columns))
+        legend = Text("columns: " + ", ".join(f"{codes[c]} {_v(c)}" for c in result.columns), style="dim")
+        first = [Text("First caught by:", style="bold")]
+        for mutant in result.mutants:
+            line = Text(f"  {_v(mutant.name)}: ")
+            line.append_text(self._first(mutant))
+            first.append(line)
+        return Group(table, legend, Text(""), *first)
+
+    def full_matrix(self, result: MutantsResult) -> Table:
         table = Table(title="Kill matrix: scenarios in which each check failed, per defect",
                       box=box.ASCII if self.ascii else box.SIMPLE_HEAD, title_justify="left")
         table.add_column("defect", no_wrap=True)
@@ -81,18 +146,8 @@ class MutantsConsole:
             table.add_column(check, justify="center")
         table.add_column("first caught by")
         for mutant in result.mutants:
-            cells = mutant.scenarios_by_check()
-            row: list[Text] = [Text(_v(mutant.name), style=OUTCOME_STYLE[mutant.outcome]), Text(mutant.rule)]
-            for check in result.columns:
-                count = len(cells.get(check, ()))
-                row.append(Text(str(count)) if count else Text(self.none, style="dim"))
-            if mutant.first is not None:
-                row.append(Text(_v(catch_text(mutant.first))))
-            elif mutant.outcome is Outcome.ERROR:
-                row.append(Text("ERROR: no scenario failed, some broke", style=OUTCOME_STYLE[Outcome.ERROR]))
-            else:
-                row.append(Text("SURVIVED", style=OUTCOME_STYLE[Outcome.SURVIVED]))
-            table.add_row(*row)
+            table.add_row(Text(_v(mutant.name), style=OUTCOME_STYLE[mutant.outcome]), Text(mutant.rule),
+                          *self._cells(mutant, result.columns), self._first(mutant))
         return table
 
     def finished(self, result: MutantsResult) -> None:

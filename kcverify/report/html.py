@@ -3,7 +3,12 @@
 No JavaScript and no external assets: the file must open the same offline, from an artifact store,
 years later. Collapsing uses <details>; styling is one inline <style>. Everything that comes from a
 run is escaped with html.escape, and a Content-Security-Policy forbidding scripts backs that up: a
-failure message quoting a hostile response body stays text."""
+failure message quoting a hostile response body stays text.
+
+The page opens with what a reader acts on: the verdict, then every failure (each linking to its
+scenario's card), then the rest; the cards of failed and broken scenarios come before those that passed.
+Status marks are CSS badges with a word (PASS, FAIL, ...), never emoji: they look the same in every
+browser and font, print in black and white, and read aloud."""
 
 from __future__ import annotations
 
@@ -35,6 +40,14 @@ article { border: 1px solid var(--line); border-radius: 6px; padding: .5rem 1rem
 article h3 { margin: .25rem 0; } summary { cursor: pointer; font-weight: 600; margin: .25rem 0; }
 .failure { border-left: 3px solid var(--fail); padding-left: .75rem; margin: .75rem 0; }
 .rules { font-weight: bold; }
+.badge { display: inline-block; min-width: 3.2em; padding: 0 .45em; border-radius: 1em; font-size: .8em;
+         font-weight: 700; line-height: 1.6; letter-spacing: .04em; text-align: center; color: #fff;
+         background: var(--muted); vertical-align: .1em; }
+.badge.passed, .badge.held { background: var(--pass); } .badge.failed, .badge.refuted { background: var(--fail); }
+.badge.skipped, .badge.not-exercised { background: var(--skip); } .badge.error { background: var(--error); }
+h1 .badge { font-size: .6em; vertical-align: .3em; }
+#failures ol { padding-left: 1.5rem; } #failures li { margin: .5rem 0; }
+#failures ul { margin: .25rem 0; padding-left: 1.25rem; }
 """
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -45,8 +58,18 @@ def e(value: object) -> str:
     return html.escape(common.visible(str(value)), quote=True)
 
 
+def badge(status: Status) -> str:
+    """A status mark: the word on the status's colour (CSS only, no emoji, no image)."""
+    return f'<span class="badge {status.value}">{e(common.STATUS_WORD[status])}</span>'
+
+
+def _verdict_badge(verdict: claims.Verdict) -> str:
+    css = verdict.value.replace(" ", "-")
+    return f'<span class="badge {css}">{e(verdict.value.upper())}</span>'
+
+
 def _status_cell(status: Status) -> str:
-    return f'<td class="{status.value}">{common.STATUS_EMOJI[status]} {e(status.value)}</td>'
+    return f'<td class="{status.value}">{badge(status)}</td>'
 
 
 def evidence(table: Table) -> str:
@@ -78,7 +101,7 @@ def judgement_evidence(judgement: claims.Judgement) -> str:
 def _header(run: RunResult) -> str:
     lines = [
         f'<header class="{run.status.value}">',
-        f"<h1>kcverify: {common.STATUS_EMOJI[run.status]} {e(run.status.value.upper())}</h1>",
+        f"<h1>kcverify: {badge(run.status)} {e(run.status.value.upper())}</h1>",
         f"<p><strong>{e(common.summary_line(run))}</strong> on target <code>{e(run.target)}</code>, "
         f"seed {e(run.seed)}.</p>",
         f"<p>{e(common.exit_line(run))}.</p>",
@@ -104,7 +127,7 @@ def _claims(run: RunResult, given: claims.Claims) -> str:
     for j in judgements:
         css = j.verdict.value.replace(" ", "-")
         parts.append(
-            f'<tr class="{css}"><td>{claims.VERDICT_EMOJI[j.verdict]} {e(j.verdict.value)}</td>'
+            f'<tr class="{css}"><td>{_verdict_badge(j.verdict)}</td>'
             f"<td><code>{e(j.claim.id)}</code></td><td>{e(j.claim.text)}</td>"
             f"<td>{e(', '.join(j.claim.rules))}</td><td>{judgement_evidence(j)}</td></tr>"
         )
@@ -138,8 +161,7 @@ def _scenario(index: int, scenario: ScenarioResult) -> str:
     ]
     parts = [
         f'<article id="scenario-{index}" class="{scenario.status.value}">',
-        f'<h3><span class="status">{common.STATUS_EMOJI[scenario.status]} {e(common.STATUS_WORD[scenario.status])}'
-        f"</span> {e(scenario.name)}</h3>",
+        f'<h3><span class="status">{badge(scenario.status)}</span> {e(scenario.name)}</h3>',
         f'<p class="muted">{" · ".join(f for f in facts if f)}</p>',
     ]
     if scenario.reason:
@@ -178,6 +200,26 @@ def _scenario(index: int, scenario: ScenarioResult) -> str:
     return "\n".join(parts)
 
 
+BROKEN = (Status.FAILED, Status.ERROR)
+
+
+def _failures(run: RunResult) -> str:
+    """Every failed or broken scenario, its failures' headlines, each linking to the scenario's card:
+    what the reader came for, right under the verdict. Nothing when all passed."""
+    broken = [(i, s) for i, s in enumerate(run.scenarios, 1) if s.status in BROKEN]
+    if not broken:
+        return ""
+    parts = ['<section id="failures">', f"<h2>Failures ({len(broken)})</h2>", "<ol>"]
+    for i, scenario in broken:
+        link = f'<a href="#scenario-{i}">{e(scenario.name)}</a>'
+        parts.append(f'<li class="{scenario.status.value}">{badge(scenario.status)} {link}')
+        lines = [common.headline(f) for f in scenario.failures] or [scenario.reason or scenario.status.value]
+        parts.append("<ul>" + "".join(f'<li><a href="#scenario-{i}">{e(line)}</a></li>' for line in lines) + "</ul>")
+        parts.append(f"<p>reproduce: <code>{e(scenario.reproduce)}</code></p></li>")
+    parts += ["</ol>", "</section>"]
+    return "\n".join(parts)
+
+
 def _scenarios(run: RunResult) -> str:
     rows = "".join(
         f'<tr>{_status_cell(s.status)}<td><a href="#scenario-{i}">{e(s.name)}</a></td>'
@@ -186,7 +228,10 @@ def _scenarios(run: RunResult) -> str:
     )
     overview = ("<table><thead><tr><th>Status</th><th>Scenario</th><th>Rules</th><th>Steps</th><th>Duration</th>"
                 f"</tr></thead><tbody>{rows}</tbody></table>")
-    articles = "\n".join(_scenario(i, s) for i, s in enumerate(run.scenarios, 1))
+    # Failed and broken scenarios' cards first (in run order), then the others (in run order).
+    numbered = list(enumerate(run.scenarios, 1))
+    ordered = [n for n in numbered if n[1].status in BROKEN] + [n for n in numbered if n[1].status not in BROKEN]
+    articles = "\n".join(_scenario(i, s) for i, s in ordered)
     return f'<section id="scenarios">\n<h2>Scenarios</h2>\n{overview}\n{articles}\n</section>'
 
 
@@ -205,6 +250,7 @@ def render(run: RunResult, given: claims.Claims | None = None) -> str:
         "</head>",
         "<body>",
         _header(run),
+        _failures(run),
         _claims(run, given) if given is not None else "",
         _scenarios(run),
         "</body>",

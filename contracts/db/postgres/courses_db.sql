@@ -1,3 +1,4 @@
+-- version: 1.0.0
 -- courses_db, PostgreSQL dialect (real stack). Same tables and constraints as
 -- ../sqlite/courses_db.sql. Executed by the PostgreSQL adapter on start: every statement is
 -- idempotent. Timestamps are TIMESTAMPTZ (microsecond precision); ids are TEXT; JSON is JSONB.

@@ -1,3 +1,4 @@
+-- version: 1.0.0
 -- payments_db, PostgreSQL dialect (real stack). Same tables and constraints as
 -- ../sqlite/payments_db.sql. Executed by the PostgreSQL adapter on start: every statement is
 -- idempotent. Timestamps are TIMESTAMPTZ (microsecond precision); ids are TEXT (uuid strings, and

@@ -1,3 +1,4 @@
+-- version: 1.0.0
 -- courses_db, SQLite dialect (embedded target). Same tables and constraints as
 -- ../postgres/courses_db.sql. Loaded and executed by kcverify/reference/adapters/sqlite_store.py.
 -- Timestamps are REAL seconds since the Unix epoch; JSON columns are TEXT checked with json_valid.
