@@ -48,7 +48,7 @@ from kcverify.targets.external.auth import Credentials
 from kcverify.targets.external.control import Control, ControlError
 from kcverify.targets.external.conventions import conventions_of
 from kcverify.targets.external.db import Databases
-from kcverify.targets.external.http import HttpSide, recognise
+from kcverify.targets.external.http import CANONICAL_STATUS, HttpSide, recognise
 from kcverify.targets.external.preconditions import PreconditionError, Preconditions
 from kcverify.targets.external.profile import Profile, load_profile
 
@@ -104,6 +104,9 @@ class ExternalTarget:
         self._cleanup_error: PreconditionError | None = None
         self._control = Control(profile) if {"control_components", "inject_faults"} & self.info.capabilities \
             else None
+        self._created: list[tuple[str, str, str]] = []  # (paymentId, studentId, courseId), this scenario's
+        view = profile.operation("learning_view") or {}
+        self._view_lacks_payment_ids = bool(view.get("fields")) and "paymentId" not in view["fields"]
         self._run = f"x{uuid.uuid4().hex[:6]}-"
         self._scenario = 0
         self._prefix = f"{self._run}0-"
@@ -131,6 +134,7 @@ class ExternalTarget:
         if failed is not None:
             raise failed  # the previous scenario's cleanup: the runner reports it on this one
         self._preconditions.begin(self._prefix)
+        self._created = []
         if self._control is not None:  # what the last scenario left down comes back; everything held
             for component in sorted(self._control.down):
                 self._control.start(component)
@@ -224,7 +228,26 @@ class ExternalTarget:
                                 token=lambda subject, role: self.token(subject, role))
         if reply.status is None and reply.error.startswith("no response from"):
             self._unanswered(method, path)
+        found = recognise(method, path)
+        if found is not None and reply.status == CANONICAL_STATUS[found[0]]:
+            if found[0] == "create_payment":
+                payment = _json_object(reply.body)
+                self._created.append((str(payment.get("id")), str(payment.get("studentId")),
+                                      str(payment.get("courseId"))))
+            elif found[0] == "learning_view" and self._view_lacks_payment_ids:
+                reply = self._matched(reply, str(found[1].get("studentId")))
         return reply
+
+    def _matched(self, reply: HttpReply, student: str) -> HttpReply:
+        """The view's purchases matched to their payments (view_match.py): the profile maps no paymentId."""
+        from kcverify.targets.external.view_match import with_payment_ids
+
+        by_purchase: dict[str, str] = {}
+        if self._db is not None:
+            with self._db_errors():
+                rows = self._db.canonical("purchases", {"prefix": self._prefix})
+            by_purchase = {str(r["purchaseId"]): str(r["paymentId"]) for r in rows if r.get("paymentId")}
+        return with_payment_ids(reply, student, self._created, by_purchase)
 
     def _unanswered(self, method: str, path: str) -> None:
         """A call got no answer. Unless a step stopped the component that serves it, the run stops when its
