@@ -137,7 +137,8 @@ def create_payment(ctx: Context, step: Step) -> None:
     student, course = ctx.student(a.get("student", "s1")), a.get("course", "c1")
     generated = None
     if "generate" in a:
-        options = generate.Options.from_args(a["generate"])
+        sold = tuple(count for count, _ in ctx.evidence.conventions.tiers)
+        options = generate.Options.from_args(a["generate"]).sold_only(sold)
         generated = generate.draw(options, generate.seed_for(ctx.seed, ctx.scenario, ctx.step))
     metadata = _metadata(a, generated)
     body = {"studentId": student, "courseId": course, "amountCents": a.get("amount_cents", 4900),

@@ -27,7 +27,7 @@ import calendar
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
@@ -104,6 +104,19 @@ class Options:
         return cls(extra_keys=bool(args.get("extra_keys", True)), nulls=bool(args.get("nulls", True)),
                    unicode=bool(args.get("unicode", True)), optional=str(args.get("optional", "any")),
                    tier=tuple(tier) if isinstance(tier, list | tuple) else tier)
+
+    def sold_only(self, sold: Sequence[int]) -> Options:
+        """These options for a system that sells only the sessionCounts `sold` (its profile's declared
+        `conventions.tiers`; empty: any count the schema allows, as the rules say): `any` draws from them,
+        and a tier it does not sell becomes the closest one it does (the scenario asked for a tier other
+        than the usual one; this is the nearest such system allows)."""
+        if not sold:
+            return self
+        chosen = self.tier if isinstance(self.tier, tuple) else (self.tier,)
+        if chosen == ("any",):
+            return replace(self, tier=tuple(sorted(sold)))
+        closest = tuple(dict.fromkeys(min(sorted(sold), key=lambda s: abs(s - int(t))) for t in chosen))
+        return replace(self, tier=closest[0] if len(closest) == 1 else closest)
 
     def problem(self) -> str | None:
         """Why these options cannot be met, or None (the loader reports it on the scenario's line)."""

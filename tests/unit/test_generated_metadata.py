@@ -235,3 +235,15 @@ def test_the_library_covers_every_hard_case_at_every_seed(seed: int) -> None:
 def test_the_library_draws_other_documents_at_another_seed() -> None:
     assert library_documents(0) == library_documents(0)
     assert library_documents(0) != library_documents(1)
+
+
+def test_a_system_that_sells_only_some_tiers_gets_those_and_the_closest_for_an_asked_one() -> None:
+    from kcverify.scenario.generate import Options, draw
+
+    sold = (10, 20, 30)
+    assert Options().sold_only(()) == Options()  # the rules' own: any count the schema allows
+    for seed in range(30):
+        assert draw(Options().sold_only(sold), seed)["sessionCount"] in sold
+    assert draw(Options(tier=1).sold_only(sold), 0)["sessionCount"] == 10
+    assert draw(Options(tier=200).sold_only(sold), 0)["sessionCount"] == 30
+    assert Options(tier=(1, 12, 29)).sold_only(sold).tier == (10, 30)
