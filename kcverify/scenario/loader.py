@@ -621,7 +621,10 @@ def _rephrase(error: ValidationError) -> tuple[str, str | None]:
         case "type":
             expected = rule if isinstance(rule, list) else [rule]
             names = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
-            return f"{what} must be {names}, got {_show(value)}", None
+            hint = None
+            if isinstance(value, str) and set(schema.get("required", ())) == {"env"}:  # a secret, named
+                hint = f"a secret is read from the environment: write `{{env: {value}}}`"
+            return f"{what} must be {names}, got {_show(value)}", hint
         case "enum":
             choices = [str(c) for c in rule]
             noun = _ENUM_NOUNS.get(str(last))

@@ -96,6 +96,47 @@ def test_a_missing_environment_variable_is_placed_on_the_value_that_names_it() -
     assert raised.value.file == str(REFERENCE) and raised.value.line is not None
 
 
+@pytest.mark.parametrize(("change", "line", "expected"), [
+    # a misspelt field name would make a field "not carried" and its checks quietly not judged
+    (('path: "/students/{studentId}/courses"}', 'path: "/students/{studentId}/courses", fields: {purchaseID: id}}'),
+     9, "'purchaseID' is not one of the learning-view purchase fields (did you mean 'purchaseId'?"),
+    # an unknown placeholder would fail only when a scenario sends the request
+    (('path: "/payments/{paymentId}/confirm"', 'path: "/payments/{payment_id}/confirm"'),
+     8, "unknown placeholder {payment_id} (did you mean 'paymentId'?"),
+    (("create_payment: {service: api, method: POST, path: /payments}",
+      "create_payment: {service: api, method: POST, path: /payments, body: {sid: '{student_id}'}}"),
+     7, "unknown placeholder {student_id} (did you mean 'studentId'?"),
+])
+def test_a_name_kcverify_does_not_know_is_placed_with_a_suggestion(tmp_path: Path, change: tuple[str, str],
+                                                                     line: int, expected: str) -> None:
+    assert change[0] in MINIMAL
+    path = write(tmp_path, MINIMAL.replace(*change))
+    with pytest.raises(InputError) as raised:
+        load_profile(path, {})
+    assert raised.value.line == line and expected in raised.value.render(), raised.value.render()
+
+
+def test_a_misspelt_topic_field_query_parameter_or_cache_placeholder_is_refused(tmp_path: Path) -> None:
+    text = REFERENCE.read_text()
+    for old, new, expected in (
+            ("eventId: value.eventId", "evntId: value.eventId", "'evntId' is not one of the canonical fields"),
+            ("LIKE :prefix", "LIKE :prefx", "unknown query parameter :prefx (did you mean 'prefix'?"),
+            ('key: "student:learning:{studentId}"', 'key: "student:learning:{student_id}"',
+             "unknown placeholder {student_id}")):
+        assert old in text, old
+        broken = write(tmp_path, text.replace(old, new, 1))
+        with pytest.raises(InputError) as raised:
+            load_profile(broken, ENV)
+        assert expected in raised.value.render(), raised.value.render()
+
+
+def test_a_secret_written_as_a_name_is_told_how_to_write_it(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "auth:\n  signature: {secret: HOOK_SECRET}\n")
+    with pytest.raises(InputError) as raised:
+        load_profile(path, {})
+    assert "write `{env: HOOK_SECRET}`" in raised.value.render()
+
+
 def test_templates_keep_types_and_fill_text() -> None:
     fields = {"studentId": "s1", "amountCents": 4900, "metadata": {"sessionCount": 10}}
     body = render({"data": {"student": "{studentId}", "amount": "{amountCents}", "md": "{metadata}",

@@ -117,7 +117,7 @@ def load_profile(path: str | FsPath, environ: Mapping[str, str] | None = None) -
     return profile
 
 
-def _did_you_mean(word: str, known: list[str], what: str) -> str:
+def did_you_mean(word: str, known: list[str], what: str) -> str:
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.5)
     listing = f"{what}: {', '.join(known) or 'none'}"
     return f"did you mean {close[0]!r}? {listing}" if close else listing
@@ -128,16 +128,16 @@ def _check(profile: Profile) -> None:
     for name, op in profile.section("http", "operations").items():
         if op["service"] not in services:
             raise profile.error(f"unknown service {op['service']!r}", "http", "operations", name, "service",
-                                hint=_did_you_mean(op["service"], services, "services"))
+                                hint=did_you_mean(op["service"], services, "services"))
     for index, call in enumerate(profile.section("preconditions").get("http", [])):
         if call["service"] not in services:
             raise profile.error(f"unknown service {call['service']!r}", "preconditions", "http", index, "service",
-                                hint=_did_you_mean(call["service"], services, "services"))
+                                hint=did_you_mean(call["service"], services, "services"))
     connections = sorted(profile.section("databases", "connections"))
     for path, query in _queries(profile):
         if query["database"] not in connections:
             raise profile.error(f"unknown database {query['database']!r}", *path, "database",
-                                hint=_did_you_mean(query["database"], connections, "databases.connections"))
+                                hint=did_you_mean(query["database"], connections, "databases.connections"))
     for name, conn in profile.section("databases", "connections").items():
         dsn = conn["dsn"]
         if isinstance(dsn, str) and not dsn.startswith(DSN_SCHEMES):
@@ -150,7 +150,8 @@ def _check(profile: Profile) -> None:
         try:
             jmespath.compile(expression)
         except JMESPathError as exc:
-            raise profile.error(f"not a JMESPath expression: {str(exc).splitlines()[0]}", *path) from exc
+            reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
+            raise profile.error(f"not a JMESPath expression: {expression!r} ({reason})", *path) from exc
     _check_bus_and_conventions(profile)
 
 
@@ -158,8 +159,10 @@ def _check_bus_and_conventions(profile: Profile) -> None:
     """Kafka fields that must be writable, key templates, declared conventions (envelope.py, conventions.py)."""
     from kcverify.targets.external.conventions import conventions_of
     from kcverify.targets.external.envelope import check_invertible
+    from kcverify.targets.external.vocabulary import check_vocabulary
 
     check_invertible(profile)
+    check_vocabulary(profile)
     conventions_of(profile)
 
 
