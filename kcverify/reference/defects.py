@@ -83,6 +83,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("confirm-ignores-unknown-fields", "P2",
            "the gateway callback is parsed leniently: unknown fields are dropped instead of refused, so a "
            "confirmation carrying fields the gateway never sends still changes the payment"),
+    Defect("worker-dies-on-bad-session-count", "W2",
+           "the worker reads the tier from the raw event before validating it: a non-numeric sessionCount "
+           "raises, nothing catches it, and the worker process dies instead of dead-lettering the event"),
 )
 
 # The defects that are a wrong setting shipped with a correct program: `deployed_settings` applies them.
