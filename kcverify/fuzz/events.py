@@ -182,7 +182,7 @@ def _broken(draw: st.DrawFn) -> tuple[str, Any]:
     if how == "unicode":
         path = draw(st.sampled_from(["payload.courseId", "payload.studentId", "payload.currency"]))
         node, leaf = _path_get(event, path)
-        node[leaf] = draw(st.text(st.characters(min_codepoint=0x80, exclude_categories=("Cs",)), min_size=1,
+        node[leaf] = draw(st.text(st.characters(min_codepoint=0x80, exclude_categories=["Cs"]), min_size=1,
                                   max_size=8))
         return f"{path} {node[leaf]!r}", event
     return "not an object", draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=8),
