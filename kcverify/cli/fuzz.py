@@ -100,7 +100,8 @@ def curl_lines(console: Console, results: list[PassResult]) -> None:
 @click.option("--modes", default=",".join(MODES), show_default=True, metavar="MODES",
               help="Comma-separated: positive (schema-valid input), negative (input that breaks the contract).")
 @click.option("--max-examples", type=bounded("fuzz", "max_examples"), default=DEFAULT_MAX_EXAMPLES, show_default=True,
-              help="Generated cases per operation and mode (the document's examples and coverage cases come on top).")
+              help="Generated cases per operation and mode (the document's examples and coverage cases come on top); "
+                   "a consumer pass runs a fifth.")
 @click.option("--seed", type=bounded("seed"), default=0, show_default=True, help="Seed of the generation.")
 @click.option("--report", default="", help="Comma-separated: junit,json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
@@ -111,7 +112,8 @@ def curl_lines(console: Console, results: list[PassResult]) -> None:
 def fuzz(target: str, profile: Path | None, operations: str, modes: str, max_examples: int, seed: int, report: str,
          report_dir: Path, no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Fuzz the services' HTTP APIs from their OpenAPI documents (Schemathesis): positive and negative
-    cases, real credentials, every answer checked against the contract."""
+    cases, real credentials, every answer checked against the contract; and the event consumer
+    (consumePurchaseConfirmed): generated and near-valid events, each failure shrunk to a scenario file."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     built: Target | None = None
     try:
