@@ -1,7 +1,8 @@
 """The fuzzer's passes as the results model every reporter of `kcverify run` reads: one "scenario"
 per operation and mode, holding one step (the pass: its cases and the statuses they got) whose
 failures are the distinct findings, each with its curl line; the scenario's reproduce command runs
-that pass again."""
+that pass again. The consumer passes are entries of the same kind: one per property, whose failure is
+the shrunk case and whose reproduce command replays the scenario file written for it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 
 from kcverify.core.status import Status
 from kcverify.evidence.results import Failure, RunResult, ScenarioResult, StepResult
+from kcverify.fuzz.consumer import EventPassResult
 from kcverify.fuzz.judge import OWN_CHECKS, rules_of
 from kcverify.fuzz.runner import Finding, PassResult
 
@@ -45,7 +47,48 @@ def scenario_of(result: PassResult, *, seed: int, path: str, reproduce: Sequence
 
 
 def run_result(results: Sequence[PassResult], *, target: str, seed: int, started_at: float, duration: float,
-               paths: dict[str, str], reproduce: Sequence[str]) -> RunResult:
+               paths: dict[str, str], reproduce: Sequence[str],
+               events: Sequence[ScenarioResult] = ()) -> RunResult:
+    """The HTTP passes, then the consumer passes (`events`, from `event_scenario_of`)."""
     return RunResult(target=target, seed=seed, started_at=started_at, duration=duration,
-                     scenarios=tuple(scenario_of(r, seed=seed, path=paths.get(r.service, ""), reproduce=reproduce)
-                                     for r in results))
+                     scenarios=(*(scenario_of(r, seed=seed, path=paths.get(r.service, ""), reproduce=reproduce)
+                                  for r in results), *events))
+
+
+# --- the consumer passes (consumer.py) ---------------------------------------------------------------------
+
+def outcomes_text(result: EventPassResult) -> str:
+    """'purchase x100, dead letter schema_violation x204' by count, largest first."""
+    return ", ".join(f"{what} x{count}" for what, count in result.outcomes.most_common())
+
+
+def event_scenario_of(result: EventPassResult, *, seed: int, path: str, reproduce: Sequence[str],
+                      replay: Sequence[str]) -> ScenarioResult:
+    """One consumer pass as one entry. Its reproduce command replays the shrunk failure's scenario file
+    (`replay` + the file) when one was written, else runs the pass again (`reproduce` + its selection)."""
+    prop = result.prop
+    title = f"{result.cases} cases: {outcomes_text(result) or 'nothing observed'}"
+    failures: tuple[Failure, ...] = ()
+    if result.shrunk is not None:
+        case = result.shrunk.case
+        records = "; ".join(f"{d.label}" + (f" x{d.copies}" if d.copies > 1 else "") for d in case.drafts)
+        message = "\n".join((*result.shrunk.messages, f"shrunk case: {records}"))
+        if result.scenario_file:
+            message += f"\nscenario file: {result.scenario_file}"
+        failures = (Failure(check="consumer", rules=prop.rules, message=message, step=1,
+                            step_title=f"{prop.name}: {prop.summary}",
+                            details={"operation": result.operation, "mode": result.mode, "property": prop.name,
+                                     "records": [d.label for d in case.drafts],
+                                     "scenario_file": result.scenario_file}),)
+        title += f"; {result.failing_cases} failing (shrunk)"
+    skipped = result.error.startswith("skipped: ")
+    status = Status.SKIPPED if skipped else Status.ERROR if result.error else \
+        Status.FAILED if failures else Status.PASSED
+    reason = result.error.removeprefix("skipped: ")
+    step = StepResult(index=1, kind="fuzz", title=title, status=status, duration=result.duration, reason=reason,
+                      failures=failures)
+    command = shlex.join([*replay, result.scenario_file]) if result.scenario_file else \
+        shlex.join([*reproduce, "--operations", result.operation, "--modes", result.mode])
+    return ScenarioResult(name=f"{result.mode} {result.operation}: {prop.name}", path=path, title=title,
+                          covers=prop.rules, tags=("fuzz", result.mode, "events"), status=status,
+                          duration=result.duration, seed=seed, reproduce=command, steps=(step,), reason=reason)

@@ -86,6 +86,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("cache-ttl-in-milliseconds", "S2",
            "the student service is deployed with the cache TTL written in milliseconds (300000) in a setting "
            "read as seconds: a learning view stays cached for three and a half days"),
+    Defect("worker-dies-on-bad-session-count", "W2",
+           "the worker reads the tier from the raw event before validating it: a non-numeric sessionCount "
+           "raises, nothing catches it, and the worker process dies instead of dead-lettering the event"),
 )
 
 # The defects that are a wrong setting shipped with a correct program: `deployed_settings` applies them.

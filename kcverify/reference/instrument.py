@@ -54,6 +54,13 @@ class CrashPoints:
                 self.on_crash(point)
             raise SimulatedCrash(point)
 
+    def die(self, point: str) -> None:
+        """The component dies of its own failure at `point`, armed or not (an uncaught error ends the
+        process): the same death as an armed crash point, so every target sees it the same way."""
+        if self.on_crash is not None:
+            self.on_crash(point)
+        raise SimulatedCrash(point)
+
 
 @dataclass
 class _Rule:

@@ -186,6 +186,8 @@ class PurchaseWorker:
 
     def _handle(self, inflight: _InFlight) -> _Outcome:
         if inflight.event is None:
+            if self._defects.on("worker-dies-on-bad-session-count"):
+                self._eager_tier(inflight.message.value)
             event, problem = _decode(inflight.message.value)
             if event is None:
                 if self._defects.on("poison-blocks-partition"):
@@ -234,6 +236,21 @@ class PurchaseWorker:
             return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.INVALID_METADATA,
                             "; ".join(str(v) for v in violations))
         return self._record(inflight, event, merged, source)
+
+    def _eager_tier(self, raw: bytes) -> None:
+        """The defect: the tier is read from the raw event before it is validated, and the error a
+        non-numeric sessionCount raises is caught by nobody: the worker dies with the event uncommitted."""
+        try:
+            session_count = json.loads(raw)["payload"]["metadata"]["sessionCount"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            return  # nothing to read eagerly: the validation below takes over
+        if session_count is None:
+            return
+        try:
+            int(session_count)
+        except (ValueError, TypeError, OverflowError):
+            self._tracer.emit(COMPONENT, "unhandled_error", error=f"int({session_count!r})", level="error")
+            self._crash.die("worker.after_poll")
 
     def _tier(self, session_count: Any) -> int:
         """The purchase's tier is its sessionCount (W4)."""

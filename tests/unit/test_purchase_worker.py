@@ -69,6 +69,37 @@ def _forged(payment_id: str, student: str = "s1") -> dict[str, Any]:
         occurred_at=0.0)
 
 
+def _bad_session_count_event() -> dict[str, Any]:
+    key = "payment:00000000-0000-4000-8000-000000000000:PURCHASE_CONFIRMED"
+    return {"eventId": "00000000-0000-5000-8000-000000000000", "type": "PURCHASE_CONFIRMED", "version": 1,
+            "occurredAt": "2026-01-01T00:00:00.000Z", "correlationId": "00000000-0000-4000-8000-000000000000",
+            "idempotencyKey": key, "source": "test",
+            "payload": {"paymentId": "00000000-0000-4000-8000-000000000000", "studentId": "s1", "courseId": "c1",
+                        "amountCents": 4900, "currency": "EUR", "metadata": {"sessionCount": "ten"}}}
+
+
+def test_w2_a_non_numeric_session_count_is_dead_lettered_and_the_worker_goes_on(flow: Flow) -> None:
+    flow.publish_confirmed(_bad_session_count_event(), key="s1")
+    payment_id = flow.buy(student="s1")
+    flow.settle()
+    assert [(d["reason"], d["attempts"]) for d in _dlq(flow)] == [("schema_violation", 1)]
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+    assert "purchase-worker" not in flow.system.down
+
+
+def test_defect_worker_dies_on_bad_session_count_stops_the_worker_with_the_event_uncommitted(make_flow: Any) -> None:
+    flow = make_flow(defects=frozenset({"worker-dies-on-bad-session-count"}))
+    flow.publish_confirmed(_bad_session_count_event(), key="s1")
+    flow.buy(student="s1")
+    flow.settle()  # every member of the group that takes the partition over dies on the same record
+    died = len(flow.system.crashed)
+    assert died >= 1 and set(flow.system.crashed) == {("purchase-worker", "worker.after_poll")}
+    assert _dlq(flow) == [] and flow.system.course_store.all_purchases() == []
+    flow.system.restart("purchase-worker")
+    flow.settle()  # the same record again: it dies again, nothing behind it is handled
+    assert len(flow.system.crashed) > died and flow.system.course_store.all_purchases() == []
+
+
 def test_w3_i2_forged_event_for_an_unpaid_payment_grants_nothing(flow: Flow) -> None:
     unpaid = flow.create()
     flow.publish_confirmed(_forged(unpaid["id"]))
