@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any
 
 from kcverify.core.clock import Clock, SystemClock
@@ -52,6 +53,19 @@ def _is_transient(exc: sqlite3.Error) -> bool:
     return any(fragment in text for fragment in _TRANSIENT_TEXT)
 
 
+@cache
+def _schema_image(database: str) -> bytes:
+    """An empty in-memory database with the schema, as bytes. A fresh in-memory store loads this image
+    instead of running the DDL: the explorer starts a new system for every schedule, and parsing and
+    running the DDL twice per system cost more than some schedules' steps."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.executescript(ddl("sqlite", database))
+        return conn.serialize()
+    finally:
+        conn.close()
+
+
 class _Database:
     """One SQLite connection, its lock, and transactions on it."""
 
@@ -66,7 +80,9 @@ class _Database:
             if path is not None:
                 # readers in other processes (evidence, the verifier) do not block the writer
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(ddl("sqlite", database))
+                conn.executescript(ddl("sqlite", database))
+            else:
+                conn.deserialize(_schema_image(database))
         except sqlite3.OperationalError as exc:
             if _is_transient(exc):
                 raise StoreUnavailable(f"{database}: cannot open {path or ':memory:'}: {exc}") from exc
