@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
@@ -89,6 +89,8 @@ class _Database:
             raise
         self._conn = conn
         self._name = database
+        self._outbox_hooks: list[Callable[[], None]] = []
+        self.outbox_written = False  # set by an outbox INSERT; the hooks run when its transaction commits
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -112,9 +114,26 @@ class _Database:
             except sqlite3.OperationalError as exc:
                 self._rollback()
                 raise self._unavailable(exc) from exc
+            written, self.outbox_written = self.outbox_written, False
+        if written:
+            for hook in list(self._outbox_hooks):
+                hook()
+
+    def on_outbox_commit(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` after every commit of a transaction that wrote an outbox row (in this process: the
+        store is in memory or a file of this process's). Returns the function that stops it."""
+        with self._lock:
+            self._outbox_hooks.append(wake)
+
+        def stop() -> None:
+            with self._lock:
+                if wake in self._outbox_hooks:
+                    self._outbox_hooks.remove(wake)
+        return stop
 
     def _rollback(self) -> None:
         # the original failure matters more than one of ROLLBACK; SQLite drops the tx anyway
+        self.outbox_written = False
         if self._conn.in_transaction:
             with suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
@@ -183,6 +202,11 @@ class _SqliteOutboxStore:
 
     # --- OutboxStore -------------------------------------------------------------------------------
 
+    def listen_outbox(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` whenever a transaction of this store that wrote an outbox row commits (an in-process
+        signal: the relay's idle wait is cut short; it still polls). Returns the function that stops it."""
+        return self._db.on_outbox_commit(wake)
+
     def pending_outbox(self, limit: int) -> list[OutboxMessage]:
         if limit <= 0:
             return []
@@ -224,6 +248,7 @@ class _SqliteOutboxStore:
         cursor = conn.execute(
             "INSERT INTO outbox (topic, msg_key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
             (message.topic, message.key, message.value, headers, created_at))
+        self._db.outbox_written = True
         row_id = cursor.lastrowid
         assert row_id is not None
         return row_id
