@@ -4,9 +4,11 @@ separates the reference's own cost from the infrastructure's.
 One purchase of the bare pipeline is: a record produced to a Kafka topic of its own (the producer waits for
 the broker's acknowledgement), a consumer in a group of its own polls it, INSERTs one row into a table of
 its own in courses_db (one transaction, the row stamped by PostgreSQL's `clock_timestamp()`), DELetes the
-student's Redis key, then commits the record's offset; a reader polls the student's view: Redis GET, and
-on a miss a SELECT of the student's rows and a SET (kept `CACHE_SECONDS`: a read that loaded before an
-INSERT and stored after its DEL is stale for at most that long). The clients and their settings are the
+student's Redis key (and bumps its version, in the same script), then commits the record's offset; a
+reader polls the student's view: Redis GET, and on a miss the key's version, a SELECT of the student's
+rows and a SET only if the version is unchanged (the least a cache-aside read needs: a plain SET would
+store what a read loaded before an INSERT after that INSERT's DEL, stale until it expires). The clients
+and their settings are the
 ones the reference's adapters use (confluent-kafka with an idempotent `acks=all` producer, `linger.ms=0`,
 manual offset commits; psycopg 3; redis-py).
 
@@ -28,7 +30,11 @@ from kcverify.core.errors import TargetUnreachable
 from kcverify.targets.base import HttpReply, Snapshot
 
 PARTITIONS = 3
-CACHE_SECONDS = 1
+CACHE_SECONDS = 300
+# DEL the value and bump the version, atomically; SET the value only if the version is the one read.
+DELETE = "redis.call('DEL', KEYS[1]); return redis.call('INCR', KEYS[2])"
+SET_IF_VERSION = ("if tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[1]) then "
+                  "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]); return 1 end; return 0")
 POLL_TIMEOUT = 0.1  # seconds a consumer poll waits for a record
 
 
@@ -65,6 +71,8 @@ class BareTarget:
                                    "acks": "all", "linger.ms": 0, "message.timeout.ms": 10000,
                                    "partitioner": "consistent_random", "allow.auto.create.topics": False})
         self._redis = redis.Redis.from_url(str(stack["redis_url"]))
+        self._delete = self._redis.register_script(DELETE)
+        self._set_if_version = self._redis.register_script(SET_IF_VERSION)
         self._local = threading.local()
         self._ids = iter(range(1, 1 << 62))
         self._ids_lock = threading.Lock()
@@ -166,6 +174,7 @@ class BareTarget:
         key = f"bare:{student}"
         cached = self._redis.get(key)
         if cached is None:
+            version = self._redis.get(f"{key}:version") or b"0"
             conn = self._conn()
             with conn.cursor() as cur:
                 cur.execute(f"SELECT payment_id FROM {self.table} WHERE student_id = %s ORDER BY created_at",
@@ -173,7 +182,7 @@ class BareTarget:
                 ids = [row[0] for row in cur.fetchall()]
             conn.commit()
             cached = json.dumps({"purchases": [{"paymentId": i} for i in ids]}).encode()
-            self._redis.set(key, cached, ex=CACHE_SECONDS)
+            self._set_if_version(keys=[key, f"{key}:version"], args=[int(version), cached, CACHE_SECONDS])
         return HttpReply(200, {}, cached if isinstance(cached, bytes) else str(cached).encode())
 
     def _consume(self) -> None:
@@ -195,7 +204,8 @@ class BareTarget:
                     cur.execute(f"INSERT INTO {self.table} (payment_id, student_id) VALUES (%s, %s)"
                                 " ON CONFLICT (payment_id) DO NOTHING", (record["paymentId"], record["studentId"]))
                 conn.commit()
-                self._redis.delete(f"bare:{record['studentId']}")
+                key = f"bare:{record['studentId']}"
+                self._delete(keys=[key, f"{key}:version"])
                 consumer.commit(message=message, asynchronous=False)
         except BaseException as exc:  # shown by the bench as purchases never visible; kept for the report
             self._consumer_error = exc
