@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kcverify.bench.results import Integrity, Purchase, Step
+from kcverify.bench.results import Integrity, MaxThroughput, Purchase, Step
 from kcverify.core.clock import parse_rfc3339
 from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.targets.base import HttpReply, Snapshot
@@ -166,8 +166,63 @@ class Bench:
                 self._tokens[student] = "Bearer " + self._target.token(student, "student")
             return self._tokens[student]
 
-    def _purchase(self, purchase: Purchase, step: Step, readers: ThreadPoolExecutor,
-                  futures: list[Future[None]]) -> None:
+    def max_throughput(self, seconds: float, workers: int) -> MaxThroughput:
+        """Closed loop: `workers` threads, each creating and confirming a purchase, polling its student's
+        view until it is listed, then starting the next; none starts after `seconds`, and the ones under
+        way finish. Purchases made visible over the time until the last finished is the most the system
+        sustains end to end (a closed loop hides latency, never throughput: every worker waits for the
+        slowest hop). Components run free meanwhile."""
+        done = 0
+        errors: Counter[str] = Counter()
+        lock = threading.Lock()
+        started = time.monotonic()
+        deadline = started + seconds
+
+        def worker(n: int) -> None:
+            nonlocal done
+            student = self._target.student_id(f"m{n}")
+            i = 0
+            while time.monotonic() < deadline and self._fatal is None:
+                purchase = Purchase(index=i, student=student, intended=self._target.now())
+                i += 1
+                ok = self._create_and_confirm(purchase) and self._until_listed(purchase)
+                with lock:
+                    if ok:
+                        done += 1
+                    elif purchase.error:
+                        errors[purchase.error] += 1
+
+        self._target.run_free()
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="kcverify-bench-max") as pool:
+                for f in [pool.submit(self._guarded, worker, n) for n in range(workers)]:
+                    f.result()
+        finally:
+            self._target.hold_all()
+        elapsed = time.monotonic() - started
+        if self._fatal is not None:
+            raise self._fatal
+        return MaxThroughput(workers=workers, seconds=elapsed, visible=done, errors=dict(errors))
+
+    def _until_listed(self, purchase: Purchase) -> bool:
+        """Poll the purchase's student's view until it lists the purchase (True) or `visible_timeout`."""
+        t = self._target
+        path = f"/api/v1/students/{purchase.student}/learning"
+        headers = {"Authorization": self._token(purchase.student)}
+        give_up = time.monotonic() + self._options.visible_timeout
+        while time.monotonic() < give_up:
+            reply = t.http("student-service", "GET", path, headers=headers)
+            if reply.status == 200 and any(str(p.get("paymentId")) == purchase.payment_id
+                                           for p in reply.json().get("purchases", [])):
+                purchase.visible_at = t.now()
+                return True
+            time.sleep(self._options.poll_interval)
+        purchase.error = f"not visible in {self._options.visible_timeout:g} s"
+        return False
+
+    def _create_and_confirm(self, purchase: Purchase) -> bool:
+        """Create the purchase's payment and confirm it (signed); False with `purchase.error` set when
+        either request failed."""
         t = self._target
         body = {"studentId": purchase.student, "courseId": COURSE, "amountCents": 4900, "currency": "EUR",
                 "metadata": METADATA}
@@ -175,15 +230,21 @@ class Bench:
                        headers={"Content-Type": "application/json", "Authorization": self._token(purchase.student)})
         if reply.status != 201:
             purchase.error = f"create {reply.status or 'no response'}"
-            return
+            return False
         purchase.payment_id = str(reply.json()["id"])
         raw = json.dumps({"status": "succeeded", "providerPaymentId": f"pi_bench_{purchase.payment_id}"}).encode()
         reply = t.http("payment-service", "POST", f"/api/v1/payments/{purchase.payment_id}/confirm", body=raw,
                        headers={"Content-Type": "application/json", "X-Signature": t.sign(purchase.payment_id, raw)})
         if reply.status != 200 or reply.json().get("status") != "succeeded":
             purchase.error = f"confirm {reply.status or 'no response'}"
-            return
+            return False
         purchase.confirmed_at = t.now()
+        return True
+
+    def _purchase(self, purchase: Purchase, step: Step, readers: ThreadPoolExecutor,
+                  futures: list[Future[None]]) -> None:
+        if not self._create_and_confirm(purchase):
+            return
         with self._lock:
             self._pending.setdefault(purchase.student, []).append(purchase)
             if purchase.student not in self._reading:  # one reader per student, for all its purchases

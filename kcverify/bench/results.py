@@ -129,6 +129,13 @@ class Integrity:
     def ok(self) -> bool:
         return not self.lost and not self.duplicated and not self.shown_twice
 
+    @staticmethod
+    def both(a: Integrity, b: Integrity) -> Integrity:
+        """One tally of two runs (the exit status: any lost or duplicated purchase in either)."""
+        return Integrity(a.confirmed + b.confirmed, a.purchases + b.purchases, a.lost + b.lost,
+                         a.duplicated + b.duplicated, a.shown_twice + b.shown_twice,
+                         a.drain_seconds + b.drain_seconds)
+
     def summary(self) -> dict[str, Any]:
         return {"confirmed": self.confirmed, "purchases": self.purchases, "lost": len(self.lost),
                 "duplicated": len(self.duplicated), "shownTwice": self.shown_twice,
@@ -136,9 +143,64 @@ class Integrity:
                 "lostPaymentIds": self.lost[:20], "duplicatedPaymentIds": self.duplicated[:20], "ok": self.ok}
 
 
+@dataclass
+class MaxThroughput:
+    """A closed loop's result: purchases made visible per second with `workers` always busy (`seconds`:
+    from the start until the last purchase under way when the time was up was visible)."""
+
+    workers: int
+    seconds: float
+    visible: int
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return round(self.visible / self.seconds, 2) if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"workers": self.workers, "seconds": round(self.seconds, 3), "visible": self.visible,
+                "perSecond": self.rate, "errors": dict(sorted(self.errors.items()))}
+
+
+@dataclass
+class Run:
+    """What one system did under the bench: its open-loop steps, its closed-loop maximum, its tally."""
+
+    steps: list[Step]
+    integrity: Integrity
+    max_throughput: MaxThroughput | None = None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def comparison(reference: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    """Reference over bare pipeline: p99 per hop (of the whole run) and maximum throughput."""
+    p99 = {hop: _ratio(reference["total"]["latencyMs"][hop]["p99"], bare["total"]["latencyMs"][hop]["p99"])
+           for hop in HOPS}
+    ref_max, bare_max = reference.get("maxThroughput"), bare.get("maxThroughput")
+    return {"p99Ratio": p99,
+            "maxThroughputRatio": _ratio(ref_max["perSecond"] if ref_max else None,
+                                         bare_max["perSecond"] if bare_max else None)}
+
+
 def document(*, target: str, started_at: str, options: dict[str, Any], steps: list[Step],
-             integrity: Integrity) -> dict[str, Any]:
-    """The JSON report: options, one entry per offered rate, the whole run, the integrity tally."""
+             integrity: Integrity, max_throughput: MaxThroughput | None = None,
+             bare: Run | None = None) -> dict[str, Any]:
+    """The JSON report: options, one entry per offered rate, the whole run, the integrity tally, the
+    closed-loop maximum; with a bare run, the same for the bare pipeline and the ratios."""
+    doc = _system(steps, integrity, max_throughput)
+    out = {"format": FORMAT, "target": target, "startedAt": started_at, "options": options, "hops": HOP_MEANING,
+           **doc}
+    if bare is not None:
+        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput)
+        out["bare"] = bare_doc
+        out["comparison"] = comparison(doc, bare_doc)
+    return out
+
+
+def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughput | None) -> dict[str, Any]:
     whole = Step(rate=0.0, duration=sum(s.duration for s in steps),
                  purchases=[p for s in steps for p in s.purchases],
                  readers=ReaderCost(sum(s.readers.requests for s in steps), sum(s.readers.seconds for s in steps)),
@@ -146,9 +208,8 @@ def document(*, target: str, started_at: str, options: dict[str, Any], steps: li
     total = whole.summary()
     total.pop("offeredRate")
     total.pop("achievedRate")
-    return {"format": FORMAT, "target": target, "startedAt": started_at, "options": options,
-            "hops": HOP_MEANING, "steps": [s.summary() for s in steps], "total": total,
-            "integrity": integrity.summary()}
+    return {"steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
+            "maxThroughput": max_throughput.summary() if max_throughput is not None else None}
 
 
 def _ms(value: float | None) -> str:
@@ -159,6 +220,23 @@ def markdown(doc: dict[str, Any]) -> str:
     """The report as Markdown: one latency table per offered rate, then the integrity tally."""
     lines = [f"# kcverify bench: target {doc['target']}", "",
              f"Started {doc['startedAt']}; options: " + ", ".join(f"{k} {v}" for k, v in doc["options"].items()), ""]
+    lines += _system_markdown(doc, doc)
+    if "bare" in doc:
+        lines += ["# The bare pipeline (produce, consume, one INSERT, Redis DEL, GET; same stack and clients)", ""]
+        lines += _system_markdown(doc["bare"], doc)
+        cmp = doc["comparison"]
+        lines += ["# Reference over bare pipeline", "", "| hop | p99 ratio |", "| --- | ---: |"]
+        lines += [f"| {hop} | {_x(ratio)} |" for hop, ratio in cmp["p99Ratio"].items()]
+        lines += ["", f"Maximum throughput ratio: {_x(cmp['maxThroughputRatio'])}", ""]
+    return "\n".join(lines)
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:g}x"
+
+
+def _system_markdown(doc: dict[str, Any], top: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     for step in doc["steps"]:
         errors = ", ".join(f"{k}: {v}" for k, v in step["errors"].items()) or "none"
         readers = step["readers"]
@@ -168,7 +246,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"({readers['requestsPerPurchase']:g} per purchase, {readers['seconds']:g} s in requests)", "",
                   "| hop | count | p50 ms | p90 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for hop, values in step["latencyMs"].items():
-            lines.append(f"| {hop} ({doc['hops'][hop]}) | {values['count']} | {_ms(values['p50'])} | "
+            lines.append(f"| {hop} ({top['hops'][hop]}) | {values['count']} | {_ms(values['p50'])} | "
                          f"{_ms(values['p90'])} | {_ms(values['p99'])} | {_ms(values['max'])} |")
         lines.append("")
     tally = doc["integrity"]
@@ -177,4 +255,10 @@ def markdown(doc: dict[str, Any]) -> str:
               f"{tally['confirmed']} confirmed payments, {tally['purchases']} purchases: {tally['lost']} lost, "
               f"{tally['duplicated']} duplicated, {tally['shownTwice']} responses showing one twice (after waiting "
               f"{tally['drainSeconds']:g} s for the last ones): {verdict}", ""]
-    return "\n".join(lines)
+    most = doc.get("maxThroughput")
+    if most:
+        lines += ["## Maximum throughput (closed loop)", "",
+                  f"{most['perSecond']:g} purchases/s visible with {most['workers']} workers always busy "
+                  f"({most['visible']} in {most['seconds']:g} s; errors: "
+                  f"{', '.join(f'{k}: {v}' for k, v in most['errors'].items()) or 'none'})", ""]
+    return lines

@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kcverify.bench import Bench, BenchOptions, Step, document, free_running, markdown
+from kcverify.bench import Bench, BenchOptions, Integrity, Run, Step, document, free_running, markdown
+from kcverify.bench.bare import BareTarget
+from kcverify.bench.load import FreeRunningTarget
 from kcverify.bench.results import HOP_MEANING
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
@@ -63,6 +65,38 @@ def console_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: float, console: Console) -> Run:
+    """The open-loop steps, then (when asked) the closed-loop maximum, of one system."""
+    steps, integrity = Bench(target, options, progress=lambda s: progress_line(console, s)).run()
+    most = None
+    if max_duration > 0:
+        most = Bench(target, options).max_throughput(max_duration, options.senders)
+        console.print(Text(f"  maximum throughput: {most.rate:g} purchases/s visible ({most.workers} workers, "
+                           f"{most.seconds:g} s, closed loop)"), highlight=False)
+    return Run(steps, integrity, most)
+
+
+def print_document(console: Console, doc: dict[str, Any]) -> None:
+    console.print(console_table(doc))
+    if "bare" in doc:
+        console.print(console_table({**doc["bare"], "target": "bare pipeline"}))
+    for hop, meaning in HOP_MEANING.items():
+        console.print(Text(f"  {hop}: {meaning}", style="dim"))
+    for name, part in (("", doc), ("bare pipeline ", doc.get("bare"))):
+        if part is None:
+            continue
+        tally = part["integrity"]
+        console.print(Text(f"{name}integrity: {tally['confirmed']} confirmed, {tally['purchases']} purchases, "
+                           f"{tally['lost']} lost, {tally['duplicated']} duplicated",
+                           style="green" if tally["ok"] else "bold red"))
+    if "comparison" in doc:
+        cmp = doc["comparison"]
+        ratios = ", ".join(f"{hop} {'-' if r is None else f'{r:g}x'}" for hop, r in cmp["p99Ratio"].items())
+        most = cmp["maxThroughputRatio"]
+        console.print(Text(f"reference / bare pipeline: p99 {ratios}; maximum throughput "
+                           f"{'-' if most is None else f'{most:g}x'}"), highlight=False, soft_wrap=True)
+
+
 def progress_line(console: Console, step: Step) -> None:
     s = step.summary()
     errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "no errors"
@@ -84,12 +118,17 @@ def progress_line(console: Console, step: Step) -> None:
               help="Students the purchases are spread over (round robin).")
 @click.option("--poll-interval", type=bounded("bench", "poll_interval"), default=0.02, show_default=True,
               help="Seconds between two reads of a student's learning view while a purchase is not shown yet.")
+@click.option("--bare/--no-bare", default=True, show_default=True,
+              help="Also bench the bare pipeline (produce, consume, one INSERT, Redis DEL, GET) on the same stack, "
+                   "and print the reference's ratios to it.")
+@click.option("--max-duration", type=bounded("bench", "max_duration"), default=10.0, show_default=True,
+              help="Seconds of the closed-loop maximum-throughput measurement of each system (0: none).")
 @click.option("--report", default="", help="Comma-separated: json,markdown.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def bench(target: str, state_dir: Path | None, rate: str, duration: float, students: int, poll_interval: float,
-          report: str, report_dir: Path, no_color: bool, debug: bool) -> None:
+          bare: bool, max_duration: float, report: str, report_dir: Path, no_color: bool, debug: bool) -> None:
     """Measure how fast a purchase becomes visible: an open-loop constant-arrival-rate load of payments
     created and confirmed, readers polling each student's learning view; latency per hop from each
     purchase's intended start, throughput, errors, and no purchase lost or duplicated."""
@@ -113,16 +152,22 @@ def bench(target: str, state_dir: Path | None, rate: str, duration: float, stude
                            f"{duration:g} s each, {students} students (components running free)", style="bold"))
         started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         built.start(seed=0)
-        steps, integrity = Bench(runner_target, options, progress=lambda s: progress_line(console, s)).run()
-        doc = document(target=target, started_at=started_at, options=options.as_dict(), steps=steps,
-                       integrity=integrity)
-        console.print(console_table(doc))
-        for hop, meaning in HOP_MEANING.items():
-            console.print(Text(f"  {hop}: {meaning}", style="dim"))
-        tally = doc["integrity"]
-        console.print(Text(f"integrity: {tally['confirmed']} confirmed, {tally['purchases']} purchases, "
-                           f"{tally['lost']} lost, {tally['duplicated']} duplicated",
-                           style="green" if integrity.ok else "bold red"))
+        reference = measure(runner_target, options, max_duration, console)
+        bare_run = None
+        if bare:
+            console.print(Text("the bare pipeline on the same stack (produce, consume, INSERT, DEL, GET):",
+                               style="bold"))
+            bare_target = BareTarget(built.stack_settings)
+            try:
+                bare_run = measure(bare_target, options, max_duration, console)
+            finally:
+                bare_target.close()
+        integrity = reference.integrity if bare_run is None else Integrity.both(reference.integrity,
+                                                                                bare_run.integrity)
+        doc = document(target=target, started_at=started_at, options={**options.as_dict(), "bare": bare,
+                       "maxDuration": max_duration}, steps=reference.steps, integrity=reference.integrity,
+                       max_throughput=reference.max_throughput, bare=bare_run)
+        print_document(console, doc)
         if "json" in names:
             (report_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
         if "markdown" in names:

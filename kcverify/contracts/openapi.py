@@ -75,9 +75,24 @@ def operations(service: str) -> tuple[Operation, ...]:
 
 
 def find_operation(service: str, method: str, path: str) -> Operation | None:
+    """The operation that answers `method path` (query string ignored), or None. Memoized: the same few
+    paths recur in every scenario and explored schedule, and the scan tries every operation's pattern."""
     path = path.split("?")[0]
+    key = (service, method.upper(), path)
+    if key in _OPERATION_MEMO:
+        return _OPERATION_MEMO[key]
+    if len(_OPERATION_MEMO) >= MEMO_LIMIT:
+        _OPERATION_MEMO.clear()
+    found = _OPERATION_MEMO[key] = _scan_operations(service, key[1], path)
+    return found
+
+
+_OPERATION_MEMO: dict[tuple[str, str, str], Operation | None] = {}
+
+
+def _scan_operations(service: str, method: str, path: str) -> Operation | None:
     for op in operations(service):
-        if op.method == method.upper() and op.pattern.match(path):
+        if op.method == method and op.pattern.match(path):
             return op
     return None
 

@@ -216,6 +216,7 @@ class ComponentLoop:
         self._completed = 0
         self._stopping = False
         self._killing = False
+        self._nudged = False
         self._ended: str | None = "stopped"  # None while the thread runs; else "stopped" | "down"
         self._thread: threading.Thread | None = None
 
@@ -251,6 +252,13 @@ class ComponentLoop:
     def resume(self) -> None:
         with self._cond:
             self._held = False
+            self._cond.notify_all()
+
+    def nudge(self) -> None:
+        """Work may be waiting (e.g. an outbox row committed): a free-running loop ends its current wait
+        and steps now. A held loop stays held; a nudge while a step runs makes the next wait end at once."""
+        with self._cond:
+            self._nudged = True
             self._cond.notify_all()
 
     def step_n(self, times: int, timeout: float = 30.0) -> int:
@@ -298,7 +306,8 @@ class ComponentLoop:
                 self._cond.wait()
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._nudged:
+                self._nudged = False
                 return False
             self._cond.wait(remaining)
 
@@ -530,8 +539,16 @@ class ComponentProcess:
                 make["course-relay"] = (relay_step(s.course_relay, s.clock), _nothing, _nothing)
         elif kind == "reconciler":
             make["reconciler"] = (reconciler_step(s, self.options.reconcile_every), _nothing, _nothing)
-        return {name: ComponentLoop(name, step, held=held, tracer=self.tracer, close=close, abandon=abandon)
-                for name, (step, close, abandon) in make.items()}
+        loops = {name: ComponentLoop(name, step, held=held, tracer=self.tracer, close=close, abandon=abandon)
+                 for name, (step, close, abandon) in make.items()}
+        # A relay wakes as soon as its outbox gets a committed row (LISTEN/NOTIFY on PostgreSQL, an in-process
+        # signal on SQLite) instead of after its idle pause; the pause stays as the fallback.
+        self._unlisten: list[Callable[[], None]] = []
+        for name, store in (("payment-relay", s.unfaulted[0]), ("course-relay", s.unfaulted[1])):
+            listen = getattr(store, "listen_outbox", None)
+            if name in loops and callable(listen):
+                self._unlisten.append(listen(loops[name].nudge))
+        return loops
 
     # --- addresses ---------------------------------------------------------------------------------
 
@@ -625,6 +642,11 @@ class ComponentProcess:
             component_loop.stop()
 
     def _close_stores(self) -> None:
+        for unlisten in getattr(self, "_unlisten", ()):
+            try:
+                unlisten()
+            except Exception:
+                log.exception("stopping an outbox listener failed")
         for resource in (self.system.payment_store, self.system.course_store, self.system.cache, self.system.bus):
             close = getattr(resource, "close", None)
             if callable(close):

@@ -118,6 +118,7 @@ class EmbeddedServer:
         self.reconcile_every = reconcile_every
         self._next_reconcile = 0.0
         self._stopping = False
+        self._wake: asyncio.Event | None = None
         self._payment_sock = listen(host, payment_port)
         try:
             self._student_sock = listen(host, student_port)
@@ -173,6 +174,16 @@ class EmbeddedServer:
             server.should_exit = True
 
     async def serve(self) -> None:
+        # An outbox row committed wakes the driver at once (an in-process signal from the stores); the
+        # `interval` pause stays as the fallback for everything else (consumers, retries).
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        self._wake = wake
+        unlisten = []
+        for store in self.system.unfaulted[:2]:
+            listen = getattr(store, "listen_outbox", None)
+            if callable(listen):
+                unlisten.append(listen(lambda: loop.call_soon_threadsafe(wake.set)))
         driver = asyncio.create_task(self._drive(), name="kcverify-driver")
         try:
             async with asyncio.TaskGroup() as group:
@@ -183,6 +194,8 @@ class EmbeddedServer:
             driver.cancel()  # it is either asleep or between ticks: a step is never cut in half
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
+            for stop in unlisten:
+                stop()
             self.shutdown()
 
     async def _drive(self) -> None:
@@ -192,7 +205,13 @@ class EmbeddedServer:
                 busy = self.drive_once()
             except Exception:  # a bug in a component must not silently stop the whole flow
                 log.exception("a component step failed; the driver carries on")
-            await asyncio.sleep(0 if busy else self.interval)
+            wake = self._wake
+            if busy or wake is None:
+                await asyncio.sleep(0 if busy else self.interval)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.interval)
+            wake.clear()
 
     def drive_once(self, *, max_rounds: int = 100, reconcile: bool = True) -> bool:
         """Steps the flow components in settle()'s order until none does any work, then (at most once per

@@ -4,6 +4,8 @@ published, rows written alone by `enqueue_outbox` (the reconciler)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 
 from kcverify.core.clock import MANUAL_EPOCH
 from kcverify.reference.domain import OutboxMessage
@@ -69,3 +71,23 @@ def test_rows_enqueued_after_publication_get_later_ids(outbox_store: OutboxStore
     outbox_store.enqueue_outbox(msg(2))
     [second] = outbox_store.pending_outbox(10)
     assert second.id is not None and second.id > first.id
+
+
+def test_a_committed_outbox_write_wakes_a_listener_until_it_stops(outbox_store: OutboxStore) -> None:
+    """The relays wake on commit instead of waiting out their idle pause (LISTEN/NOTIFY on PostgreSQL, an
+    in-process signal on SQLite): every store adapter offers `listen_outbox(wake) -> stop`."""
+    listen: Callable[[Callable[[], None]], Callable[[], None]] = outbox_store.listen_outbox  # type: ignore[attr-defined]
+    woken = threading.Event()
+    stop = listen(woken.set)
+    try:
+        if type(outbox_store).__name__.startswith("Postgres"):
+            assert woken.wait(10.0)  # it wakes once when it starts listening (for what came before)
+            woken.clear()
+        assert not woken.wait(0.3)  # nothing written: nothing to wake for
+        outbox_store.enqueue_outbox(msg(1))
+        assert woken.wait(5.0)
+    finally:
+        stop()
+    woken.clear()
+    outbox_store.enqueue_outbox(msg(2))
+    assert not woken.wait(0.5)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kcverify.bench import Bench, BenchOptions, document, free_running, markdown
+from kcverify.bench import Bench, BenchOptions, Run, document, free_running, markdown
 from kcverify.cli.bench import parse_rates
 from kcverify.cli.main import cli
 from kcverify.core.clock import rfc3339
@@ -139,7 +139,9 @@ def test_the_report_has_its_structure() -> None:
     steps, integrity = Bench(FakeTarget(), FAST).run()
     doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(), steps=steps,
                    integrity=integrity)
-    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity"}
+    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity",
+                        "maxThroughput"}
+    assert doc["maxThroughput"] is None  # not measured
     assert set(doc["steps"][0]["latencyMs"]) == {"confirm", "commit", "visible", "end_to_end"}
     assert set(doc["steps"][0]["latencyMs"]["end_to_end"]) == {"count", "p50", "p90", "p99", "max"}
     assert doc["total"]["confirmed"] == 20 and doc["integrity"]["ok"] is True
@@ -182,3 +184,34 @@ def test_rates_from_the_environment_are_numbers() -> None:
     with pytest.raises(InputError, match="expected a number"):
         settings.parse_env("KCVERIFY_BENCH_RATE", "50,fast", leaf)
     assert settings.default_map({"bench": {"rate": [50.0, 100.0]}})["bench"]["rate"] == "50.0,100.0"
+
+
+def test_the_closed_loop_counts_what_became_visible_and_a_slower_system_sustains_less() -> None:
+    """Each confirm of the slow system takes 0.1 s: 4 workers for 0.5 s make about 4 / 0.1 = 40 a second
+    at most; the fast one more. Every purchase the loop made is visible (none lost by the loop itself)."""
+    fast_target, slow_target = FakeTarget(), FakeTarget(confirm_delay=0.1)
+    fast = Bench(fast_target, FAST).max_throughput(0.5, 4)
+    slow = Bench(slow_target, FAST).max_throughput(0.5, 4)
+    assert not slow_target.free  # held again at the end
+    assert slow.visible == slow_target.confirms and slow.seconds >= 0.5 and not slow.errors
+    assert 15 <= slow.rate <= 45 and fast.rate > 2 * slow.rate
+    assert slow.summary()["perSecond"] == slow.rate == round(slow.visible / slow.seconds, 2)
+
+
+def test_the_comparison_divides_the_reference_by_the_bare_pipeline() -> None:
+    """Ratios of p99 per hop and of maximum throughput: the slow system over the fast one is > 1 in latency
+    (confirm and end_to_end carry the 0.1 s) and < 1 in throughput."""
+    slow_steps, slow_tally = Bench(FakeTarget(confirm_delay=0.1), FAST).run()
+    fast_steps, fast_tally = Bench(FakeTarget(), FAST).run()
+    slow_max = Bench(FakeTarget(confirm_delay=0.1), FAST).max_throughput(0.3, 4)
+    fast_max = Bench(FakeTarget(), FAST).max_throughput(0.3, 4)
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(), steps=slow_steps,
+                   integrity=slow_tally, max_throughput=slow_max, bare=Run(fast_steps, fast_tally, fast_max))
+    assert {"bare", "comparison"} <= set(doc) and set(doc["bare"]) == {"steps", "total", "integrity", "maxThroughput"}
+    ratios = doc["comparison"]["p99Ratio"]
+    assert ratios["confirm"] > 1 and ratios["end_to_end"] > 1
+    assert ratios["end_to_end"] == round(doc["total"]["latencyMs"]["end_to_end"]["p99"]
+                                         / doc["bare"]["total"]["latencyMs"]["end_to_end"]["p99"], 2)
+    assert 0 < doc["comparison"]["maxThroughputRatio"] < 1
+    text = markdown(doc)
+    assert "# The bare pipeline" in text and "Maximum throughput ratio" in text and "## Maximum throughput" in text

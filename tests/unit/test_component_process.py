@@ -95,6 +95,24 @@ def test_a_held_loop_takes_only_the_steps_it_is_asked_for() -> None:
     assert loop.state == "stopped" and calls == ["close"]
 
 
+def test_a_nudge_ends_a_free_running_loops_wait_at_once_and_a_held_loop_stays_still() -> None:
+    """A relay waits up to its idle pause between empty polls; a committed outbox row nudges it instead."""
+    steps: list[float] = []
+    loop, _, _ = make_loop(lambda: steps.append(time.monotonic()) or 30.0, held=False)  # a 30 s pause
+    loop.start()
+    wait_for(lambda: len(steps) == 1)
+    time.sleep(0.05)
+    nudged = time.monotonic()
+    loop.nudge()
+    wait_for(lambda: len(steps) == 2, timeout=2.0)  # without the nudge: 30 s
+    assert steps[1] - nudged < 1.0
+    assert loop.hold()
+    loop.nudge()
+    time.sleep(0.05)
+    assert len(steps) == 2  # held: a nudge does not move it
+    loop.stop()
+
+
 def test_resume_runs_freely_and_hold_returns_once_still() -> None:
     inside = threading.Event()
     steps: list[int] = []

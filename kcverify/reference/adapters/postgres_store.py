@@ -31,6 +31,8 @@ constraint or a value PostgreSQL rejects (`IntegrityError`, `DataError`) is `Con
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,6 +61,13 @@ from kcverify.reference.ports import Confirmation
 # The constraint names of contracts/db/postgres/courses_db.sql that mean "a rival won the race".
 PURCHASE_PAYMENT_UNIQUE = "purchases_payment_id_unique"
 PROCESSED_EVENTS_PKEY = "processed_events_pkey"
+
+# NOTIFY channel of a committed outbox write (listen_outbox); LISTEN_TIMEOUT: how often the listener
+# looks whether it was stopped.
+OUTBOX_CHANNEL = "kcverify_outbox"
+LISTEN_TIMEOUT = 1.0
+
+log = logging.getLogger("kcverify.reference.adapters.postgres_store")
 
 # One key for every kcverify DDL run: serializes concurrent `CREATE ... IF NOT EXISTS` (see docstring).
 _DDL_LOCK = 0x6B63_7665_7269_6679  # "kcverify"
@@ -234,7 +243,47 @@ class _PostgresOutboxStore:
             " RETURNING id",
             (message.topic, message.key, message.value, headers, _to_db_time(created_at))).fetchone()
         assert row is not None
+        # delivered when (and only if) the transaction commits: the relays wake at once (listen_outbox)
+        conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return int(row["id"])
+
+    def listen_outbox(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` whenever a transaction that wrote an outbox row commits, in any process (LISTEN on a
+        connection of its own, in a thread of its own; a lost connection is reopened every second). The
+        relay still polls: a notification only cuts its idle wait short. Returns the function that stops
+        listening."""
+        listener = _OutboxListener(self._db.dsn, wake)
+        listener.start()
+        return listener.stop
+
+
+class _OutboxListener(threading.Thread):
+    """LISTEN for OUTBOX_CHANNEL; `wake()` on every notification (and once after each (re)connect, for
+    what may have committed while it was not listening)."""
+
+    def __init__(self, dsn: str, wake: Callable[[], None]) -> None:
+        super().__init__(name="kcverify-outbox-listener", daemon=True)
+        self._dsn = dsn
+        self._wake = wake
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5,
+                                     application_name="kcverify-outbox-listener") as conn:
+                    conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    self._wake()
+                    while not self._stopped.is_set():
+                        for _ in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=1):
+                            self._wake()
+            except psycopg.Error as exc:
+                log.warning("outbox listener: %s; listening again in 1 s (the relay polls meanwhile)", exc)
+                self._stopped.wait(1.0)
 
 
 def _outbox_message(row: Row) -> OutboxMessage:

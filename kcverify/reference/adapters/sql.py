@@ -8,6 +8,7 @@ another's module for it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from kcverify.contracts import contracts_dir
 from kcverify.reference.domain import OutboxMessage
@@ -45,6 +46,7 @@ class ProcessedEvent:
     processed_at: float
 
 
+@cache
 def ddl(dialect: str, database: str) -> str:
     """The DDL of `contracts/db/<dialect>/<database>.sql`; dialect `sqlite` | `postgres`, database
     `payments_db` | `courses_db`. Every statement in it is idempotent."""

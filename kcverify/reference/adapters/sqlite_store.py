@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any
 
 from kcverify.core.clock import Clock, SystemClock
@@ -52,6 +53,19 @@ def _is_transient(exc: sqlite3.Error) -> bool:
     return any(fragment in text for fragment in _TRANSIENT_TEXT)
 
 
+@cache
+def _schema_image(database: str) -> bytes:
+    """An empty in-memory database with the schema, as bytes. A fresh in-memory store loads this image
+    instead of running the DDL: the explorer starts a new system for every schedule, and parsing and
+    running the DDL twice per system cost more than some schedules' steps."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.executescript(ddl("sqlite", database))
+        return conn.serialize()
+    finally:
+        conn.close()
+
+
 class _Database:
     """One SQLite connection, its lock, and transactions on it."""
 
@@ -66,13 +80,17 @@ class _Database:
             if path is not None:
                 # readers in other processes (evidence, the verifier) do not block the writer
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(ddl("sqlite", database))
+                conn.executescript(ddl("sqlite", database))
+            else:
+                conn.deserialize(_schema_image(database))
         except sqlite3.OperationalError as exc:
             if _is_transient(exc):
                 raise StoreUnavailable(f"{database}: cannot open {path or ':memory:'}: {exc}") from exc
             raise
         self._conn = conn
         self._name = database
+        self._outbox_hooks: list[Callable[[], None]] = []
+        self.outbox_written = False  # set by an outbox INSERT; the hooks run when its transaction commits
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -96,9 +114,26 @@ class _Database:
             except sqlite3.OperationalError as exc:
                 self._rollback()
                 raise self._unavailable(exc) from exc
+            written, self.outbox_written = self.outbox_written, False
+        if written:
+            for hook in list(self._outbox_hooks):
+                hook()
+
+    def on_outbox_commit(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` after every commit of a transaction that wrote an outbox row (in this process: the
+        store is in memory or a file of this process's). Returns the function that stops it."""
+        with self._lock:
+            self._outbox_hooks.append(wake)
+
+        def stop() -> None:
+            with self._lock:
+                if wake in self._outbox_hooks:
+                    self._outbox_hooks.remove(wake)
+        return stop
 
     def _rollback(self) -> None:
         # the original failure matters more than one of ROLLBACK; SQLite drops the tx anyway
+        self.outbox_written = False
         if self._conn.in_transaction:
             with suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
@@ -167,6 +202,11 @@ class _SqliteOutboxStore:
 
     # --- OutboxStore -------------------------------------------------------------------------------
 
+    def listen_outbox(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` whenever a transaction of this store that wrote an outbox row commits (an in-process
+        signal: the relay's idle wait is cut short; it still polls). Returns the function that stops it."""
+        return self._db.on_outbox_commit(wake)
+
     def pending_outbox(self, limit: int) -> list[OutboxMessage]:
         if limit <= 0:
             return []
@@ -208,6 +248,7 @@ class _SqliteOutboxStore:
         cursor = conn.execute(
             "INSERT INTO outbox (topic, msg_key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
             (message.topic, message.key, message.value, headers, created_at))
+        self._db.outbox_written = True
         row_id = cursor.lastrowid
         assert row_id is not None
         return row_id
