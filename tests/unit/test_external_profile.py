@@ -241,3 +241,22 @@ def test_sqlite_paths() -> None:
     assert _sqlite_path("sqlite:///tmp/a.sqlite3") == "/tmp/a.sqlite3"
     assert _sqlite_path("sqlite:////tmp/a.sqlite3") == "/tmp/a.sqlite3"
     assert _sqlite_path("sqlite:data/a.sqlite3") == "data/a.sqlite3"
+
+
+def test_a_spread_lays_the_checkout_metadata_under_keys_of_the_systems_own_and_answers_are_read_without_them(
+        ) -> None:
+    from kcverify.targets.external.http import tucked_into_metadata
+    from kcverify.targets.external.templates import TemplateError, render
+
+    template = {"studentId": "{studentId}", "metadata": {"$spread": "{metadata}", "courseId": "{courseId}"}}
+    fields = {"studentId": "s1", "courseId": "c-yoga", "metadata": {"sessionCount": 10, "courseId": "ignored"}}
+    assert render(template, fields) == {"studentId": "s1", "metadata": {"sessionCount": 10, "courseId": "c-yoga"}}
+    with pytest.raises(TemplateError):
+        render({"$spread": "{studentId}"}, fields)
+    op = {"service": "api", "method": "POST", "path": "/p", "body": template, "payment": "data",
+          "statuses": [201]}
+    tucked = tucked_into_metadata(op)
+    assert tucked == {"courseId"}
+    answer = {"data": {"id": "p1", "metadata": {"sessionCount": 10, "courseId": "c-yoga"}}}
+    reply = normalise("create_payment", op, 201, {}, json.dumps(answer).encode(), tucked=tucked)
+    assert json.loads(reply.body) == {"id": "p1", "metadata": {"sessionCount": 10}}

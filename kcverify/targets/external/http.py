@@ -22,7 +22,7 @@ import jmespath
 from kcverify.targets.base import HttpReply
 from kcverify.targets.external.auth import DEFAULT_SIGNATURE_HEADER, Credentials
 from kcverify.targets.external.profile import Profile
-from kcverify.targets.external.templates import TemplateError, render, render_text
+from kcverify.targets.external.templates import SPREAD, TemplateError, render, render_text
 
 # The canonical success status of each operation (what the engine's steps expect by default).
 CANONICAL_STATUS = {"create_payment": 201, "confirm": 200, "read_payment": 200, "learning_view": 200,
@@ -66,6 +66,7 @@ class HttpSide:
         self._client = client
         self._base = {name: profile.resolve(spec["base_url"], "http", "services", name, "base_url").rstrip("/")
                       for name, spec in profile.section("http", "services").items()}
+        self._tucked = tucked_into_metadata(profile.operation("create_payment") or {})
 
     def base_url(self, service: str) -> str:
         return self._base[service]
@@ -109,7 +110,7 @@ class HttpSide:
         except httpx.HTTPError as exc:
             return HttpReply(None, {}, b"", error=f"no response from {url}: {type(exc).__name__}: {exc}")
         return normalise(operation, op, response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                         response.content)
+                         response.content, tucked=self._tucked)
 
     def _headers(self, operation: str, op: dict[str, Any], given: dict[str, str], fields: dict[str, Any],
                  token: Any) -> dict[str, str]:
@@ -133,9 +134,29 @@ class HttpSide:
         return headers
 
 
-def normalise(operation: str, op: dict[str, Any], status: int, headers: dict[str, str], body: bytes) -> HttpReply:
+def tucked_into_metadata(create: dict[str, Any]) -> frozenset[str]:
+    """The keys a create body template lays over the checkout metadata (`metadata: {$spread: "{metadata}",
+    courseId: "{courseId}"}`): the system keeps them inside its metadata, but they are not checkout
+    metadata, so its answers are read without them."""
+    body = create.get("body")
+    found: set[str] = set()
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get(SPREAD) == "{metadata}":
+                found.update(str(k) for k in node if k != SPREAD)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return frozenset(found)
+
+
+def normalise(operation: str, op: dict[str, Any], status: int, headers: dict[str, str], body: bytes, *,
+              tucked: frozenset[str] = frozenset()) -> HttpReply:
     """The system's answer in the canonical shape: a success status among `statuses` becomes the canonical
-    one and its body is unwrapped; anything else is passed on unchanged."""
+    one and its body is unwrapped (without the keys `tucked` into a payment's metadata); anything else is
+    passed on unchanged."""
     canonical = CANONICAL_STATUS[operation]
     if status not in op.get("statuses", [canonical]):
         return HttpReply(status, headers, body)
@@ -146,6 +167,9 @@ def normalise(operation: str, op: dict[str, Any], status: int, headers: dict[str
     except ValueError:
         return HttpReply(canonical, headers, body)  # not JSON: the contract check says so
     shaped = _view(op, answer) if operation == "learning_view" else _payment(op, answer)
+    if tucked and operation != "learning_view" and isinstance(shaped, dict) \
+            and isinstance(shaped.get("metadata"), dict):
+        shaped = {**shaped, "metadata": {k: v for k, v in shaped["metadata"].items() if k not in tucked}}
     if shaped is answer:
         return HttpReply(canonical, headers, body)
     headers = {**headers, "content-type": "application/json"}

@@ -1,7 +1,9 @@
 """Templates of a profile: request bodies, paths, claims, signature payloads and keys, filled from
 kcverify's canonical fields. One rule everywhere: a string that is exactly one placeholder `{name}` is
 replaced by the field's value with its own type (so `amountCents: "{amountCents}"` stays a number and
-`metadata: "{metadata}"` an object); in any other string each `{name}` is replaced by its text."""
+`metadata: "{metadata}"` an object); in any other string each `{name}` is replaced by its text. An
+object's `$spread` key lays its keys under the object's own, as JavaScript's `...` does: `metadata:
+{$spread: "{metadata}", courseId: "{courseId}"}` sends the checkout metadata with the course id inside."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 _ONE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+SPREAD = "$spread"
 
 
 class TemplateError(ValueError):
@@ -42,7 +47,13 @@ def render(template: Any, fields: Mapping[str, Any]) -> Any:
             return fields[name]
         return render_text(template, fields)
     if isinstance(template, dict):
-        return {str(k): render(v, fields) for k, v in template.items()}
+        rendered = {str(k): render(v, fields) for k, v in template.items() if k != SPREAD}
+        if SPREAD not in template:
+            return rendered
+        spread = render(template[SPREAD], fields)
+        if not isinstance(spread, dict):
+            raise TemplateError(f"{SPREAD} needs an object, got {_text(spread)}")
+        return {**spread, **rendered}
     if isinstance(template, list):
         return [render(v, fields) for v in template]
     return template
