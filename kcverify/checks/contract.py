@@ -14,6 +14,7 @@ from kcverify.contracts.openapi import validate_response
 from kcverify.spec import names
 
 _REQUIRED = re.compile(r"^'([^']+)' is a required property$")
+CACHE_HEADERS = ("header Age", "header Cache-Status")  # S2's headers, as validate_response names them
 _ITEM = re.compile(r"^\$\.purchases\[\d+\]$")  # one purchase of a learning view
 # Where a canonical field sits in a canonical value: at the top (envelope, dead letter), in the payload, or
 # in a dead letter's original event (a confirmed event, judged by what the confirmed topic carries).
@@ -83,6 +84,9 @@ class ContractCheck(Check):
     def _answer_carries(self, path: str, violation: contracts.Violation) -> bool:
         """False for a required canonical field a user's system does not put in its HTTP answers at all (its
         profile maps no such field): noted, not failed, as for the bus."""
+        if violation.path in CACHE_HEADERS and "/learning" in path and not self.evidence.conventions.cache_headers:
+            self._not_carried.setdefault(names.HTTP_LEARNING_VIEW, set()).add(violation.path)
+            return False
         missing = _REQUIRED.match(violation.message)
         if not missing:
             return True

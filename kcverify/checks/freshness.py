@@ -44,6 +44,9 @@ class FreshnessCheck(Check):
             self.notes.append(f"staleness windows: {shown}")
         bound = self.evidence.freshness_bound
         self.notes.append("bound: after settle" if bound is None else f"bound: {bound * 1000:.0f} ms")
+        if not self.evidence.conventions.cache_headers and "read_cache" not in self.evidence.target.capabilities:
+            self.notes.append("cache hits and misses not judged: the answers carry no Cache-Status and the "
+                              "target cannot see the cache (give the profile a cache section)")
 
     def _learn_commits(self, step: int | None) -> None:
         from kcverify.core.clock import parse_rfc3339

@@ -256,7 +256,7 @@ def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) ->
     return "Bearer " + ctx.target.token(by, role), (by, role)
 
 
-def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
+def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_before: bool | None = None) -> None:
     _check_status(ctx, step, reply, what)
     expect = step.expect or {}
     if reply.status != 200:
@@ -282,7 +282,12 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
             ctx.expect_failure(f"{what}: {name} is shown but should not be")
     if "purchases" in expect and len(items) != expect["purchases"]:
         ctx.expect_failure(f"{what}: {len(items)} purchase(s) shown, expected {expect['purchases']}", ("S1",))
-    if "cache" in expect:
+    if "cache" in expect and not ctx.evidence.conventions.cache_headers:
+        if cached_before is not None and ("hit" if cached_before else "miss") != expect["cache"]:
+            ctx.expect_failure(f"{what}: the cache key was {'there' if cached_before else 'absent'} before the "
+                               f"read (a {'hit' if cached_before else 'miss'}), expected a {expect['cache']}",
+                               ("S2",))
+    elif "cache" in expect:
         status = {k.lower(): v for k, v in reply.headers.items()}.get("cache-status", "")
         got = "hit" if "; hit" in status or status.endswith("hit") else "miss"
         if got != expect["cache"]:
@@ -314,9 +319,26 @@ def read(ctx: Context, step: Step) -> None:
     a = step.args
     student = ctx.student(a.get("student", "s1"))
     authorization, principal = _token(ctx, a)
+    cached_before = _key_before_read(ctx, step, student)
     reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{_path_id(a, student)}/learning",
                      headers={"Authorization": authorization}, student=student, principal=principal)
-    _check_view(ctx, step, reply, f"read {student}")
+    _check_view(ctx, step, reply, f"read {student}", cached_before)
+
+
+def _key_before_read(ctx: Context, step: Step, student: str) -> bool | None:
+    """For a system whose answers carry no Cache-Status (its profile says so): whether the student's key
+    was in the cache just before the read, which is what makes the read a hit; None when the step expects
+    nothing of the cache or the target cannot see it."""
+    if "cache" not in (step.expect or {}) or ctx.evidence.conventions.cache_headers \
+            or "read_cache" not in ctx.target.info.capabilities:
+        return None
+    try:
+        entry: CacheEntry = ctx.target.cache_entry(student)  # type: ignore[attr-defined]
+    except TargetUnreachable:
+        raise
+    except Exception:  # a cache that cannot be seen now: the expectation is not judged for this read
+        return None
+    return entry.present
 
 
 def begin_read(ctx: Context, step: Step) -> None:

@@ -47,6 +47,10 @@ class Conventions:
     # and dead-letter fields by name) and the canonical headers its profile maps. A topic not listed carries
     # everything the contract names (the spec; the reference). A field or header the system does not carry
     # at all cannot be judged: the checks note it instead of failing it.
+    # Whether learning answers carry S2's `Age` and `Cache-Status` headers. A user's profile may say they do
+    # not: the headers are then noted as not carried, and a step's `cache: hit|miss` is judged by the
+    # student's cache key where the target can see it (`read_cache`).
+    cache_headers: bool = True
     carried_fields: tuple[tuple[str, frozenset[str]], ...] = ()
     carried_headers: tuple[tuple[str, frozenset[str]], ...] = ()
 

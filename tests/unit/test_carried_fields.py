@@ -185,3 +185,18 @@ def test_a_profile_that_reshapes_answers_carries_exactly_what_it_maps() -> None:
         k: "x" for k in ("KCVERIFY_WEBHOOK_SECRET", "KCVERIFY_AUTH_SECRET")}))
     assert reference.carries(names.HTTP_PAYMENT, "refundedAt")
     assert reference.carries(names.HTTP_LEARNING_VIEW, "generatedAt")
+
+
+def test_cache_headers_a_profile_says_its_answers_lack_are_noted_not_failed() -> None:
+    purchase = {"purchaseId": "00000000-0000-4000-8000-000000000001", "studentId": "s1", "courseId": "c1",
+                "paymentId": "00000000-0000-4000-8000-000000000002", "purchaseTier": 10, "isActive": True,
+                "metadataSource": "payment", "createdAt": "2026-01-01T00:00:00Z",
+                "metadata": {"startDate": "2026-01-05", "classTime": "18:00", "classTypeId": "t1",
+                             "scheduleType": "weekly", "sessionCount": 10}}
+    exchange = _view_exchange(purchase)
+    bare = replace(exchange, reply=replace(exchange.reply, headers={"content-type": "application/json"}))
+    failures, _ = _judge_answer(bare, SPEC_CONVENTIONS)
+    assert any("header Age: required response header is missing" in f for f in failures), failures
+    failures, notes = _judge_answer(bare, replace(SPEC_CONVENTIONS, cache_headers=False))
+    assert failures == [], failures
+    assert any("header Age, header Cache-Status not carried" in n for n in notes), notes

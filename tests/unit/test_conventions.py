@@ -67,3 +67,21 @@ def test_declared_conventions_reach_the_checks_through_the_evidence() -> None:
     Runner(EmbeddedTarget(), options=RunOptions(conventions=declared), checks=[_Spy]).run(scenario)
     Runner(EmbeddedTarget(), checks=[_Spy]).run(scenario)
     assert _Spy.seen == [declared, policy.SPEC_CONVENTIONS]
+
+
+def test_a_system_without_cache_headers_is_judged_by_its_cache_key(tmp_path: Path) -> None:
+    """`cache_headers: false` (a profile's word): hit or miss is whether the key was there before the read."""
+    from dataclasses import replace
+
+    without = RunOptions(conventions=replace(policy.SPEC_CONVENTIONS, cache_headers=False))
+    text = (SCENARIOS / "happy-path.yaml").read_text()
+    passed = Runner(EmbeddedTarget(), options=without, checks=select()).run(
+        load_scenarios([SCENARIOS / "happy-path.yaml"]))
+    assert passed.exit_code == 0, [f.message for s in passed.scenarios for f in s.failures]
+    wrong = tmp_path / "wrong-cache.yaml"
+    old = "  - read: {student: s1, expect: {shows: [p1], purchases: 1, cache: miss}}"
+    assert old in text
+    wrong.write_text(text.replace(old, old.replace("cache: miss", "cache: hit")))
+    failed = Runner(EmbeddedTarget(), options=without, checks=select()).run(load_scenarios([wrong]))
+    messages = [f.message for s in failed.scenarios for f in s.failures]
+    assert any("the cache key was absent before the read (a miss), expected a hit" in m for m in messages), messages

@@ -27,6 +27,8 @@ def conventions_of(profile: Profile) -> Conventions:
         changes["cache_ttl"] = float(section["ttl"])
     if "cache_status_name" in section:
         changes["cache_status_name"] = str(section["cache_status_name"])
+    if "cache_headers" in section:
+        changes["cache_headers"] = bool(section["cache_headers"])
     if "tiers" in section:
         pairs = []
         for count, tier in section["tiers"].items():
