@@ -42,12 +42,14 @@ def check(path: Path, scenarios_dir: Path | None, no_color: bool) -> None:
         exit_for(exc, command="kcverify profile check")
     table = Table(title=f"profile {loaded.name} ({path})")
     for column in ("item", "outcome", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for result in results:
         style = {"ok": "green", FAILED: "red"}.get(result.outcome, "yellow")
         table.add_row(result.item, f"[{style}]{result.outcome}[/]", result.detail)
     console.print(table)
-    console.print(f"capabilities: {', '.join(sorted(loaded.capabilities))}")
+    failures = [r.item for r in results if r.outcome == FAILED]
+    console.print(f"capabilities: {', '.join(sorted(loaded.capabilities))}"
+                  + (f" (as configured; not usable until {len(failures)} failed item(s) answer)" if failures else ""))
     if scenarios:
         runs = Table(title=f"scenarios of {scenarios_dir}")
         for column in ("scenario", "runs", "lacks"):

@@ -273,7 +273,8 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_be
             ctx.expect_failure(f"{what}: {name} is not shown (the view lists {len(items)} purchase(s))", ("S1", "S3"))
     if "shows" in expect:
         wanted = {ctx.payment(name).id for name in expect["shows"]}
-        others = [ctx.evidence.payment_name(str(p)) for p in shown - wanted]
+        others = [ctx.evidence.payment_name(str(p)) if p is not None else "a purchase of no payment of this scenario"
+                  for p in shown - wanted]
         if others:
             ctx.expect_failure(f"{what}: shows {', '.join(sorted(others))} besides {', '.join(expect['shows'])}",
                                ("S1", "W6"))

@@ -121,7 +121,10 @@ def _kafka(profile: Profile) -> list[Probe]:
         try:
             bus.partitions_of_cluster()
         except BusError as exc:
-            return [Probe("kafka bootstrap", FAILED, str(exc))]
+            skipped = [f"topic {role} ({m.name})" for role, m in maps.items()] + \
+                [f"group {role} ({group})" for role, group in groups.items()]
+            return [Probe("kafka bootstrap", FAILED, str(exc)),
+                    *(Probe(item, NOT_PROBED, "the bootstrap servers did not answer") for item in skipped)]
         results = [Probe("kafka bootstrap", OK, f"{bootstrap} answered")]
         for role, topic_map in maps.items():
             item = f"topic {role} ({topic_map.name})"
