@@ -6,6 +6,7 @@ placed on its key with "did you mean", and the target holding the flow between s
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,9 +46,27 @@ def full_control(extra: str = "", skip: tuple[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n" + extra
 
 
+class _NotFound(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@functools.cache
+def _api() -> str:
+    """A service that answers every request 404: the target finds its system there (it probes the
+    services before the first scenario), and nothing here sends it anything else."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "profile.yaml"
-    path.write_text(HEAD + text)
+    path.write_text(HEAD.replace("http://127.0.0.1:1", _api()) + text)
     return path
 
 
