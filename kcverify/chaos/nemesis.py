@@ -1,0 +1,122 @@
+"""The nemesis of `kcverify chaos`: applies the planned faults to the processes target and its stack, each
+written to the history with its start and end (healed).
+
+- worker-kill / relay-kill: SIGKILL of one component process, then its restart (a supervisor's), running free;
+- pause: SIGSTOP of a worker process for the outage's length, then SIGCONT;
+- broker-restart: SIGKILL of the Kafka broker (a crash), then `kcverify stack up`, which restarts only it;
+- postgres-restart: PostgreSQL stopped with its own shutdown signal (connections dropped), then `stack up`;
+- redis-outage: SIGSTOP of Redis for the outage's length (connections hang, then time out), then SIGCONT."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from kcverify.chaos.faults import Planned
+from kcverify.chaos.history import History
+
+WORKERS = ("worker", "worker-2")
+RELAY = "payment-relay"
+
+
+class ChaosTarget(Protocol):
+    """What the nemesis needs of the processes target."""
+
+    def process(self, name: str) -> Any: ...
+    def respawn_free(self, name: str) -> None: ...
+    def stack_recovered(self) -> None: ...
+
+
+class Nemesis:
+    def __init__(self, target: ChaosTarget, state_dir: Path, history: History, plan: list[Planned],
+                 stop: threading.Event) -> None:
+        self._target = target
+        self._state_dir = state_dir
+        self._history = history
+        self._plan = plan
+        self._stop = stop
+        self._kills = 0
+        self.applied: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="kcverify-chaos-nemesis", daemon=True)
+
+    def start(self, mono0: float) -> None:
+        self._mono0 = mono0
+        self.thread.start()
+
+    def _run(self) -> None:
+        for fault in self._plan:
+            delay = self._mono0 + fault.at - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            self.apply(fault)
+
+    def apply(self, fault: Planned) -> None:
+        kind = fault.kind
+        if kind in ("worker-kill", "pause"):
+            name = WORKERS[self._kills % len(WORKERS)]
+            self._kills += 1
+        else:
+            name = {"relay-kill": RELAY, "broker-restart": "kafka", "postgres-restart": "postgres",
+                    "redis-outage": "redis"}[kind]
+        with self._history.fault(kind, name) as line:
+            if kind in ("worker-kill", "relay-kill"):
+                self._target.process(name).kill()
+                self._target.respawn_free(name)
+            elif kind == "pause":
+                self._signal_hold(self._target.process(name).popen.pid, fault.hold)
+            elif kind == "redis-outage":
+                self._signal_hold(self._pid("redis"), fault.hold)
+            else:
+                line["detail"] = self._restart_service(name)
+        self.applied.append(kind)
+
+    def _signal_hold(self, pid: int, seconds: float) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def _pid(self, service: str) -> int:
+        from kcverify.stack import load_settings
+
+        return int(load_settings(self._state_dir)["pids"][service])
+
+    def _restart_service(self, service: str) -> str:
+        """Down (Kafka: SIGKILL, a crash; PostgreSQL: its fast shutdown), then `stack up` restarts it alone."""
+        from kcverify.stack import daemons, up
+
+        pid = self._pid(service)
+        began = time.monotonic()
+        if service == "kafka":
+            daemons.stop(pid, signal.SIGKILL, grace=10.0)
+        else:
+            daemons.stop(pid, signal.SIGINT, grace=20.0)
+        down = time.monotonic()
+        result = up(self._state_dir)
+        self._target.stack_recovered()
+        return (f"down in {down - began:.1f} s, back in {time.monotonic() - down:.1f} s "
+                f"(restarted: {', '.join(result.started) or 'nothing'})")
+
+    def heal(self) -> None:
+        """After the load: every service of the stack up (restarted if a fault left it down) and every
+        component process running free."""
+        from kcverify.stack import up
+
+        for name in ("redis",):
+            with contextlib.suppress(Exception):
+                os.kill(self._pid(name), signal.SIGCONT)
+        up(self._state_dir)
+        self._target.stack_recovered()
+        for name in self._target_processes():
+            self._target.respawn_free(name)
+
+    def _target_processes(self) -> tuple[str, ...]:
+        names: tuple[str, ...] = getattr(self._target, "process_names", lambda: ())()
+        return names
