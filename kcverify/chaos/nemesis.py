@@ -41,15 +41,26 @@ class Nemesis:
         self._plan = plan
         self._stop = stop
         self._kills = 0
+        self._lock = threading.Lock()
         self.applied: list[str] = []
-        self.thread = threading.Thread(target=self._run, name="kcverify-chaos-nemesis", daemon=True)
+        self._mono0 = 0.0
+        # One thread per kind of fault: a broker restart that takes its time does not hold back the worker
+        # kills planned meanwhile (faults overlap, as in production); one kind's faults come in order.
+        kinds = sorted({f.kind for f in plan})
+        self.threads = [threading.Thread(target=self._run, args=([f for f in plan if f.kind == kind],),
+                                         name=f"kcverify-chaos-{kind}", daemon=True) for kind in kinds]
 
     def start(self, mono0: float) -> None:
         self._mono0 = mono0
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
-    def _run(self) -> None:
-        for fault in self._plan:
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+
+    def _run(self, faults: list[Planned]) -> None:
+        for fault in faults:
             delay = self._mono0 + fault.at - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
@@ -58,8 +69,9 @@ class Nemesis:
     def apply(self, fault: Planned) -> None:
         kind = fault.kind
         if kind in ("worker-kill", "pause"):
-            name = WORKERS[self._kills % len(WORKERS)]
-            self._kills += 1
+            with self._lock:
+                name = WORKERS[self._kills % len(WORKERS)]
+                self._kills += 1
         else:
             name = {"relay-kill": RELAY, "broker-restart": "kafka", "postgres-restart": "postgres",
                     "redis-outage": "redis"}[kind]
@@ -73,7 +85,8 @@ class Nemesis:
                 self._signal_hold(self._pid("redis"), fault.hold)
             else:
                 line["detail"] = self._restart_service(name)
-        self.applied.append(kind)
+        with self._lock:
+            self.applied.append(kind)
 
     def _signal_hold(self, pid: int, seconds: float) -> None:
         os.kill(pid, signal.SIGSTOP)

@@ -132,7 +132,7 @@ class Chaos:
                     time.sleep(delay)
                 senders.submit(self._guarded, i)
         info.load_seconds = round(time.monotonic() - began, 1)
-        nemesis.thread.join()  # faults planned inside the load phase: the last one heals now
+        nemesis.join()  # faults planned inside the load phase: the last one heals now
         self._stop.set()
         reader.join()
         recovery = time.monotonic()
