@@ -42,6 +42,7 @@ class Nemesis:
         self._stop = stop
         self._kills = 0
         self._lock = threading.Lock()
+        self._busy: set[str] = set()  # processes killed and not running again yet
         self.applied: list[str] = []
         self._mono0 = 0.0
         # One thread per kind of fault: a broker restart that takes its time does not hold back the worker
@@ -60,21 +61,51 @@ class Nemesis:
             thread.join()
 
     def _run(self, faults: list[Planned]) -> None:
+        """A kill does not wait for the restart it causes: the next kill takes the other worker process
+        while the first one starts again (a process start takes seconds here), so kills come at their
+        period; a kill whose every process is still restarting waits for one."""
+        restarts: list[threading.Thread] = []
         for fault in faults:
             delay = self._mono0 + fault.at - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
-                return
-            self.apply(fault)
+                break
+            if fault.kind in ("worker-kill", "relay-kill"):
+                thread = threading.Thread(target=self.apply, args=(fault,), daemon=True)
+                thread.start()
+                restarts.append(thread)
+            else:
+                self.apply(fault)
+        for thread in restarts:
+            thread.join()
+
+    def _pick(self, names: tuple[str, ...]) -> str:
+        """The next process of `names` in turn that is not restarting after an earlier kill."""
+        while True:
+            with self._lock:
+                for _ in names:
+                    name = names[self._kills % len(names)]
+                    self._kills += 1
+                    if name not in self._busy:
+                        self._busy.add(name)
+                        return name
+            time.sleep(0.05)
 
     def apply(self, fault: Planned) -> None:
         kind = fault.kind
         if kind in ("worker-kill", "pause"):
-            with self._lock:
-                name = WORKERS[self._kills % len(WORKERS)]
-                self._kills += 1
+            name = self._pick(WORKERS)
+        elif kind == "relay-kill":
+            name = self._pick((RELAY,))
         else:
-            name = {"relay-kill": RELAY, "broker-restart": "kafka", "postgres-restart": "postgres",
-                    "redis-outage": "redis"}[kind]
+            name = {"broker-restart": "kafka", "postgres-restart": "postgres", "redis-outage": "redis"}[kind]
+        try:
+            self._apply(kind, name, fault)
+        finally:
+            with self._lock:
+                self._busy.discard(name)
+                self.applied.append(kind)
+
+    def _apply(self, kind: str, name: str, fault: Planned) -> None:
         with self._history.fault(kind, name) as line:
             if kind in ("worker-kill", "relay-kill"):
                 self._target.process(name).kill()
@@ -85,8 +116,6 @@ class Nemesis:
                 self._signal_hold(self._pid("redis"), fault.hold)
             else:
                 line["detail"] = self._restart_service(name)
-        with self._lock:
-            self.applied.append(kind)
 
     def _signal_hold(self, pid: int, seconds: float) -> None:
         os.kill(pid, signal.SIGSTOP)
