@@ -8,7 +8,9 @@ as paid exactly when the payment row says `succeeded`, never by a guess.
 Anomaly classes (each a list of affected ids with a detail):
 - `lost`: a payment succeeded (its row after recovery, or a confirm answered `succeeded` whose row does
   not say so) without its purchase;
-- `duplicate`: more than one purchase row for one payment, or a learning view listing one twice;
+- `duplicate`: more than one purchase row for one payment, more than one purchase id announced for one
+  payment on the purchase-created topic (a redelivered record of the same purchase is at-least-once, not a
+  duplicate), or a learning view listing one twice;
 - `unpaid`: a purchase whose payment is not succeeded (a failed payment, a forged or poison event);
 - `metadata`: a purchase's metadata or tier is not the W4 merge of the payment's and the event's, or its
   learning view shows other values than F1 computes from them;
@@ -100,6 +102,17 @@ def check(history: Iterable[Mapping[str, Any]], final: Mapping[str, Any]) -> Ver
         if pid not in succeeded:
             status = (payments.get(pid) or {}).get("status", "no such payment")
             verdict.add("unpaid", pid, f"purchase {rows[0].get('id')} for a payment that is {status}")
+
+    announced: dict[str, set[str]] = defaultdict(set)
+    for record in _records(final, names.TOPIC_CREATED):
+        event = _json(record.get("value"))
+        payload = event.get("payload") if isinstance(event, dict) else None
+        if isinstance(payload, dict):
+            announced[str(payload.get("paymentId"))].add(str(payload.get("purchaseId")))
+    for pid, purchase_ids in sorted(announced.items()):
+        if len(purchase_ids) > 1:
+            verdict.add("duplicate", pid, f"{len(purchase_ids)} purchases announced on {names.TOPIC_CREATED}: "
+                                          f"{', '.join(sorted(purchase_ids))}")
 
     _metadata(verdict, payments, purchases, final)
     _poison(verdict, ops, final)

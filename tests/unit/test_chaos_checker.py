@@ -117,6 +117,17 @@ def test_duplicates_in_rows_and_in_views_are_found() -> None:
     assert ids(check(history, final), "duplicate") == ["p1", "p1"]
 
 
+def test_two_purchases_announced_for_one_payment_are_duplicates() -> None:
+    history, final = clean()
+    created = [{"partition": 0, "offset": n, "key": "s1", "headers": [],
+                "value": json.dumps({"payload": {"paymentId": "p1", "purchaseId": purchase}})}
+               for n, purchase in enumerate(("pu-p1-1", "pu-p1-1"))]
+    final["topics"][names.TOPIC_CREATED] = created
+    assert check(history, final).ok  # the same purchase announced twice: at-least-once, no duplicate
+    created[1]["value"] = json.dumps({"payload": {"paymentId": "p1", "purchaseId": "pu-p1-other"}})
+    assert ids(check(history, final), "duplicate") == ["p1"]
+
+
 def test_a_purchase_of_a_failed_payment_is_unpaid() -> None:
     history, final = clean()
     final["purchases"].append(_purchase("p3", "s2"))
