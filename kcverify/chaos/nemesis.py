@@ -1,7 +1,8 @@
 """The nemesis of `kcverify chaos`: applies the planned faults to the processes target and its stack, each
 written to the history with its start and end (healed).
 
-- worker-kill / relay-kill: SIGKILL of one component process, then its restart (a supervisor's), running free;
+- worker-kill / relay-kill: SIGKILL of one component process, then its restart as a supervisor does it
+  (a start that fails, say while the broker is away, is tried again), running free;
 - pause: SIGSTOP of a worker process for the outage's length, then SIGCONT;
 - broker-restart: SIGKILL of the Kafka broker (a crash), then `kcverify stack up`, which restarts only it;
 - postgres-restart: PostgreSQL stopped with its own shutdown signal (connections dropped), then `stack up`;
@@ -21,6 +22,8 @@ from kcverify.chaos.faults import Planned
 from kcverify.chaos.history import History
 
 WORKERS = ("worker", "worker-2")
+SUPERVISE_EVERY = 1.0
+SUPERVISE_FOR = 180.0
 RELAY = "payment-relay"
 
 
@@ -109,13 +112,29 @@ class Nemesis:
         with self._history.fault(kind, name) as line:
             if kind in ("worker-kill", "relay-kill"):
                 self._target.process(name).kill()
-                self._target.respawn_free(name)
+                line["restarts"] = self._supervise(name)
             elif kind == "pause":
                 self._signal_hold(self._target.process(name).popen.pid, fault.hold)
             elif kind == "redis-outage":
                 self._signal_hold(self._pid("redis"), fault.hold)
             else:
                 line["detail"] = self._restart_service(name)
+
+    def _supervise(self, name: str) -> int:
+        """Start the process again as a supervisor does: a start that fails (a worker exits when the broker
+        it must reach is away) is tried again every SUPERVISE_EVERY seconds, up to SUPERVISE_FOR. The
+        number of starts it took."""
+        deadline = time.monotonic() + SUPERVISE_FOR
+        starts = 0
+        while True:
+            starts += 1
+            try:
+                self._target.respawn_free(name)
+                return starts
+            except RuntimeError:  # the launcher's ProcessFailed
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(SUPERVISE_EVERY)
 
     def _signal_hold(self, pid: int, seconds: float) -> None:
         os.kill(pid, signal.SIGSTOP)
@@ -157,7 +176,7 @@ class Nemesis:
         up(self._state_dir)
         self._target.stack_recovered()
         for name in self._target_processes():
-            self._target.respawn_free(name)
+            self._supervise(name)
 
     def _target_processes(self) -> tuple[str, ...]:
         names: tuple[str, ...] = getattr(self._target, "process_names", lambda: ())()

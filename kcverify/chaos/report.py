@@ -25,7 +25,8 @@ def summary(verdict: Verdict, run: dict[str, Any] | None = None) -> list[str]:
     kinds = Counter(str(f.get("kind")) for f in verdict.faults)
     failed = [f for f in verdict.faults if not f.get("ok")]
     lines.append("faults applied: " + (", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) or "none")
-                 + (f" ({len(failed)} could not be applied: {failed[0].get('detail')})" if failed else ""))
+                 + (f" ({len(failed)} could not be applied: {str(failed[0].get('detail')).splitlines()[0]})"
+                    if failed else ""))
     if run:
         load = float(run.get("loadSeconds") or 0)
         creates = outcomes.get("create:ok", 0)
