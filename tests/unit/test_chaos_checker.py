@@ -254,3 +254,50 @@ def test_a_bad_schedule_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["chaos", "--state-dir", str(tmp_path / "none"), "--faults", "none",
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "stack up" in result.stderr
+
+
+class _Flaky:
+    """A stand-in target whose restarted process fails to start `failures` times (the broker away)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.starts = 0
+        self.killed: list[str] = []
+
+    def process(self, name: str) -> Any:
+        target = self
+
+        class _Process:
+            def kill(self) -> None:
+                target.killed.append(name)
+
+        return _Process()
+
+    def respawn_free(self, name: str) -> None:
+        self.starts += 1
+        if self.starts <= self.failures:
+            raise RuntimeError(f"{name} exited with status 2 while starting")
+
+    def stack_recovered(self) -> None:
+        pass
+
+
+def test_a_killed_process_is_restarted_until_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from kcverify.chaos import nemesis
+    from kcverify.chaos.history import History
+
+    monkeypatch.setattr(nemesis, "SUPERVISE_EVERY", 0.01)
+    target = _Flaky(failures=2)
+    history = History(tmp_path / HISTORY, type("Clock", (), {"now": staticmethod(lambda: 1.0)})())
+    n = nemesis.Nemesis(target, tmp_path, history, [], threading.Event())
+    n.apply(faults.Planned(0.0, "worker-kill"))
+    n.apply(faults.Planned(0.0, "worker-kill"))
+    assert target.killed == ["worker", "worker-2"] and target.starts == 4
+    lines = [line for line in history.lines if line["type"] == "fault"]
+    assert [(f["ok"], f["restarts"]) for f in lines] == [(True, 3), (True, 1)]
+    monkeypatch.setattr(nemesis, "SUPERVISE_FOR", 0.0)
+    target.failures, target.starts = 5, 0
+    n.apply(faults.Planned(0.0, "relay-kill"))
+    assert history.lines[-1]["ok"] is False and "status 2" in history.lines[-1]["detail"]
