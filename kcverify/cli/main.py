@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "explore": "kcverify.cli.explore:explore",
     "fuzz": "kcverify.cli.fuzz:fuzz",
     "bench": "kcverify.cli.bench:bench",
+    "chaos": "kcverify.cli.chaos:chaos",
     "targets": "kcverify.cli.targets:targets_command",
     "profile": "kcverify.cli.profile:profile",
     "init": "kcverify.cli.init:init_command",

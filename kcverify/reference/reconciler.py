@@ -15,6 +15,10 @@ from kcverify.reference.instrument import Tracer
 from kcverify.reference.ports import Confirmation, CourseStore, PaymentStore
 
 COMPONENT = "reconciler"
+# The n-th re-publication of one orphan waits grace * 2**(n-1) after the previous one, at most
+# grace * MAX_BACKOFF: a worker far behind (minutes of backlog after an outage) would otherwise receive
+# a fresh copy of every orphan each grace period, and the copies grow its backlog faster than it drains.
+MAX_BACKOFF = 16
 
 
 class Reconciler:
@@ -27,6 +31,7 @@ class Reconciler:
         self._defects = defects
         self._tracer = tracer
         self._republished_at: dict[str, float] = {}
+        self._republished_count: dict[str, int] = {}
         # Payments seen with their purchase. A purchase row is never deleted, so one seen stays done and
         # is not looked up in courses_db again: each round costs one narrow query plus the open payments,
         # not a purchase lookup per succeeded payment ever (quadratic over a long run).
@@ -50,8 +55,8 @@ class Reconciler:
         return open_
 
     def run_once(self) -> int:
-        """Re-publish each orphan (a succeeded payment past the grace period with no purchase) at most once
-        per grace period; returns how many were re-published."""
+        """Re-publish each orphan (a succeeded payment past the grace period with no purchase), again after
+        a wait that doubles with each re-publication (MAX_BACKOFF); returns how many were re-published."""
         if self._defects.on("no-reconciler"):
             return 0
         now = self._clock.now()
@@ -62,7 +67,7 @@ class Reconciler:
             self._last_scan = (now, pending)
             for orphan in (p for p in pending if p.confirmed_at <= now - self._grace):
                 last = self._republished_at.get(orphan.payment_id)
-                if last is not None and now - last < self._grace:
+                if last is not None and now - last < self._wait(orphan.payment_id):
                     continue
                 payment = self._payments.get_payment(orphan.payment_id)
                 if payment is None or payment.status != domain.PaymentStatus.SUCCEEDED or payment.confirmed_at is None:
@@ -70,6 +75,7 @@ class Reconciler:
                 event = domain.purchase_confirmed(payment, payment.confirmed_at)
                 self._payments.enqueue_outbox(domain.event_message(domain.TOPIC_CONFIRMED, payment.student_id, event))
                 self._republished_at[payment.id] = now
+                self._republished_count[payment.id] = self._republished_count.get(payment.id, 0) + 1
                 self._tracer.emit(COMPONENT, "republished", paymentId=payment.id, eventId=event["eventId"])
                 count += 1
                 self._last_scan = None  # something changed: the next question scans again
@@ -77,6 +83,11 @@ class Reconciler:
             self._last_scan = None
             self._tracer.emit(COMPONENT, "reconcile_failed", error=str(exc))
         return count
+
+    def _wait(self, payment_id: str) -> float:
+        """How long after its last re-publication an orphan is due again (exponential, capped)."""
+        count = self._republished_count.get(payment_id, 0)
+        return float(self._grace * min(MAX_BACKOFF, 2 ** max(0, count - 1)))
 
     def next_wakeup(self) -> float | None:
         """When the next orphan becomes due, so a manual clock can jump there (None: nothing pending)."""
@@ -88,6 +99,7 @@ class Reconciler:
             pending = scan[1] if scan is not None and scan[0] == now else self._unpurchased(now)
         except StoreUnavailable:
             return None
-        dues = [max(p.confirmed_at, self._republished_at.get(p.payment_id) or p.confirmed_at) + self._grace
+        dues = [p.confirmed_at + self._grace if p.payment_id not in self._republished_at
+                else max(p.confirmed_at + self._grace, self._republished_at[p.payment_id] + self._wait(p.payment_id))
                 for p in pending]
         return min(dues) if dues else None

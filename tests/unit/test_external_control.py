@@ -47,7 +47,7 @@ def full_control(extra: str = "", skip: tuple[str, str] | None = None) -> str:
 
 
 class _NotFound(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         self.send_response(404)
         self.end_headers()
 

@@ -256,3 +256,24 @@ def test_i1_the_reconciler_still_republishes_a_payment_found_without_purchase_la
     flow.settle()
     assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
     assert len(_trace(flow, "republished")) == 1  # the reconciler's re-publish made it, not the first event
+
+
+def test_i1_the_reconciler_backs_off_per_orphan_so_a_lagging_worker_is_not_flooded(flow: Flow) -> None:
+    """A worker minutes behind (after an outage) must not get a fresh copy of every orphan each grace
+    period: the copies would grow its backlog faster than it drains (seen under `kcverify chaos`). The
+    n-th re-publication of one orphan waits grace * 2**(n-1), capped at MAX_BACKOFF graces."""
+    from kcverify.reference.reconciler import MAX_BACKOFF
+
+    flow.system.stop("purchase-worker")
+    flow.buy()
+    flow.system.step("payment-relay")
+    reconciler, clock = flow.system.reconciler, flow.system.clock
+    grace = reconciler._grace
+    times = []
+    for _ in range(int(grace * 80 / 0.5)):  # 80 graces in half-second rounds
+        clock.advance(0.5)  # type: ignore[attr-defined]
+        if reconciler.run_once():
+            times.append(clock.now())
+    gaps = [round((b - a) / grace, 1) for a, b in itertools.pairwise(times)]
+    assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 16.0] and set(gaps[5:]) <= {float(MAX_BACKOFF)}
+    assert len(times) <= 10  # every grace would have been 80

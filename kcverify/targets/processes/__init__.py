@@ -410,6 +410,29 @@ class ProcessesTarget:
         with self._guard():
             self._resume_all()
 
+    def process_names(self) -> tuple[str, ...]:
+        """The component processes (launcher.SPECS names), for a nemesis that picks one to kill."""
+        return tuple(spec.name for spec in SPECS)
+
+    def respawn_free(self, name: str) -> None:
+        """Start the process `name` again if it is down (with the target's defects; a supervisor's
+        restart after a crash) and let it run free. Its exit was the caller's (a kill by a nemesis): no
+        incident. The stack is expected back (`stack_recovered` after a service restart)."""
+        process = self._procs[name]
+        if process.alive():
+            return
+        process.exit_reported = True
+        process.spawn(self._defects)
+        process.wait_ready(time.monotonic() + READY_TIMEOUT)
+        self._note(process.spec.components[0], "started")
+        process.control("POST", "/resume", {})
+
+    def stack_recovered(self) -> None:
+        """The stack is whole again after a planned outage (`kcverify chaos` restarts a service on
+        purpose): forget that it was seen gone, so holds and stops behave as on a healthy stack."""
+        self._check_stack(thorough=True)
+        self._stack_gone = False
+
     def hold_all(self) -> None:
         """Hold every component again at its next safe point (after `run_free`); not when the stack is
         gone (a hold would wait for a step stuck on it)."""
