@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kcverify.checks.base import Check
+from kcverify.checks.timeline import stale_read_timeline
 from kcverify.core.clock import rfc3339
 from kcverify.evidence.evidence import Exchange
 
@@ -111,6 +112,8 @@ class FreshnessCheck(Check):
                 f"purchase committed at {rfc3339(committed_at)}, {late:.0f} ms earlier; "
                 f"Cache-Status: {headers.get('cache-status', '(none)')}, Age: {headers.get('age', '(none)')}",
                 step=read.step or None, payment=name, cache_status=headers.get("cache-status"),
+                evidence=stale_read_timeline(self.evidence, read.student or "", payment_id, committed_at, commit_step,
+                                             read),
             )
 
     def _check_expiry(self, read: Exchange) -> None:

@@ -115,6 +115,20 @@ def test_metadata_failure_shows_the_hop_by_field_table_with_the_first_bad_hop() 
     assert failure.evidence.highlight  # the changed cells are marked
 
 
+def test_a_stale_read_carries_its_timeline_in_step_order_with_the_stale_read_marked() -> None:
+    result = run("stale-set-race", "stale-set-race")
+    [failure] = [f for f in result.failures if f.check == "freshness"]
+    table = failure.evidence
+    assert table is not None and table.columns == ("step", "time", "what happened")
+    what = [row[2] for row in table.rows]
+    order = [next(i for i, w in enumerate(what) if w.startswith(start)) for start in (
+        "split read began", "purchase of p1 committed", "PURCHASE_CREATED published", "split read finished",
+        "read began")]
+    assert order == sorted(order), what  # the race, as it happened
+    assert "stored" in what[order[3]] and "without p1" in what[order[3]]
+    assert table.highlight == ((order[4], 2),)  # the read the check failed
+
+
 def test_type_drift_is_a_failure_int_10_vs_string_10() -> None:
     result = run("read-between-confirm-and-purchase", "string-session-count")  # the default metadata: 10
     [failure] = [f for f in result.failures if f.check == "metadata"]
