@@ -63,7 +63,7 @@ def _cpus() -> int:
 @click.option("--jobs", type=bounded("defects", "jobs"), default=None,
               help="Defects run at the same time (embedded only). Default: the number of CPUs.")
 @click.option("--seed", type=bounded("seed"), default=0, show_default=True, help="Seed for ids and generated values.")
-@click.option("--report", default="", help="Comma-separated: json,markdown.")
+@click.option("--report", default="", help="Comma-separated: json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")

@@ -1,7 +1,8 @@
 """File reports of a kill-matrix run, written to the report directory: `kill-matrix.json` (for machines;
 contract contracts/schemas/kill-matrix-report.schema.json) and `kill-matrix.md` (the kill matrix, the score
 and the survivors; also appended to $GITHUB_STEP_SUMMARY so a pull request shows the score). The
-names differ from `kcverify run`'s report.json / report.md so both can share one directory."""
+names differ from `kcverify run`'s report.json / report.md so both can share one directory. `kill-matrix.html`
+is the same for people (html_report.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kcverify.killmatrix.console import catch_text
+from kcverify.killmatrix.html_report import write_html
 from kcverify.killmatrix.model import EXIT_MEANING, MutantResult, MutantsResult, Outcome, percent
 from kcverify.report import common
 from kcverify.report.markdown import STEP_SUMMARY_LIMIT, code, table, text
@@ -137,6 +139,7 @@ Writer = Callable[[MutantsResult, Path], None]
 REPORTS: dict[str, tuple[str, Writer]] = {
     "json": ("kill-matrix.json", write_json),
     "markdown": ("kill-matrix.md", lambda r, p: write_markdown(r, p, os.environ.get("GITHUB_STEP_SUMMARY") or None)),
+    "html": ("kill-matrix.html", write_html),
 }
 
 
