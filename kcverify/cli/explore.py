@@ -12,9 +12,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kcverify.cli.destinations import creatable_dir
+from kcverify.cli.destinations import creatable_dir, report_destinations
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
+from kcverify.core.errors import InputError
 from kcverify.explore.explorer import (
     DEFAULT_MAX_STEPS,
     Budget,
@@ -52,10 +53,12 @@ def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
               show_default=True, help="Directory for the scenario file of a finding.")
 @click.option("--max-steps", type=bounded("explore", "max_steps"), default=DEFAULT_MAX_STEPS, show_default=True,
               help="Actions per generated schedule (the scenario adds the restarts a crash needs).")
+@click.option("--report", default="", help="Comma-separated: html (explore.html in --report-dir).")
+@click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_steps: int, no_color: bool,
-            debug: bool) -> None:
+def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_steps: int, report: str,
+            report_dir: Path, no_color: bool, debug: bool) -> None:
     """Search interleavings of the embedded reference for a failing schedule; shrink it to a scenario."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     options = ExploreOptions(seed=seed, defect=defect, budget=budget, max_steps=max_steps, out_dir=out_dir)
@@ -65,6 +68,12 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
     what = f"defect {defect}" if defect else "the reference (no defect)"
     try:
         creatable_dir(out_dir, "--out")  # before anything is printed: bad input is one line
+        reports = [n.strip() for n in report.split(",") if n.strip()]
+        unknown = [n for n in reports if n != "html"]
+        if unknown:
+            raise InputError(f"unknown report {', '.join(map(repr, unknown))}; choose from: html")
+        if reports:
+            report_destinations(report_dir, reports)
     except Exception as exc:
         exit_for(exc, debug=debug)
     console.print(f"kcverify explore: seed {seed}, {what}, budget {budget}, up to {max_steps} actions a schedule")
@@ -74,14 +83,19 @@ def explore(seed: int, budget: Budget, defect: str | None, out_dir: Path, max_st
                 def show(progress: Progress) -> None:
                     status.update(progress_text(progress, budget))
 
-                report = run_exploration(options, progress=show, targets=targets)
+                result = run_exploration(options, progress=show, targets=targets)
         else:  # a log: a line at each tenth of the budget, then once when shrinking starts
-            report = run_exploration(options, progress=LogProgress(console, budget), targets=targets)
+            result = run_exploration(options, progress=LogProgress(console, budget), targets=targets)
     except Exception as exc:
         exit_for(exc, debug=debug)
-    _print_report(console, report)
-    code = report.exit_code
-    if report.finding is not None and not (report.finding.reproduced and report.finding.passes_without_defect
+    _print_report(console, result)
+    if reports:
+        from kcverify.explore.html_report import write_html
+
+        write_html(result, report_dir / "explore.html")
+        console.print(f"report: {(report_dir / 'explore.html').as_posix()}", soft_wrap=True)
+    code = result.exit_code
+    if result.finding is not None and not (result.finding.reproduced and result.finding.passes_without_defect
                                            in (True, None)):
         code = 3
     console.print(f"exit {code}")

@@ -45,7 +45,7 @@ PARAM_NAMES = {("run", "select"): "select_", ("run", "list"): "list_", ("explore
 # Settings stored as a list whose option takes one comma-separated string.
 COMMA_SEPARATED = frozenset({("run", "report"), ("run", "checks"), ("run", "exclude_checks"), ("defects", "report"),
                              ("fuzz", "report"), ("fuzz", "operations"), ("fuzz", "modes"),
-                             ("bench", "report"), ("bench", "rate")})
+                             ("bench", "report"), ("bench", "rate"), ("explore", "report")})
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -58,21 +58,3 @@ def test_abbreviations_are_unique() -> None:
     codes = abbreviations(names)
     assert len(set(codes.values())) == len(names) and codes["step expectation"] == "se"
 
-
-def test_the_html_kill_matrix_opens_with_the_survivor_and_escapes_what_runs_produce() -> None:
-    from html.parser import HTMLParser
-
-    from kcverify.killmatrix.html_report import render_html
-
-    result = _result()
-    page = render_html(result)
-    survivor = result.mutants[0].name
-    assert page.index('id="survivors"') < page.index('id="matrix"')
-    assert page.index(survivor, page.index('id="matrix"')) < page.index(result.mutants[1].name,
-                                                                        page.index('id="matrix"'))
-    assert "SURVIVED" in page and "KILLED" in page and "<script" not in page
-    assert not any(ord(ch) > 0x2FFF for ch in page)  # badges are words, never emoji
-    HTMLParser().feed(page)  # well-formed enough to parse
-    hostile = MutantResult("<b>x</b>", "W1", "<script>alert(1)</script>", killed=False, caught_by=(), duration=1.0)
-    marked = render_html(MutantsResult("embedded", 0, 1, 0.0, 1.0, Baseline(1.0, ("a",), ()), (hostile,), ()))
-    assert "<script>alert" not in marked and "&lt;script&gt;" in marked
