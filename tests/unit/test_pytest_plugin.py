@@ -1,6 +1,6 @@
 """The pytest plugin (kcverify/pytest_plugin.py), run by pytester in a throwaway project: scenario files
 become one item each, a passing one passes, a failing one fails with its failure text and reproduce
-line; -k and -x work; YAML files that were neither configured nor named are not collected; the
+line; -k, -x and xdist's -n work; YAML files that were neither configured nor named are not collected; the
 fixtures build targets; and the project's own tests run unchanged with the plugin active."""
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ def test_k_selects_and_x_stops(project: pytest.Pytester) -> None:
         passed=1, deselected=1)
     stopped = project.runpytest("scenarios", "-x", "-p", "no:cacheprovider")  # fails.yaml is collected first
     stopped.assert_outcomes(failed=1)
+
+
+def test_xdist_spreads_the_scenario_items_over_workers_with_the_same_verdicts(project: pytest.Pytester) -> None:
+    # runpytest_subprocess: xdist's workers are processes of their own, as in a user's CI
+    result = project.runpytest_subprocess("scenarios", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*2 workers*", "FAILED scenarios/fails.yaml::fails*"])
 
 
 def test_only_configured_or_named_yaml_is_collected(project: pytest.Pytester) -> None:
