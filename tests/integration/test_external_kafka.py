@@ -7,12 +7,15 @@ canonical event published through the target lands in the system's shape, as a p
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ profile: 1
 name: production shape
 http:
   services:
-    api: {{base_url: "http://127.0.0.1:1"}}
+    api: {{base_url: "{api}"}}
   operations:
     create_payment: {{service: api, method: POST, path: /payments}}
     confirm: {{service: api, method: POST, path: "/payments/{{paymentId}}/confirm"}}
@@ -86,6 +89,24 @@ cache:
 """
 
 
+class _NotFound(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@functools.cache
+def _api() -> str:
+    """A service that answers every request 404: the target finds the system's HTTP side there (it probes
+    every part before the first scenario); nothing here sends it anything else."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 @pytest.fixture(scope="module")
 def settings(stack_dir: Path) -> dict[str, Any]:
     """The session's shared stack (tests/integration/conftest.py)."""
@@ -115,7 +136,7 @@ def system(settings: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]
     group = f"payments-worker-{suffix}"
     path = tmp_path / "profile.yaml"
     path.write_text(PROFILE.format(bootstrap=settings["kafka_bootstrap"], redis=settings["redis_url"], group=group,
-                                   **topics))
+                                   api=_api(), **topics))
     yield {"path": path, "group": group, "bootstrap": settings["kafka_bootstrap"],
            "redis": settings["redis_url"], **topics}
     for future in admin.delete_topics(list(topics.values())).values():
