@@ -11,6 +11,7 @@ built wheel) skips the build step."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -65,6 +66,10 @@ def test_the_wheel_carries_contracts_scenarios_and_profiles(wheel: Path) -> None
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Provides-Extra: stack" in text
     assert "Project-URL:" in text
+    # the description is README.md with links that work on a package index (absolute, to the repository)
+    description = text.split("\n\n", 1)[1]
+    assert "](https://github.com/kcverify/kcverify/blob/main/docs/" in description
+    assert not re.findall(r"\]\((?!https?://|#)[^)]+\)", description), "a relative link in the description"
     for line in text.splitlines():  # the clients are only required through the extra
         if line.startswith("Requires-Dist:") and any(c in line for c in ("confluent-kafka", "psycopg", "redis")):
             assert "extra ==" in line, line
