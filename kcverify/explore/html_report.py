@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kcverify.explore.explorer import ExploreReport
 from kcverify.explore.scenario_file import step_lines
-from kcverify.report.html import CSP, CSS, e
+from kcverify.report.html import e, page_head
 
 EFFECTS = {"component": "crashed {}", "crash point": "fired {}", "fault": "failed {} call(s)"}
 
@@ -20,15 +20,8 @@ def render_html(report: ExploreReport) -> str:
     verdict = "failed" if found is not None else "passed"
     what = f"defect {report.defect}" if report.defect else "the reference (no defect)"
     headline = f"a failing schedule: {found.check}" if found is not None else "no failure found within the budget"
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>kcverify explore: {e(headline)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        f'<header class="{verdict}"><h1>kcverify explore: {e(headline)} '
-        f'<span class="badge {verdict}">{"FAIL" if found is not None else "PASS"}</span></h1>',
-        f"<p>{e(what)}, seed {report.seed}, exit code {report.exit_code}.</p></header>",
-    ]
+    parts = [*page_head(f"kcverify explore: {headline}", verdict, found is None),
+             f"<p>{e(what)}, seed {report.seed}, exit code {report.exit_code}.</p></header>"]
     if found is not None:
         replay = f"kcverify run {found.path}" + (f" --defect {report.defect}" if report.defect else "")
         parts += [

@@ -9,7 +9,7 @@ from pathlib import Path
 from kcverify.killmatrix.console import catch_text
 from kcverify.killmatrix.model import EXIT_MEANING, MutantsResult, Outcome, percent
 from kcverify.report import common
-from kcverify.report.html import CSP, CSS, e
+from kcverify.report.html import e, page_head
 
 # The outcome's word, on the colour of the run report's status of the same meaning.
 BADGE = {Outcome.KILLED: ("passed", "KILLED"), Outcome.SURVIVED: ("failed", "SURVIVED"),
@@ -26,12 +26,7 @@ def render_html(result: MutantsResult) -> str:
     verdict = "passed" if result.exit_code == 0 else "failed"
     score = f"{len(result.killed)}/{len(result.mutants)} killed ({percent(result.score)})"
     parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>kcverify defects: {e(score)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        f'<header class="{verdict}"><h1>kcverify defects: {e(score)} '
-        f'<span class="badge {verdict}">{"PASS" if verdict == "passed" else "FAIL"}</span></h1>',
+        *page_head(f"kcverify defects: {score}", verdict, verdict == "passed"),
         f"<p>{e(EXIT_MEANING[result.exit_code])} (exit code {result.exit_code}). Target <code>{e(result.target)}"
         f"</code>, seed {result.seed}, {e(common.plural(len(result.baseline.passed), 'scenario'))}, wall time "
         f"{e(common.duration(result.duration))}.</p></header>",

@@ -53,6 +53,18 @@ h1 .badge { font-size: .6em; vertical-align: .3em; }
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+def page_head(title: str, verdict: str, passed: bool) -> list[str]:
+    """The start of a page in this style, up to its header's headline: the document head (inline style, the
+    script-forbidding policy) and an <h1> with the verdict badge. For the reports of `kcverify defects` and
+    `kcverify explore`, which add their own lines and close the header."""
+    badge = f'<span class="badge {"passed" if passed else "failed"}">{"PASS" if passed else "FAIL"}</span>'
+    return ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{e(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+            f'<header class="{verdict}"><h1>{e(title)} {badge}</h1>']
+
+
 def e(value: object) -> str:
     """Escape for text and attribute values alike; control characters shown, not embedded."""
     return html.escape(common.visible(str(value)), quote=True)

@@ -7,15 +7,12 @@ canonical event published through the target lands in the system's shape, as a p
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from kcverify.targets.external import ExternalTarget
 from kcverify.targets.external.probe import FAILED, OK, probe
 from kcverify.targets.external.profile import load_profile
 from tests.e2e.test_serve import kcverify_command
+from tests.unit.test_external_control import answering_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -89,24 +87,6 @@ cache:
 """
 
 
-class _NotFound(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(404)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@functools.cache
-def _api() -> str:
-    """A service that answers every request 404: the target finds the system's HTTP side there (it probes
-    every part before the first scenario); nothing here sends it anything else."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.fixture(scope="module")
 def settings(stack_dir: Path) -> dict[str, Any]:
     """The session's shared stack (tests/integration/conftest.py)."""
@@ -136,7 +116,7 @@ def system(settings: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]
     group = f"payments-worker-{suffix}"
     path = tmp_path / "profile.yaml"
     path.write_text(PROFILE.format(bootstrap=settings["kafka_bootstrap"], redis=settings["redis_url"], group=group,
-                                   api=_api(), **topics))
+                                   api=answering_service(), **topics))
     yield {"path": path, "group": group, "bootstrap": settings["kafka_bootstrap"],
            "redis": settings["redis_url"], **topics}
     for future in admin.delete_topics(list(topics.values())).values():

@@ -56,7 +56,7 @@ class _NotFound(BaseHTTPRequestHandler):
 
 
 @functools.cache
-def _api() -> str:
+def answering_service() -> str:
     """A service that answers every request 404: the target finds its system there (it probes the
     services before the first scenario), and nothing here sends it anything else."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
@@ -66,7 +66,7 @@ def _api() -> str:
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "profile.yaml"
-    path.write_text(HEAD.replace("http://127.0.0.1:1", _api()) + text)
+    path.write_text(HEAD.replace("http://127.0.0.1:1", answering_service()) + text)
     return path
 
 
