@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Coroutine, Generator, Mapping, MutableMapping
 from typing import Any
 
 from kcverify.core.errors import SimulatedCrash
@@ -54,7 +54,7 @@ class DirectAsgi:
         async def send(message: MutableMapping[str, Any]) -> None:
             messages.append(message)
 
-        self._loop.run_until_complete(self._app(scope, receive, send))
+        _drive(self._app(scope, receive, send), self._loop)
         status = 500
         reply_headers: dict[str, str] = {}
         chunks: list[bytes] = []
@@ -67,6 +67,44 @@ class DirectAsgi:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
         return HttpReply(status, reply_headers, b"".join(chunks))
+
+
+def _drive(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+    """Run an app call to its end. The embedded apps call their services inline and await only the
+    request's own `receive`/`send`, which never suspend: stepping the coroutine once finishes it, with no
+    task and no event-loop round. Should an app ever really suspend, the rest of the call runs on `loop`."""
+    try:
+        pending = coro.send(None)
+    except StopIteration:
+        return
+    loop.run_until_complete(_Resumed(coro, pending).run())
+
+
+class _Resumed:
+    """A coroutine already started by hand, finished under a running event loop (see `_drive`)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    async def run(self) -> None:
+        await self
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        pending = self._pending
+        while True:
+            try:
+                value = yield pending
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the loop: hand it to the coroutine
+                try:
+                    pending = self._coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = self._coro.send(value)
+                except StopIteration:
+                    return
 
 
 class ObservedTarget(EmbeddedTarget):

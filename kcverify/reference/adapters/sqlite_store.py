@@ -91,6 +91,7 @@ class _Database:
         self._name = database
         self._outbox_hooks: list[Callable[[], None]] = []
         self.outbox_written = False  # set by an outbox INSERT; the hooks run when its transaction commits
+        self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -98,6 +99,11 @@ class _Database:
         (a crashed process's transaction never commits)."""
         with self._lock:
             conn = self._conn
+            if not write and self.path is None:
+                # A private in-memory database has no other connection, and the lock keeps this one's
+                # other users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
+                yield conn
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.OperationalError as exc:
@@ -164,13 +170,20 @@ class _Database:
         """The rows of `table` changed since the last call (as they are now) and the keys of those gone;
         the log is emptied. `track_changes` must have been called."""
         log = f"changed_{table}"
+        if self._conn.total_changes == self._changes_taken.get(table):
+            # No row of this connection written since the logs were emptied (the TEMP triggers see only
+            # this connection's writes too): nothing to read. Spares a transaction per table per snapshot.
+            return [], []
+        rows: list[sqlite3.Row] = []
         with self.transaction() as conn:
             keys = [row[0] for row in conn.execute(f"SELECT key FROM {log}").fetchall()]
-            if not keys:
-                return [], []
-            rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
-                                ).fetchall()
-            conn.execute(f"DELETE FROM {log}")
+            if keys:
+                rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
+                                    ).fetchall()
+                conn.execute(f"DELETE FROM {log}")
+            self._changes_taken[table] = conn.total_changes
+        if not keys:
+            return [], []
         found = {row[key] for row in rows}
         return rows, [k for k in keys if k not in found]
 
