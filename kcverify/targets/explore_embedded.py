@@ -19,7 +19,13 @@ from collections import Counter
 from collections.abc import Coroutine, Generator, Mapping, MutableMapping
 from typing import Any
 
+from kcverify.core.clock import ManualClock
 from kcverify.core.errors import SimulatedCrash
+from kcverify.reference.adapters.embedded_bus import EmbeddedBus
+from kcverify.reference.adapters.memory_cache import MemoryCache
+from kcverify.reference.adapters.sqlite_store import SqliteCourseStore, SqlitePaymentStore
+from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.settings import Settings
 from kcverify.targets.base import HttpReply, Snapshot
 from kcverify.targets.embedded import EmbeddedTarget
 
@@ -95,7 +101,7 @@ class _Resumed:
         while True:
             try:
                 value = yield pending
-            except BaseException as exc:  # noqa: BLE001 - thrown in by the loop: hand it to the coroutine
+            except BaseException as exc:  # thrown in by the loop: hand it to the coroutine
                 try:
                     pending = self._coro.throw(exc)
                 except StopIteration:
@@ -119,6 +125,22 @@ class ObservedTarget(EmbeddedTarget):
         self._last: Snapshot | None = None
         self._direct: dict[str, DirectAsgi] = {}
         self._loop = asyncio.new_event_loop()
+        self._stores: tuple[SqlitePaymentStore, SqliteCourseStore] | None = None  # kept across schedules
+
+    def _bootstrap(self, settings: Settings) -> System:
+        """The system of a new schedule on this target's two in-memory stores, emptied (a deserialized
+        schema image) instead of opened anew: a new connection and the TEMP triggers of the snapshot's
+        change tracking cost more than some schedules' steps. Everything else is new, as in
+        EmbeddedTarget: the same bootstrap, clock, bus, cache, ids and components."""
+        if settings.mode != "embedded" or settings.payments_sqlite or settings.courses_sqlite:
+            return super()._bootstrap(settings)
+        clock = ManualClock()
+        if self._stores is None:
+            self._stores = (SqlitePaymentStore(clock=clock), SqliteCourseStore(clock=clock))
+        else:
+            for store in self._stores:
+                store.reset(clock)
+        return bootstrap(settings, clock=clock, adapters=(*self._stores, EmbeddedBus(clock), MemoryCache(clock)))
 
     def reset(self) -> None:
         """Forget the previous schedule's observations."""
@@ -166,6 +188,10 @@ class ObservedTarget(EmbeddedTarget):
         """Release the event loop (the target cannot be started again)."""
         self.stop()
         self._loop.close()
+        if self._stores is not None:
+            for store in self._stores:
+                store.close()
+            self._stores = None
 
 
 def _snapshot_bytes(snapshot: Snapshot) -> bytes:

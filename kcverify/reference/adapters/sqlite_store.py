@@ -92,6 +92,7 @@ class _Database:
         self._outbox_hooks: list[Callable[[], None]] = []
         self.outbox_written = False  # set by an outbox INSERT; the hooks run when its transaction commits
         self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
+        self._logs: set[str] = set()  # the TEMP change logs of track_changes
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -153,6 +154,31 @@ class _Database:
         with self._lock:
             self._conn.close()
 
+    def reset(self) -> None:
+        """Back to empty tables, as if just opened, keeping the connection and its change tracking
+        (TEMP objects live outside the main database: the triggers stay, the logs are emptied). Only for a
+        private in-memory database: cheaper than a new connection and its TEMP triggers, for the explorer,
+        which starts a system per schedule."""
+        if self.path is not None:
+            raise ValueError(f"{self._name}: only an in-memory store can be reset")
+        with self._lock:
+            # Rows deleted, not a schema image deserialized: TEMP triggers on main's tables do not survive
+            # main's schema being replaced under them. Emptied tables (sequences too) behave as new ones.
+            conn = self._conn
+            tables = [row[0] for row in conn.execute(
+                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            conn.execute("BEGIN IMMEDIATE")
+            for table in tables:
+                conn.execute(f'DELETE FROM main."{table}"')
+            if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+                conn.execute("DELETE FROM main.sqlite_sequence")
+            for log in self._logs:
+                conn.execute(f"DELETE FROM {log}")
+            conn.execute("COMMIT")
+            self._outbox_hooks.clear()
+            self.outbox_written = False
+            self._changes_taken.clear()
+
     def track_changes(self, table: str, key: str) -> None:
         """Note the key of every row of `table` inserted, updated or deleted from now on, in a TEMP table of
         this connection, written by TEMP triggers inside the writer's transaction (a rolled-back write
@@ -160,6 +186,7 @@ class _Database:
         reference's own queries are untouched."""
         log = f"changed_{table}"
         with self._lock:
+            self._logs.add(log)
             self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {log} (key TEXT PRIMARY KEY)")
             for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
                 self._conn.execute(
@@ -212,6 +239,11 @@ class _SqliteOutboxStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def reset(self, clock: Clock) -> None:
+        """Empty again, stamping by `clock` from now on (see _Database.reset; in-memory stores only)."""
+        self._db.reset()
+        self._clock = clock
 
     # --- OutboxStore -------------------------------------------------------------------------------
 
