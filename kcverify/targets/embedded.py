@@ -90,13 +90,16 @@ class EmbeddedTarget:
         """A new system from the same settings, and fresh incremental readers of its records and rows
         (the snapshot reads only what changed since the last one of this system)."""
         self.stop()
-        self._system = bootstrap(replace(self._base, seed=seed))
+        self._system = self._bootstrap(replace(self._base, seed=seed))
         payments, courses, _, _ = self._system.unfaulted
         self._records = _Records()
         self._serial = 0
         self._payments = _Rows(payments.changed_payments)  # type: ignore[attr-defined]
         self._purchases = _Rows(courses.changed_purchases)  # type: ignore[attr-defined]
         return self._system
+
+    def _bootstrap(self, settings: Settings) -> System:
+        return bootstrap(settings)
 
     def stop(self) -> None:
         for client in self._clients.values():

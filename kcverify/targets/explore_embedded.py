@@ -16,10 +16,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Coroutine, Generator, Mapping, MutableMapping
 from typing import Any
 
+from kcverify.core.clock import ManualClock
 from kcverify.core.errors import SimulatedCrash
+from kcverify.reference.adapters.embedded_bus import EmbeddedBus
+from kcverify.reference.adapters.memory_cache import MemoryCache
+from kcverify.reference.adapters.sqlite_store import SqliteCourseStore, SqlitePaymentStore
+from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.settings import Settings
 from kcverify.targets.base import HttpReply, Snapshot
 from kcverify.targets.embedded import EmbeddedTarget
 
@@ -54,7 +60,7 @@ class DirectAsgi:
         async def send(message: MutableMapping[str, Any]) -> None:
             messages.append(message)
 
-        self._loop.run_until_complete(self._app(scope, receive, send))
+        _drive(self._app(scope, receive, send), self._loop)
         status = 500
         reply_headers: dict[str, str] = {}
         chunks: list[bytes] = []
@@ -69,6 +75,44 @@ class DirectAsgi:
         return HttpReply(status, reply_headers, b"".join(chunks))
 
 
+def _drive(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
+    """Run an app call to its end. The embedded apps call their services inline and await only the
+    request's own `receive`/`send`, which never suspend: stepping the coroutine once finishes it, with no
+    task and no event-loop round. Should an app ever really suspend, the rest of the call runs on `loop`."""
+    try:
+        pending = coro.send(None)
+    except StopIteration:
+        return
+    loop.run_until_complete(_Resumed(coro, pending).run())
+
+
+class _Resumed:
+    """A coroutine already started by hand, finished under a running event loop (see `_drive`)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    async def run(self) -> None:
+        await self
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        pending = self._pending
+        while True:
+            try:
+                value = yield pending
+            except BaseException as exc:  # thrown in by the loop: hand it to the coroutine
+                try:
+                    pending = self._coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = self._coro.send(value)
+                except StopIteration:
+                    return
+
+
 class ObservedTarget(EmbeddedTarget):
     """See the module docstring."""
 
@@ -81,6 +125,22 @@ class ObservedTarget(EmbeddedTarget):
         self._last: Snapshot | None = None
         self._direct: dict[str, DirectAsgi] = {}
         self._loop = asyncio.new_event_loop()
+        self._stores: tuple[SqlitePaymentStore, SqliteCourseStore] | None = None  # kept across schedules
+
+    def _bootstrap(self, settings: Settings) -> System:
+        """The system of a new schedule on this target's two in-memory stores, emptied (a deserialized
+        schema image) instead of opened anew: a new connection and the TEMP triggers of the snapshot's
+        change tracking cost more than some schedules' steps. Everything else is new, as in
+        EmbeddedTarget: the same bootstrap, clock, bus, cache, ids and components."""
+        if settings.mode != "embedded" or settings.payments_sqlite or settings.courses_sqlite:
+            return super()._bootstrap(settings)
+        clock = ManualClock()
+        if self._stores is None:
+            self._stores = (SqlitePaymentStore(clock=clock), SqliteCourseStore(clock=clock))
+        else:
+            for store in self._stores:
+                store.reset(clock)
+        return bootstrap(settings, clock=clock, adapters=(*self._stores, EmbeddedBus(clock), MemoryCache(clock)))
 
     def reset(self) -> None:
         """Forget the previous schedule's observations."""
@@ -128,6 +188,10 @@ class ObservedTarget(EmbeddedTarget):
         """Release the event loop (the target cannot be started again)."""
         self.stop()
         self._loop.close()
+        if self._stores is not None:
+            for store in self._stores:
+                store.close()
+            self._stores = None
 
 
 def _snapshot_bytes(snapshot: Snapshot) -> bytes:

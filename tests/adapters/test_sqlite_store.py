@@ -60,6 +60,35 @@ def test_in_memory_databases_are_private() -> None:
     assert second.all_payments() == []
 
 
+def test_a_reset_store_is_empty_and_keeps_noting_changes() -> None:
+    """The explorer empties its stores between schedules: what follows must see a new store, and the
+    snapshot's change tracking (TEMP triggers) must still note every row written after the reset."""
+    from kcverify.core.clock import ManualClock
+
+    store = SqlitePaymentStore()
+    assert store.changed_payments() == ([], [])  # starts the tracking
+    store.insert_payment(make_payment(id="p-before"))
+    store.enqueue_outbox(OutboxMessage("payments.events", "k", b"v"))
+    first_id = store.pending_outbox(1)[0].id
+    clock = ManualClock()
+    clock.advance(5)
+    store.reset(clock)
+    assert store.all_payments() == [] and store.pending_outbox(10) == []
+    assert store.changed_payments() == ([], [])  # the reset itself is not a change
+    store.insert_payment(make_payment(id="p-after"))
+    assert [p.id for p in store.changed_payments()[0]] == ["p-after"]
+    store.enqueue_outbox(OutboxMessage("payments.events", "k", b"v"))
+    again = store.pending_outbox(1)[0]
+    assert (again.id, again.created_at) == (first_id, clock.now())  # ids start over; the new clock stamps
+
+
+def test_only_an_in_memory_store_can_be_reset(tmp_path: Path) -> None:
+    from kcverify.core.clock import ManualClock
+
+    with pytest.raises(ValueError, match="in-memory"):
+        SqlitePaymentStore(str(tmp_path / "p.db")).reset(ManualClock())
+
+
 def test_an_unset_outbox_time_comes_from_the_clock() -> None:
     from kcverify.core.clock import ManualClock
 

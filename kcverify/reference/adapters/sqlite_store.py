@@ -91,6 +91,8 @@ class _Database:
         self._name = database
         self._outbox_hooks: list[Callable[[], None]] = []
         self.outbox_written = False  # set by an outbox INSERT; the hooks run when its transaction commits
+        self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
+        self._logs: set[str] = set()  # the TEMP change logs of track_changes
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -98,6 +100,11 @@ class _Database:
         (a crashed process's transaction never commits)."""
         with self._lock:
             conn = self._conn
+            if not write and self.path is None:
+                # A private in-memory database has no other connection, and the lock keeps this one's
+                # other users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
+                yield conn
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.OperationalError as exc:
@@ -147,6 +154,31 @@ class _Database:
         with self._lock:
             self._conn.close()
 
+    def reset(self) -> None:
+        """Back to empty tables, as if just opened, keeping the connection and its change tracking
+        (TEMP objects live outside the main database: the triggers stay, the logs are emptied). Only for a
+        private in-memory database: cheaper than a new connection and its TEMP triggers, for the explorer,
+        which starts a system per schedule."""
+        if self.path is not None:
+            raise ValueError(f"{self._name}: only an in-memory store can be reset")
+        with self._lock:
+            # Rows deleted, not a schema image deserialized: TEMP triggers on main's tables do not survive
+            # main's schema being replaced under them. Emptied tables (sequences too) behave as new ones.
+            conn = self._conn
+            tables = [row[0] for row in conn.execute(
+                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            conn.execute("BEGIN IMMEDIATE")
+            for table in tables:
+                conn.execute(f'DELETE FROM main."{table}"')
+            if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+                conn.execute("DELETE FROM main.sqlite_sequence")
+            for log in self._logs:
+                conn.execute(f"DELETE FROM {log}")
+            conn.execute("COMMIT")
+            self._outbox_hooks.clear()
+            self.outbox_written = False
+            self._changes_taken.clear()
+
     def track_changes(self, table: str, key: str) -> None:
         """Note the key of every row of `table` inserted, updated or deleted from now on, in a TEMP table of
         this connection, written by TEMP triggers inside the writer's transaction (a rolled-back write
@@ -154,6 +186,7 @@ class _Database:
         reference's own queries are untouched."""
         log = f"changed_{table}"
         with self._lock:
+            self._logs.add(log)
             self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {log} (key TEXT PRIMARY KEY)")
             for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
                 self._conn.execute(
@@ -164,13 +197,20 @@ class _Database:
         """The rows of `table` changed since the last call (as they are now) and the keys of those gone;
         the log is emptied. `track_changes` must have been called."""
         log = f"changed_{table}"
+        if self._conn.total_changes == self._changes_taken.get(table):
+            # No row of this connection written since the logs were emptied (the TEMP triggers see only
+            # this connection's writes too): nothing to read. Spares a transaction per table per snapshot.
+            return [], []
+        rows: list[sqlite3.Row] = []
         with self.transaction() as conn:
             keys = [row[0] for row in conn.execute(f"SELECT key FROM {log}").fetchall()]
-            if not keys:
-                return [], []
-            rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
-                                ).fetchall()
-            conn.execute(f"DELETE FROM {log}")
+            if keys:
+                rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
+                                    ).fetchall()
+                conn.execute(f"DELETE FROM {log}")
+            self._changes_taken[table] = conn.total_changes
+        if not keys:
+            return [], []
         found = {row[key] for row in rows}
         return rows, [k for k in keys if k not in found]
 
@@ -199,6 +239,11 @@ class _SqliteOutboxStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def reset(self, clock: Clock) -> None:
+        """Empty again, stamping by `clock` from now on (see _Database.reset; in-memory stores only)."""
+        self._db.reset()
+        self._clock = clock
 
     # --- OutboxStore -------------------------------------------------------------------------------
 
