@@ -7,6 +7,8 @@ Hops of one purchase (every time on the host's clock, the one the processes and 
   free sender: the latency counts from the schedule, never from when the request happened to leave);
 - `commit`: confirm accepted -> the purchase row's `created_at` (courses DB, millisecond precision);
 - `visible`: `created_at` -> the first learning response that shows the purchase (readers poll);
+- `confirm_to_visible`: confirm accepted -> that first learning response (what a student who just paid
+  waits for: the freshness the flow promises, whatever the order of commit and answer);
 - `end_to_end`: intended start -> that first learning response."""
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-HOPS = ("confirm", "commit", "visible", "end_to_end")
+HOPS = ("confirm", "commit", "visible", "confirm_to_visible", "end_to_end")
 HOP_MEANING = {
     "confirm": "intended start -> confirm accepted",
     "commit": "confirm accepted -> purchase row created_at",
     "visible": "purchase row created_at -> first learning response showing it",
+    "confirm_to_visible": "confirm accepted -> first learning response showing it",
     "end_to_end": "intended start -> first learning response showing it",
 }
 PERCENTILES = (50.0, 90.0, 99.0)
@@ -72,6 +75,7 @@ class Step:
                 "confirm": (p.intended, p.confirmed_at),
                 "commit": (p.confirmed_at, p.created_at),
                 "visible": (p.created_at, p.visible_at),
+                "confirm_to_visible": (p.confirmed_at, p.visible_at),
                 "end_to_end": (p.intended, p.visible_at),
             }
             for hop, (start, end) in spans.items():

@@ -18,16 +18,18 @@ from rich.text import Text
 
 from kcverify.bench import Bench, BenchOptions, Integrity, Run, Step, document, free_running, markdown
 from kcverify.bench.bare import BareTarget
+from kcverify.bench.html_report import write_html
 from kcverify.bench.load import FreeRunningTarget
 from kcverify.bench.results import HOP_MEANING
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
 from kcverify.core.errors import InputError
+from kcverify.report import plots
 from kcverify.targets import registry
 from kcverify.targets.registry import TargetOptions
 
-REPORTS = ("json", "markdown")
+REPORTS = ("json", "markdown", "html")
 TARGETS = ("processes",)  # targets whose components can run free (the external target: not built yet)
 MAX_RATE = 10_000.0
 
@@ -123,7 +125,7 @@ def progress_line(console: Console, step: Step) -> None:
                    "and print the reference's ratios to it.")
 @click.option("--max-duration", type=bounded("bench", "max_duration"), default=10.0, show_default=True,
               help="Seconds of the closed-loop maximum-throughput measurement of each system (0: none).")
-@click.option("--report", default="", help="Comma-separated: json,markdown.")
+@click.option("--report", default="", help="Comma-separated: json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
@@ -144,6 +146,8 @@ def bench(target: str, state_dir: Path | None, rate: str, duration: float, stude
         if unknown:
             raise InputError(f"--report: unknown report {unknown[0]!r}", hint=f"choose from: {', '.join(REPORTS)}")
         report_destinations(report_dir, names)
+        if "html" in names:
+            plots.require()
         settings = {} if state_dir is None else {"state_dir": str(state_dir)}
         built = registry.create(target, TargetOptions(settings=settings))
         runner_target = free_running(built)
@@ -172,6 +176,8 @@ def bench(target: str, state_dir: Path | None, rate: str, duration: float, stude
             (report_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
         if "markdown" in names:
             (report_dir / "bench.md").write_text(markdown(doc))
+        if "html" in names:
+            write_html(doc, reference, bare_run, report_dir / "bench.html")
         code = 0 if integrity.ok else 1
     except Exception as exc:
         exit_for(exc, debug=debug, target=target)

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from kcverify.bench import Bench, BenchOptions, Run, document, free_running, markdown
+from kcverify.bench.results import HOPS
 from kcverify.cli.bench import parse_rates
 from kcverify.cli.main import cli
 from kcverify.core.clock import rfc3339
@@ -100,7 +101,7 @@ def test_every_purchase_is_measured_and_none_is_lost_on_a_correct_system() -> No
     assert not target.free  # held again at the end
     summary = steps[0].summary()
     assert summary["scheduled"] == summary["confirmed"] == summary["visible"] == 20
-    assert all(summary["latencyMs"][hop]["count"] == 20 for hop in ("confirm", "commit", "visible", "end_to_end"))
+    assert all(summary["latencyMs"][hop]["count"] == 20 for hop in HOPS)
     assert summary["readers"]["requests"] >= 20 and summary["errors"] == {}
     assert integrity.ok and integrity.confirmed == integrity.purchases == 20
 
@@ -142,7 +143,7 @@ def test_the_report_has_its_structure() -> None:
     assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity",
                         "maxThroughput"}
     assert doc["maxThroughput"] is None  # not measured
-    assert set(doc["steps"][0]["latencyMs"]) == {"confirm", "commit", "visible", "end_to_end"}
+    assert tuple(doc["steps"][0]["latencyMs"]) == HOPS
     assert set(doc["steps"][0]["latencyMs"]["end_to_end"]) == {"count", "p50", "p90", "p99", "max"}
     assert doc["total"]["confirmed"] == 20 and doc["integrity"]["ok"] is True
     json.dumps(doc)
@@ -162,7 +163,7 @@ def test_bad_rates_are_refused(text: str) -> None:
     assert parse_rates("50, 100") == (50.0, 100.0)
 
 
-@pytest.mark.parametrize("args", [("--rate", "x"), ("--target", "embedded"), ("--report", "html")])
+@pytest.mark.parametrize("args", [("--rate", "x"), ("--target", "embedded"), ("--report", "pdf")])
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, ["bench", *args])
     assert result.exit_code == 2, result.output
@@ -215,3 +216,23 @@ def test_the_comparison_divides_the_reference_by_the_bare_pipeline() -> None:
     assert 0 < doc["comparison"]["maxThroughputRatio"] < 1
     text = markdown(doc)
     assert "# The bare pipeline" in text and "Maximum throughput ratio" in text and "## Maximum throughput" in text
+
+
+def test_the_html_report_leads_with_the_verdict_and_draws_both_charts(tmp_path: Any) -> None:
+    from kcverify.bench.html_report import write_html
+
+    reference = Run(*Bench(FakeTarget(), FAST).run())
+    bare = Run(*Bench(FakeTarget(duplicate=2), FAST).run())
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(),
+                   steps=reference.steps, integrity=reference.integrity, bare=bare)
+    write_html(doc, reference, bare, tmp_path / "bench.html")
+    page = (tmp_path / "bench.html").read_text()
+    assert page.count("<svg") == 3 and "<script" not in page and "<?xml" not in page
+    assert "confirm_to_visible percentiles against offered rate" in page and "Latency over time" in page
+    assert page.index("FAIL") < page.index('id="charts"')  # the bare run duplicated one: the verdict first
+    assert "INTEGRITY FAILED" in page and "none lost, none duplicated" in page
+    assert page.count("<caption>40 purchases/s offered") == 2  # one table per system and step
+    alone = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(),
+                     steps=reference.steps, integrity=reference.integrity)
+    write_html(alone, reference, None, tmp_path / "alone.html")
+    assert "PASS" in (tmp_path / "alone.html").read_text()
