@@ -100,6 +100,11 @@ def _headline(part: dict[str, Any]) -> str:
     total = part["total"]["latencyMs"]["confirm_to_visible"]
     most = part.get("maxThroughput")
     tail = "" if not most else f"; maximum {most['perSecond']:g} purchases/s (closed loop)"
+    ramp = part.get("ramp")
+    if ramp:
+        rate = ramp["sustainableRate"]
+        tail += f"; ramp: sustainable {'-' if rate is None else f'{rate:g}/s'}" + (
+            f" (stopped: {ramp['stoppedBecause']})" if ramp["stoppedBecause"] else "")
     return f"confirm_to_visible p50 {_ms(total['p50'])} ms, p99 {_ms(total['p99'])} ms{tail}"
 
 

@@ -173,6 +173,14 @@ class Run:
     steps: list[Step]
     integrity: Integrity
     max_throughput: MaxThroughput | None = None
+    ramp: dict[str, Any] | None = None  # with --ramp: the sustainable rate and why the ramp stopped
+
+
+def ramp_outcome(steps: list[Step], stopped_because: str | None) -> dict[str, Any]:
+    """The highest offered rate that kept up (None when even the first did not) and why the ramp stopped
+    (None: every step kept up, the ramp ran out of steps)."""
+    kept = steps if stopped_because is None else steps[:-1]
+    return {"sustainableRate": max((s.rate for s in kept), default=None), "stoppedBecause": stopped_because}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -191,20 +199,22 @@ def comparison(reference: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any
 
 def document(*, target: str, started_at: str, options: dict[str, Any], steps: list[Step],
              integrity: Integrity, max_throughput: MaxThroughput | None = None,
-             bare: Run | None = None) -> dict[str, Any]:
+             bare: Run | None = None, ramp: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: options, one entry per offered rate, the whole run, the integrity tally, the
-    closed-loop maximum; with a bare run, the same for the bare pipeline and the ratios."""
-    doc = _system(steps, integrity, max_throughput)
+    closed-loop maximum (and the ramp's outcome); with a bare run, the same for the bare pipeline and the
+    ratios."""
+    doc = _system(steps, integrity, max_throughput, ramp)
     out = {"format": FORMAT, "target": target, "startedAt": started_at, "options": options, "hops": HOP_MEANING,
            **doc}
     if bare is not None:
-        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput)
+        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput, bare.ramp)
         out["bare"] = bare_doc
         out["comparison"] = comparison(doc, bare_doc)
     return out
 
 
-def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughput | None) -> dict[str, Any]:
+def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughput | None,
+            ramp: dict[str, Any] | None = None) -> dict[str, Any]:
     whole = Step(rate=0.0, duration=sum(s.duration for s in steps),
                  purchases=[p for s in steps for p in s.purchases],
                  readers=ReaderCost(sum(s.readers.requests for s in steps), sum(s.readers.seconds for s in steps)),
@@ -212,8 +222,11 @@ def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughp
     total = whole.summary()
     total.pop("offeredRate")
     total.pop("achievedRate")
-    return {"steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
-            "maxThroughput": max_throughput.summary() if max_throughput is not None else None}
+    out = {"steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
+           "maxThroughput": max_throughput.summary() if max_throughput is not None else None}
+    if ramp is not None:
+        out["ramp"] = ramp
+    return out
 
 
 def _ms(value: float | None) -> str:
@@ -259,6 +272,11 @@ def _system_markdown(doc: dict[str, Any], top: dict[str, Any]) -> list[str]:
               f"{tally['confirmed']} confirmed payments, {tally['purchases']} purchases: {tally['lost']} lost, "
               f"{tally['duplicated']} duplicated, {tally['shownTwice']} responses showing one twice (after waiting "
               f"{tally['drainSeconds']:g} s for the last ones): {verdict}", ""]
+    ramp = doc.get("ramp")
+    if ramp:
+        rate = ramp["sustainableRate"]
+        lines += ["## Ramp", "", f"Sustainable rate: {'none of the rates' if rate is None else f'{rate:g}/s'}; "
+                  f"{'stopped: ' + ramp['stoppedBecause'] if ramp['stoppedBecause'] else 'every step kept up'}", ""]
     most = doc.get("maxThroughput")
     if most:
         lines += ["## Maximum throughput (closed loop)", "",
