@@ -19,8 +19,7 @@ from rich.text import Text
 from kcverify.bench import Bench, BenchOptions, Integrity, Run, Step, document, free_running, markdown
 from kcverify.bench.bare import BareTarget
 from kcverify.bench.html_report import write_html
-from kcverify.bench.load import FreeRunningTarget
-from kcverify.bench.load import Ramp
+from kcverify.bench.load import FreeRunningTarget, Ramp
 from kcverify.bench.results import HOP_MEANING, ramp_outcome
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
@@ -145,9 +144,9 @@ def progress_line(console: Console, step: Step) -> None:
 @click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
               help="Start the reference with a named defect switched on (a slowdown shows in the percentiles).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def bench(target: str, state_dir: Path | None, rate: str, ramp: bool, duration: float, students: int, poll_interval: float,
-          bare: bool, max_duration: float, report: str, report_dir: Path, no_color: bool, defects: tuple[str, ...],
-          debug: bool) -> None:
+def bench(target: str, state_dir: Path | None, rate: str, ramp: bool, duration: float, students: int,
+          poll_interval: float, bare: bool, max_duration: float, report: str, report_dir: Path, no_color: bool,
+          defects: tuple[str, ...], debug: bool) -> None:
     """Measure how fast a purchase becomes visible: an open-loop constant-arrival-rate load of payments
     created and confirmed, readers polling each student's learning view; latency per hop from each
     purchase's intended start, throughput, errors, and no purchase lost or duplicated."""
