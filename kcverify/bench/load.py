@@ -342,7 +342,8 @@ class Bench:
         for p in confirmed:
             found = rows.get(str(p.payment_id)) or []
             if found:
-                p.created_at = min(parse_rfc3339(str(r["createdAt"])) for r in found)
+                stamps = [parse_rfc3339(str(r["createdAt"])) for r in found if r.get("createdAt")]
+                p.created_at = min(stamps) if stamps else None  # a system that shows no createdAt: no commit hop
         lost = sorted(str(p.payment_id) for p in confirmed if not rows.get(str(p.payment_id)))
         duplicated = sorted(str(p.payment_id) for p in confirmed if len(rows.get(str(p.payment_id)) or []) > 1)
         return Integrity(confirmed=len(confirmed), purchases=len(snapshot.purchases), lost=lost,

@@ -30,7 +30,7 @@ from kcverify.targets import registry
 from kcverify.targets.registry import TargetOptions
 
 REPORTS = ("json", "markdown", "html")
-TARGETS = ("processes",)  # targets whose components can run free (the external target: not built yet)
+TARGETS = ("processes", "external")  # targets whose components can run free
 MAX_RATE = 10_000.0
 
 
@@ -118,7 +118,10 @@ def progress_line(console: Console, step: Step) -> None:
 
 @click.command()
 @click.option("--target", default="processes", show_default=True, metavar="NAME",
-              help="Where the system under test runs (the processes target only, for now).")
+              help="Where the system under test runs: processes (the reference on the local stack) or external "
+                   "(your services, through --profile).")
+@click.option("--profile", type=click.Path(path_type=Path), default=None,
+              help="The profile of your system, for --target external (see docs/external.md).")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="The stack's state directory (default: $KCVERIFY_STATE_DIR, else .kcverify/stack).")
 @click.option("--rate", default="50", show_default=True, metavar="RATES",
@@ -144,9 +147,9 @@ def progress_line(console: Console, step: Step) -> None:
 @click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
               help="Start the reference with a named defect switched on (a slowdown shows in the percentiles).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def bench(target: str, state_dir: Path | None, rate: str, ramp: bool, duration: float, students: int,
-          poll_interval: float, bare: bool, max_duration: float, report: str, report_dir: Path, no_color: bool,
-          defects: tuple[str, ...], debug: bool) -> None:
+def bench(target: str, profile: Path | None, state_dir: Path | None, rate: str, ramp: bool, duration: float,
+          students: int, poll_interval: float, bare: bool, max_duration: float, report: str, report_dir: Path,
+          no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Measure how fast a purchase becomes visible: an open-loop constant-arrival-rate load of payments
     created and confirmed, readers polling each student's learning view; latency per hop from each
     purchase's intended start, throughput, errors, and no purchase lost or duplicated."""
@@ -155,8 +158,13 @@ def bench(target: str, state_dir: Path | None, rate: str, ramp: bool, duration: 
     try:
         rates = parse_rates(rate)
         if target not in TARGETS:
-            raise InputError(f"--target {target}: kcverify bench runs on the processes target only for now",
-                             hint="use --target processes")
+            raise InputError(f"--target {target}: kcverify bench needs components that run on their own",
+                             hint="use --target processes (the reference on the local stack) or --target external "
+                                  "--profile FILE (your services)")
+        if target == "external" and bare:
+            bare = False  # the bare pipeline runs on the local stack, beside the reference: not on a user's system
+            console.print(Text("the bare pipeline runs on the local stack only: not benched against an external "
+                               "target", style="dim"))
         names = [n.strip() for n in report.split(",") if n.strip()]
         unknown = [n for n in names if n not in REPORTS]
         if unknown:
@@ -164,7 +172,9 @@ def bench(target: str, state_dir: Path | None, rate: str, ramp: bool, duration: 
         report_destinations(report_dir, names)
         if "html" in names:
             plots.require()
-        settings = {} if state_dir is None else {"state_dir": str(state_dir)}
+        settings: dict[str, str] = {} if state_dir is None else {"state_dir": str(state_dir)}
+        if profile is not None:
+            settings["profile"] = str(profile)
         built = registry.create(target, TargetOptions(defects=frozenset(defects), settings=settings))
         runner_target = free_running(built)
         options = BenchOptions(rates=rates, duration=duration, students=students, poll_interval=poll_interval,
