@@ -4,7 +4,8 @@ purchase lost or duplicated. See docs/bench.md."""
 
 from __future__ import annotations
 
-from kcverify.bench.load import Bench, BenchOptions, free_running
+from kcverify.bench.load import Bench, BenchOptions, Ramp, free_running
 from kcverify.bench.results import Integrity, MaxThroughput, Run, Step, document, markdown
 
-__all__ = ["Bench", "BenchOptions", "Integrity", "MaxThroughput", "Run", "Step", "document", "free_running", "markdown"]
+__all__ = ["Bench", "BenchOptions", "Integrity", "MaxThroughput", "Ramp", "Run", "Step", "document", "free_running",
+           "markdown"]

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,6 +51,29 @@ class FreeRunningTarget(Protocol):
 
 
 @dataclass(frozen=True)
+class Ramp:
+    """Rates rising by `factor` from the first of `rates` until a step does not keep up (`kept_up`), at
+    most `steps` steps: the last rate that kept up is the system's sustainable rate."""
+
+    factor: float = 1.5
+    steps: int = 8
+    p99_limit_ms: float = 1000.0  # confirm_to_visible p99 above this: not keeping up (the freshness bound)
+
+    def kept_up(self, step: Step) -> tuple[bool, str]:
+        """Whether the step kept up, and why not: achieved under 90 % of offered, a purchase that failed or
+        was not visible in time, or confirm_to_visible p99 over the limit."""
+        s = step.summary()
+        if s["achievedRate"] < 0.9 * s["offeredRate"]:
+            return False, f"achieved {s['achievedRate']:g}/s of {s['offeredRate']:g}/s offered"
+        if s["errors"]:
+            return False, "errors: " + ", ".join(f"{k}: {v}" for k, v in s["errors"].items())
+        p99 = s["latencyMs"]["confirm_to_visible"]["p99"]
+        if p99 is not None and p99 > self.p99_limit_ms:
+            return False, f"confirm_to_visible p99 {p99:g} ms > {self.p99_limit_ms:g} ms"
+        return True, ""
+
+
+@dataclass(frozen=True)
 class BenchOptions:
     rates: tuple[float, ...] = (50.0,)
     duration: float = 30.0
@@ -60,11 +83,16 @@ class BenchOptions:
     senders: int = 32
     readers: int = 16
     drain_timeout: float = 120.0
+    ramp: Ramp | None = None  # rates rising from rates[0] instead of the listed rates
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rates": list(self.rates), "duration": self.duration, "students": self.students,
-                "pollInterval": self.poll_interval, "visibleTimeout": self.visible_timeout,
-                "drainTimeout": self.drain_timeout}
+        out: dict[str, Any] = {"rates": list(self.rates), "duration": self.duration, "students": self.students,
+                               "pollInterval": self.poll_interval, "visibleTimeout": self.visible_timeout,
+                               "drainTimeout": self.drain_timeout}
+        if self.ramp is not None:
+            out["ramp"] = {"factor": self.ramp.factor, "steps": self.ramp.steps,
+                           "p99LimitMs": self.ramp.p99_limit_ms}
+        return out
 
 
 def free_running(target: object) -> FreeRunningTarget:
@@ -90,20 +118,35 @@ class Bench:
         self._shown_twice = 0
         self._pending: dict[str, list[Purchase]] = {}  # confirmed, not shown yet, by student
         self._reading: set[str] = set()  # students whose reader runs
+        self.ramp_stop: str | None = None  # with a ramp: why its last step did not keep up (None: all did)
 
     def run(self) -> tuple[list[Step], Integrity]:
         steps: list[Step] = []
         self._target.run_free()
         try:
-            for rate in self._options.rates:
+            for rate in self._rates():
                 step = self._step(rate)
                 steps.append(step)
                 if self._progress is not None:
                     self._progress(step)
+                if self._options.ramp is not None:
+                    kept_up, why = self._options.ramp.kept_up(step)
+                    self.ramp_stop = None if kept_up else why
+                    if not kept_up:
+                        break
             snapshot, drained = self._drain(steps)
         finally:
             self._target.hold_all()
         return steps, self._integrity(steps, snapshot, drained)
+
+    def _rates(self) -> Iterator[float]:
+        """The listed rates; with a ramp, the first of them times factor^n for n < steps."""
+        ramp = self._options.ramp
+        if ramp is None:
+            yield from self._options.rates
+            return
+        for n in range(ramp.steps):
+            yield round(self._options.rates[0] * ramp.factor ** n, 2)
 
     def _drain(self, steps: list[Step]) -> tuple[Snapshot, float]:
         """Components still running, wait until every confirmed payment has its purchase (a purchase the
@@ -299,7 +342,8 @@ class Bench:
         for p in confirmed:
             found = rows.get(str(p.payment_id)) or []
             if found:
-                p.created_at = min(parse_rfc3339(str(r["createdAt"])) for r in found)
+                stamps = [parse_rfc3339(str(r["createdAt"])) for r in found if r.get("createdAt")]
+                p.created_at = min(stamps) if stamps else None  # a system that shows no createdAt: no commit hop
         lost = sorted(str(p.payment_id) for p in confirmed if not rows.get(str(p.payment_id)))
         duplicated = sorted(str(p.payment_id) for p in confirmed if len(rows.get(str(p.payment_id)) or []) > 1)
         return Integrity(confirmed=len(confirmed), purchases=len(snapshot.purchases), lost=lost,

@@ -7,6 +7,8 @@ Hops of one purchase (every time on the host's clock, the one the processes and 
   free sender: the latency counts from the schedule, never from when the request happened to leave);
 - `commit`: confirm accepted -> the purchase row's `created_at` (courses DB, millisecond precision);
 - `visible`: `created_at` -> the first learning response that shows the purchase (readers poll);
+- `confirm_to_visible`: confirm accepted -> that first learning response (what a student who just paid
+  waits for: the freshness the flow promises, whatever the order of commit and answer);
 - `end_to_end`: intended start -> that first learning response."""
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-HOPS = ("confirm", "commit", "visible", "end_to_end")
+HOPS = ("confirm", "commit", "visible", "confirm_to_visible", "end_to_end")
 HOP_MEANING = {
     "confirm": "intended start -> confirm accepted",
     "commit": "confirm accepted -> purchase row created_at",
     "visible": "purchase row created_at -> first learning response showing it",
+    "confirm_to_visible": "confirm accepted -> first learning response showing it",
     "end_to_end": "intended start -> first learning response showing it",
 }
 PERCENTILES = (50.0, 90.0, 99.0)
@@ -72,6 +75,7 @@ class Step:
                 "confirm": (p.intended, p.confirmed_at),
                 "commit": (p.confirmed_at, p.created_at),
                 "visible": (p.created_at, p.visible_at),
+                "confirm_to_visible": (p.confirmed_at, p.visible_at),
                 "end_to_end": (p.intended, p.visible_at),
             }
             for hop, (start, end) in spans.items():
@@ -169,6 +173,14 @@ class Run:
     steps: list[Step]
     integrity: Integrity
     max_throughput: MaxThroughput | None = None
+    ramp: dict[str, Any] | None = None  # with --ramp: the sustainable rate and why the ramp stopped
+
+
+def ramp_outcome(steps: list[Step], stopped_because: str | None) -> dict[str, Any]:
+    """The highest offered rate that kept up (None when even the first did not) and why the ramp stopped
+    (None: every step kept up, the ramp ran out of steps)."""
+    kept = steps if stopped_because is None else steps[:-1]
+    return {"sustainableRate": max((s.rate for s in kept), default=None), "stoppedBecause": stopped_because}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -187,20 +199,22 @@ def comparison(reference: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any
 
 def document(*, target: str, started_at: str, options: dict[str, Any], steps: list[Step],
              integrity: Integrity, max_throughput: MaxThroughput | None = None,
-             bare: Run | None = None) -> dict[str, Any]:
+             bare: Run | None = None, ramp: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: options, one entry per offered rate, the whole run, the integrity tally, the
-    closed-loop maximum; with a bare run, the same for the bare pipeline and the ratios."""
-    doc = _system(steps, integrity, max_throughput)
+    closed-loop maximum (and the ramp's outcome); with a bare run, the same for the bare pipeline and the
+    ratios."""
+    doc = _system(steps, integrity, max_throughput, ramp)
     out = {"format": FORMAT, "target": target, "startedAt": started_at, "options": options, "hops": HOP_MEANING,
            **doc}
     if bare is not None:
-        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput)
+        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput, bare.ramp)
         out["bare"] = bare_doc
         out["comparison"] = comparison(doc, bare_doc)
     return out
 
 
-def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughput | None) -> dict[str, Any]:
+def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughput | None,
+            ramp: dict[str, Any] | None = None) -> dict[str, Any]:
     whole = Step(rate=0.0, duration=sum(s.duration for s in steps),
                  purchases=[p for s in steps for p in s.purchases],
                  readers=ReaderCost(sum(s.readers.requests for s in steps), sum(s.readers.seconds for s in steps)),
@@ -208,8 +222,11 @@ def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughp
     total = whole.summary()
     total.pop("offeredRate")
     total.pop("achievedRate")
-    return {"steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
-            "maxThroughput": max_throughput.summary() if max_throughput is not None else None}
+    out = {"steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
+           "maxThroughput": max_throughput.summary() if max_throughput is not None else None}
+    if ramp is not None:
+        out["ramp"] = ramp
+    return out
 
 
 def _ms(value: float | None) -> str:
@@ -255,6 +272,11 @@ def _system_markdown(doc: dict[str, Any], top: dict[str, Any]) -> list[str]:
               f"{tally['confirmed']} confirmed payments, {tally['purchases']} purchases: {tally['lost']} lost, "
               f"{tally['duplicated']} duplicated, {tally['shownTwice']} responses showing one twice (after waiting "
               f"{tally['drainSeconds']:g} s for the last ones): {verdict}", ""]
+    ramp = doc.get("ramp")
+    if ramp:
+        rate = ramp["sustainableRate"]
+        lines += ["## Ramp", "", f"Sustainable rate: {'none of the rates' if rate is None else f'{rate:g}/s'}; "
+                  f"{'stopped: ' + ramp['stoppedBecause'] if ramp['stoppedBecause'] else 'every step kept up'}", ""]
     most = doc.get("maxThroughput")
     if most:
         lines += ["## Maximum throughput (closed loop)", "",

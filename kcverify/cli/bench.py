@@ -18,17 +18,19 @@ from rich.text import Text
 
 from kcverify.bench import Bench, BenchOptions, Integrity, Run, Step, document, free_running, markdown
 from kcverify.bench.bare import BareTarget
-from kcverify.bench.load import FreeRunningTarget
-from kcverify.bench.results import HOP_MEANING
+from kcverify.bench.html_report import write_html
+from kcverify.bench.load import FreeRunningTarget, Ramp
+from kcverify.bench.results import HOP_MEANING, ramp_outcome
 from kcverify.cli.destinations import report_destinations
 from kcverify.cli.outcomes import exit_for
 from kcverify.cli.settings import bounded
 from kcverify.core.errors import InputError
+from kcverify.report import plots
 from kcverify.targets import registry
 from kcverify.targets.registry import TargetOptions
 
-REPORTS = ("json", "markdown")
-TARGETS = ("processes",)  # targets whose components can run free (the external target: not built yet)
+REPORTS = ("json", "markdown", "html")
+TARGETS = ("processes", "external")  # targets whose components can run free
 MAX_RATE = 10_000.0
 
 
@@ -54,7 +56,8 @@ def console_table(doc: dict[str, Any]) -> Table:
     table = Table(title=f"kcverify bench: target {doc['target']} (latencies in ms)", title_justify="left")
     for name, justify in (("rate offered/achieved", "right"), ("hop", "left"), ("count", "right"),
                           ("p50", "right"), ("p90", "right"), ("p99", "right"), ("max", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=name == "hop",  # type: ignore[arg-type]
+                         min_width=len("confirm_to_visible") if name == "hop" else None)
     for step in doc["steps"]:
         label = f"{step['offeredRate']:g}/{step['achievedRate']:g} per s"
         for hop, values in step["latencyMs"].items():
@@ -67,13 +70,21 @@ def console_table(doc: dict[str, Any]) -> Table:
 
 def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: float, console: Console) -> Run:
     """The open-loop steps, then (when asked) the closed-loop maximum, of one system."""
-    steps, integrity = Bench(target, options, progress=lambda s: progress_line(console, s)).run()
+    bench = Bench(target, options, progress=lambda s: progress_line(console, s))
+    steps, integrity = bench.run()
+    ramp = None
+    if options.ramp is not None:
+        ramp = ramp_outcome(steps, bench.ramp_stop)
+        rate = ramp["sustainableRate"]
+        console.print(Text(f"  ramp: sustainable rate {'-' if rate is None else f'{rate:g}/s'}"
+                           + (f"; stopped: {bench.ramp_stop}" if bench.ramp_stop else "; every step kept up")),
+                      highlight=False, soft_wrap=True)
     most = None
     if max_duration > 0:
         most = Bench(target, options).max_throughput(max_duration, options.senders)
         console.print(Text(f"  maximum throughput: {most.rate:g} purchases/s visible ({most.workers} workers, "
                            f"{most.seconds:g} s, closed loop)"), highlight=False)
-    return Run(steps, integrity, most)
+    return Run(steps, integrity, most, ramp)
 
 
 def print_document(console: Console, doc: dict[str, Any]) -> None:
@@ -107,11 +118,18 @@ def progress_line(console: Console, step: Step) -> None:
 
 @click.command()
 @click.option("--target", default="processes", show_default=True, metavar="NAME",
-              help="Where the system under test runs (the processes target only, for now).")
+              help="Where the system under test runs: processes (the reference on the local stack) or external "
+                   "(your services, through --profile).")
+@click.option("--profile", type=click.Path(path_type=Path), default=None,
+              help="The profile of your system, for --target external (see docs/external.md).")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="The stack's state directory (default: $KCVERIFY_STATE_DIR, else .kcverify/stack).")
 @click.option("--rate", default="50", show_default=True, metavar="RATES",
               help="Comma-separated purchases per second to offer, one step of --duration each (e.g. 50,100).")
+@click.option("--ramp", is_flag=True, default=False,
+              help="Raise the rate from the first of --rate by x1.5 a step (at most 8 steps) until the system stops "
+                   "keeping up (achieved < 90 % of offered, an error, or confirm_to_visible p99 > 1 s): the last "
+                   "rate that kept up is its sustainable rate.")
 @click.option("--duration", type=bounded("bench", "duration"), default=30.0, show_default=True,
               help="Seconds each rate is offered.")
 @click.option("--students", type=bounded("bench", "students"), default=100, show_default=True,
@@ -123,12 +141,15 @@ def progress_line(console: Console, step: Step) -> None:
                    "and print the reference's ratios to it.")
 @click.option("--max-duration", type=bounded("bench", "max_duration"), default=10.0, show_default=True,
               help="Seconds of the closed-loop maximum-throughput measurement of each system (0: none).")
-@click.option("--report", default="", help="Comma-separated: json,markdown.")
+@click.option("--report", default="", help="Comma-separated: json,markdown,html.")
 @click.option("--report-dir", type=click.Path(path_type=Path), default=Path("kcverify-report"), show_default=True)
 @click.option("--no-color", is_flag=True, help="Plain output, no colours or control codes.")
+@click.option("--defect", "defects", multiple=True, hidden=True, metavar="NAME",
+              help="Start the reference with a named defect switched on (a slowdown shows in the percentiles).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def bench(target: str, state_dir: Path | None, rate: str, duration: float, students: int, poll_interval: float,
-          bare: bool, max_duration: float, report: str, report_dir: Path, no_color: bool, debug: bool) -> None:
+def bench(target: str, profile: Path | None, state_dir: Path | None, rate: str, ramp: bool, duration: float,
+          students: int, poll_interval: float, bare: bool, max_duration: float, report: str, report_dir: Path,
+          no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Measure how fast a purchase becomes visible: an open-loop constant-arrival-rate load of payments
     created and confirmed, readers polling each student's learning view; latency per hop from each
     purchase's intended start, throughput, errors, and no purchase lost or duplicated."""
@@ -137,19 +158,30 @@ def bench(target: str, state_dir: Path | None, rate: str, duration: float, stude
     try:
         rates = parse_rates(rate)
         if target not in TARGETS:
-            raise InputError(f"--target {target}: kcverify bench runs on the processes target only for now",
-                             hint="use --target processes")
+            raise InputError(f"--target {target}: kcverify bench needs components that run on their own",
+                             hint="use --target processes (the reference on the local stack) or --target external "
+                                  "--profile FILE (your services)")
+        if target == "external" and bare:
+            bare = False  # the bare pipeline runs on the local stack, beside the reference: not on a user's system
+            console.print(Text("the bare pipeline runs on the local stack only: not benched against an external "
+                               "target", style="dim"))
         names = [n.strip() for n in report.split(",") if n.strip()]
         unknown = [n for n in names if n not in REPORTS]
         if unknown:
             raise InputError(f"--report: unknown report {unknown[0]!r}", hint=f"choose from: {', '.join(REPORTS)}")
         report_destinations(report_dir, names)
-        settings = {} if state_dir is None else {"state_dir": str(state_dir)}
-        built = registry.create(target, TargetOptions(settings=settings))
+        if "html" in names:
+            plots.require()
+        settings: dict[str, str] = {} if state_dir is None else {"state_dir": str(state_dir)}
+        if profile is not None:
+            settings["profile"] = str(profile)
+        built = registry.create(target, TargetOptions(defects=frozenset(defects), settings=settings))
         runner_target = free_running(built)
-        options = BenchOptions(rates=rates, duration=duration, students=students, poll_interval=poll_interval)
-        console.print(Text(f"kcverify bench: target {target}, rates {', '.join(f'{r:g}' for r in rates)}/s, "
-                           f"{duration:g} s each, {students} students (components running free)", style="bold"))
+        options = BenchOptions(rates=rates, duration=duration, students=students, poll_interval=poll_interval,
+                               ramp=Ramp() if ramp else None)
+        with_defects = "".join(f", defect {name}" for name in sorted(defects))
+        console.print(Text(f"kcverify bench: target {target}{with_defects}, rates {', '.join(f'{r:g}' for r in rates)}"
+                           f"/s, {duration:g} s each, {students} students (components running free)", style="bold"))
         started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         built.start(seed=0)
         reference = measure(runner_target, options, max_duration, console)
@@ -165,13 +197,16 @@ def bench(target: str, state_dir: Path | None, rate: str, duration: float, stude
         integrity = reference.integrity if bare_run is None else Integrity.both(reference.integrity,
                                                                                 bare_run.integrity)
         doc = document(target=target, started_at=started_at, options={**options.as_dict(), "bare": bare,
-                       "maxDuration": max_duration}, steps=reference.steps, integrity=reference.integrity,
+                       "maxDuration": max_duration, **({"defects": sorted(defects)} if defects else {})},
+                       steps=reference.steps, integrity=reference.integrity, ramp=reference.ramp,
                        max_throughput=reference.max_throughput, bare=bare_run)
         print_document(console, doc)
         if "json" in names:
             (report_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
         if "markdown" in names:
             (report_dir / "bench.md").write_text(markdown(doc))
+        if "html" in names:
+            write_html(doc, reference, bare_run, report_dir / "bench.html")
         code = 0 if integrity.ok else 1
     except Exception as exc:
         exit_for(exc, debug=debug, target=target)

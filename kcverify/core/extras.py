@@ -1,8 +1,9 @@
 """Optional dependencies, grouped as the package's extras. Embedded use (the reference in one process,
 the verifier, the public API, the pytest plugin) needs none of them; the clients of the real
 infrastructure (Kafka, PostgreSQL, Redis) come with `kcverify[stack]` and are needed only by the
-processes target, the external target's Kafka/Redis/PostgreSQL parts and `kcverify stack`. A missing
-one is bad input to fix with one pip command (exit 2), never a traceback."""
+processes target, the external target's Kafka/Redis/PostgreSQL parts and `kcverify stack`; matplotlib
+comes with `kcverify[plots]`, for the charts of HTML reports. A missing one is bad input to fix with one
+pip command (exit 2), never a traceback."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ EXTRA_MODULES: dict[str, tuple[str, str]] = {
     "psycopg": ("psycopg", "stack"),
     "psycopg_pool": ("psycopg-pool", "stack"),
     "redis": ("redis", "stack"),
+    "matplotlib": ("matplotlib", "plots"),
 }
 
 

@@ -37,11 +37,12 @@ Progress = Callable[[MutantResult], None]
 
 def resolve(names: Iterable[str], catalogue: Sequence[DefectInfo]) -> tuple[DefectInfo, ...]:
     """Defects by name from the target's catalogue (`TargetPlugin.defect_catalogue`), in catalogue order
-    (so matrices from different runs line up); none given: the whole catalogue. An unknown name is bad
-    input with the nearest known names, because a typo would otherwise silently measure nothing."""
+    (so matrices from different runs line up); none given: the whole catalogue but its slowdowns (they break
+    no rule, so no scenario can kill them; the bench shows them). An unknown name is bad input with the
+    nearest known names, because a typo would otherwise silently measure nothing."""
     wanted = list(dict.fromkeys(names))
     if not wanted:
-        return tuple(catalogue)
+        return tuple(d for d in catalogue if not d.slowdown)
     known = [d.name for d in catalogue]
     for name in wanted:
         if name not in known:

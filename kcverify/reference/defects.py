@@ -15,6 +15,7 @@ class Defect:
     name: str
     rule: str
     description: str
+    slowdown: bool = False  # breaks no rule and only costs time (SLOWDOWNS below)
 
 
 CATALOGUE: tuple[Defect, ...] = (
@@ -91,6 +92,16 @@ CATALOGUE: tuple[Defect, ...] = (
            "raises, nothing catches it, and the worker process dies instead of dead-lettering the event"),
 )
 
+# Defects that break no rule and only cost time. No scenario can catch them, so the kill matrix leaves
+# them out (the targets describe them with `slowdown`); `kcverify bench --defect NAME` shows them
+# instead: its percentiles must move by the known amount, or the bench is not measuring what it says
+# (docs/bench.md).
+SLOWDOWNS: tuple[Defect, ...] = (
+    Defect("relay-sleeps-before-publish", "P3",
+           "the payment relay sleeps 0.25 s before publishing each batch of outbox rows (\"to let the "
+           "transaction settle\"): every purchase reaches the worker a quarter of a second later", slowdown=True),
+)
+
 # The defects that are a wrong setting shipped with a correct program: `deployed_settings` applies them.
 MISCONFIGURED: dict[str, dict[str, object]] = {
     "worker-two-attempts": {"retry_attempts": 2},
@@ -98,7 +109,7 @@ MISCONFIGURED: dict[str, dict[str, object]] = {
     "cache-ttl-in-milliseconds": {"cache_ttl": 300_000.0},
 }
 
-BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE}
+BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE + SLOWDOWNS}
 
 
 class UnknownDefect(ValueError):

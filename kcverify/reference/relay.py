@@ -6,6 +6,7 @@ At least once by construction: a crash after publishing and before marking re-pu
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 from kcverify.core.clock import Clock
@@ -14,6 +15,9 @@ from kcverify.reference import domain
 from kcverify.reference.defects import Defects
 from kcverify.reference.instrument import CrashPoints, Tracer
 from kcverify.reference.ports import Bus, OutboxStore
+
+# What the slowdown `relay-sleeps-before-publish` costs each batch of the payment relay, in seconds.
+SLEEP_BEFORE_PUBLISH = 0.25
 
 
 class OutboxRelay:
@@ -44,6 +48,8 @@ class OutboxRelay:
             self._tracer.emit(self.name, "outbox_read_failed", error=str(exc))
             self._retry_at = self._clock.now() + self._retry_after
             return 0
+        if rows and self.name == "payment-relay" and self._defects.on("relay-sleeps-before-publish"):
+            time.sleep(SLEEP_BEFORE_PUBLISH)  # real time: a slowdown is only seen on a real-time target
         if self._defects.on("relay-newest-first"):  # "ORDER BY created_at DESC": the freshest rows first
             rows = sorted(rows, key=lambda row: row.id or 0, reverse=True)
         published: list[int] = []

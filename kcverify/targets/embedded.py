@@ -14,7 +14,7 @@ from kcverify.core.errors import SimulatedCrash
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
 from kcverify.reference.bootstrap import ROUNDS_PER_ITEM, System, bootstrap
-from kcverify.reference.defects import BY_NAME, CATALOGUE
+from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
@@ -43,7 +43,7 @@ class EmbeddedTarget:
     description = "the reference in this process: SQLite in memory, the embedded log, a manual clock"
     capabilities = frozenset(CAPABILITIES)
     defect_names = tuple(BY_NAME)
-    defect_catalogue = CATALOGUE  # names, rules and descriptions, for the kill matrix
+    defect_catalogue = CATALOGUE + SLOWDOWNS  # names, rules and descriptions, for the kill matrix
     isolated = True  # each instance is its own system: several run side by side in a pool
 
     def __init__(self, settings: Settings | None = None, *, defects: Iterable[str] | None = None) -> None:

@@ -70,6 +70,7 @@ class DefectInfo:
     name: str
     rule: str = ""
     description: str = ""
+    slowdown: bool = False  # breaks no rule, only costs time: the kill matrix leaves it out, `kcverify bench` shows it
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,8 @@ def load(ep: EntryPoint) -> TargetPlugin:
                           "callable that takes TargetOptions")
     try:
         capabilities = _declared_capabilities(obj)
-        catalogue = tuple(DefectInfo(str(d.name), str(getattr(d, "rule", "")), str(getattr(d, "description", "")))
+        catalogue = tuple(DefectInfo(str(d.name), str(getattr(d, "rule", "")), str(getattr(d, "description", "")),
+                                     bool(getattr(d, "slowdown", False)))
                           for d in getattr(obj, "defect_catalogue", ()))
         defect_names = tuple(str(n) for n in getattr(obj, "defect_names", ())) or tuple(d.name for d in catalogue)
         described = {d.name: d for d in catalogue}

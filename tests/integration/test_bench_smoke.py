@@ -16,7 +16,7 @@ from kcverify.cli.main import cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-HOPS = {"confirm", "commit", "visible", "end_to_end"}
+HOPS = {"confirm", "commit", "visible", "confirm_to_visible", "end_to_end"}
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from kcverify.checks import select
+from kcverify.cli.main import cli
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.results import RunResult
@@ -117,6 +119,21 @@ def describe(result: RunResult) -> str:
         for r in result.scenarios)
 
 
+def bench_through_the_profile(env: Mapping[str, str], reports: Path) -> None:
+    """`kcverify bench --target external`: a few seconds of load through the profile (its control commands
+    resume the components, and pause them again after), every hop measured, nothing lost; no bare pipeline
+    (that runs beside the reference on the local stack only). Structure, never speed."""
+    result = CliRunner().invoke(cli, ["bench", "--target", "external", "--profile", str(PROFILE), "--rate", "4",
+                                      "--duration", "3", "--students", "4", "--max-duration", "0", "--report",
+                                      "json", "--report-dir", str(reports), "--no-color"], env=dict(env))
+    assert result.exit_code == 0, result.output + result.stderr
+    doc = json.loads((reports / "bench.json").read_text())
+    assert doc["target"] == "external" and "bare" not in doc and doc["integrity"]["ok"] is True
+    step = doc["steps"][0]
+    assert step["scheduled"] == 12 and step["confirmed"] == step["visible"] == doc["integrity"]["purchases"] == 12
+    assert all(values["count"] == 12 for values in step["latencyMs"].values())
+
+
 def test_the_reference_through_its_profile_passes_and_a_defect_is_found(state_dir: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "reference"
     env = environment(state_dir, run_dir)
@@ -136,6 +153,8 @@ def test_the_reference_through_its_profile_passes_and_a_defect_is_found(state_di
         metadata = by_name["payment-metadata-wins"]  # needs produce_events (Kafka) besides control
         assert metadata.status == Status.PASSED or (
             metadata.status == Status.SKIPPED and "produce_events" in metadata.reason), describe(correct)
+
+        bench_through_the_profile(env, tmp_path / "bench")
 
         stop_all(control)
         assert not any(alive(pid) for pid in pids)

@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from kcverify.bench import Bench, BenchOptions, Run, document, free_running, markdown
+from kcverify.bench.load import Ramp
+from kcverify.bench.results import HOPS, Step, ramp_outcome
 from kcverify.cli.bench import parse_rates
 from kcverify.cli.main import cli
 from kcverify.core.clock import rfc3339
@@ -100,7 +102,7 @@ def test_every_purchase_is_measured_and_none_is_lost_on_a_correct_system() -> No
     assert not target.free  # held again at the end
     summary = steps[0].summary()
     assert summary["scheduled"] == summary["confirmed"] == summary["visible"] == 20
-    assert all(summary["latencyMs"][hop]["count"] == 20 for hop in ("confirm", "commit", "visible", "end_to_end"))
+    assert all(summary["latencyMs"][hop]["count"] == 20 for hop in HOPS)
     assert summary["readers"]["requests"] >= 20 and summary["errors"] == {}
     assert integrity.ok and integrity.confirmed == integrity.purchases == 20
 
@@ -142,7 +144,7 @@ def test_the_report_has_its_structure() -> None:
     assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity",
                         "maxThroughput"}
     assert doc["maxThroughput"] is None  # not measured
-    assert set(doc["steps"][0]["latencyMs"]) == {"confirm", "commit", "visible", "end_to_end"}
+    assert tuple(doc["steps"][0]["latencyMs"]) == HOPS
     assert set(doc["steps"][0]["latencyMs"]["end_to_end"]) == {"count", "p50", "p90", "p99", "max"}
     assert doc["total"]["confirmed"] == 20 and doc["integrity"]["ok"] is True
     json.dumps(doc)
@@ -162,7 +164,7 @@ def test_bad_rates_are_refused(text: str) -> None:
     assert parse_rates("50, 100") == (50.0, 100.0)
 
 
-@pytest.mark.parametrize("args", [("--rate", "x"), ("--target", "embedded"), ("--report", "html")])
+@pytest.mark.parametrize("args", [("--rate", "x"), ("--target", "embedded"), ("--report", "pdf")])
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, ["bench", *args])
     assert result.exit_code == 2, result.output
@@ -215,3 +217,73 @@ def test_the_comparison_divides_the_reference_by_the_bare_pipeline() -> None:
     assert 0 < doc["comparison"]["maxThroughputRatio"] < 1
     text = markdown(doc)
     assert "# The bare pipeline" in text and "Maximum throughput ratio" in text and "## Maximum throughput" in text
+
+
+def test_the_html_report_leads_with_the_verdict_and_draws_both_charts(tmp_path: Any) -> None:
+    from kcverify.bench.html_report import write_html
+
+    reference = Run(*Bench(FakeTarget(), FAST).run())
+    bare = Run(*Bench(FakeTarget(duplicate=2), FAST).run())
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(),
+                   steps=reference.steps, integrity=reference.integrity, bare=bare)
+    write_html(doc, reference, bare, tmp_path / "bench.html")
+    page = (tmp_path / "bench.html").read_text()
+    assert page.count("<svg") == 3 and "<script" not in page and "<?xml" not in page
+    assert "confirm_to_visible percentiles against offered rate" in page and "Latency over time" in page
+    assert page.index("FAIL") < page.index('id="charts"')  # the bare run duplicated one: the verdict first
+    assert "INTEGRITY FAILED" in page and "none lost, none duplicated" in page
+    assert page.count("<caption>40 purchases/s offered") == 2  # one table per system and step
+    alone = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(),
+                     steps=reference.steps, integrity=reference.integrity)
+    write_html(alone, reference, None, tmp_path / "alone.html")
+    assert "PASS" in (tmp_path / "alone.html").read_text()
+
+
+class Saturating(FakeTarget):
+    """Answers 503 to every payment creation after the first `capacity` (a system that stops keeping up)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity, self.created = capacity, 0
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        if method == "POST" and path == "/api/v1/payments":
+            with self.lock:
+                self.created += 1
+                if self.created > self.capacity:
+                    return HttpReply(503, {}, b"")
+        return super().http(service, method, path, body=body, headers=headers)
+
+
+def test_a_ramp_raises_the_rate_until_a_step_does_not_keep_up() -> None:
+    """Steps of 0.5 s at 10, 15, 22.5, 33.75/s schedule 5, 8, 11 and 17 purchases; a system that creates 30
+    payments in all fails in the fourth step: 22.5/s is its sustainable rate."""
+    options = BenchOptions(**{**FAST.__dict__, "rates": (10.0,), "ramp": Ramp(factor=1.5, steps=6)})
+    bench = Bench(Saturating(30), options)
+    steps, integrity = bench.run()
+    assert [s.rate for s in steps] == [10.0, 15.0, 22.5, 33.75] and integrity.ok
+    assert bench.ramp_stop is not None and bench.ramp_stop.startswith("achieved ")  # the 503s: fewer confirmed
+    assert ramp_outcome(steps, bench.ramp_stop) == {"sustainableRate": 22.5, "stoppedBecause": bench.ramp_stop}
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=options.as_dict(), steps=steps,
+                   integrity=integrity, ramp=ramp_outcome(steps, bench.ramp_stop))
+    assert doc["ramp"]["sustainableRate"] == 22.5 and doc["options"]["ramp"]["factor"] == 1.5
+    assert "Sustainable rate: 22.5/s; stopped: achieved " in markdown(doc)
+    # every step keeping up: the ramp runs out of steps, the last rate is sustainable
+    steps, _ = Bench(FakeTarget(), BenchOptions(**{**options.__dict__, "ramp": Ramp(steps=2)})).run()
+    assert ramp_outcome(steps, None) == {"sustainableRate": 15.0, "stoppedBecause": None}
+
+
+def test_a_step_that_falls_behind_or_is_slow_did_not_keep_up() -> None:
+    ramp = Ramp(p99_limit_ms=50.0)
+    slow, _ = Bench(FakeTarget(), FAST).run()
+    assert ramp.kept_up(slow[0]) == (True, "")
+    late = slow[0]
+    for p in late.purchases:
+        assert p.confirmed_at is not None
+        p.visible_at = p.confirmed_at + 0.2  # 200 ms from confirm to visible
+    kept, why = ramp.kept_up(late)
+    assert not kept and why.startswith("confirm_to_visible p99 ") and why.endswith("> 50 ms")
+    behind = Step(rate=100.0, duration=0.5, purchases=late.purchases[:10], started=late.started)
+    kept, why = ramp.kept_up(behind)
+    assert not kept and why.startswith("achieved ")

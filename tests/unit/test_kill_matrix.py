@@ -22,14 +22,14 @@ from kcverify.evidence.results import Failure, RunResult, ScenarioResult
 from kcverify.killmatrix import BaselineFailed, MutantsResult, Outcome, judge, resolve, run_baseline, run_mutants
 from kcverify.killmatrix.console import MutantsConsole
 from kcverify.killmatrix.report import SCHEMA_NAME, render_markdown, to_json, write_reports
-from kcverify.reference.defects import BY_NAME, CATALOGUE
+from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
 from kcverify.scenario.loader import load_scenario, load_scenarios
 from kcverify.scenario.model import Scenario
 from kcverify.targets import registry
 from kcverify.targets.embedded import EmbeddedTarget
 from kcverify.targets.registry import TargetOptions
 
-CATALOG = registry.lookup("embedded").defect_catalogue  # what `kcverify defects` switches on
+CATALOG = resolve([], registry.lookup("embedded").defect_catalogue)  # what `kcverify defects` switches on
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -195,11 +195,14 @@ def test_resolve_keeps_catalogue_order_and_suggests_names() -> None:
 def test_the_embedded_and_processes_targets_describe_the_whole_catalogue_through_the_registry() -> None:
     """The kill matrix takes its defects from the registry, never from the reference: every defect of the
     reference is there, with its rule and description, on both reference targets."""
-    expected = [(d.name, d.rule, d.description) for d in CATALOGUE]
+    expected = [(d.name, d.rule, d.description, d.slowdown) for d in CATALOGUE + SLOWDOWNS]
     for name in ("embedded", "processes"):
         plugin = registry.lookup(name)
-        assert [(d.name, d.rule, d.description) for d in plugin.defect_catalogue] == expected, name
+        assert [(d.name, d.rule, d.description, d.slowdown) for d in plugin.defect_catalogue] == expected, name
         assert plugin.defect_names == tuple(BY_NAME)
+        # the kill matrix runs every defect that breaks a rule, and no slowdown (no scenario can kill one)
+        assert [d.name for d in resolve([], plugin.defect_catalogue)] == [d.name for d in CATALOGUE]
+        assert SLOWDOWNS and all(d.slowdown for d in SLOWDOWNS) and not any(d.slowdown for d in CATALOGUE)
 
 
 def test_the_console_shows_survivors_with_their_rule_and_the_wall_time() -> None:

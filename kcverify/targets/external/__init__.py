@@ -319,6 +319,17 @@ class ExternalTarget:
             self._cache = Cache(self.profile.secret("cache", "url"), str(spec["key"]))
         return self._cache.observe(student_id)
 
+    def run_free(self) -> None:
+        """Let every component run on its own (`kcverify bench`): those the profile's control commands can
+        pause are resumed; a system without control commands always runs free."""
+        if self._control is not None:
+            self._control.resume(self._control.pausable())
+
+    def hold_all(self) -> None:
+        """Hold again what `run_free` let go (the components the control commands can pause)."""
+        if self._control is not None:
+            self._control.pause(self._control.pausable())
+
     def settle(self, timeout: float | None) -> bool:
         """Real time: wait until the observed rows have not changed for `settle_quiet` seconds and every
         succeeded payment has its purchase (unless a component that makes purchases is down); False when

@@ -48,7 +48,7 @@ from kcverify.core.clock import SystemClock
 from kcverify.core.errors import BusUnavailable, TargetUnreachable
 from kcverify.reference import domain
 from kcverify.reference.auth import issue_token, sign_callback
-from kcverify.reference.defects import BY_NAME, CATALOGUE
+from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.spec import names, policy
 from kcverify.stack.network import HOST
@@ -111,7 +111,7 @@ class ProcessesTarget:
     description = "the reference as separate processes on the local stack of `kcverify stack up`"
     capabilities = frozenset(CAPABILITIES) - {"control_clock"}
     defect_names = tuple(BY_NAME)
-    defect_catalogue = CATALOGUE  # names, rules and descriptions, for the kill matrix
+    defect_catalogue = CATALOGUE + SLOWDOWNS  # names, rules and descriptions, for the kill matrix
     isolated = False  # one shared stack: one target at a time
 
     def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT,
