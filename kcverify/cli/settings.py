@@ -37,7 +37,7 @@ PYPROJECT = "pyproject.toml"
 PYPROJECT_TABLE = ("tool", "kcverify")
 ENV_PREFIX = "KCVERIFY"
 # Commands with a table of their own; each (sub)command below them gets common + its table as defaults.
-COMMANDS = ("run", "defects", "explore", "fuzz", "bench", "stack", "serve")
+COMMANDS = ("run", "defects", "explore", "fuzz", "bench", "chaos", "stack", "serve")
 STACK_SUBCOMMANDS = ("up", "down", "status", "check")
 SERVE_MODES = ("embedded", "payment", "student", "worker", "relay", "reconciler")
 # A settings key whose click parameter has another name.
@@ -406,7 +406,7 @@ def default_map(settings: dict[str, Any]) -> dict[str, Any]:
     """click's nested default_map: command -> (subcommand ->) parameter -> value."""
     common = {k: v for k, v in settings.items() if k not in COMMANDS}
     out: dict[str, Any] = {}
-    for command in ("run", "defects", "explore", "fuzz", "bench"):
+    for command in ("run", "defects", "explore", "fuzz", "bench", "chaos"):
         out[command] = _for_click(command, {**common, **settings.get(command, {})})
     stack = _for_click("stack", {**common, **settings.get("stack", {})})
     out["stack"] = {sub: dict(stack) for sub in STACK_SUBCOMMANDS}
