@@ -1,14 +1,17 @@
 """A chaos run as one self-contained HTML page (`report.html` beside the history), in the style of the run
 report (kcverify/report/html.py: the same stylesheet, badges and escaping, no script): the verdict and
 the anomalies with their ids first, then the counts, then a timeline drawn as inline SVG: the fault
-intervals, one lane per kind, above the operations completed per second and the staleness windows (the
-longest window of the payments confirmed in each second, against the freshness bound), all on one time
-axis, so a dip in throughput or a staleness peak is read against the fault that caused it."""
+intervals, one lane per kind, above the throughput (the clients' operations completed per second, and the
+purchases the system recorded per second, from the final rows' creation times: the worker group's drain)
+and the staleness windows (the longest window of the payments confirmed in each second, against the
+freshness bound), all on one time axis, so a dip in throughput or a staleness peak is read against the
+fault that caused it."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,10 @@ FAULT_COLOURS = {"worker-kill": "#cf222e", "relay-kill": "#bc4c00", "broker-rest
                  "postgres-restart": "#0969da", "redis-outage": "#9a6700", "pause": "#57606a"}
 
 
-def render(verdict: Verdict, history: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None) -> str:
-    """The whole page. `history` is the run's lines (history.jsonl), `run` its `end` line."""
+def render(verdict: Verdict, history: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None,
+           final: Mapping[str, Any] | None = None) -> str:
+    """The whole page. `history` is the run's lines (history.jsonl), `run` its `end` line, `final` the final
+    observed state (final.json: the purchases' creation times)."""
     anomalies = sum(len(v) for v in verdict.anomalies.values())
     title = "kcverify chaos: " + ("clean, no anomaly" if verdict.ok else f"{anomalies} anomalies")
     c = verdict.counts
@@ -47,15 +52,15 @@ def render(verdict: Verdict, history: Sequence[Mapping[str, Any]], run: Mapping[
         parts.append(f"<p>Staleness (informative): {e(s['measured'])} windows, max {e(s['maxSeconds'])} s, p99 "
                      f"{e(s['p99Seconds'])} s, {e(s['beyondBound'])} beyond the {e(s['bound'])} s bound.</p>")
     parts.append("</section>")
-    parts += _timeline(verdict, history)
+    parts += _timeline(verdict, history, final)
     parts += _faults(verdict, _origin(history))
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
 
 def write(path: Path, verdict: Verdict, history: Sequence[Mapping[str, Any]],
-          run: Mapping[str, Any] | None = None) -> None:
-    path.write_text(render(verdict, history, run), encoding="utf-8")
+          run: Mapping[str, Any] | None = None, final: Mapping[str, Any] | None = None) -> None:
+    path.write_text(render(verdict, history, run, final), encoding="utf-8")
 
 
 def _anomalies(verdict: Verdict) -> list[str]:
@@ -101,9 +106,20 @@ def _origin(history: Sequence[Mapping[str, Any]]) -> float:
     return min(times) if times else 0.0
 
 
-def series(history: Sequence[Mapping[str, Any]]) -> tuple[dict[int, int], dict[int, float]]:
-    """Per whole second since the run began: operations completed (reads aside) and the longest staleness
-    window of the payments confirmed in that second."""
+def _seconds(value: Any) -> float | None:
+    """A row's time: epoch seconds, or RFC 3339 text."""
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def series(history: Sequence[Mapping[str, Any]], final: Mapping[str, Any] | None = None,
+           ) -> tuple[dict[int, int], dict[int, float], dict[int, int]]:
+    """Per whole second since the run began: operations completed (reads aside), the longest staleness
+    window of the payments confirmed in that second, and the purchases recorded (final rows' createdAt)."""
     origin = _origin(history)
     ops = [line for line in history if line.get("type") == "op"]
     done: Counter[int] = Counter(int(float(op["complete"]) - origin) for op in ops
@@ -112,13 +128,18 @@ def series(history: Sequence[Mapping[str, Any]]) -> tuple[dict[int, int], dict[i
     for seconds, _, at in windows(ops):
         second = int(at - origin)
         stale[second] = max(stale[second], seconds)
-    return dict(done), dict(stale)
+    recorded: Counter[int] = Counter()
+    for row in (final or {}).get("purchases") or []:
+        at = _seconds(row.get("createdAt"))
+        if at is not None and at >= origin:
+            recorded[int(at - origin)] += 1
+    return dict(done), dict(stale), dict(recorded)
 
 
-def _timeline(verdict: Verdict, history: Sequence[Mapping[str, Any]]) -> list[str]:
+def _timeline(verdict: Verdict, history: Sequence[Mapping[str, Any]], final: Mapping[str, Any] | None) -> list[str]:
     origin = _origin(history)
-    done, stale = series(history)
-    ends = [max(done, default=0), max(stale, default=0)]
+    done, stale, recorded = series(history, final)
+    ends = [max(done, default=0), max(stale, default=0), max(recorded, default=0)]
     ends += [int(float(f.get("end", origin)) - origin) for f in verdict.faults]
     span = max(1, *ends) + 1
     kinds = sorted({str(f.get("kind")) for f in verdict.faults})
@@ -144,35 +165,39 @@ def _timeline(verdict: Verdict, history: Sequence[Mapping[str, Any]]) -> list[st
             svg.append(f'<rect class="fault" x="{x(start):.1f}" y="{y + 2}" width="{width:.1f}" height="{LANE - 4}" '
                        f'fill="{colour}" fill-opacity="0.75"><title>{e(kind)} {e(f.get("target"))}: '
                        f"{start:.1f}-{end:.1f} s</title></rect>")
-    svg += _chart("ops completed/s", done, top_tp, span, x, bound=None, colour="#1a7f37")
-    svg += _chart("staleness (s)", stale, top_st, span, x, bound=float(verdict.staleness.get("bound") or 0) or None,
-                  colour="#cf222e")
+    svg += _chart("per second: operations completed (green), purchases recorded (blue)",
+                  {"#1a7f37": done, "#0969da": recorded}, top_tp, span, x, bound=None)
+    svg += _chart("staleness (s)", {"#cf222e": stale}, top_st, span, x,
+                  bound=float(verdict.staleness.get("bound") or 0) or None)
     step = _tick(span)
     for second in range(0, span + 1, step):
         svg.append(f'<text x="{x(second):.1f}" y="{height - 4}" text-anchor="middle">{second} s</text>')
     svg.append("</svg>")
     return ['<section id="timeline"><h2>Timeline</h2><p class="muted">Fault intervals (one lane per kind) against '
-            "the operations completed per second (reads aside) and the longest staleness window of the payments "
-            "confirmed in each second (dashed: the freshness bound). Seconds since the run began.</p>",
+            "the clients' operations completed per second (reads aside), the purchases the system recorded per "
+            "second (the worker group's drain, from the final rows), and the longest staleness window of the "
+            "payments confirmed in each second (dashed: the freshness bound). Seconds since the run began.</p>",
             *svg, "</section>"]
 
 
-def _chart(label: str, values: Mapping[int, float], top: int, span: int, x: Any, *, bound: float | None,
-           colour: str) -> list[str]:
-    """A line of per-second values in a box of CHART pixels at `top`, its axis label and maximum."""
-    peak = max([*values.values(), bound or 0.0, 1e-9])
+def _chart(label: str, lines: Mapping[str, Mapping[int, float]], top: int, span: int, x: Any, *,
+           bound: float | None) -> list[str]:
+    """Lines of per-second values (colour -> values) in a box of CHART pixels at `top`, with its label and
+    scale; a second without a value is 0."""
+    peak = max([v for values in lines.values() for v in values.values()] + [bound or 0.0, 1e-9])
     bottom = top + CHART
 
     def y(value: float) -> float:
         return bottom - CHART * value / peak
 
-    points = " ".join(f"{x(s + 0.5):.1f},{y(values.get(s, 0)):.1f}" for s in range(span))
     out = [f'<rect x="{x(0):.1f}" y="{top}" width="{x(span) - x(0):.1f}" height="{CHART}" fill="none" '
            f'stroke="#d0d7de"/>',
-           f'<text x="{x(0):.1f}" y="{top - 6}">{e(label)} (max {max(values.values(), default=0):.3g})</text>',
+           f'<text x="{x(0):.1f}" y="{top - 6}">{e(label)}</text>',
            f'<text x="{x(0) - 4:.1f}" y="{top + 10}" text-anchor="end">{peak:.3g}</text>',
-           f'<text x="{x(0) - 4:.1f}" y="{bottom}" text-anchor="end">0</text>',
-           f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>']
+           f'<text x="{x(0) - 4:.1f}" y="{bottom}" text-anchor="end">0</text>']
+    for colour, values in lines.items():
+        points = " ".join(f"{x(s + 0.5):.1f},{y(values.get(s, 0)):.1f}" for s in range(span))
+        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
     if bound:
         out.append(f'<line class="bound" x1="{x(0):.1f}" x2="{x(span):.1f}" y1="{y(bound):.1f}" y2="{y(bound):.1f}" '
                    'stroke="#57606a" stroke-dasharray="4 3"/>')

@@ -286,7 +286,8 @@ def _stack_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, Cou
         raise ValueError("stack mode needs payments_dsn, courses_dsn, kafka_bootstrap and redis_url")
     adapters: tuple[PaymentStore, CourseStore, Bus, Cache] = (
         postgres.PostgresPaymentStore(settings.payments_dsn), postgres.PostgresCourseStore(settings.courses_dsn),
-        kafka.KafkaBus(settings.kafka_bootstrap, clock), redis.RedisCache(settings.redis_url),
+        kafka.KafkaBus(settings.kafka_bootstrap, clock, group_instance=settings.group_instance),
+        redis.RedisCache(settings.redis_url),
     )
     return adapters
 

@@ -313,16 +313,19 @@ def test_the_html_report_puts_the_verdict_and_ids_first_then_the_timeline(tmp_pa
     final["purchases"].append(_purchase("p1", "s1", 2))
     final["payments"].append(_payment("p<9>", "s2"))
     verdict = check(history, final)
-    page = html_report.render(verdict, history, {"loadSeconds": 1.0, "recoverySeconds": 2.0, "settled": True})
+    final["purchases"][0]["createdAt"] = "1970-01-01T00:00:02.7Z"  # recorded 2.2 s into the run
+    final["purchases"][1]["createdAt"] = 3.0
+    page = html_report.render(verdict, history, {"loadSeconds": 1.0, "recoverySeconds": 2.0, "settled": True}, final)
     assert page.startswith("<!DOCTYPE html>") and '<span class="badge failed">FAIL</span>' in page
     order = [page.index(f'<section id="{s}">') for s in ("anomalies", "counts", "timeline", "faults")]
     assert order == sorted(order)
     assert '<h3 id="duplicate">duplicate: 1</h3>' in page and "<code>p1</code>" in page
     assert "<code>p&lt;9&gt;</code>" in page and "p<9>" not in page and "&lt;down&gt;" in page  # escaped
     svg = page[page.index("<svg"):page.index("</svg>")]
-    assert svg.count('<rect class="fault"') == 2 and svg.count('class="series"') == 2 and 'class="bound"' in svg
+    assert svg.count('<rect class="fault"') == 2 and svg.count('class="series"') == 3 and 'class="bound"' in svg
     assert ">broker-restart<" in svg and ">worker-kill<" in svg
-    done, stale = html_report.series(history)
+    done, stale, recorded = html_report.series(history, final)
+    assert recorded == {2: 2}
     assert done == {0: 2, 1: 4}  # since 0.5: ok at 1.1, 1.3 (second 0), 1.5, 1.7, 1.9, 2.1 (second 1); reads aside
     assert stale == pytest.approx({0: 1.7, 1: 1.5})  # p1 confirmed at 1.3, p2 at 1.5; the read at 3.0 shows both
     clean_page = html_report.render(check(*clean()), clean()[0])
