@@ -130,9 +130,9 @@ def series(history: Sequence[Mapping[str, Any]], final: Mapping[str, Any] | None
         stale[second] = max(stale[second], seconds)
     recorded: Counter[int] = Counter()
     for row in (final or {}).get("purchases") or []:
-        at = _seconds(row.get("createdAt"))
-        if at is not None and at >= origin:
-            recorded[int(at - origin)] += 1
+        created = _seconds(row.get("createdAt"))
+        if created is not None and created >= origin:
+            recorded[int(created - origin)] += 1
     return dict(done), dict(stale), dict(recorded)
 
 

@@ -41,7 +41,8 @@ COMMANDS = ("run", "defects", "explore", "fuzz", "bench", "chaos", "stack", "ser
 STACK_SUBCOMMANDS = ("up", "down", "status", "check")
 SERVE_MODES = ("embedded", "payment", "student", "worker", "relay", "reconciler")
 # A settings key whose click parameter has another name.
-PARAM_NAMES = {("run", "select"): "select_", ("run", "list"): "list_", ("explore", "out"): "out_dir"}
+PARAM_NAMES = {("run", "select"): "select_", ("run", "list"): "list_", ("explore", "out"): "out_dir",
+               ("chaos", "faults"): "faults_text"}
 # Settings stored as a list whose option takes one comma-separated string.
 COMMA_SEPARATED = frozenset({("run", "report"), ("run", "checks"), ("run", "exclude_checks"), ("defects", "report"),
                              ("fuzz", "report"), ("fuzz", "operations"), ("fuzz", "modes"),

@@ -256,6 +256,17 @@ def test_a_bad_schedule_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "stack up" in result.stderr
 
 
+def test_chaos_options_come_from_the_settings_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KCVERIFY_CHAOS_FAULTS", "meteor:once")
+    result = CliRunner().invoke(cli, ["chaos"])
+    assert result.exit_code == 2 and "--faults: unknown fault 'meteor'" in result.stderr
+    monkeypatch.delenv("KCVERIFY_CHAOS_FAULTS")
+    (tmp_path / "kcverify.toml").write_text("[chaos]\nrate = 0\n")
+    result = CliRunner().invoke(cli, ["chaos"])
+    assert result.exit_code == 2 and "chaos.rate" in result.stderr and "Traceback" not in result.output
+
+
 class _Flaky:
     """A stand-in target whose restarted process fails to start `failures` times (the broker away)."""
 
