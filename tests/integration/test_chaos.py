@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 def test_a_short_chaos_run_is_clean_and_rechecks_the_same(stack_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "chaos"
     result = CliRunner().invoke(cli, ["chaos", "--state-dir", str(stack_dir), "--purchases", "1000", "--rate", "25",
-                                      "--faults", "worker-kill:5s,broker-restart:once", "--seed", "7",
-                                      "--recovery-timeout", "90", "--out", str(out)])
+                                      "--faults", "worker-kill:10s,broker-restart:once", "--seed", "7",
+                                      "--recovery-timeout", "120", "--out", str(out)])
     assert result.exit_code == 0, result.output + result.stderr
     lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     faults = [line for line in lines if line["type"] == "fault"]
