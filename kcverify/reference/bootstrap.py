@@ -303,7 +303,7 @@ def _worker_backlog(bus: Bus) -> Callable[[], int | None] | None:
     def backlog() -> int | None:
         try:
             done = committed(domain.WORKER_GROUP, domain.TOPIC_CONFIRMED)
-            return sum(max(0, end - (done.get(p) or 0)) for p, end in ends(domain.TOPIC_CONFIRMED).items())
+            return int(sum(max(0, end - (done.get(p) or 0)) for p, end in ends(domain.TOPIC_CONFIRMED).items()))
         except BusUnavailable:
             return None
 
