@@ -40,7 +40,8 @@ def render(verdict: Verdict, history: Sequence[Mapping[str, Any]], run: Mapping[
              f"<p>{e(options.get('purchases', '?'))} purchases at {e(options.get('rate', '?'))}/s, faults "
              f"<code>{e(', '.join(options.get('faults') or []) or 'none')}</code>, seed {e(options.get('seed', '?'))}."
              + (f" Load {e(run.get('loadSeconds'))} s, recovery {e(run.get('recoverySeconds'))} s, settled: "
-                f"{'yes' if run.get('settled') else 'no ' + e(run.get('pending'))}." if run else "")
+                f"{'yes' if run.get('settled') else 'no (' + e('; '.join(map(str, run.get('pending') or []))) + ')'}."
+                if run else "")
              + "</p></header>"]
     parts += _anomalies(verdict)
     parts += ['<section id="counts"><h2>Counts</h2><table>',
