@@ -227,10 +227,11 @@ def _offsets(verdict: Verdict, final: Mapping[str, Any]) -> None:
                 verdict.add("offsets", f"{group}/{topic}[{partition}]", f"committed {at}, end {end}")
 
 
-def _staleness(ops: list[Mapping[str, Any]], faults: list[dict[str, Any]]) -> dict[str, Any]:
-    """For each payment confirmed `succeeded`: the first read of its student's view after the confirm that
-    showed it; the window is from the confirm's completion to that read. Windows beyond the freshness
-    bound are listed with the faults that overlapped them. Informative only."""
+def windows(ops: Iterable[Mapping[str, Any]]) -> list[tuple[float, str, float]]:
+    """The staleness windows: for each payment confirmed `succeeded`, from the confirm's completion to the
+    first read of its student's view after it that showed it. (seconds, payment id, confirmed at), the
+    longest first; payments never seen shown have no window."""
+    ops = list(ops)
     confirmed: dict[str, tuple[str, float]] = {}
     for op in ops:
         if op.get("f") == "confirm" and op.get("outcome") == "ok" \
@@ -240,21 +241,30 @@ def _staleness(ops: list[Mapping[str, Any]], faults: list[dict[str, Any]]) -> di
     for op in ops:
         if op.get("f") == "read" and op.get("outcome") == "ok":
             reads[str(op.get("student"))].append((float(op["invoke"]), set(op.get("value", {}).get("shown", []))))
-    windows: list[tuple[float, str, float]] = []
+    for seen in reads.values():
+        seen.sort(key=lambda r: r[0])
+    out: list[tuple[float, str, float]] = []
     for pid, (student, at) in confirmed.items():
-        first = next((t for t, shown in sorted(reads.get(student, [])) if t >= at and pid in shown), None)
+        first = next((t for t, shown in reads.get(student, []) if t >= at and pid in shown), None)
         if first is not None:
-            windows.append((first - at, pid, at))
-    windows.sort(reverse=True)
+            out.append((first - at, pid, at))
+    out.sort(reverse=True)
+    return out
+
+
+def _staleness(ops: list[Mapping[str, Any]], faults: list[dict[str, Any]]) -> dict[str, Any]:
+    """The staleness windows (`windows`) summarised; those beyond the freshness bound are listed with the
+    faults that overlapped them. Informative only."""
+    found = windows(ops)
     bound = policy.FRESHNESS_BOUND_REAL
     beyond: list[dict[str, Any]] = []
-    for window, pid, at in windows:
+    for window, pid, at in found:
         if window <= bound or len(beyond) >= 20:
             continue
         during = sorted({str(f.get("kind")) for f in faults
                          if float(f.get("start", 0)) <= at + window and float(f.get("end", 0)) >= at})
         beyond.append({"payment": pid, "seconds": round(window, 3), "faults": during})
-    values = [w for w, _, _ in windows]
+    values = [w for w, _, _ in found]
     return {"bound": bound, "measured": len(values), "beyondBound": sum(1 for v in values if v > bound),
             "maxSeconds": round(max(values), 3) if values else None,
             "p99Seconds": round(sorted(values)[int(0.99 * (len(values) - 1))], 3) if values else None,

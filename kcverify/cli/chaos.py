@@ -13,19 +13,23 @@ from typing import Any
 import click
 
 from kcverify.chaos import faults as fault_schedule
+from kcverify.chaos import html_report
 from kcverify.chaos.checker import Verdict, check
 from kcverify.chaos.history import load
 from kcverify.chaos.report import document, junit, summary
 from kcverify.cli.outcomes import exit_for
+from kcverify.cli.settings import bounded
 from kcverify.core.errors import InputError
 
 TARGETS = ("processes",)
 MAX_RATE = 10_000.0
 
 
-def _write(out: Path, verdict: Verdict, run: dict[str, Any] | None) -> None:
+def _write(out: Path, verdict: Verdict, history: list[dict[str, Any]], final: dict[str, Any],
+           run: dict[str, Any] | None) -> None:
     (out / "verdict.json").write_text(json.dumps(document(verdict, run), indent=2) + "\n")
     (out / "junit.xml").write_text(junit(verdict))
+    html_report.write(out / html_report.REPORT, verdict, history, run, final)
 
 
 def _show(verdict: Verdict, run: dict[str, Any] | None) -> None:
@@ -42,19 +46,20 @@ def _run_line(history: list[dict[str, Any]]) -> dict[str, Any] | None:
               help="Where the system runs (the processes target only).")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="The stack's state directory (default: $KCVERIFY_STATE_DIR, else .kcverify/stack).")
-@click.option("--purchases", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
+@click.option("--purchases", type=bounded("chaos", "purchases"), default=1000, show_default=True,
               help="Purchases the workload makes.")
-@click.option("--rate", type=float, default=20.0, show_default=True, help="Purchases started per second (open loop).")
+@click.option("--rate", type=bounded("chaos", "rate"), default=20.0, show_default=True,
+              help="Purchases started per second (open loop).")
 @click.option("--faults", "faults_text", default=fault_schedule.DEFAULT, show_default=True, metavar="SCHEDULE",
               help="KIND[:ARG],...: worker-kill:5s, relay-kill:8s|once, broker-restart:once, postgres-restart:once, "
                    "redis-outage:10s, pause:3s; `none` for no fault.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workload and the fault schedule.")
 @click.option("--defect", "defects", multiple=True, metavar="NAME",
               help="Start the reference's processes with this named defect (repeatable).")
-@click.option("--recovery-timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
+@click.option("--recovery-timeout", type=bounded("chaos", "recovery_timeout"), default=120.0, show_default=True,
               help="Seconds the flow may take to settle once the faults are healed.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("kcverify-chaos"), show_default=True,
-              help="Directory for history.jsonl, final.json, verdict.json and junit.xml.")
+              help="Directory for history.jsonl, final.json, verdict.json, junit.xml and report.html.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.pass_context
 def chaos(ctx: click.Context, target: str, state_dir: Path | None, purchases: int, rate: float, faults_text: str,
@@ -79,7 +84,10 @@ def chaos(ctx: click.Context, target: str, state_dir: Path | None, purchases: in
         options = ChaosOptions(purchases=purchases, rate=rate, faults=specs, seed=seed,
                                recovery_timeout=recovery_timeout)
         out.mkdir(parents=True, exist_ok=True)
-        settings = {} if state_dir is None else {"state_dir": str(state_dir)}
+        # the nemesis kills workers and restarts them in their slot, as a supervisor does: static members
+        settings: dict[str, Any] = {"static_membership": True}
+        if state_dir is not None:
+            settings["state_dir"] = str(state_dir)
         try:
             built = registry.create(target, TargetOptions(settings=settings, defects=frozenset(defects)))
         except ValueError as exc:
@@ -93,7 +101,7 @@ def chaos(ctx: click.Context, target: str, state_dir: Path | None, purchases: in
         verdict = check(history, final)
         run = _run_line(history)
         _show(verdict, run)
-        _write(out, verdict, run)
+        _write(out, verdict, history, final, run)
         click.echo(f"history: {out / 'history.jsonl'}; faults applied {len(info.faults_applied)}")
         code = 0 if verdict.ok else 1
     except Exception as exc:
@@ -114,7 +122,7 @@ def check_command(path: Path, debug: bool) -> None:
         verdict = check(history, final)
         run = _run_line(history)
         _show(verdict, run)
-        _write(path if path.is_dir() else path.parent, verdict, run)
+        _write(path if path.is_dir() else path.parent, verdict, history, final, run)
         code = 0 if verdict.ok else 1
     except Exception as exc:
         exit_for(exc, debug=debug, command="kcverify chaos check")

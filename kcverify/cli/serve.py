@@ -163,7 +163,9 @@ _OWN: dict[str, list[Callable[[F], F]]] = {
                 click.option("--invalidator-retry", type=bounded("serve", "student", "invalidator_retry"),
                              default=None, help="Seconds before the cache invalidator retries a failed delete "
                                                 "(default 1; the processes target uses 0.1).")],
-    "worker": [],
+    "worker": [click.option("--group-instance", default=None, metavar="NAME",
+                            help="Static membership of the worker's consumer group: a worker restarted under the same "
+                                 "NAME rejoins with its old partitions, no rebalance (default: dynamic).")],
     "relay": [click.option("--outbox", "outboxes", multiple=True, type=click.Choice(("payments", "courses")),
                            help="Which outbox to relay (repeatable; default both).")],
     "reconciler": [click.option("--reconcile-grace", type=bounded("serve", "reconciler", "reconcile_grace"),
@@ -226,12 +228,12 @@ def _component_command(component: str) -> click.Command:
                 trace_file: Path | None, control_port: int | None, held: bool, faults_file: Path | None,
                 parent_pid: int | None, ports_file: Path | None, dev: bool, port: int | None = None,
                 outboxes: tuple[str, ...] = (), reconcile_grace: float | None = None, reconcile_every: float = 0.5,
-                invalidator_retry: float | None = None) -> None:
+                invalidator_retry: float | None = None, group_instance: str | None = None) -> None:
         if (held or faults_file is not None) and control_port is None:
             raise click.UsageError("--held and --faults-file need --control-port")
         _serve_component(component, host, port, state_dir, defects, trace_file, outboxes, reconcile_grace,
                          reconcile_every, invalidator_retry, control_port, held, faults_file, parent_pid,
-                         access_log, dev, ports_file)
+                         access_log, dev, ports_file, group_instance)
 
     command.__doc__ = f"One component on the real stack (kcverify stack up): {_SUMMARY[component]}"
     decorated = _options(_every_mode, _every_component, *_OWN[component])(command)
@@ -246,7 +248,8 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
                      defects: tuple[str, ...], trace_file: Path | None, outboxes: tuple[str, ...],
                      reconcile_grace: float | None, reconcile_every: float, invalidator_retry: float | None,
                      control_port: int | None, held: bool, faults_file: Path | None, parent_pid: int | None,
-                     access_log: bool, dev: bool, ports_file: Path | None = None) -> None:
+                     access_log: bool, dev: bool, ports_file: Path | None = None,
+                     group_instance: str | None = None) -> None:
     # Imported here: the reference, uvicorn and the client libraries are not needed for `--help`.
     from kcverify.core.errors import ReferenceError_
     from kcverify.reference.component_process import ComponentProcess, ProcessOptions, write_ports_file
@@ -263,7 +266,9 @@ def _serve_component(component: str, host: str, port: int | None, state_dir: Pat
         stack = load_settings(state_dir)
     except StackError as exc:
         exit_for(exc, command=command)
-    overrides: dict[str, float] = {}
+    overrides: dict[str, float | str] = {}
+    if group_instance:
+        overrides["group_instance"] = group_instance
     if reconcile_grace is not None:
         overrides["reconcile_grace"] = reconcile_grace
     if invalidator_retry is not None:

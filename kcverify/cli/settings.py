@@ -37,11 +37,12 @@ PYPROJECT = "pyproject.toml"
 PYPROJECT_TABLE = ("tool", "kcverify")
 ENV_PREFIX = "KCVERIFY"
 # Commands with a table of their own; each (sub)command below them gets common + its table as defaults.
-COMMANDS = ("run", "defects", "explore", "fuzz", "bench", "stack", "serve")
+COMMANDS = ("run", "defects", "explore", "fuzz", "bench", "chaos", "stack", "serve")
 STACK_SUBCOMMANDS = ("up", "down", "status", "check")
 SERVE_MODES = ("embedded", "payment", "student", "worker", "relay", "reconciler")
 # A settings key whose click parameter has another name.
-PARAM_NAMES = {("run", "select"): "select_", ("run", "list"): "list_", ("explore", "out"): "out_dir"}
+PARAM_NAMES = {("run", "select"): "select_", ("run", "list"): "list_", ("explore", "out"): "out_dir",
+               ("chaos", "faults"): "faults_text"}
 # Settings stored as a list whose option takes one comma-separated string.
 COMMA_SEPARATED = frozenset({("run", "report"), ("run", "checks"), ("run", "exclude_checks"), ("defects", "report"),
                              ("fuzz", "report"), ("fuzz", "operations"), ("fuzz", "modes"),
@@ -406,7 +407,7 @@ def default_map(settings: dict[str, Any]) -> dict[str, Any]:
     """click's nested default_map: command -> (subcommand ->) parameter -> value."""
     common = {k: v for k, v in settings.items() if k not in COMMANDS}
     out: dict[str, Any] = {}
-    for command in ("run", "defects", "explore", "fuzz", "bench"):
+    for command in ("run", "defects", "explore", "fuzz", "bench", "chaos"):
         out[command] = _for_click(command, {**common, **settings.get(command, {})})
     stack = _for_click("stack", {**common, **settings.get("stack", {})})
     out["stack"] = {sub: dict(stack) for sub in STACK_SUBCOMMANDS}

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from kcverify.core.clock import Clock, ManualClock, SystemClock
-from kcverify.core.errors import SimulatedCrash
+from kcverify.core.errors import BusUnavailable, SimulatedCrash
 from kcverify.core.ids import IdSource, RandomIds, SeededIds
 from kcverify.reference import domain, payment_api, student_api
 from kcverify.reference.defects import MISCONFIGURED, Defects
@@ -286,9 +286,28 @@ def _stack_adapters(settings: Settings, clock: Clock) -> tuple[PaymentStore, Cou
         raise ValueError("stack mode needs payments_dsn, courses_dsn, kafka_bootstrap and redis_url")
     adapters: tuple[PaymentStore, CourseStore, Bus, Cache] = (
         postgres.PostgresPaymentStore(settings.payments_dsn), postgres.PostgresCourseStore(settings.courses_dsn),
-        kafka.KafkaBus(settings.kafka_bootstrap, clock), redis.RedisCache(settings.redis_url),
+        kafka.KafkaBus(settings.kafka_bootstrap, clock, group_instance=settings.group_instance),
+        redis.RedisCache(settings.redis_url),
     )
     return adapters
+
+
+def _worker_backlog(bus: Bus) -> Callable[[], int | None] | None:
+    """Records the purchase-worker group has yet to consume on the confirmed topic, from the bus's end and
+    committed offsets (both buses offer them); None when the bus cannot say (the broker away)."""
+    inner = getattr(bus, "inner", bus)  # through a wrapper that checks contracts
+    ends, committed = getattr(inner, "end_offsets", None), getattr(inner, "committed", None)
+    if ends is None or committed is None:
+        return None
+
+    def backlog() -> int | None:
+        try:
+            done = committed(domain.WORKER_GROUP, domain.TOPIC_CONFIRMED)
+            return int(sum(max(0, end - (done.get(p) or 0)) for p, end in ends(domain.TOPIC_CONFIRMED).items()))
+        except BusUnavailable:
+            return None
+
+    return backlog
 
 
 def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, ids: IdSource | None = None,
@@ -332,7 +351,7 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None, i
         invalidator=CacheInvalidator(bus=bus, cache=cache, defects=defects, crash=crash_points,
                                      retry_after=settings.invalidator_retry, **common),
         reconciler=Reconciler(payments=payments, courses=courses, grace=settings.reconcile_grace,
-                              defects=defects, **common),
+                              defects=defects, backlog=_worker_backlog(raw_bus), **common),
         dlq_replayer=DeadLetterReplayer(bus=bus, tracer=tracer),
         unfaulted=(raw_payments, raw_courses, raw_bus, raw_cache),
     )

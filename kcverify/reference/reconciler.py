@@ -7,6 +7,8 @@ The production system had no such thing: when its workers were down, payments su
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kcverify.core.clock import Clock
 from kcverify.core.errors import StoreUnavailable
 from kcverify.reference import domain
@@ -19,17 +21,27 @@ COMPONENT = "reconciler"
 # grace * MAX_BACKOFF: a worker far behind (minutes of backlog after an outage) would otherwise receive
 # a fresh copy of every orphan each grace period, and the copies grow its backlog faster than it drains.
 MAX_BACKOFF = 16
+# Records the worker group has yet to consume on the confirmed topic (None: unknown, the broker away).
+Backlog = Callable[[], int | None]
 
 
 class Reconciler:
     def __init__(self, *, payments: PaymentStore, courses: CourseStore, clock: Clock, grace: float,
-                 defects: Defects, tracer: Tracer) -> None:
+                 defects: Defects, tracer: Tracer, backlog: Backlog | None = None) -> None:
+        """`backlog`: how far the worker group is behind on the confirmed topic. An orphan re-published
+        once is not re-published again while the group has records left to consume (or the broker cannot
+        say): its copy may still be queued ahead of the worker, and another copy would only lengthen the
+        queue (under `kcverify chaos`, two thirds of the worker's records were such copies). Once the
+        group has consumed everything and the purchase is still missing, the copy was consumed and lost,
+        and the next one goes after its backoff. The first re-publication never waits for the backlog: it
+        is what heals an event that never reached the topic."""
         self._payments = payments
         self._courses = courses
         self._clock = clock
         self._grace = grace
         self._defects = defects
         self._tracer = tracer
+        self._backlog = backlog
         self._republished_at: dict[str, float] = {}
         self._republished_count: dict[str, int] = {}
         # Payments seen with their purchase. A purchase row is never deleted, so one seen stays done and
@@ -65,10 +77,15 @@ class Reconciler:
         try:
             pending = self._unpurchased(now)
             self._last_scan = (now, pending)
+            held: bool | None = None  # asked once per round, and only when a copy is due again
             for orphan in (p for p in pending if p.confirmed_at <= now - self._grace):
                 last = self._republished_at.get(orphan.payment_id)
                 if last is not None and now - last < self._wait(orphan.payment_id):
                     continue
+                if last is not None:
+                    held = self._held() if held is None else held
+                    if held:
+                        continue
                 payment = self._payments.get_payment(orphan.payment_id)
                 if payment is None or payment.status != domain.PaymentStatus.SUCCEEDED or payment.confirmed_at is None:
                     continue  # refunded (or gone) between the two reads
@@ -83,6 +100,13 @@ class Reconciler:
             self._last_scan = None
             self._tracer.emit(COMPONENT, "reconcile_failed", error=str(exc))
         return count
+
+    def _held(self) -> bool:
+        """True while the worker group still has records to consume (or cannot tell): copies wait."""
+        if self._backlog is None:
+            return False
+        behind = self._backlog()
+        return behind is None or behind > 0
 
     def _wait(self, payment_id: str) -> float:
         """How long after its last re-publication an orphan is due again (exponential, capped)."""
@@ -99,6 +123,9 @@ class Reconciler:
             pending = scan[1] if scan is not None and scan[0] == now else self._unpurchased(now)
         except StoreUnavailable:
             return None
+        again = [p for p in pending if p.payment_id in self._republished_at]
+        if again and self._held():  # no copy is due while the worker group is behind: nothing to jump to
+            pending = [p for p in pending if p.payment_id not in self._republished_at]
         dues = [p.confirmed_at + self._grace if p.payment_id not in self._republished_at
                 else max(p.confirmed_at + self._grace, self._republished_at[p.payment_id] + self._wait(p.payment_id))
                 for p in pending]

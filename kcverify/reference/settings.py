@@ -46,6 +46,10 @@ class Settings:
     # exercised; a served worker process is one member.
     workers: int = 2
     relay_batch: int = 100
+    # Static consumer-group membership of a served worker (its slot's name, e.g. "worker-2"): restarted by a
+    # supervisor, it rejoins with its old assignment instead of costing the group two rebalances. None:
+    # dynamic membership, the partitions of a member that stops move to the others at once.
+    group_instance: str | None = None
     defects: frozenset[str] = field(default_factory=frozenset)
     seed: int = 0
 

@@ -119,3 +119,31 @@ def test_closing_the_bus_closes_its_members(services: Services, unique: str) -> 
     with pytest.raises(ConsumerClosed):
         bus.consumer(f"group-{unique}", [f"closing-{unique}"])
     delete_topics(bus, unique)
+
+
+def test_a_static_member_restarted_in_its_slot_gets_its_partitions_back_without_a_rebalance(
+        services: Services, bus: KafkaBus, topic: str, unique: str) -> None:
+    """Static membership (`group_instance`): a member that dies and starts again under the same slot name
+    gets the partitions it had, and the other member sees no rebalance (no new assignment)."""
+    group = f"group-{unique}"
+    slots = [KafkaBus(services.address("kafka"), SystemClock(), group_instance=f"{name}-{unique}") for name in "ab"]
+    try:
+        a, b = (slot.consumer(group, [topic]) for slot in slots)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while len(a.assignment()) + len(b.assignment()) < 2 or not a.assignment():
+            assert time.monotonic() < deadline, "the two static members never split the partitions"
+            a.serve(0.05)
+            b.serve(0.05)
+        had, rounds = a.assignment(), b.assignments
+        a.crash()  # a static member sends no LeaveGroup: the broker keeps its partitions for its slot
+        again = slots[0].consumer(group, [topic])
+        while not again.assignment():
+            assert time.monotonic() < deadline, "the restarted static member got nothing back"
+            again.serve(0.05)
+            b.serve(0.05)
+        for _ in range(10):  # a rebalance, had there been one, would reach b within these polls
+            b.serve(0.05)
+        assert again.assignment() == had and b.assignments == rounds
+    finally:
+        for slot in slots:
+            slot.close()

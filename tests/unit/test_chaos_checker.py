@@ -256,6 +256,17 @@ def test_a_bad_schedule_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "stack up" in result.stderr
 
 
+def test_chaos_options_come_from_the_settings_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KCVERIFY_CHAOS_FAULTS", "meteor:once")
+    result = CliRunner().invoke(cli, ["chaos"])
+    assert result.exit_code == 2 and "--faults: unknown fault 'meteor'" in result.stderr
+    monkeypatch.delenv("KCVERIFY_CHAOS_FAULTS")
+    (tmp_path / "kcverify.toml").write_text("[chaos]\nrate = 0\n")
+    result = CliRunner().invoke(cli, ["chaos"])
+    assert result.exit_code == 2 and "chaos.rate" in result.stderr and "Traceback" not in result.output
+
+
 class _Flaky:
     """A stand-in target whose restarted process fails to start `failures` times (the broker away)."""
 
@@ -301,3 +312,35 @@ def test_a_killed_process_is_restarted_until_it_starts(tmp_path: Path, monkeypat
     target.failures, target.starts = 5, 0
     n.apply(faults.Planned(0.0, "relay-kill"))
     assert history.lines[-1]["ok"] is False and "status 2" in history.lines[-1]["detail"]
+
+
+def test_the_html_report_puts_the_verdict_and_ids_first_then_the_timeline(tmp_path: Path) -> None:
+    from kcverify.chaos import html_report
+
+    history, final = clean()
+    history.insert(1, {"type": "fault", "kind": "broker-restart", "target": "kafka", "start": 1.5, "end": 4.0,
+                       "ok": False, "detail": "<down>"})
+    history[0]["at"] = 0.5
+    final["purchases"].append(_purchase("p1", "s1", 2))
+    final["payments"].append(_payment("p<9>", "s2"))
+    verdict = check(history, final)
+    final["purchases"][0]["createdAt"] = "1970-01-01T00:00:02.7Z"  # recorded 2.2 s into the run
+    final["purchases"][1]["createdAt"] = 3.0
+    page = html_report.render(verdict, history, {"loadSeconds": 1.0, "recoverySeconds": 2.0, "settled": True}, final)
+    assert page.startswith("<!DOCTYPE html>") and '<span class="badge failed">FAIL</span>' in page
+    order = [page.index(f'<section id="{s}">') for s in ("anomalies", "counts", "timeline", "faults")]
+    assert order == sorted(order)
+    assert '<h3 id="duplicate">duplicate: 1</h3>' in page and "<code>p1</code>" in page
+    assert "<code>p&lt;9&gt;</code>" in page and "p<9>" not in page and "&lt;down&gt;" in page  # escaped
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert svg.count('<rect class="fault"') == 2 and svg.count('class="series"') == 3 and 'class="bound"' in svg
+    assert ">broker-restart<" in svg and ">worker-kill<" in svg
+    done, stale, recorded = html_report.series(history, final)
+    assert recorded == {2: 2}
+    assert done == {0: 2, 1: 4}  # since 0.5: ok at 1.1, 1.3 (second 0), 1.5, 1.7, 1.9, 2.1 (second 1); reads aside
+    assert stale == pytest.approx({0: 1.7, 1: 1.5})  # p1 confirmed at 1.3, p2 at 1.5; the read at 3.0 shows both
+    clean_page = html_report.render(check(*clean()), clean()[0])
+    assert '<span class="badge passed">PASS</span>' in clean_page and "<h3" not in clean_page
+    good = _write(tmp_path / "good", *clean())
+    assert CliRunner().invoke(cli, ["chaos", "check", str(good)]).exit_code == 0
+    assert (good / html_report.REPORT).read_text().count("<svg") == 1

@@ -6,6 +6,8 @@ import itertools
 import json
 from typing import Any
 
+import pytest
+
 from kcverify.reference import domain
 from tests.unit.conftest import METADATA, Flow
 
@@ -268,6 +270,7 @@ def test_i1_the_reconciler_backs_off_per_orphan_so_a_lagging_worker_is_not_flood
     flow.buy()
     flow.system.step("payment-relay")
     reconciler, clock = flow.system.reconciler, flow.system.clock
+    reconciler._backlog = lambda: 0  # the worker group consumed every copy, and still no purchase: copies go on
     grace = reconciler._grace
     times = []
     for _ in range(int(grace * 80 / 0.5)):  # 80 graces in half-second rounds
@@ -277,3 +280,26 @@ def test_i1_the_reconciler_backs_off_per_orphan_so_a_lagging_worker_is_not_flood
     gaps = [round((b - a) / grace, 1) for a, b in itertools.pairwise(times)]
     assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 16.0] and set(gaps[5:]) <= {float(MAX_BACKOFF)}
     assert len(times) <= 10  # every grace would have been 80
+
+
+@pytest.mark.parametrize("unknown", [False, True])
+def test_i1_no_second_copy_while_the_worker_group_is_behind(flow: Flow, unknown: bool) -> None:
+    """While the worker group has records left on the confirmed topic, the orphan's copy may still be queued
+    ahead of the worker: one copy, not one per backoff step (nor while the broker cannot say). Once the
+    group has caught up, the purchase is there and no copy is needed."""
+    flow.system.stop("purchase-worker")
+    payment_id = flow.buy()
+    flow.system.step("payment-relay")
+    reconciler, clock = flow.system.reconciler, flow.system.clock
+    if unknown:
+        reconciler._backlog = lambda: None
+    grace = reconciler._grace
+    copies = 0
+    for _ in range(int(grace * 80 / 0.5)):  # 80 graces: with a worker group that drains, 10 copies
+        clock.advance(0.5)  # type: ignore[attr-defined]
+        copies += reconciler.run_once()
+    assert copies == 1 and len(_trace(flow, "republished")) == 1
+    flow.system.restart("purchase-worker")
+    flow.settle()
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+    assert len(_trace(flow, "republished")) == 1

@@ -30,6 +30,14 @@ maps onto Kafka:
   committing; the other members rebalance within a heartbeat and resume from the committed offsets.
   `crash()` is the same call (nothing is ever committed implicitly); a process that really dies is
   noticed only after `session.timeout.ms` (6 s here).
+- Static membership (opt-in, `group_instance`): a process that a supervisor restarts in its slot (the
+  processes target's workers under `kcverify chaos`) gives its members `group.instance.id`
+  `{group_instance}.{group}`. A SIGKILLed member restarted in time rejoins with its old member's
+  assignment and no rebalance: the other members keep fetching, and its partitions only wait for its
+  restart. The price, as with Kafka's static membership anywhere: a static member's `close()` sends no
+  LeaveGroup, so its partitions stay with it until it comes back or `static_session_timeout_ms` passes
+  (longer than a restart takes: otherwise every kill would still cost two rebalances). Held scenario runs
+  keep dynamic members, whose partitions move to the survivor at once.
 - Earliest/latest reset: `auto.offset.reset`. For `latest` the end offset is resolved when the
   partition is assigned (in the assignment callback: no committed offset -> the high watermark then),
   as in the embedded bus; librdkafka would otherwise resolve it lazily at the first fetch, and records
@@ -123,7 +131,8 @@ class KafkaBus:
                  request_timeout: float = 10.0, topic_config: Mapping[str, str] | None = None,
                  replication_factor: int = -1, session_timeout_ms: int = 6000,
                  heartbeat_interval_ms: int = 500, max_poll_interval_ms: int = 30000,
-                 metadata_refresh_ms: int = 1000, client_id: str = "kcverify") -> None:
+                 metadata_refresh_ms: int = 1000, client_id: str = "kcverify",
+                 group_instance: str | None = None, static_session_timeout_ms: int = 30000) -> None:
         self.bootstrap = bootstrap
         self._clock = clock
         self._publish_timeout = publish_timeout
@@ -147,6 +156,8 @@ class KafkaBus:
             "max.poll.interval.ms": max_poll_interval_ms,
             "allow.auto.create.topics": False,
         }
+        self._group_instance = group_instance
+        self._static_session_timeout_ms = static_session_timeout_ms
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._consumers: list[KafkaConsumer] = []
@@ -245,6 +256,10 @@ class KafkaBus:
             client_id = f"{group}-member-{next(self._members):04d}"
             config = {**self._consumer_config, "group.id": group, "client.id": client_id,
                       "auto.offset.reset": reset}
+            if self._group_instance is not None and not any(m.group == group for m in self._consumers):
+                # one static member per group and process slot: a second would fence the first
+                config["group.instance.id"] = f"{self._group_instance}.{group}"
+                config["session.timeout.ms"] = self._static_session_timeout_ms
             member = KafkaConsumer(self, group, tuple(topics), reset, client_id, config,
                                    self._request_timeout)
             self._consumers.append(member)

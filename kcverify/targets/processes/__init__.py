@@ -115,8 +115,11 @@ class ProcessesTarget:
     isolated = False  # one shared stack: one target at a time
 
     def __init__(self, stack: dict[str, Any], state_dir: Path, *, settle_timeout: float = SETTLE_TIMEOUT,
-                 defects: Iterable[str] = ()) -> None:
-        """`defects`: named defects of the reference the component processes are started with."""
+                 defects: Iterable[str] = (), static_membership: bool = False) -> None:
+        """`defects`: named defects of the reference the component processes are started with.
+        `static_membership`: the worker processes join their group as static members named after their
+        slot, as workers restarted by a supervisor do (`kcverify chaos`); scenario runs keep dynamic
+        members, so that a worker a crash point kills hands its partitions to the other at once."""
         self._stack = stack
         self._state_dir = state_dir
         # Retry policy and TTL are what the processes use too; the secrets are this run's own, generated
@@ -136,6 +139,7 @@ class ProcessesTarget:
         self._lock: TextIO | None = None
         self._procs: dict[str, ManagedProcess] = {}
         self._defects = frozenset(defects)
+        self._static_membership = static_membership
         unknown = sorted(self._defects - set(BY_NAME))
         if unknown:
             raise ValueError(f"unknown defect(s): {', '.join(unknown)}")
@@ -156,13 +160,15 @@ class ProcessesTarget:
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> ProcessesTarget:
-        """The registry's factory: setting `state_dir` picks the stack (default as `kcverify stack`)."""
+        """The registry's factory: setting `state_dir` picks the stack (default as `kcverify stack`);
+        `static_membership` (true) makes the workers static group members (`kcverify chaos`)."""
         state_dir = options.settings.get("state_dir")
-        return cls.from_state(None if state_dir is None else str(state_dir), defects=options.defects)
+        return cls.from_state(None if state_dir is None else str(state_dir), defects=options.defects,
+                              static_membership=bool(options.settings.get("static_membership", False)))
 
     @classmethod
     def from_state(cls, state_dir: str | os.PathLike[str] | None = None, *,
-                   defects: Iterable[str] = ()) -> ProcessesTarget:
+                   defects: Iterable[str] = (), static_membership: bool = False) -> ProcessesTarget:
         """The target for the stack of `kcverify stack up` in `state_dir` (default as `kcverify stack`),
         its processes started with `defects`. TargetUnreachable (exit 2) when no stack runs there or a
         service does not answer."""
@@ -177,7 +183,7 @@ class ProcessesTarget:
         if down:
             what = ", ".join(f"{s.name} ({s.detail})" for s in down)
             raise TargetUnreachable(f"the stack in {directory} is not healthy: {what}; run `kcverify stack up`")
-        target = cls(stack, directory, defects=defects)
+        target = cls(stack, directory, defects=defects, static_membership=static_membership)
         target._claim_stack()  # a second run on the same stack is refused here, before anything starts
         return target
 
@@ -250,6 +256,9 @@ class ProcessesTarget:
             env = {WEBHOOK_SECRET_ENV: self._settings.webhook_secret, AUTH_SECRET_ENV: self._settings.auth_secret}
             self._procs = {spec.name: ManagedProcess(spec, self._run_dir, self._state_dir, self._faults_file,
                                                      self._client, env) for spec in SPECS}
+            for process in self._procs.values():
+                if self._static_membership and process.spec.kind == "worker":
+                    process.group_instance = process.spec.name
         defects = self._defects
         starting = [p for p in self._procs.values() if not p.alive()]
         for process in starting:

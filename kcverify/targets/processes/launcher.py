@@ -90,6 +90,9 @@ class ManagedProcess:
         self.control_port: int | None = None
         self.popen: subprocess.Popen[bytes] | None = None
         self.defects: frozenset[str] = frozenset()
+        # a worker's static group membership (its slot's name), set by a target whose processes a
+        # supervisor restarts (`kcverify chaos`); None: dynamic membership
+        self.group_instance: str | None = None
         self.starts = 0
         # What makes the coming exit of this start the scenario's own (the target's watch reads them):
         # the target stopped or killed it, or armed a crash point in it. Reset by every spawn.
@@ -116,6 +119,8 @@ class ManagedProcess:
                "--parent-pid", str(os.getpid()), *self.spec.args]
         if self.spec.service:
             cmd += ["--port", "0"]
+        if self.group_instance is not None:
+            cmd += ["--group-instance", self.group_instance]
         for defect in sorted(self.defects):
             cmd += ["--defect", defect]
         return cmd
