@@ -1,7 +1,8 @@
 """A chaos run as one self-contained HTML page (`report.html` beside the history), in the style of the run
 report (kcverify/report/html.py: the same stylesheet, badges and escaping, no script): the verdict and
-the anomalies with their ids first, then the counts, then a timeline drawn as inline SVG: the fault
-intervals, one lane per kind, above the throughput (the clients' operations completed per second, and the
+the anomalies with their ids first, then the counts, then a timeline drawn by matplotlib as inline SVG
+(kcverify/report/plots.py; the `plots` extra, without which the page says so): the fault intervals
+shaded, one colour per kind, over the throughput (the clients' operations completed per second, and the
 purchases the system recorded per second, from the final rows' creation times: the worker group's drain)
 and the staleness windows (the longest window of the payments confirmed in each second, against the
 freshness bound), all on one time axis, so a dip in throughput or a staleness peak is read against the
@@ -16,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from kcverify.chaos.checker import CLASSES, Verdict, windows
+from kcverify.core.extras import MissingExtra
 from kcverify.report.html import e, page_head
+from kcverify.report.plots import Band, Chart, Series, svg
 
 REPORT = "report.html"
 SHOWN_PER_CLASS = 200
-WIDTH, LEFT, RIGHT = 960, 64, 16
-LANE, CHART = 16, 120
 FAULT_COLOURS = {"worker-kill": "#cf222e", "relay-kill": "#bc4c00", "broker-restart": "#8250df",
                  "postgres-restart": "#0969da", "redis-outage": "#9a6700", "pause": "#57606a"}
 
@@ -138,75 +139,34 @@ def series(history: Sequence[Mapping[str, Any]], final: Mapping[str, Any] | None
 
 
 def _timeline(verdict: Verdict, history: Sequence[Mapping[str, Any]], final: Mapping[str, Any] | None) -> list[str]:
+    """Two charts on one time axis (kcverify/report/plots.py), each with the fault intervals shaded: the
+    throughput (operations completed, purchases recorded) and the staleness windows against the bound."""
     origin = _origin(history)
     done, stale, recorded = series(history, final)
     ends = [max(done, default=0), max(stale, default=0), max(recorded, default=0)]
     ends += [int(float(f.get("end", origin)) - origin) for f in verdict.faults]
     span = max(1, *ends) + 1
-    kinds = sorted({str(f.get("kind")) for f in verdict.faults})
-    plot = WIDTH - LEFT - RIGHT
-
-    def x(seconds: float) -> float:
-        return LEFT + plot * max(0.0, seconds) / span
-
-    lanes_h = LANE * max(1, len(kinds))
-    top_tp = lanes_h + 24
-    top_st = top_tp + CHART + 28
-    height = top_st + CHART + 28
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{height}" '
-           f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">',
-           "<title>faults, throughput and staleness over time</title>"]
-    for lane, kind in enumerate(kinds):
-        y = lane * LANE
-        svg.append(f'<text x="{LEFT - 4}" y="{y + 11}" text-anchor="end">{e(kind)}</text>')
-        colour = FAULT_COLOURS.get(kind, "#57606a")
-        for f in (f for f in verdict.faults if f.get("kind") == kind):
-            start, end = float(f.get("start", origin)) - origin, float(f.get("end", origin)) - origin
-            width = max(1.5, x(end) - x(start))
-            svg.append(f'<rect class="fault" x="{x(start):.1f}" y="{y + 2}" width="{width:.1f}" height="{LANE - 4}" '
-                       f'fill="{colour}" fill-opacity="0.75"><title>{e(kind)} {e(f.get("target"))}: '
-                       f"{start:.1f}-{end:.1f} s</title></rect>")
-    svg += _chart("per second: operations completed (green), purchases recorded (blue)",
-                  {"#1a7f37": done, "#0969da": recorded}, top_tp, span, x, bound=None)
-    svg += _chart("staleness (s)", {"#cf222e": stale}, top_st, span, x,
-                  bound=float(verdict.staleness.get("bound") or 0) or None)
-    step = _tick(span)
-    for second in range(0, span + 1, step):
-        svg.append(f'<text x="{x(second):.1f}" y="{height - 4}" text-anchor="middle">{second} s</text>')
-    svg.append("</svg>")
-    return ['<section id="timeline"><h2>Timeline</h2><p class="muted">Fault intervals (one lane per kind) against '
-            "the clients' operations completed per second (reads aside), the purchases the system recorded per "
-            "second (the worker group's drain, from the final rows), and the longest staleness window of the "
-            "payments confirmed in each second (dashed: the freshness bound). Seconds since the run began.</p>",
-            *svg, "</section>"]
-
-
-def _chart(label: str, lines: Mapping[str, Mapping[int, float]], top: int, span: int, x: Any, *,
-           bound: float | None) -> list[str]:
-    """Lines of per-second values (colour -> values) in a box of CHART pixels at `top`, with its label and
-    scale; a second without a value is 0."""
-    peak = max([v for values in lines.values() for v in values.values()] + [bound or 0.0, 1e-9])
-    bottom = top + CHART
-
-    def y(value: float) -> float:
-        return bottom - CHART * value / peak
-
-    out = [f'<rect x="{x(0):.1f}" y="{top}" width="{x(span) - x(0):.1f}" height="{CHART}" fill="none" '
-           f'stroke="#d0d7de"/>',
-           f'<text x="{x(0):.1f}" y="{top - 6}">{e(label)}</text>',
-           f'<text x="{x(0) - 4:.1f}" y="{top + 10}" text-anchor="end">{peak:.3g}</text>',
-           f'<text x="{x(0) - 4:.1f}" y="{bottom}" text-anchor="end">0</text>']
-    for colour, values in lines.items():
-        points = " ".join(f"{x(s + 0.5):.1f},{y(values.get(s, 0)):.1f}" for s in range(span))
-        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
+    bands = [Band(float(f.get("start", origin)) - origin, float(f.get("end", origin)) - origin,
+                  str(f.get("kind")), FAULT_COLOURS.get(str(f.get("kind")), "#57606a"))
+             for f in sorted(verdict.faults, key=lambda f: str(f.get("kind")))]
+    seconds = list(range(span))
+    throughput = Chart("Throughput per second, faults shaded", "seconds since the run began", "per second",
+                       series=[Series("operations completed", seconds, [done.get(t, 0) for t in seconds],
+                                      color="#1a7f37"),
+                               Series("purchases recorded", seconds, [recorded.get(t, 0) for t in seconds],
+                                      color="#0969da")], bands=bands)
+    bound = float(verdict.staleness.get("bound") or 0)
+    staleness = [Series("longest staleness window", seconds, [stale.get(t, 0.0) for t in seconds], color="#cf222e")]
     if bound:
-        out.append(f'<line class="bound" x1="{x(0):.1f}" x2="{x(span):.1f}" y1="{y(bound):.1f}" y2="{y(bound):.1f}" '
-                   'stroke="#57606a" stroke-dasharray="4 3"/>')
-    return out
-
-
-def _tick(span: int) -> int:
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600):
-        if span / step <= 12:
-            return step
-    return 1200
+        staleness.append(Series("freshness bound", [0, span - 1], [bound, bound], dashed=True, color="#57606a"))
+    windows_chart = Chart("Staleness of the payments confirmed each second, faults shaded",
+                          "seconds since the run began", "seconds", series=staleness, bands=bands)
+    intro = ('<section id="timeline"><h2>Timeline</h2><p class="muted">The fault intervals, shaded, against the '
+             "clients' operations completed per second (reads aside), the purchases the system recorded per second "
+             "(the worker group's drain, from the final rows), and the longest staleness window of the payments "
+             "confirmed in each second (dashed: the freshness bound). Seconds since the run began.</p>")
+    try:
+        charts = [svg(throughput), svg(windows_chart)]
+    except MissingExtra as exc:  # the report is always written: without matplotlib it says what is missing
+        charts = [f"<p>No charts: {e(exc)} ({e(exc.hint)}).</p>"]
+    return [intro, *charts, "</section>"]

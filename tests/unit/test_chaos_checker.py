@@ -314,6 +314,17 @@ def test_a_killed_process_is_restarted_until_it_starts(tmp_path: Path, monkeypat
     assert history.lines[-1]["ok"] is False and "status 2" in history.lines[-1]["detail"]
 
 
+def test_without_matplotlib_the_report_is_written_and_says_why_it_has_no_charts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from kcverify.chaos import html_report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    page = html_report.render(check(*clean()), clean()[0])
+    assert "<svg" not in page and "No charts: " in page and "kcverify[plots]" in page
+
+
 def test_the_html_report_puts_the_verdict_and_ids_first_then_the_timeline(tmp_path: Path) -> None:
     from kcverify.chaos import html_report
 
@@ -332,9 +343,10 @@ def test_the_html_report_puts_the_verdict_and_ids_first_then_the_timeline(tmp_pa
     assert order == sorted(order)
     assert '<h3 id="duplicate">duplicate: 1</h3>' in page and "<code>p1</code>" in page
     assert "<code>p&lt;9&gt;</code>" in page and "p<9>" not in page and "&lt;down&gt;" in page  # escaped
-    svg = page[page.index("<svg"):page.index("</svg>")]
-    assert svg.count('<rect class="fault"') == 2 and svg.count('class="series"') == 3 and 'class="bound"' in svg
-    assert ">broker-restart<" in svg and ">worker-kill<" in svg
+    timeline = page[page.index('<section id="timeline">'):page.index('<section id="faults">')]
+    assert timeline.count("<svg") == 2 and "Throughput per second" in timeline and "Staleness of the" in timeline
+    for legend in ("broker-restart", "worker-kill", "operations completed", "purchases recorded", "freshness bound"):
+        assert legend in timeline, legend
     done, stale, recorded = html_report.series(history, final)
     assert recorded == {2: 2}
     assert done == {0: 2, 1: 4}  # since 0.5: ok at 1.1, 1.3 (second 0), 1.5, 1.7, 1.9, 2.1 (second 1); reads aside
@@ -343,4 +355,4 @@ def test_the_html_report_puts_the_verdict_and_ids_first_then_the_timeline(tmp_pa
     assert '<span class="badge passed">PASS</span>' in clean_page and "<h3" not in clean_page
     good = _write(tmp_path / "good", *clean())
     assert CliRunner().invoke(cli, ["chaos", "check", str(good)]).exit_code == 0
-    assert (good / html_report.REPORT).read_text().count("<svg") == 1
+    assert (good / html_report.REPORT).read_text().count("<svg") == 2
