@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 CONFIRMED_TOPIC = "payments.confirmed"
 CREATED_TOPIC = "enrollments.created"
@@ -49,3 +51,15 @@ def wrapped(data: Any, message: str, status: int = 200, headers: dict[str, str] 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": detail, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+async def _framework_error(request: Request, exc: Exception) -> Response:
+    """The framework's own refusals (an unknown path, a method the path does not have) as problems too:
+    Starlette answers them in text/plain by default."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return problem(status, str(detail), headers=dict(exc.headers or {}) if isinstance(exc, HTTPException) else None)
+
+
+# Starlette(exception_handlers=...) of every service.
+PROBLEM_HANDLERS: dict[Any, Any] = {HTTPException: _framework_error}

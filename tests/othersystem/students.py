@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.othersystem.common import CACHE_KEY, CACHE_TTL, Flaws, problem, wrapped
+from tests.othersystem.common import CACHE_KEY, CACHE_TTL, PROBLEM_HANDLERS, Flaws, problem, wrapped
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 # The payment a purchase came from: the latest succeeded payment of that student and course confirmed
@@ -41,7 +41,7 @@ class StudentService:
     def __init__(self, dsn: str, redis_url: str, secret: str, flaws: Flaws) -> None:
         self.dsn, self.secret, self.flaws = dsn, secret, flaws
         self.cache = redis.Redis.from_url(redis_url)
-        self.app = Starlette(routes=[
+        self.app = Starlette(exception_handlers=PROBLEM_HANDLERS, routes=[
             Route("/health", lambda r: JSONResponse({"status": "ok"})),
             Route("/v2/students/{sid}/learning", self.learning, methods=["GET"]),
             Route("/v2/admin/students/{sid}/learning-cache", self.invalidate, methods=["DELETE"]),
