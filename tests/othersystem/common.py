@@ -31,6 +31,15 @@ FLAWS = {
     "no-idempotency-guard": "the worker does not consult processed_events (a redelivery buys twice)",
     "key-by-payment": "confirmations are keyed by payment id: a student's confirmations lose their order",
     "cache-forever": "the learning view is cached with no expiry (SET without EX): a missed invalidation is forever",
+    # Found by `kcverify fuzz` (tests/integration/test_fuzz_other_system.py) rather than by a scenario:
+    "html-500-on-bad-id": "the student id is checked by a parser whose ValueError nothing maps to a 400: a malformed "
+                          "id is answered by the web app's HTML error page, status 500",
+    "callback-accepts-extra-fields": "the callback drops fields it does not know instead of refusing them: a body "
+                                     "the gateway never sends still changes the payment",
+    "worker-dies-on-bad-event": "the worker reads the tier from the raw event before validating it: a non-numeric "
+                                "sessionCount raises, nothing catches it, and the consumer thread dies",
+    "poison-blocks": "an event the worker cannot parse is retried forever instead of dead-lettered: its partition "
+                     "stops behind it",
 }
 Flaws = frozenset[str]
 

@@ -186,7 +186,11 @@ class PaymentService:
             body = json.loads(raw)
         except ValueError:
             return problem(400, "body is not JSON")
-        if not isinstance(body, dict) or set(body) - {"status", "providerPaymentId", "provider"} \
+        unknown = set(body) - {"status", "providerPaymentId", "provider"} if isinstance(body, dict) else set()
+        if "callback-accepts-extra-fields" in self.flaws:
+            body = {k: v for k, v in body.items() if k not in unknown} if isinstance(body, dict) else body
+            unknown = set()
+        if not isinstance(body, dict) or unknown \
                 or not isinstance(body.get("status"), str) \
                 or body["status"] not in {"succeeded", "failed", "cancelled", "refunded"} \
                 or not all(_provider_id(body, field, limit) for field, limit in (("providerPaymentId", 128),
