@@ -173,9 +173,13 @@ def machine_for(target: Target, seed: int, result: FlowPassResult) -> type[RuleB
             self.log: list[str] = []
             self.problems: list[str] = []
 
-        @initialize(target=payments, metadata=generate.strategy(), course=st.sampled_from(COURSES))
-        def first(self, metadata: dict[str, Any], course: str) -> Paid:
-            return self._create(metadata, course)
+        @initialize(target=payments, metadata=generate.strategy(), course=st.sampled_from(COURSES),
+                    status=st.sampled_from(CONFIRMS), deliveries=st.integers(1, 2))
+        def first(self, metadata: dict[str, Any], course: str, status: str, deliveries: int) -> Paid:
+            """Every sequence starts with a payment and its confirmation: there is always a flow to judge."""
+            paid = self._create(metadata, course)
+            self._confirm(paid, status, deliveries)
+            return paid
 
         @rule(target=payments, metadata=generate.strategy(), course=st.sampled_from(COURSES))
         def create(self, metadata: dict[str, Any], course: str) -> Paid:
@@ -194,6 +198,9 @@ def machine_for(target: Target, seed: int, result: FlowPassResult) -> type[RuleB
 
         @rule(paid=payments, status=st.sampled_from(CONFIRMS), deliveries=st.integers(1, 2))
         def confirm(self, paid: Paid, status: str, deliveries: int) -> None:
+            self._confirm(paid, status, deliveries)
+
+        def _confirm(self, paid: Paid, status: str, deliveries: int) -> None:
             raw = json.dumps({"status": status, "providerPaymentId": f"pi_{paid.name}"}).encode()
             headers = {"Content-Type": "application/json", "X-Signature": target.sign(paid.id, raw)}
             self.log.append(f"confirm {paid.name} {status}" + (" (delivered twice)" if deliveries > 1 else ""))

@@ -41,6 +41,10 @@ FLAWS = {
     "poison-blocks": "an event the worker cannot parse is retried forever instead of dead-lettered: its partition "
                      "stops behind it",
 }
+# The flaws `kcverify fuzz` finds (tests/integration/test_fuzz_other_system.py); a scenario finds each other one
+# (tests/integration/test_external_other_system.py).
+FOUND_BY_FUZZ = frozenset({"html-500-on-bad-id", "callback-accepts-extra-fields", "worker-dies-on-bad-event",
+                           "poison-blocks"})
 Flaws = frozenset[str]
 
 
