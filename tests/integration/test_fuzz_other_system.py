@@ -4,7 +4,8 @@ system gives no failure on any pass (HTTP operations, the event consumer, the st
 the kinds the fuzzer exists for is found by the passes that concern it.
 
 Small budgets (the coverage cases of each HTTP pass come on top of --max-examples); one system per run, on the
-session's shared stack (tests/integration/conftest.py)."""
+session's shared stack (tests/integration/conftest.py). Measured: the clean run 56 s, each HTTP flaw 11 to 15 s;
+the consumer's flaws take minutes (see SLOW) and run with `make deep`."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def fuzz(settings: dict[str, object], flaws: frozenset[str], args: tuple[str, ..
     try:
         result = subprocess.run([kcverify_command(), "fuzz", "--target", "external", "--profile", str(PROFILE),
                                  *args, "--report", "json", "--report-dir", str(out)],
-                                env=env, capture_output=True, text=True, timeout=400, cwd=out.parent)
+                                env=env, capture_output=True, text=True, timeout=1500, cwd=out.parent)
     finally:
         system.stop()
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {"scenarios": []}
@@ -82,7 +83,15 @@ def test_the_clean_other_system_passes_every_pass(settings: dict[str, object], t
     print(f"\nclean: {len(entries)} passes, 0 failures, {time.monotonic() - started:.1f} s")
 
 
-@pytest.mark.parametrize("flaw", sorted(FOUND_BY))
+# The consumer's flaws cost minutes, not seconds: on a real-time system each failing consumer case waits out
+# the consumer pass's settle bound (30 s, twice in `poison then valid`), and the failing case is run again while
+# Hypothesis shrinks it. Measured on a shared 2-core machine: 6 min 8 s (worker-dies-on-bad-event) and 6 min 7 s
+# (poison-blocks), 3 cases a pass. Kept out of the test command as `deep` (`make deep` runs them).
+SLOW = {"worker-dies-on-bad-event", "poison-blocks"}
+
+
+@pytest.mark.parametrize("flaw", [pytest.param(f, marks=[pytest.mark.deep, pytest.mark.timeout(1800)]) if f in SLOW
+                                  else f for f in sorted(FOUND_BY)])
 def test_each_flaw_of_the_fuzz_kinds_is_found(settings: dict[str, object], tmp_path: Path, flaw: str) -> None:
     assert set(FOUND_BY) == FOUND_BY_FUZZ
     args, names, check = FOUND_BY[flaw]
