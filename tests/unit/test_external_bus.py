@@ -323,10 +323,9 @@ def test_the_target_carries_the_profiles_conventions_for_the_runner(profile: Any
         target.close()
 
 
-def test_a_dead_letter_of_an_injected_record_is_the_scenarios_and_carries_what_was_published(profile: Any) -> None:
-    """A record kcverify published may name a foreign student (an event fuzzing case) and carry canonical
-    fields the system's envelope does not: its dead letter is still the scenario's (found by the partition
-    and offset it names) and carries the canonical value that was published."""
+def test_a_dead_letter_of_an_injected_record_is_the_scenarios_whatever_student_it_names(profile: Any) -> None:
+    """A record kcverify published may name a foreign student (an event fuzzing case): its dead letter is
+    still the scenario's, found by the partition and offset it names, and carries the record as read."""
     bus = Bus("127.0.0.1:1", topic_maps(profile), {})
     try:
         confirmed = topic_maps(profile)["confirmed"]
@@ -338,13 +337,13 @@ def test_a_dead_letter_of_an_injected_record_is_the_scenarios_and_carries_what_w
         published = json.dumps(event).encode()
         key, value, headers = confirmed.system("x1-2-s1", published, ())
         bus.injected.add((names.TOPIC_CONFIRMED, 0, 3))  # as publish() records where it landed
-        bus._injected_values[(0, 3)] = published
-        bus._canonical[names.TOPIC_CONFIRMED].append(bus.translate(raw("payments.confirmed", 3, value, key, headers)))
+        read = bus.translate(raw("payments.confirmed", 3, value, key, headers))
+        bus._canonical[names.TOPIC_CONFIRMED].append(read)
         letter = bus.translate(raw("dead-letter-queue", 0, {"originalEvent": value.decode(), "originalOffset": 3,
                                                             "attempts": 1}, key))
         bus._canonical[names.TOPIC_DLQ].append(letter)
         canonical = decode(letter)
-        assert canonical is not None and canonical["originalEvent"] == event
+        assert canonical is not None and canonical["originalEvent"] == json.loads(read.value)
         assert [r.offset for r in bus.records("x1-2-")[names.TOPIC_DLQ]] == [0]
     finally:
         bus.close()

@@ -55,10 +55,6 @@ class Bus:
         self._known: dict[bytes, BusRecord] = {}  # canonical value -> the raw confirmed record it came from
         self.ends: dict[str, dict[int, int]] = {}
         self.injected: set[tuple[str, int, int]] = set()  # (canonical topic, partition, offset) of publish()
-        # (partition, offset) -> the canonical value publish() was given for a confirmed record: a dead letter
-        # that carries the record as the system got it carries that value (the profile's fields may not carry
-        # every canonical field back, so the round trip through the system's shape would not give it).
-        self._injected_values: dict[tuple[int, int], bytes] = {}
         self._replayed: set[tuple[int, int]] = set()  # dead letters replayed
 
     # --- the broker ------------------------------------------------------------------------------------
@@ -149,7 +145,6 @@ class Bus:
         self._originals.clear()
         self._known.clear()
         self.injected.clear()
-        self._injected_values.clear()
         self._replayed.clear()
         self._note_ends(highs)
 
@@ -240,10 +235,7 @@ class Bus:
         confirmed = self.maps.get("confirmed")
         source = self._originals.get((flat.get("partition"), offset))  # type: ignore[arg-type]
         if confirmed is not None:
-            injected = self._injected_values.get((flat.get("partition"), offset))  # type: ignore[arg-type]
-            if source is not None and _same(source.value, original) and injected is not None:
-                flat["originalEvent"] = _as_carried(injected)
-            elif source is not None and _same(source.value, original):
+            if source is not None and _same(source.value, original):
                 flat["originalEvent"] = json.loads(confirmed.canonical(source).value) \
                     if isinstance(_object(source.value), dict) else original
             elif isinstance(original, dict) and confirmed.fields:
@@ -299,8 +291,6 @@ class Bus:
         produced = self._produce(topic_map.name, system_key, system_value, system_headers)
         canonical = RecordId(topic, produced.partition, produced.offset)
         self.injected.add((topic, canonical.partition, canonical.offset))
-        if topic_map.role == "confirmed":
-            self._injected_values[(canonical.partition, canonical.offset)] = value
         return canonical
 
     def _produce(self, topic: str, key: str | None, value: bytes, headers: tuple[tuple[str, str], ...]) -> RecordId:
@@ -383,14 +373,6 @@ def _object(value: bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return parsed if isinstance(parsed, dict) else None
-
-
-def _as_carried(value: bytes) -> Any:
-    """A value as the dead-letter contract carries it: its JSON when it parses, else its text."""
-    try:
-        return json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        return value.decode("utf-8", "replace")
 
 
 def _same(raw: bytes, carried: Any) -> bool:
