@@ -4,7 +4,7 @@ system gives no failure on any pass (HTTP operations, the event consumer, the st
 the kinds the fuzzer exists for is found by the passes that concern it.
 
 Small budgets (the coverage cases of each HTTP pass come on top of --max-examples); one system per run, on the
-session's shared stack (tests/integration/conftest.py). Measured: the clean run 56 s, each HTTP flaw 11 to 15 s;
+session's shared stack (tests/integration/conftest.py). Measured: the clean run 40 to 56 s, each HTTP flaw 9 to 15 s;
 the consumer's flaws take minutes (see SLOW) and run with `make deep`."""
 
 from __future__ import annotations
