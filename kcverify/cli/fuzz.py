@@ -130,7 +130,8 @@ def fuzz(target: str, profile: Path | None, operations: str, modes: str, max_exa
          report_dir: Path, no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Fuzz the services' HTTP APIs from their OpenAPI documents (Schemathesis): positive and negative
     cases, real credentials, every answer checked against the contract; and the event consumer
-    (consumePurchaseConfirmed): generated and near-valid events, each failure shrunk to a scenario file."""
+    (consumePurchaseConfirmed): generated and near-valid events, each failure shrunk to a scenario file; and
+    stateful sequences across the flow (flow): create, signed confirm, settle, learning view."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     built: Target | None = None
     try:
