@@ -20,11 +20,18 @@ from kcverify.contracts import contracts_dir, openapi_path
 from kcverify.contracts.openapi import SERVICES
 from kcverify.core.errors import InputError
 from kcverify.evidence.events import RunFinished
-from kcverify.fuzz import event_scenario
+from kcverify.fuzz import event_scenario, stateful
 from kcverify.fuzz.consumer import OPERATION as EVENTS_OPERATION
 from kcverify.fuzz.consumer import EventFuzzer, EventFuzzOptions, EventPassResult, budget
 from kcverify.fuzz.profiles import documents_of
-from kcverify.fuzz.results import event_scenario_of, outcomes_text, run_result, statuses_text
+from kcverify.fuzz.results import (
+    event_scenario_of,
+    flow_outcomes_text,
+    flow_scenario_of,
+    outcomes_text,
+    run_result,
+    statuses_text,
+)
 from kcverify.fuzz.runner import DEFAULT_MAX_EXAMPLES, MODES, Fuzzer, FuzzOptions, PassResult, ServiceDocument
 from kcverify.report import Fanout, build_reporters
 from kcverify.report.console import ConsoleReporter
@@ -66,6 +73,15 @@ def event_progress_line(console: Console, result: EventPassResult) -> None:
                        f"{outcomes_text(result)}{failing}{error}", style=style), highlight=False, soft_wrap=True)
 
 
+def flow_progress_line(console: Console, result: stateful.FlowPassResult) -> None:
+    failing = f"  {result.failing_cases} failing" if result.failing_cases else ""
+    error = f"  ({result.error})" if result.error else ""
+    style = "red" if result.failing_cases or result.error else ""
+    console.print(Text(f"  {result.mode:<8} {result.operation + ': stateful sequences':<52} {result.cases:>6} cases "
+                       f"{result.duration:7.1f} s  {flow_outcomes_text(result)}{failing}{error}", style=style),
+                  highlight=False, soft_wrap=True)
+
+
 def _write_scenarios(results: list[EventPassResult], directory: Path, fuzz_command: list[str],
                      replay: list[str]) -> None:
     """Each consumer pass's shrunk failure as a scenario file of `directory`, named in its result."""
@@ -96,7 +112,8 @@ def curl_lines(console: Console, results: list[PassResult]) -> None:
               help="The profile of your system, for --target external (see docs/external.md).")
 @click.option("--operations", default="", metavar="OPS",
               help="Comma-separated operations to fuzz, by operationId or as 'METHOD /path' (default: all); "
-                   f"{EVENTS_OPERATION} fuzzes the event consumer.")
+                   f"{EVENTS_OPERATION} fuzzes the event consumer, {stateful.OPERATION} runs stateful sequences "
+                   "across the flow.")
 @click.option("--modes", default=",".join(MODES), show_default=True, metavar="MODES",
               help="Comma-separated: positive (schema-valid input), negative (input that breaks the contract).")
 @click.option("--max-examples", type=bounded("fuzz", "max_examples"), default=DEFAULT_MAX_EXAMPLES, show_default=True,
@@ -113,7 +130,8 @@ def fuzz(target: str, profile: Path | None, operations: str, modes: str, max_exa
          report_dir: Path, no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Fuzz the services' HTTP APIs from their OpenAPI documents (Schemathesis): positive and negative
     cases, real credentials, every answer checked against the contract; and the event consumer
-    (consumePurchaseConfirmed): generated and near-valid events, each failure shrunk to a scenario file."""
+    (consumePurchaseConfirmed): generated and near-valid events, each failure shrunk to a scenario file; and
+    stateful sequences across the flow (flow): create, signed confirm, settle, learning view."""
     console = Console(no_color=no_color, highlight=False, force_terminal=None if not no_color else False)
     built: Target | None = None
     try:
@@ -128,19 +146,23 @@ def fuzz(target: str, profile: Path | None, operations: str, modes: str, max_exa
         options = TargetOptions(defects=frozenset(defects), settings={"profile": str(profile)} if profile else {})
         built = registry.create(target, options)
         words = _words(operations)
-        http_words = tuple(w for w in words if w != EVENTS_OPERATION)
+        http_words = tuple(w for w in words if w not in (EVENTS_OPERATION, stateful.OPERATION))
         fuzz_options = FuzzOptions(max_examples=max_examples, seed=seed, operations=http_words, modes=chosen_modes)
         docs = documents(built) if not words or http_words else []
         fuzzer = Fuzzer(built, docs, fuzz_options, progress=lambda r: progress_line(console, r)) if docs else None
         events = EventFuzzer(built, EventFuzzOptions(max_examples=budget(max_examples), seed=seed, modes=chosen_modes),
                              progress=lambda r: event_progress_line(console, r)) \
             if not words or EVENTS_OPERATION in words else None
+        flow_options = stateful.FlowFuzzOptions(max_examples=stateful.budget(max_examples), seed=seed)
+        flow = stateful.FlowFuzzer(built, flow_options, lambda r: flow_progress_line(console, r)) \
+            if (not words or stateful.OPERATION in words) and stateful.MODE in chosen_modes else None
         console.print(Text(f"kcverify fuzz: target {target}, seed {seed}, {max_examples} examples a pass "
                            f"({', '.join(chosen_modes)})", style="bold"), highlight=False)
         started_at, started = time.time(), time.monotonic()
         built.start(seed=seed)
         results = fuzzer.run() if fuzzer is not None else []
         event_results = events.run() if events is not None else []
+        flow_results = flow.run() if flow is not None else []
         common = [*options.reproduce_args(), *(("--profile", str(profile)) if profile else ()), "--seed", str(seed)]
         reproduce = ["kcverify", "fuzz", "--target", target, *common, "--max-examples", str(max_examples)]
         event_contract = str(contracts_dir() / "events" / "purchase-confirmed.schema.json")
@@ -150,7 +172,9 @@ def fuzz(target: str, profile: Path | None, operations: str, modes: str, max_exa
                          duration=time.monotonic() - started,
                          paths={d.service: str(d.openapi) for d in docs}, reproduce=reproduce,
                          events=[event_scenario_of(r, seed=seed, path=event_contract,
-                                                   reproduce=reproduce, replay=replay) for r in event_results])
+                                                   reproduce=reproduce, replay=replay) for r in event_results]
+                         + [flow_scenario_of(r, seed=seed, path=str(openapi_path(stateful.PAYMENTS)),
+                                             reproduce=reproduce) for r in flow_results])
         Fanout(handlers).handle(RunFinished(run))
         if run.exit_code == 1 and any(r.findings for r in results):
             curl_lines(console, results)

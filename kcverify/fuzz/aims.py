@@ -55,8 +55,10 @@ class SetUpFailed(TargetUnreachable):
 class Aims:
     """Real ids on one started target, made through its primitives."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, signature_headers: frozenset[str] = frozenset({SIGNATURE_HEADER})) -> None:
+        """`signature_headers`: the headers a gateway signature goes in (the documents' own names)."""
         self.target = target
+        self.signature_headers = signature_headers
         self.student = target.student_id(STUDENT)
         self.owner = target.student_id(OWNER)
         self.admin = target.student_id("fuzz-admin")
@@ -100,8 +102,9 @@ class Aims:
                 case.path_parameters["paymentId"] = self._aimed(case, statuses)
         if ParameterLocation.HEADER in negative:
             return  # the generated (broken) credential is the point of this case
-        if _has_header(case, SIGNATURE_HEADER):
-            case.headers[SIGNATURE_HEADER] = SIGN_ME
+        for header in self.signature_headers:
+            if _has_header(case, header):
+                case.headers[header] = SIGN_ME
         if "{studentId}" in path:
             if ParameterLocation.PATH not in negative and turn % 3 == 0:
                 case.path_parameters["studentId"] = self.student

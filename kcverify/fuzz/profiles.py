@@ -10,6 +10,7 @@ from typing import Any
 
 from kcverify.core.errors import InputError
 from kcverify.fuzz.runner import ServiceDocument
+from kcverify.fuzz.transport import SIGNATURE_HEADER
 
 
 def documents_of(target: Any) -> list[ServiceDocument] | None:
@@ -19,10 +20,12 @@ def documents_of(target: Any) -> list[ServiceDocument] | None:
         return None
     folder = Path(profile.file).parent
     found = []
+    header = str(profile.section("auth", "signature").get("header") or SIGNATURE_HEADER)
     for name, spec in profile.section("http", "services").items():
         if isinstance(spec, dict) and spec.get("openapi"):
             base = profile.resolve(spec["base_url"], "http", "services", name, "base_url").rstrip("/")
-            found.append(ServiceDocument(name, folder / str(spec["openapi"]), base, direct=True))
+            found.append(ServiceDocument(name, folder / str(spec["openapi"]), base, direct=True,
+                                         signature_header=header))
     if not found:
         raise InputError("the profile names no OpenAPI document to fuzz", profile.file,
                          hint="add `openapi: FILE` to a service under http.services (docs/fuzz.md)")

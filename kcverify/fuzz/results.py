@@ -14,6 +14,8 @@ from kcverify.evidence.results import Failure, RunResult, ScenarioResult, StepRe
 from kcverify.fuzz.consumer import EventPassResult
 from kcverify.fuzz.judge import OWN_CHECKS, rules_of
 from kcverify.fuzz.runner import Finding, PassResult
+from kcverify.fuzz.stateful import RULES as FLOW_RULES
+from kcverify.fuzz.stateful import FlowPassResult
 
 
 def statuses_text(result: PassResult) -> str:
@@ -92,3 +94,31 @@ def event_scenario_of(result: EventPassResult, *, seed: int, path: str, reproduc
     return ScenarioResult(name=f"{result.mode} {result.operation}: {prop.name}", path=path, title=title,
                           covers=prop.rules, tags=("fuzz", result.mode, "events"), status=status,
                           duration=result.duration, seed=seed, reproduce=command, steps=(step,), reason=reason)
+
+
+# --- the flow pass (stateful.py) ---------------------------------------------------------------------------
+
+def flow_outcomes_text(result: FlowPassResult) -> str:
+    """'confirm 200 x47, purchase in the view (succeeded) x20' by count, largest first, zeros left out."""
+    return ", ".join(f"{what} x{count}" for what, count in result.outcomes.most_common() if count)
+
+
+def flow_scenario_of(result: FlowPassResult, *, seed: int, path: str, reproduce: Sequence[str]) -> ScenarioResult:
+    """The flow pass as one entry: its failure is the shrunk sequence, with the steps it made and what broke;
+    its reproduce command runs the pass again (the same seed draws the same sequences)."""
+    title = f"{result.cases} sequences: {flow_outcomes_text(result) or 'nothing observed'}"
+    failures: tuple[Failure, ...] = ()
+    if result.messages:
+        message = "\n".join((*result.messages, "shrunk sequence: " + "; ".join(result.steps)))
+        failures = (Failure(check="flow", rules=FLOW_RULES, message=message, step=1,
+                            step_title="stateful sequence: create, confirm (signed), settle, learning view",
+                            details={"operation": result.operation, "mode": result.mode,
+                                     "steps": list(result.steps), "messages": list(result.messages)}),)
+        title += f"; {result.failing_cases} failing (shrunk)"
+    status = Status.ERROR if result.error else Status.FAILED if failures else Status.PASSED
+    step = StepResult(index=1, kind="fuzz", title=title, status=status, duration=result.duration,
+                      reason=result.error, failures=failures)
+    command = shlex.join([*reproduce, "--operations", result.operation, "--modes", result.mode])
+    return ScenarioResult(name=f"{result.mode} {result.operation}: stateful sequences", path=path, title=title,
+                          covers=FLOW_RULES, tags=("fuzz", result.mode, "flow"), status=status,
+                          duration=result.duration, seed=seed, reproduce=command, steps=(step,), reason=result.error)

@@ -31,7 +31,7 @@ from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, Hyp
 from kcverify.core.errors import InputError
 from kcverify.fuzz.aims import Aims
 from kcverify.fuzz.judge import SCHEMATHESIS_CHECKS, Verdict, judge, rules_of
-from kcverify.fuzz.transport import base_url, route_through, session_for
+from kcverify.fuzz.transport import SIGNATURE_HEADER, base_url, route_through, session_for
 from kcverify.targets.base import Target
 
 MODES = ("positive", "negative")
@@ -47,6 +47,7 @@ class ServiceDocument:
     openapi: Path
     curl_base: str = ""  # the base URL the curl lines name (default: a placeholder per service)
     direct: bool = False  # sent straight to curl_base over HTTP, not through the target's http()
+    signature_header: str = SIGNATURE_HEADER  # where the gateway's signature goes (a profile may rename it)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class Fuzzer:
         self.chosen = {mode: select(schemas, options.operations) for mode, schemas in self.schemas.items()}
 
     def run(self) -> list[PassResult]:
-        aims = Aims(self.target)
+        aims = Aims(self.target, frozenset(d.signature_header for d in self.documents.values()))
         session = session_for(self.target, self.documents.values())
         for schemas in self.schemas.values():
             for schema in schemas.values():

@@ -37,17 +37,22 @@ def base_url(service: str) -> str:
 
 
 def payment_id_of(path: str) -> str:
-    """The payment a callback path names: /api/v1/payments/{paymentId}/confirm."""
-    return unquote(path.removesuffix("/confirm").rsplit("/", 1)[-1])
+    """The payment a callback path names: the segment before the last (/api/v1/payments/{paymentId}/confirm,
+    or a user's own, such as /v2/checkout/payments/{paymentId}/callback)."""
+    parts = path.rstrip("/").rsplit("/", 2)
+    return unquote(parts[-2] if len(parts) == 3 else parts[-1])
 
 
 class TargetAdapter(BaseAdapter):
     """Sends a prepared request to one service of the target."""
 
-    def __init__(self, target: Target, service: str, direct_to: str = "") -> None:
+    def __init__(self, target: Target, service: str, direct_to: str = "",
+                 signature_header: str = SIGNATURE_HEADER) -> None:
         """`direct_to`: a base URL to send to over HTTP instead of through `target.http` (a user's service,
-        fuzzed from its own document)."""
+        fuzzed from its own document); `signature_header`: the header the gateway's signature goes in
+        (a profile's `auth.signature.header` for a user's service)."""
         super().__init__()
+        self.signature_header = signature_header
         self.target = target
         self.service = service
         self.direct_to = direct_to.rstrip("/")
@@ -70,10 +75,11 @@ class TargetAdapter(BaseAdapter):
         path = request.path_url
         headers = {k: v if isinstance(v, str) else v.decode("latin-1")
                    for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
-        if request.headers.get(SIGNATURE_HEADER) == SIGN_ME:
-            headers = {k: v for k, v in headers.items() if k.lower() != SIGNATURE_HEADER.lower()}
-            headers[SIGNATURE_HEADER] = self.target.sign(payment_id_of(urlsplit(path).path), raw)
-            request.headers[SIGNATURE_HEADER] = headers[SIGNATURE_HEADER]  # the curl line shows what was sent
+        signed = self.signature_header
+        if request.headers.get(signed) == SIGN_ME:
+            headers = {k: v for k, v in headers.items() if k.lower() != signed.lower()}
+            headers[signed] = self.target.sign(payment_id_of(urlsplit(path).path), raw)
+            request.headers[signed] = headers[signed]  # the curl line shows what was sent
         if self.direct_to:
             return self._direct(request, headers, raw, timeout)
         reply = self.target.http(self.service, request.method or "GET", path, body=raw or None, headers=headers)
@@ -109,7 +115,8 @@ def session_for(target: Target, documents: Iterable[Any]) -> requests.Session:
     session.trust_env = False  # no proxy or .netrc of the user's environment between fuzzer and target
     for document in documents:
         direct = document.curl_base if document.direct else ""
-        session.mount(base_url(document.service) + "/", TargetAdapter(target, document.service, direct))
+        session.mount(base_url(document.service) + "/",
+                      TargetAdapter(target, document.service, direct, document.signature_header))
     return session
 
 

@@ -41,6 +41,7 @@ def test_the_reference_passes_and_every_pass_is_reported(tmp_path: Path) -> None
                       "GET /api/v1/students/{studentId}/learning"):
         assert {f"positive {operation}", f"negative {operation}"} <= names, names
         assert f"{operation} " in result.stdout  # the progress line of the pass
+    assert "positive flow: stateful sequences" in names  # on by default: every target can settle
     assert all(s["status"] == "passed" for s in report["scenarios"])
     assert "<testsuite" in (tmp_path / "out" / "junit.xml").read_text()
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 CONFIRMED_TOPIC = "payments.confirmed"
 CREATED_TOPIC = "enrollments.created"
@@ -29,7 +31,20 @@ FLAWS = {
     "no-idempotency-guard": "the worker does not consult processed_events (a redelivery buys twice)",
     "key-by-payment": "confirmations are keyed by payment id: a student's confirmations lose their order",
     "cache-forever": "the learning view is cached with no expiry (SET without EX): a missed invalidation is forever",
+    # Found by `kcverify fuzz` (tests/integration/test_fuzz_other_system.py) rather than by a scenario:
+    "html-500-on-bad-id": "the student id is checked by a parser whose ValueError nothing maps to a 400: a malformed "
+                          "id is answered by the web app's HTML error page, status 500",
+    "callback-accepts-extra-fields": "the callback drops fields it does not know instead of refusing them: a body "
+                                     "the gateway never sends still changes the payment",
+    "worker-dies-on-bad-event": "the worker reads the tier from the raw event before validating it: a non-numeric "
+                                "sessionCount raises, nothing catches it, and the consumer thread dies",
+    "poison-blocks": "an event the worker cannot parse is retried forever instead of dead-lettered: its partition "
+                     "stops behind it",
 }
+# The flaws `kcverify fuzz` finds (tests/integration/test_fuzz_other_system.py); a scenario finds each other one
+# (tests/integration/test_external_other_system.py).
+FOUND_BY_FUZZ = frozenset({"html-500-on-bad-id", "callback-accepts-extra-fields", "worker-dies-on-bad-event",
+                           "poison-blocks"})
 Flaws = frozenset[str]
 
 
@@ -49,3 +64,15 @@ def wrapped(data: Any, message: str, status: int = 200, headers: dict[str, str] 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": detail, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+async def _framework_error(request: Request, exc: Exception) -> Response:
+    """The framework's own refusals (an unknown path, a method the path does not have) as problems too:
+    Starlette answers them in text/plain by default."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return problem(status, str(detail), headers=dict(exc.headers or {}) if isinstance(exc, HTTPException) else None)
+
+
+# Starlette(exception_handlers=...) of every service.
+PROBLEM_HANDLERS: dict[Any, Any] = {HTTPException: _framework_error}

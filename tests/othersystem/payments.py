@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.othersystem.common import CONFIRMED_TOPIC, Flaws, problem, wrapped
+from tests.othersystem.common import CONFIRMED_TOPIC, PROBLEM_HANDLERS, Flaws, problem, wrapped
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -53,21 +53,31 @@ def _metadata_errors(meta: Any) -> list[dict[str, str]]:
         bad("classTime", "HH:MM")
     if not isinstance(meta.get("classTypeId"), str) or not meta["classTypeId"]:
         bad("classTypeId", "required")
-    if meta.get("scheduleType") not in SCHEDULES:
+    if not isinstance(meta.get("scheduleType"), str) or meta["scheduleType"] not in SCHEDULES:
         bad("scheduleType", f"one of {sorted(SCHEDULES)}")
     count = meta.get("sessionCount")
     if type(count) is not int or not 1 <= count <= 200:
         bad("sessionCount", "an integer 1..200")
-    if "timezone" in meta and meta["timezone"] not in ZONES:
+    if "timezone" in meta and (not isinstance(meta["timezone"], str) or meta["timezone"] not in ZONES):
         bad("timezone", "an IANA zone")
     return errors
+
+
+def _part(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """A nested object of the body; anything else (a list, a string, null) as an empty one, so that its
+    fields are reported missing instead of failing the request."""
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def create_errors(body: Any) -> list[dict[str, str]]:
     if not isinstance(body, dict):
         return [{"field": "", "message": "must be an object"}]
-    student, course, amount = body.get("student") or {}, body.get("course") or {}, body.get("amount") or {}
+    student, course, amount = _part(body, "student"), _part(body, "course"), _part(body, "amount")
     errors = []
+    gateway = body.get("gateway")
+    if gateway is not None and (not isinstance(gateway, str) or not 1 <= len(gateway) <= 64):
+        errors.append({"field": "gateway", "message": "a name, 1 to 64 characters"})
     for field, value in (("student.id", student.get("id")), ("course.id", course.get("id"))):
         if not isinstance(value, str) or not ID.fullmatch(value):
             errors.append({"field": field, "message": "an id"})
@@ -76,7 +86,12 @@ def create_errors(body: Any) -> list[dict[str, str]]:
         errors.append({"field": "amount.cents", "message": "a positive integer"})
     if not isinstance(amount.get("currency"), str) or not re.fullmatch(r"[A-Z]{3}", amount["currency"]):
         errors.append({"field": "amount.currency", "message": "ISO 4217"})
-    return errors + _metadata_errors((body.get("checkout") or {}).get("metadata"))
+    return errors + _metadata_errors(_part(body, "checkout").get("metadata"))
+
+
+def _provider_id(body: dict[str, Any], field: str, limit: int) -> bool:
+    value = body.get(field)
+    return field not in body or (isinstance(value, str) and 1 <= len(value) <= limit)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -93,7 +108,7 @@ def shown(row: dict[str, Any]) -> dict[str, Any]:
 class PaymentService:
     def __init__(self, dsn: str, secret: str, producer: Any, flaws: Flaws) -> None:
         self.dsn, self.secret, self.producer, self.flaws = dsn, secret.encode(), producer, flaws
-        self.app = Starlette(routes=[
+        self.app = Starlette(exception_handlers=PROBLEM_HANDLERS, routes=[
             Route("/health", lambda r: JSONResponse({"status": "ok"})),
             Route("/v2/checkout/payments", self.create, methods=["POST"]),
             Route("/v2/checkout/payments/{id}", self.read, methods=["GET"]),
@@ -117,7 +132,7 @@ class PaymentService:
                 conn.execute("INSERT INTO billing.payments (payment_id, student_ref, course_ref, amount_minor, "
                              "currency, state, gateway, meta) VALUES (%s,%s,%s,%s,%s,'initiated','test',%s)",
                              (str(uuid.uuid4()), body["student"]["id"], body["course"]["id"], body["amount"]["cents"],
-                              body["amount"]["currency"], Jsonb((body.get("checkout") or {}).get("metadata"))))
+                              body["amount"]["currency"], Jsonb(_part(body, "checkout").get("metadata"))))
         if errors:
             return problem(422, "invalid payment", errors=errors)
         with psycopg.connect(self.dsn) as conn:
@@ -171,8 +186,15 @@ class PaymentService:
             body = json.loads(raw)
         except ValueError:
             return problem(400, "body is not JSON")
-        if not isinstance(body, dict) or set(body) - {"status", "providerPaymentId", "provider"} \
-                or body.get("status") not in {"succeeded", "failed", "cancelled", "refunded"}:
+        unknown = set(body) - {"status", "providerPaymentId", "provider"} if isinstance(body, dict) else set()
+        if "callback-accepts-extra-fields" in self.flaws:
+            body = {k: v for k, v in body.items() if k not in unknown} if isinstance(body, dict) else body
+            unknown = set()
+        if not isinstance(body, dict) or unknown \
+                or not isinstance(body.get("status"), str) \
+                or body["status"] not in {"succeeded", "failed", "cancelled", "refunded"} \
+                or not all(_provider_id(body, field, limit) for field, limit in (("providerPaymentId", 128),
+                                                                                  ("provider", 64))):
             return problem(422, "a callback carries status and provider ids only")
         with psycopg.connect(self.dsn) as conn:
             row = self._row(conn, payment_id, lock=True)

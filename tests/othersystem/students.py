@@ -16,10 +16,10 @@ import psycopg
 import redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from tests.othersystem.common import CACHE_KEY, CACHE_TTL, Flaws, problem, wrapped
+from tests.othersystem.common import CACHE_KEY, CACHE_TTL, PROBLEM_HANDLERS, Flaws, problem, wrapped
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 # The payment a purchase came from: the latest succeeded payment of that student and course confirmed
@@ -33,6 +33,17 @@ FROM learning.course_enrollments e WHERE e.student_ref = %s AND e.active ORDER B
 """
 
 
+def _parse_student_id(sid: str) -> str:
+    if not ID.fullmatch(sid):
+        raise ValueError(f"malformed student id {sid!r}")
+    return sid
+
+
+async def _html_error_page(request: Request, exc: Exception) -> Response:
+    """The web app's generic error page, shared by mistake with the API (html-500-on-bad-id)."""
+    return HTMLResponse("<!doctype html><html><body><h1>Something went wrong</h1></body></html>", status_code=500)
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -41,7 +52,10 @@ class StudentService:
     def __init__(self, dsn: str, redis_url: str, secret: str, flaws: Flaws) -> None:
         self.dsn, self.secret, self.flaws = dsn, secret, flaws
         self.cache = redis.Redis.from_url(redis_url)
-        self.app = Starlette(routes=[
+        handlers = dict(PROBLEM_HANDLERS)
+        if "html-500-on-bad-id" in flaws:
+            handlers[Exception] = _html_error_page
+        self.app = Starlette(exception_handlers=handlers, routes=[
             Route("/health", lambda r: JSONResponse({"status": "ok"})),
             Route("/v2/students/{sid}/learning", self.learning, methods=["GET"]),
             Route("/v2/admin/students/{sid}/learning-cache", self.invalidate, methods=["DELETE"]),
@@ -57,9 +71,17 @@ class StudentService:
             return problem(401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return claims
 
+    def _malformed(self, sid: str) -> bool:
+        """Whether the id is malformed (answered 400). With html-500-on-bad-id the check is a parser that
+        raises ValueError, which no handler maps to a 400."""
+        if "html-500-on-bad-id" in self.flaws:
+            _parse_student_id(sid)
+            return False
+        return not ID.fullmatch(sid)
+
     async def learning(self, request: Request) -> Response:
         sid = request.path_params["sid"]
-        if not ID.fullmatch(sid):
+        if self._malformed(sid):
             return problem(400, "malformed student id")
         claims = self._claims(request)
         if isinstance(claims, Response):
@@ -88,7 +110,7 @@ class StudentService:
 
     async def invalidate(self, request: Request) -> Response:
         sid = request.path_params["sid"]
-        if not ID.fullmatch(sid):
+        if self._malformed(sid):
             return problem(400, "malformed student id")
         claims = self._claims(request)
         if isinstance(claims, Response):

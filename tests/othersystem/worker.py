@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import redis
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from psycopg.types.json import Jsonb
 
 from tests.othersystem.common import (
@@ -53,7 +53,12 @@ def merge(payment: dict[str, Any] | None, event: dict[str, Any], flaws: Flaws) -
     return merged
 
 
-def _parse(raw: bytes | None) -> dict[str, Any]:
+def _tier(event: dict[str, Any]) -> int:
+    """The tier an event buys: its sessionCount, 1 when it has none."""
+    return int(event["data"]["metadata"].get("sessionCount") or 1)
+
+
+def _parse(raw: bytes | None, flaws: Flaws = frozenset()) -> dict[str, Any]:
     try:
         event = json.loads(raw or b"")
     except ValueError as exc:
@@ -66,6 +71,8 @@ def _parse(raw: bytes | None) -> dict[str, Any]:
             raise Poison(f"data.{field} missing")
     if not isinstance(data.get("metadata"), dict):
         raise Poison("data.metadata is not an object")
+    if "worker-dies-on-bad-event" in flaws:  # the tier is read before the count is validated: a ValueError escapes
+        _tier(event)
     count = data["metadata"].get("sessionCount")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
         raise Poison("data.metadata.sessionCount is not a number")
@@ -99,25 +106,33 @@ class Worker:
             msg = self.consumer.poll(0.1)
             if msg is None or msg.error():
                 continue
-            self._handle(msg)
+            if not self._handle(msg):  # poison-blocks: not handled, so read again, forever
+                self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                time.sleep(0.2)
+                continue
             self.consumer.commit(message=msg, asynchronous=False)
 
-    def _handle(self, msg: Message) -> None:
+    def _handle(self, msg: Message) -> bool:
+        """Handle one record; False when it must be read again (never, unless poison-blocks)."""
+        first_failed = datetime.now(UTC)
         try:
-            event = _parse(msg.value())
+            event = _parse(msg.value(), self.flaws)
         except Poison as exc:
-            self._dead_letter(msg, "INVALID_EVENT", str(exc), 1)
-            return
+            if "poison-blocks" in self.flaws:
+                return False
+            self._dead_letter(msg, "INVALID_EVENT", str(exc), 1, first_failed)
+            return True
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 self._enroll(event)
-                return
+                return True
             except (psycopg.Error, NotPaid) as exc:
                 if attempt == ATTEMPTS:
                     code = "PAYMENT_NOT_PAID" if isinstance(exc, NotPaid) else "PROCESSING_FAILED"
-                    self._dead_letter(msg, code, f"{type(exc).__name__}: {exc}", attempt)
-                    return
+                    self._dead_letter(msg, code, f"{type(exc).__name__}: {exc}", attempt, first_failed)
+                    return True
                 time.sleep(BACKOFF[attempt - 1])
+        return True
 
     def _enroll(self, event: dict[str, Any]) -> None:
         data = event["data"]
@@ -159,10 +174,11 @@ class Worker:
         self.producer.produce(CREATED_TOPIC, key=data["studentId"], value=json.dumps(created).encode())
         self.producer.flush(10)
 
-    def _dead_letter(self, msg: Message, code: str, reason: str, attempts: int) -> None:
+    def _dead_letter(self, msg: Message, code: str, reason: str, attempts: int, first_failed: datetime) -> None:
         raw = msg.value() or b""
         record = {"originalEvent": raw.decode("utf-8", "replace"), "originalTopic": msg.topic(),
                   "originalPartition": msg.partition(), "originalOffset": msg.offset(), "attempts": attempts,
-                  "errorCode": code, "reason": reason, "failedAt": datetime.now(UTC).isoformat()}
+                  "errorCode": code, "reason": reason, "firstFailedAt": first_failed.isoformat(),
+                  "failedAt": datetime.now(UTC).isoformat()}
         self.producer.produce(DEAD_LETTER_TOPIC, key=msg.key(), value=json.dumps(record).encode())
         self.producer.flush(10)

@@ -321,3 +321,29 @@ def test_the_target_carries_the_profiles_conventions_for_the_runner(profile: Any
         assert target.conventions == conventions_of(profile) and target.conventions.retry_attempts == 5
     finally:
         target.close()
+
+
+def test_a_dead_letter_of_an_injected_record_is_the_scenarios_whatever_student_it_names(profile: Any) -> None:
+    """A record kcverify published may name a foreign student (an event fuzzing case): its dead letter is
+    still the scenario's, found by the partition and offset it names, and carries the record as read."""
+    bus = Bus("127.0.0.1:1", topic_maps(profile), {})
+    try:
+        confirmed = topic_maps(profile)["confirmed"]
+        payment = str(uuid.uuid4())
+        event = json.loads(confirmed.canonical(raw("payments.confirmed", 0, system_confirmation(payment, "x"),
+                                                   payment)).value)
+        event["payload"]["studentId"] = "elsewhere-s9"
+        event["payload"]["metadata"] = {**METADATA, "sessionCount": "ten"}
+        published = json.dumps(event).encode()
+        key, value, headers = confirmed.system("x1-2-s1", published, ())
+        bus.injected.add((names.TOPIC_CONFIRMED, 0, 3))  # as publish() records where it landed
+        read = bus.translate(raw("payments.confirmed", 3, value, key, headers))
+        bus._canonical[names.TOPIC_CONFIRMED].append(read)
+        letter = bus.translate(raw("dead-letter-queue", 0, {"originalEvent": value.decode(), "originalOffset": 3,
+                                                            "attempts": 1}, key))
+        bus._canonical[names.TOPIC_DLQ].append(letter)
+        canonical = decode(letter)
+        assert canonical is not None and canonical["originalEvent"] == json.loads(read.value)
+        assert [r.offset for r in bus.records("x1-2-")[names.TOPIC_DLQ]] == [0]
+    finally:
+        bus.close()
