@@ -121,6 +121,7 @@ class EventPassResult:
     failing_cases: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)  # purchases, dead letters by reason, ...
     shrunk: Shrunk | None = None
+    shrinks: bool = True  # False on a shared system: the failing case is reported as generated (`Systems`)
     duration: float = 0.0
     error: str = ""
     scenario_file: str = ""  # where the shrunk case was written (set by the caller)
@@ -221,7 +222,8 @@ class EventFuzzer:
         # On a shared system a failing case may leave what made it fail (a record its worker never committed
         # is read again by the worker of every later case), so later cases could not be judged on their own:
         # the first failing case is reported as generated, not shrunk.
-        phases = (Phase.generate,) if self.systems.shared else (Phase.generate, Phase.shrink)
+        result.shrinks = not self.systems.shared
+        phases = (Phase.generate, Phase.shrink) if result.shrinks else (Phase.generate,)
         settings = hypothesis.settings(
             max_examples=self.options.max_examples, deadline=None, database=None, derandomize=False,
             print_blob=False, phases=phases, report_multiple_bugs=False,
