@@ -61,8 +61,8 @@ PAYMENT_NOT_SUCCEEDED = "payment_not_succeeded"
 
 def budget(max_examples: int) -> int:
     """Cases per consumer pass for the run's `--max-examples`: a fifth of it (at least 1), because a case
-    is a whole flow (a fresh system, two payments, records, two settles), not one request: the HTTP
-    default of 500 gives each consumer pass 100 cases."""
+    is a whole flow (a payment or two, records, a settle or two), not one request: the HTTP default of 500
+    gives each consumer pass 100 cases."""
     return max(1, max_examples // 5)
 
 
