@@ -90,7 +90,7 @@ def _write_scenarios(results: list[EventPassResult], directory: Path, fuzz_comma
             continue
         name = event_scenario.file_name(result)
         header = [f"Found by: {' '.join(fuzz_command)} --operations {result.operation} --modes {result.mode}",
-                  "(consumer pass, shrunk by Hypothesis). Replay:",
+                  f"(consumer pass, {'shrunk by Hypothesis' if result.shrinks else 'the first failing case'}). Replay:",
                   f"  {' '.join([*replay, str(directory / name)])}"]
         result.scenario_file = str(event_scenario.write(result, directory, header))
 

@@ -1,9 +1,12 @@
 """The consumer passes of `kcverify fuzz`: generated records on purchase-confirmed, the purchase worker
 judged by what anyone can observe (purchase rows, dead letters, the payment's own event handled).
 
-A case runs on a fresh system (`Target.start`): its payment is created and confirmed through the API,
-its records are published (`Target.publish`) before the system relays the payment's own event, then
-the flow is settled within `BOUND` seconds, and a second payment is created, confirmed and settled.
+A case runs on a system of its own (`Systems`): a fresh one per case on a simulated target (embedded,
+where a start costs nothing), one per pass on a real-time target (processes, external), where each case
+has its own student (so its own payments and record key) and is judged only by what is attributable to
+it (`Scope`). Its payment is created and confirmed through the API, its records are published
+(`Target.publish`) before the system relays the payment's own event, then the flow is settled within
+`BOUND` seconds; in the `poison then valid` pass a second payment is then created, confirmed and settled.
 Each property is its own pass (one Hypothesis run), so a failure is shrunk to the smallest case that
 breaks that property; the shrunk case is handed back to be written as a scenario file.
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,21 +47,23 @@ from kcverify.fuzz.events import (
     valid_cases,
 )
 from kcverify.spec import names, oracle
-from kcverify.targets.base import INJECTED_HEADER, RecordId, Snapshot, Target
+from kcverify.targets.base import INJECTED_HEADER, BusRecord, RecordId, Snapshot, Target
 
 OPERATION = "consumePurchaseConfirmed"  # the AsyncAPI operation the passes exercise (contracts/events/asyncapi.yaml)
 SERVICE = "purchase-worker"
 BOUND = 30.0  # seconds a settle may take: W7's retries (1 s + 2 s) of a payment that does not exist, with room
+BACKLOG_BOUND = 120.0  # seconds a shared system may take to finish its earlier work before a pass's first case
 DEFAULT_MAX_EXAMPLES = 100  # cases per consumer pass when the run's budget is the HTTP default
 NEEDS = ("produce_events", "read_bus", "read_db")  # publish the records; see dead letters and purchase rows
+FOLLOWED = ("poison then valid",)  # the properties whose cases confirm a second payment after the settle
 SCHEMA_VIOLATION = "schema_violation"
 PAYMENT_NOT_SUCCEEDED = "payment_not_succeeded"
 
 
 def budget(max_examples: int) -> int:
     """Cases per consumer pass for the run's `--max-examples`: a fifth of it (at least 1), because a case
-    is a whole flow (a fresh system, two payments, records, two settles), not one request: the HTTP
-    default of 500 gives each consumer pass 100 cases."""
+    is a whole flow (a payment or two, records, a settle or two), not one request: the HTTP default of 500
+    gives each consumer pass 100 cases."""
     return max(1, max_examples // 5)
 
 
@@ -117,6 +122,7 @@ class EventPassResult:
     failing_cases: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)  # purchases, dead letters by reason, ...
     shrunk: Shrunk | None = None
+    shrinks: bool = True  # False on a shared system: the failing case is reported as generated (`Systems`)
     duration: float = 0.0
     error: str = ""
     scenario_file: str = ""  # where the shrunk case was written (set by the caller)
@@ -140,13 +146,45 @@ class EventFuzzOptions:
     modes: tuple[str, ...] = ("positive", "negative")
 
 
+class Systems:
+    """Which system a case runs on. A simulated target (one that controls its clock) starts a fresh system
+    for every case: cheap, and deterministic for the seed. A real-time target starts one per pass (a start
+    there is seconds of processes reset and held): each case gets a student of its own, and after a case
+    that failed the system is started again (a component the case brought down comes back). A shared
+    system is settled once after its start, unjudged: work left from before the pass (an HTTP pass's
+    confirmations, relayed and consumed only now) must not count against the first case's bound."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.per_case = "control_clock" in target.info.capabilities
+        self.shared = not self.per_case
+        self._started = False
+
+    def begin_pass(self) -> None:
+        self._started = False
+
+    def for_case(self, serial: int, seed: int) -> str:
+        """The system ready for case number `serial` (1, 2, ...); returns the case's student id."""
+        if self.per_case or not self._started:
+            self.target.start(seed=seed)
+            self._started = True
+            if self.shared:  # what the system had pending before (an HTTP pass's confirmations) is not the case's
+                self.target.settle(BACKLOG_BOUND)
+        return self.target.student_id(STUDENT if self.per_case else f"{STUDENT}-{serial}")
+
+    def failed(self) -> None:
+        """The last case failed: the next one starts again."""
+        self._started = False
+
+
 class EventFuzzer:
-    """Runs the consumer passes against one target; `start` is called for every case."""
+    """Runs the consumer passes against one target (`Systems` says when it is started)."""
 
     def __init__(self, target: Target, options: EventFuzzOptions, progress: Progress | None = None) -> None:
         self.target = target
         self.options = options
         self.progress = progress
+        self.systems = Systems(target)
 
     def run(self) -> list[EventPassResult]:
         results = []
@@ -168,18 +206,32 @@ class EventFuzzer:
         last_failure: list[Shrunk] = []
         serial = [0]
 
+        self.systems.begin_pass()
+
         def test(case: EventCase) -> None:
             serial[0] += 1
             result.cases += 1
-            messages = judge(prop, *run_case(self.target, case, self.options.seed + serial[0]), result.outcomes)
+            try:
+                student = self.systems.for_case(serial[0], self.options.seed + serial[0])
+                messages = judge(prop, *run_case(self.target, case, student, serial[0], prop.name in FOLLOWED),
+                                 result.outcomes)
+            except BaseException:
+                self.systems.failed()
+                raise
             if messages:
+                self.systems.failed()
                 result.failing_cases += 1
                 last_failure[:] = [Shrunk(case, tuple(messages))]
                 raise Violation(messages[0])
 
+        # On a shared system a failing case may leave what made it fail (a record its worker never committed
+        # is read again by the worker of every later case), so later cases could not be judged on their own:
+        # the first failing case is reported as generated, not shrunk.
+        result.shrinks = not self.systems.shared
+        phases = (Phase.generate, Phase.shrink) if result.shrinks else (Phase.generate,)
         settings = hypothesis.settings(
             max_examples=self.options.max_examples, deadline=None, database=None, derandomize=False,
-            print_blob=False, phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
+            print_blob=False, phases=phases, report_multiple_bugs=False,
             suppress_health_check=list(HealthCheck))
         seeded = hypothesis.seed(self.options.seed)(settings(hypothesis.given(prop.cases())(test)))
         started = time.monotonic()
@@ -200,34 +252,41 @@ class EventFuzzer:
 
 @dataclass(frozen=True)
 class Observed:
-    """What one case made the system do, as anyone can see it."""
+    """What one case made the system do, as anyone can see it. On a shared system the snapshot holds every
+    case's rows and records: the judge looks only at the case's own (`Scope`)."""
 
     payment: str
-    follower: str
+    follower: str  # "" when the pass confirms no second payment
     sent: tuple[Sent, ...]
     quiet: bool
     follower_quiet: bool
     snapshot: Snapshot
     payment_metadata: dict[str, Any]
+    student: str = ""  # the key every record of the case was published with
+    tags: frozenset[str] = frozenset()  # the INJECTED_HEADER values of the case's records
     setup_error: str = ""
 
 
-def run_case(target: Target, case: EventCase, seed: int) -> tuple[EventCase, Observed]:
-    target.start(seed=seed)
-    student = target.student_id(STUDENT)
+def run_case(target: Target, case: EventCase, student: str, serial: int,
+             follow: bool) -> tuple[EventCase, Observed]:
+    """Case number `serial` on a system already started, as `student`; `follow`: a second payment after."""
     payment = _paid(target, student, dict(case.payment_metadata))
     sent: list[Sent] = []
+    tags = set()
     for index, draft in enumerate(case.drafts):
         value = draft.value(payment, student)
         for copy in range(1, draft.copies + 1):
-            record = target.publish(names.TOPIC_CONFIRMED, student, value,
-                                    ((INJECTED_HEADER, f"fuzz-{index + 1}-copy-{copy}"),))
+            tag = f"fuzz-{serial}-{index + 1}-copy-{copy}"
+            record = target.publish(names.TOPIC_CONFIRMED, student, value, ((INJECTED_HEADER, tag),))
             sent.append(Sent(index, draft.label, record, value, draft.for_payment))
+            tags.add(tag)
     quiet = target.settle(BOUND)
-    follower = _paid(target, student, dict(case.payment_metadata))
-    follower_quiet = target.settle(BOUND)
+    follower, follower_quiet = "", True
+    if follow:
+        follower = _paid(target, student, dict(case.payment_metadata))
+        follower_quiet = target.settle(BOUND)
     return case, Observed(payment, follower, tuple(sent), quiet, follower_quiet, target.snapshot(),
-                          dict(case.payment_metadata))
+                          dict(case.payment_metadata), student, frozenset(tags))
 
 
 def _paid(target: Target, student: str, metadata: dict[str, Any]) -> str:
@@ -249,14 +308,63 @@ def _paid(target: Target, student: str, metadata: dict[str, Any]) -> str:
     return payment_id
 
 
-def _letters(snapshot: Snapshot) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Scope:
+    """What is attributable to one case, by what anyone can observe: its payments (and the payments its own
+    records name), its student (the key of every record it published, which a dead letter keeps), its
+    records' places (a dead letter names the partition and offset of its original) and the
+    INJECTED_HEADER values it sent with them (copied onward by a system that keeps headers)."""
+
+    payments: frozenset[str]
+    named: frozenset[str]  # payments the case's other records name (they do not exist)
+    student: str
+    places: frozenset[tuple[str, int, int]]
+    tags: frozenset[str]
+
+    @classmethod
+    def of(cls, seen: Observed) -> Scope:
+        named = {pid for sent in seen.sent if not sent.bound and (pid := _named_payment(sent.value))}
+        return cls(frozenset({seen.payment, seen.follower} - {""}), frozenset(named), seen.student,
+                   frozenset((s.record.topic, s.record.partition, s.record.offset) for s in seen.sent), seen.tags)
+
+    def purchase(self, row: Mapping[str, Any]) -> bool:
+        if row.get("paymentId") in self.payments | self.named:
+            return True
+        return bool(self.student) and row.get("studentId") == self.student
+
+    def letter(self, record: BusRecord, letter: Mapping[str, Any]) -> bool:
+        if (letter.get("originalTopic"), letter.get("partition"), letter.get("offset")) in self.places:
+            return True
+        if self.student and record.key == self.student:
+            return True
+        if any(name == INJECTED_HEADER and value in self.tags for name, value in record.headers):
+            return True
+        original = letter.get("originalEvent")
+        payload = original.get("payload") if isinstance(original, dict) else None
+        return isinstance(payload, dict) and payload.get("paymentId") in self.payments | self.named
+
+
+def _named_payment(value: bytes) -> str:
+    try:
+        event = json.loads(value)
+    except ValueError:
+        return ""
+    payload = event.get("payload") if isinstance(event, dict) else None
+    payment = payload.get("paymentId") if isinstance(payload, dict) else None
+    return payment if isinstance(payment, str) else ""
+
+
+def _letters(snapshot: Snapshot, scope: Scope) -> list[dict[str, Any]]:
+    """The dead letters attributable to the case (all of them on a system of its own)."""
     letters = []
     for record in snapshot.topics.get(names.TOPIC_DLQ, []):
         try:
             letter = json.loads(record.value)
         except ValueError:
             letter = None
-        letters.append(letter if isinstance(letter, dict) else {"unreadable": record.value[:80]})
+        letter = letter if isinstance(letter, dict) else {"unreadable": record.value[:80]}
+        if scope.letter(record, letter):
+            letters.append(letter)
     return letters
 
 
@@ -300,15 +408,16 @@ def _first_on_topic(seen: Observed) -> dict[str, Any] | None:
 
 def judge(prop: Property, case: EventCase, seen: Observed, outcomes: Counter[str]) -> list[str]:
     snapshot = seen.snapshot
+    scope = Scope.of(seen)
     purchases = [p for p in snapshot.purchases if p.get("paymentId") == seen.payment]
-    letters = _letters(snapshot)
-    outcomes["purchase"] += len(purchases)
+    letters = _letters(snapshot, scope)
+    outcomes["purchase"] += sum(1 for p in snapshot.purchases if scope.purchase(p))
     for letter in letters:
         outcomes[f"dead letter {letter.get('reason', '?')}"] += 1
     if prop.name == "valid events":
         return _valid(seen, purchases, letters)
     if prop.name == "invalid events":
-        return _dead_lettered(seen, snapshot, letters)
+        return _dead_lettered(seen, snapshot, letters, scope)
     return _not_blocked(seen, snapshot, purchases)
 
 
@@ -334,7 +443,7 @@ def _valid(seen: Observed, purchases: list[dict[str, Any]], letters: list[dict[s
     return problems
 
 
-def _dead_lettered(seen: Observed, snapshot: Snapshot, letters: list[dict[str, Any]]) -> list[str]:
+def _dead_lettered(seen: Observed, snapshot: Snapshot, letters: list[dict[str, Any]], scope: Scope) -> list[str]:
     problems = []
     for sent in seen.sent:
         if sent.bound:
@@ -358,8 +467,7 @@ def _dead_lettered(seen: Observed, snapshot: Snapshot, letters: list[dict[str, A
         if invalid and letter.get("attempts") != 1:
             problems.append(f"{what}: dead-lettered after {letter.get('attempts')} attempts; a schema violation is "
                             "never retried (W2)")
-    own = {seen.payment, seen.follower}
-    strays = [p for p in snapshot.purchases if p.get("paymentId") not in own]
+    strays = [p for p in snapshot.purchases if scope.purchase(p) and p.get("paymentId") not in scope.payments]
     if strays:
         problems.append(f"{len(strays)} purchase(s) for payments that do not exist (W3)")
     return problems

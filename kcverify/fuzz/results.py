@@ -74,7 +74,7 @@ def event_scenario_of(result: EventPassResult, *, seed: int, path: str, reproduc
     if result.shrunk is not None:
         case = result.shrunk.case
         records = "; ".join(f"{d.label}" + (f" x{d.copies}" if d.copies > 1 else "") for d in case.drafts)
-        message = "\n".join((*result.shrunk.messages, f"shrunk case: {records}"))
+        message = "\n".join((*result.shrunk.messages, f"{'shrunk' if result.shrinks else 'failing'} case: {records}"))
         if result.scenario_file:
             message += f"\nscenario file: {result.scenario_file}"
         failures = (Failure(check="consumer", rules=prop.rules, message=message, step=1,
@@ -82,7 +82,7 @@ def event_scenario_of(result: EventPassResult, *, seed: int, path: str, reproduc
                             details={"operation": result.operation, "mode": result.mode, "property": prop.name,
                                      "records": [d.label for d in case.drafts],
                                      "scenario_file": result.scenario_file}),)
-        title += f"; {result.failing_cases} failing (shrunk)"
+        title += f"; {result.failing_cases} failing ({'shrunk' if result.shrinks else 'as generated, not shrunk'})"
     skipped = result.error.startswith("skipped: ")
     status = Status.SKIPPED if skipped else Status.ERROR if result.error else \
         Status.FAILED if failures else Status.PASSED

@@ -73,8 +73,13 @@ class TargetAdapter(BaseAdapter):
         body = request.body or b""
         raw = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b""
         path = request.path_url
-        headers = {k: v if isinstance(v, str) else v.decode("latin-1")
+        # A field value's leading and trailing whitespace is not part of it (RFC 9110, 5.5): no HTTP client
+        # sends `Bearer ` with its space (the generated garbage token may be empty), so neither does this one.
+        headers = {k: (v if isinstance(v, str) else v.decode("latin-1")).strip(" \t")
                    for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+        for name, value in headers.items():
+            if name in request.headers:
+                request.headers[name] = value  # the curl line shows what was sent
         signed = self.signature_header
         if request.headers.get(signed) == SIGN_ME:
             headers = {k: v for k, v in headers.items() if k.lower() != signed.lower()}

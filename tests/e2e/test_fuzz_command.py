@@ -107,9 +107,9 @@ def _external_profile(tmp_path: Path, document: str | None) -> tuple[Path, Path]
         openapi = ROOT / "contracts" / "openapi" / "payment-service.yaml"
     else:
         openapi.write_text(document)
-    line = 'payment: {base_url: {env: KCVERIFY_PAYMENT_URL, default: "http://127.0.0.1:8081"}}'
+    line = "openapi: kcverify:contracts/openapi/payment-service.yaml"
     assert line in text
-    text = text.replace(line, line[:-1] + f", openapi: {json.dumps(str(openapi))}}}")
+    text = text.replace(line, f"openapi: {json.dumps(str(openapi))}")
     profile = tmp_path / "profile.yaml"
     profile.write_text(text)
     return profile, openapi

@@ -4,16 +4,20 @@ selection, and the transport's signing (a callback the fuzzer signs is one the r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from kcverify.contracts import openapi_path
 from kcverify.core.errors import InputError
 from kcverify.fuzz.judge import problem_verdicts
+from kcverify.fuzz.profiles import document_path, documents_of
 from kcverify.fuzz.runner import FuzzOptions, ServiceDocument, load_schema, select
 from kcverify.fuzz.transport import SIGN_ME, base_url, session_for
 from kcverify.targets.embedded import EmbeddedTarget
+from kcverify.targets.external.profile import load_profile
 
+ROOT = Path(__file__).resolve().parents[2]
 PROBLEM = json.dumps({"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "x"}).encode()
 
 
@@ -65,3 +69,21 @@ def test_a_missing_document_is_an_input_error_naming_it() -> None:
     with pytest.raises(InputError, match="no such OpenAPI document"):
         load_schema(ServiceDocument("payment-service", openapi_path("payment-service").with_name("nope.yaml")),
                     "positive", FuzzOptions())
+
+
+def test_the_reference_profile_names_the_shipped_openapi_documents(tmp_path: Path) -> None:
+    """`kcverify:contracts/PATH` is a contract kcverify ships (from a checkout or a wheel alike); any other
+    value is relative to the profile's folder."""
+    profile = load_profile(ROOT / "profiles" / "reference.yaml", {})
+
+    class Profiled:
+        pass
+
+    target = Profiled()
+    target.profile = profile  # type: ignore[attr-defined]
+    found = {d.service: d for d in documents_of(target)}
+    assert set(found) == {"payment", "student"}
+    assert found["payment"].openapi.resolve() == openapi_path("payment-service").resolve()
+    assert found["student"].openapi.resolve() == openapi_path("student-service").resolve()
+    assert all(d.direct and d.curl_base.startswith("http://") for d in found.values())
+    assert document_path(tmp_path, "docs/api.yaml") == tmp_path / "docs" / "api.yaml"
