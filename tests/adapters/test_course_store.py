@@ -245,3 +245,10 @@ def test_s1_purchases_for_student_are_active_own_and_oldest_first(course_store: 
     assert course_store.purchases_for_student("student-none") == []
     everything = sorted(course_store.all_purchases(), key=lambda p: p.id)
     assert everything == sorted([newest, oldest, middle, inactive, someone_else], key=lambda p: p.id)
+
+
+def test_merged_metadata_with_any_allowed_text_is_stored_as_written(course_store: CourseStore) -> None:
+    """W4/F2: the merged metadata keeps U+0000 and characters outside the BMP, in both stores."""
+    purchase = make_purchase(metadata={**METADATA, "classTypeTitle": "a\x00b \U0001f600"})
+    record(course_store, purchase)
+    assert course_store.purchase_for_payment(purchase.payment_id) == purchase

@@ -228,3 +228,12 @@ def test_i1_succeeded_confirmed_before_is_inclusive(payment_store: PaymentStore)
     assert payment_store.succeeded_confirmed_before(T1) == confirmations(early, on_the_bound)
     assert payment_store.succeeded_confirmed_before(T0 - 1) == []
     assert payment_store.succeeded_confirmed_before(T2) == confirmations(early, on_the_bound, late)
+
+
+def test_any_text_the_metadata_contract_allows_is_stored_as_written(payment_store: PaymentStore) -> None:
+    """P1/P3: a schema-valid string may hold U+0000 or characters outside the BMP; both stores keep them
+    (PostgreSQL's JSONB could not: a valid checkout answered 500 on the processes target, found by fuzzing)."""
+    payment = make_payment(metadata={**METADATA, "classTypeTitle": "a\x00b \U0001f600", "note\x00": ["\x00"]})
+    payment_store.insert_payment(payment)
+    loaded = payment_store.get_payment(payment.id)
+    assert loaded is not None and loaded.metadata == payment.metadata

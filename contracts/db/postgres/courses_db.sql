@@ -1,7 +1,8 @@
--- version: 1.0.0
+-- version: 1.1.0
 -- courses_db, PostgreSQL dialect (real stack). Same tables and constraints as
 -- ../sqlite/courses_db.sql. Executed by the PostgreSQL adapter on start: every statement is
--- idempotent. Timestamps are TIMESTAMPTZ (microsecond precision); ids are TEXT; JSON is JSONB.
+-- idempotent. Timestamps are TIMESTAMPTZ (microsecond precision); ids are TEXT. Metadata is JSON,
+-- kept as written (JSONB cannot hold U+0000, which the metadata contract allows); headers are JSONB.
 
 CREATE TABLE IF NOT EXISTS student_course_purchases (
     id              TEXT        NOT NULL PRIMARY KEY,
@@ -12,8 +13,8 @@ CREATE TABLE IF NOT EXISTS student_course_purchases (
     course_id       TEXT        NOT NULL,
     purchase_tier   INTEGER     NOT NULL CONSTRAINT purchases_tier_range CHECK (purchase_tier BETWEEN 1 AND 200),
     -- the merged metadata (W4), verbatim
-    metadata        JSONB       NOT NULL CONSTRAINT purchases_metadata_object
-                        CHECK (jsonb_typeof(metadata) = 'object'),
+    metadata        JSON        NOT NULL CONSTRAINT purchases_metadata_object
+                        CHECK (json_typeof(metadata) = 'object'),
     metadata_source TEXT        NOT NULL CONSTRAINT purchases_metadata_source_known
                         CHECK (metadata_source IN ('payment', 'event')),
     is_active       BOOLEAN     NOT NULL DEFAULT TRUE,

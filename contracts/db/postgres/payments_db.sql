@@ -1,8 +1,9 @@
--- version: 1.0.0
+-- version: 1.1.0
 -- payments_db, PostgreSQL dialect (real stack). Same tables and constraints as
 -- ../sqlite/payments_db.sql. Executed by the PostgreSQL adapter on start: every statement is
 -- idempotent. Timestamps are TIMESTAMPTZ (microsecond precision); ids are TEXT (uuid strings, and
--- student/course ids are whatever the caller uses); JSON is JSONB (keeps value types, not key order).
+-- student/course ids are whatever the caller uses). Metadata is JSON, kept as written: JSONB would
+-- refuse a string holding U+0000, which the metadata contract allows (a 500 on a valid request).
 
 CREATE TABLE IF NOT EXISTS payments (
     id                  TEXT        NOT NULL PRIMARY KEY,
@@ -15,8 +16,8 @@ CREATE TABLE IF NOT EXISTS payments (
     provider            TEXT        NOT NULL,
     provider_payment_id TEXT,
     -- the checkout metadata, verbatim: types are part of the contract (sessionCount stays an integer)
-    metadata            JSONB       NOT NULL CONSTRAINT payments_metadata_object
-                            CHECK (jsonb_typeof(metadata) = 'object'),
+    metadata            JSON        NOT NULL CONSTRAINT payments_metadata_object
+                            CHECK (json_typeof(metadata) = 'object'),
     created_at          TIMESTAMPTZ NOT NULL,
     confirmed_at        TIMESTAMPTZ
 );

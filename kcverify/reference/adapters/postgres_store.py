@@ -16,10 +16,10 @@
 - Timestamps: the port's float epoch seconds <-> TIMESTAMPTZ, microsecond precision. A float with more
   digits than that comes back rounded to the microsecond (floats with few binary digits, such as the
   manual clock's, round-trip exactly). Stored in UTC; the session time zone does not matter.
-- JSON: metadata and headers are JSONB written with `Jsonb` and read with `json.loads`, never coerced:
-  10 stays an int, "10" a string, 2.5 a float, key order is not kept (dicts compare without it).
-  JSONB refuses NaN/Infinity (refused before the write, as SQLite does) and `\\u0000` in strings
-  (a ConstraintViolation here, accepted by SQLite).
+- JSON: metadata is JSON (kept as written: JSONB refuses `\\u0000` in strings, which the metadata
+  contract allows and SQLite stores), outbox headers JSONB; both read with `json.loads`, never coerced:
+  10 stays an int, "10" a string, 2.5 a float. NaN/Infinity are not JSON: refused before the write, as
+  SQLite does.
 - Ordering: ties on a timestamp are broken by id with `COLLATE "C"` (byte order), which is SQLite's
   default text order, whatever the database's collation.
 
@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 from psycopg_pool import ConnectionPool
 
 from kcverify.core.clock import Clock, SystemClock
@@ -97,6 +97,11 @@ def _dumps(value: Any) -> str:
 def _jsonb(value: Any) -> Jsonb:
     _dumps(value)  # raise ValueError here, before the transaction, not inside the driver
     return Jsonb(value, dumps=_dumps)
+
+
+def _json(value: Any) -> Json:
+    _dumps(value)  # as _jsonb
+    return Json(value, dumps=_dumps)
 
 
 class _Database:
@@ -319,7 +324,7 @@ class PostgresPaymentStore(_PostgresOutboxStore):
                          connect_timeout=connect_timeout, application_name=application_name)
 
     def insert_payment(self, payment: Payment) -> None:
-        metadata = _jsonb(payment.metadata)
+        metadata = _json(payment.metadata)
         with self._db.transaction() as conn:
             conn.execute(
                 f"INSERT INTO payments ({_PAYMENT_COLUMNS})"
@@ -392,7 +397,7 @@ class PostgresCourseStore(_PostgresOutboxStore):
         """W6. False, nothing written, when the key was processed or the payment has a purchase (also
         when a concurrent worker wins either race while this one runs). Any other broken constraint
         (purchaseTier 250, a reused purchase id) is ConstraintViolation."""
-        metadata = _jsonb(purchase.metadata)
+        metadata = _json(purchase.metadata)
         try:
             with self._db.transaction() as conn:
                 if track and self._processed(conn, consumer, idempotency_key):
