@@ -158,7 +158,8 @@ def _timeline(verdict: Verdict, history: Sequence[Mapping[str, Any]], final: Map
     bound = float(verdict.staleness.get("bound") or 0)
     staleness = [Series("longest staleness window", seconds, [stale.get(t, 0.0) for t in seconds], color="#cf222e")]
     if bound:
-        staleness.append(Series("freshness bound", [0, span - 1], [bound, bound], dashed=True, color="#57606a"))
+        staleness.append(Series("freshness bound", [0, span - 1], [bound, bound], dashed=True, color="#57606a",
+                                markers=False))
     windows_chart = Chart("Staleness of the payments confirmed each second, faults shaded",
                           "seconds since the run began", "seconds", series=staleness, bands=bands)
     intro = ('<section id="timeline"><h2>Timeline</h2><p class="muted">The fault intervals, shaded, against the '

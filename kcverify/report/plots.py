@@ -16,7 +16,7 @@ from typing import Any
 
 from kcverify.core.extras import MissingExtra
 
-MARKED_POINTS = 40  # a line of more points than this (a timeline of seconds), or dashed (a bound), has no markers
+MARKED_POINTS = 40  # a line of more points than this is drawn without markers (a timeline of seconds)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 
 
@@ -30,6 +30,7 @@ class Series:
     points: bool = False
     dashed: bool = False
     color: str | None = None
+    markers: bool = True  # a mark on each point of a short line (not on a bound drawn from end to end)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def svg(chart: Chart) -> str:
             if s.points:
                 ax.scatter(s.xs, s.ys, s=6, alpha=0.6, color=color, label=s.label, linewidths=0)
             else:
-                ax.plot(s.xs, s.ys, marker="o" if len(s.xs) <= MARKED_POINTS and not s.dashed else None, ms=4, lw=1.5,
+                ax.plot(s.xs, s.ys, marker="o" if s.markers and len(s.xs) <= MARKED_POINTS else None, ms=4, lw=1.5,
                         ls="--" if s.dashed else "-", color=color, label=s.label)
         if chart.log_y and any(y > 0 for s in chart.series for y in s.ys):
             from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
