@@ -455,8 +455,11 @@ def _dead_lettered(seen: Observed, snapshot: Snapshot, letters: list[dict[str, A
             problems.append(f"{what} was dead-lettered {len(mine)} times, expected exactly once (W2, I3)")
             continue
         letter = mine[0]
-        invalid = not schema_valid(sent.value)
-        if letter.get("originalEvent") != _original(_as_read(snapshot, sent)):
+        # valid or not as the system received it: a profile's envelope may not carry a near-valid record's
+        # fault (an extra field it has no place for is not written), and then the record is a valid one there
+        received = _as_read(snapshot, sent)
+        invalid = not schema_valid(received)
+        if letter.get("originalEvent") != _original(received):
             problems.append(f"{what}: the dead letter does not carry the original (W8)")
         if contracts.validate("events/dead-letter", letter):
             problems.append(f"{what}: the dead letter breaks contracts/events/dead-letter.schema.json (I4)")
