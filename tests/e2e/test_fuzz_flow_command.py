@@ -6,26 +6,16 @@ reporter with the shrunk sequence and the command that runs the pass again (same
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kcverify.reference.defects import BY_NAME
+from tests.e2e.test_fuzz_events_command import kcverify  # one way to run the command, with a plain console
 
-KCVERIFY = shutil.which("kcverify", path=str(Path(sys.executable).parent)) or "kcverify"
 FLOW = ("--operations", "flow", "--max-examples", "50")  # 5 sequences
 NAME = "positive flow: stateful sequences"
-
-
-def kcverify(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([KCVERIFY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_the_reference_passes_the_flow_pass(tmp_path: Path) -> None:
