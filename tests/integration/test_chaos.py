@@ -41,4 +41,7 @@ def test_a_short_chaos_run_is_clean_and_rechecks_the_same(stack_dir: Path, tmp_p
     assert again.exit_code == 0, again.output
     assert json.loads((out / "verdict.json").read_text())["anomalyCounts"] == verdict["anomalyCounts"]
     page = (out / "report.html").read_text()
-    assert "PASS" in page and page.count('<rect class="fault"') == len(faults)
+    timeline = page[page.index('<section id="timeline">'):page.index('<section id="faults">')]
+    assert "PASS" in page and timeline.count("<svg") == 2  # throughput and staleness, the faults shaded
+    assert all(kind in timeline for kind in set(kinds))  # each fault kind in the charts' legends
+    assert page[page.index('<section id="faults">'):].count("<tr><td>") == len(faults)  # a row per fault
