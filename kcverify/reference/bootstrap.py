@@ -109,9 +109,16 @@ class System:
         """One step of every live member of the worker group, in member order (deterministic). A member
         that hits a crash point dies alone, as one of several worker processes would: the group
         rebalances and the others take over its partitions from the committed offsets."""
-        live = [(i, w) for i, w in enumerate(self.workers) if i not in self.workers_down]
-        for _, worker in live:
-            worker.start()  # every live member joins before any polls: one rebalance, not one per member
+        live = []
+        for index, worker in enumerate(self.workers):
+            if index in self.workers_down:
+                continue
+            try:
+                worker.start()  # every live member joins before any polls: one rebalance, not one per member
+            except BusUnavailable as exc:  # the broker is away: this member joins at a later step
+                self.tracer.emit("purchase-worker", "join_failed", member=index, error=str(exc))
+                continue
+            live.append((index, worker))
         worked = False
         for index, worker in live:
             try:

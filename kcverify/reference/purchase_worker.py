@@ -107,7 +107,11 @@ class PurchaseWorker:
     def poll_once(self, timeout: float = 0.0) -> Step:
         inflight = self._inflight
         if inflight is None:
-            message = self.consumer.poll(timeout)
+            try:
+                message = self.consumer.poll(timeout)
+            except BusUnavailable as exc:  # joining or polling failed (the broker away): try again at a later step
+                self._tracer.emit(COMPONENT, "poll_failed", error=str(exc))
+                return Step.IDLE
             if message is None:
                 return Step.IDLE
             if self._defects.on("commit-offset-before-handling"):

@@ -212,7 +212,11 @@ class CacheInvalidator:
             if self._clock.now() < due:
                 return False
         else:
-            message = self.consumer.poll(timeout)
+            try:
+                message = self.consumer.poll(timeout)
+            except BusUnavailable as exc:  # joining or polling failed (the broker away): try again at a later step
+                self._tracer.emit(COMPONENT, "poll_failed", error=str(exc))
+                return False
             if message is None:
                 return False
             self._crash.hit("invalidator.after_poll")
