@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from kcverify.core.admin_calls import collector_paused
 from kcverify.core.errors import TargetUnreachable
 from kcverify.targets.base import HttpReply, Snapshot
 
@@ -58,9 +59,10 @@ class BareTarget:
         common: dict[str, str | int | float | bool] = {"bootstrap.servers": self._bootstrap}
         self._admin = AdminClient(common)
         try:
-            futures = self._admin.create_topics([NewTopic(self.topic, PARTITIONS, 1)], request_timeout=10)
-            for future in futures.values():
-                future.result(timeout=15)
+            with collector_paused():
+                futures = self._admin.create_topics([NewTopic(self.topic, PARTITIONS, 1)], request_timeout=10)
+                for future in futures.values():
+                    future.result(timeout=15)
             with psycopg.connect(self._dsn, autocommit=True) as conn:
                 conn.execute(f"CREATE TABLE {self.table} (payment_id text PRIMARY KEY, student_id text NOT NULL,"
                              " created_at timestamptz NOT NULL DEFAULT clock_timestamp())")
@@ -130,7 +132,9 @@ class BareTarget:
             import psycopg
             with psycopg.connect(self._dsn, autocommit=True) as conn:
                 conn.execute(f"DROP TABLE IF EXISTS {self.table}")
-            self._admin.delete_topics([self.topic], request_timeout=10)
+            with collector_paused():  # waited for: a callback left to come later could free a client
+                for future in self._admin.delete_topics([self.topic], request_timeout=10).values():
+                    future.result(timeout=15)
             keys = list(self._redis.scan_iter(match=f"bare:bare-{self._suffix}-*", count=1000))
             if keys:
                 self._redis.delete(*keys)

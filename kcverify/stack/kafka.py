@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
+from kcverify.core.admin_calls import collector_paused
 from kcverify.stack import daemons
 from kcverify.stack.errors import ServiceStartError, StackError
 from kcverify.stack.network import HOST, is_listening, wait_listening
@@ -121,18 +122,19 @@ def ensure_topics(bootstrap_servers: str, topics: Mapping[str, int], deadline: f
             if not (create or grow or pending):
                 return
             requests: list[Any] = []
-            if create:
-                requests.append(client.create_topics(create, request_timeout=10))
-            if grow:
-                requests.append(client.create_partitions(grow, request_timeout=10))
-            for futures in requests:
-                for name, future in futures.items():
-                    try:
-                        future.result()
-                    except KafkaException as exc:
-                        err = exc.args[0]
-                        if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                            last_error = f"{name}: {err}"
+            with collector_paused():
+                if create:
+                    requests.append(client.create_topics(create, request_timeout=10))
+                if grow:
+                    requests.append(client.create_partitions(grow, request_timeout=10))
+                for futures in requests:
+                    for name, future in futures.items():
+                        try:
+                            future.result()
+                        except KafkaException as exc:
+                            err = exc.args[0]
+                            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                                last_error = f"{name}: {err}"
         if time.monotonic() >= deadline:
             raise StackError(f"topics {sorted(topics)} not ready on {bootstrap_servers} in time "
                              f"({last_error or 'partitions without a leader'})")

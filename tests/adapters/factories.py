@@ -34,6 +34,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from kcverify.core.admin_calls import collector_paused
 from kcverify.core.clock import ManualClock
 from kcverify.reference.adapters.embedded_bus import EmbeddedBus, UnknownTopic
 from kcverify.reference.adapters.kafka_bus import KafkaBus, KafkaConsumer
@@ -205,9 +206,10 @@ def delete_topics(bus: KafkaBus, fragment: str) -> None:
     mine = [name for name in bus.topics() if fragment in name]
     if mine:
         admin = AdminClient({"bootstrap.servers": bus.bootstrap, "log_level": 0})
-        for future in admin.delete_topics(mine, operation_timeout=10).values():
-            with contextlib.suppress(Exception):
-                future.result(timeout=15)
+        with collector_paused():
+            for future in admin.delete_topics(mine, operation_timeout=10).values():
+                with contextlib.suppress(Exception):
+                    future.result(timeout=15)
 
 
 def _kafka_bus(ctx: Context) -> BusKit:

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kcverify import contracts, stack
+from kcverify.core.admin_calls import collector_paused
 from kcverify.evidence.evidence import decode
 from kcverify.spec import names
 from kcverify.targets.external import ExternalTarget
@@ -100,11 +101,12 @@ def system(settings: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]
     topics = {"confirmed": f"payments.confirmed-{suffix}", "created": f"purchases.created-{suffix}",
               "dlq": f"dead-letter-queue-{suffix}"}
     admin = AdminClient({"bootstrap.servers": settings["kafka_bootstrap"]})
-    futures = admin.create_topics([NewTopic(topics["confirmed"], num_partitions=2, replication_factor=1),
-                                   NewTopic(topics["created"], num_partitions=1, replication_factor=1),
-                                   NewTopic(topics["dlq"], num_partitions=1, replication_factor=1)])
-    for future in futures.values():
-        future.result(30)
+    with collector_paused():
+        futures = admin.create_topics([NewTopic(topics["confirmed"], num_partitions=2, replication_factor=1),
+                                       NewTopic(topics["created"], num_partitions=1, replication_factor=1),
+                                       NewTopic(topics["dlq"], num_partitions=1, replication_factor=1)])
+        for future in futures.values():
+            future.result(30)
     deadline = time.monotonic() + 30
     while True:  # made: wait until every partition has a leader, as a running system's topics have
         listed = admin.list_topics(timeout=10).topics

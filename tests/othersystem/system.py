@@ -5,6 +5,7 @@ local stack (`stack.json`: a PostgreSQL server, Kafka bootstrap, Redis URL)."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -64,12 +65,18 @@ def prepare(server_dsn: str, bootstrap: str) -> str:
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(t, num_partitions=n, replication_factor=1)
               for t, n in ((CONFIRMED_TOPIC, 3), (CREATED_TOPIC, 3), (DEAD_LETTER_TOPIC, 1)) if t not in existing]
-    for future in admin.create_topics(wanted).values() if wanted else ():
-        try:
-            future.result(15)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+    collecting = gc.isenabled()
+    gc.disable()  # no cyclic collection on librdkafka's thread while it completes the futures
+    try:
+        for future in admin.create_topics(wanted).values() if wanted else ():
+            try:
+                future.result(15)
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    finally:
+        if collecting:
+            gc.enable()
     return dsn
 
 

@@ -98,7 +98,8 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(15)
-        self.consumer.close()
+        if not self.thread.is_alive():  # closing a consumer another thread polls crashes librdkafka
+            self.consumer.close()
         self.producer.flush(5)
 
     def _run(self) -> None:

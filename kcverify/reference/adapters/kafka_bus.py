@@ -78,6 +78,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
+from kcverify.core.admin_calls import collector_paused
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable
 from kcverify.reference.adapters.embedded_bus import RESETS, CommitFailed, ConsumerClosed, UnknownTopic
@@ -177,9 +178,10 @@ class KafkaBus:
             raise ValueError(f"a topic needs at least one partition, got {partitions}")
         topic = NewTopic(name, num_partitions=partitions, replication_factor=self._replication_factor,
                          config=dict(self._topic_config))
-        futures = self._admin.create_topics([topic], request_timeout=self._request_timeout)
         try:
-            futures[name].result(timeout=self._request_timeout + 1)
+            with collector_paused():
+                futures = self._admin.create_topics([topic], request_timeout=self._request_timeout)
+                futures[name].result(timeout=self._request_timeout + 1)
         except KafkaException as exc:
             error = _error_of(exc)
             if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -321,8 +323,9 @@ class KafkaBus:
         count = self.partitions(topic)
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(count)])
         try:
-            futures = self._admin.list_consumer_group_offsets([request], request_timeout=self._request_timeout)
-            result = futures[group].result(timeout=self._request_timeout + 1)
+            with collector_paused():
+                futures = self._admin.list_consumer_group_offsets([request], request_timeout=self._request_timeout)
+                result = futures[group].result(timeout=self._request_timeout + 1)
         except KafkaException as exc:
             raise BusUnavailable(f"committed offsets of {group!r} on {self.bootstrap}: {exc}") from exc
         offsets: dict[int, int | None] = {p: None for p in range(count)}
@@ -393,9 +396,10 @@ class KafkaBus:
         deadline = time.monotonic() + self._request_timeout
         while True:
             try:
-                futures = self._admin.list_offsets(request, request_timeout=self._request_timeout)
-                return {tp.partition: future.result(timeout=self._request_timeout + 1).offset
-                        for tp, future in futures.items()}
+                with collector_paused():
+                    futures = self._admin.list_offsets(request, request_timeout=self._request_timeout)
+                    return {tp.partition: future.result(timeout=self._request_timeout + 1).offset
+                            for tp, future in futures.items()}
             except KafkaException as exc:
                 error = _error_of(exc)
                 if not _retriable(error) or time.monotonic() >= deadline:

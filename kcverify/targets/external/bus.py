@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from kcverify.core.admin_calls import collector_paused
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord, RecordId
 from kcverify.targets.external.envelope import GROUPS, ROLES, TopicMap
@@ -92,9 +93,10 @@ class Bus:
         deadline = time.monotonic() + REQUEST_TIMEOUT
         while True:
             try:
-                futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT)
-                return {(tp.topic, tp.partition): int(future.result(timeout=REQUEST_TIMEOUT + 1).offset)
-                        for tp, future in futures.items()}
+                with collector_paused():
+                    futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT)
+                    return {(tp.topic, tp.partition): int(future.result(timeout=REQUEST_TIMEOUT + 1).offset)
+                            for tp, future in futures.items()}
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
                 if not getattr(error, "retriable", lambda: False)() or time.monotonic() >= deadline:
@@ -115,8 +117,9 @@ class Bus:
         parts = self._parts(topic)
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
         try:
-            futures = self._admin.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT)
-            result = futures[group].result(timeout=REQUEST_TIMEOUT + 1)
+            with collector_paused():
+                futures = self._admin.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT)
+                result = futures[group].result(timeout=REQUEST_TIMEOUT + 1)
         except KafkaException as exc:
             raise BusError(f"committed offsets of group {group!r} on {self.bootstrap}: {exc}") from exc
         offsets: dict[int, int | None] = {p: None for p in parts}
@@ -127,7 +130,8 @@ class Bus:
     def group_exists(self, group: str) -> bool:
         """Whether the broker knows the group (it has members or committed offsets)."""
         try:
-            listed = self._admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT).result(REQUEST_TIMEOUT + 1)
+            with collector_paused():
+                listed = self._admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT).result(REQUEST_TIMEOUT + 1)
         except KafkaException as exc:
             raise BusError(f"consumer groups on {self.bootstrap}: {exc}") from exc
         return any(g.group_id == group for g in listed.valid)

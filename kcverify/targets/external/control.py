@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from kcverify.core.admin_calls import collector_paused
 from kcverify.spec import names
 from kcverify.targets.external.profile import Profile
 
@@ -274,7 +275,8 @@ class Control:
         bootstrap = self.profile.resolve(kafka["bootstrap"], "kafka", "bootstrap")
         admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 3})
         try:
-            description = admin.describe_consumer_groups([group], request_timeout=2.0)[group].result()
+            with collector_paused():
+                description = admin.describe_consumer_groups([group], request_timeout=2.0)[group].result()
         except Exception:  # not ready yet (coordinator loading, broker starting): ask again
             return False
         return bool(description.state == ConsumerGroupState.STABLE and description.members)

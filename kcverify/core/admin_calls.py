@@ -1,0 +1,39 @@
+"""Kafka admin requests with Python's cyclic garbage collector paused.
+
+confluent-kafka completes an AdminClient future from librdkafka's background thread, running Python
+code there. If that code starts a cyclic collection and the collection frees an unreachable Kafka
+client (a consumer, producer or admin client caught in a reference cycle, as a traceback easily makes
+one), the client's `rd_kafka_destroy` runs on a librdkafka thread, and the process dies of SIGSEGV or
+SIGABRT (confluent-kafka-python issues 1761 and 2129). Every admin request of kcverify is issued and
+waited for inside `collector_paused()`, so the collection runs later on an ordinary thread instead.
+
+The pause is counted, so concurrent requests on several threads keep it until the last one ends."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_lock = threading.Lock()
+_holders = 0
+_was_enabled = True
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic collection while the block runs (reference counting goes on freeing as usual)."""
+    global _holders, _was_enabled
+    with _lock:
+        if _holders == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _holders += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _holders -= 1
+            if _holders == 0 and _was_enabled:
+                gc.enable()
