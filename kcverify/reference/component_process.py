@@ -51,6 +51,7 @@ from starlette.routing import Route
 from kcverify.core.clock import Clock, SystemClock
 from kcverify.core.errors import SimulatedCrash
 from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.http import listen_socket
 from kcverify.reference.instrument import CRASH_POINTS, Faults, LogTracer, Tracer
 from kcverify.reference.purchase_worker import Step
 from kcverify.reference.relay import OutboxRelay
@@ -468,13 +469,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bound now, so a busy port is an error before anything runs."""
-    sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setblocking(False)
-    return sock
-
-
 def write_ports_file(path: Path, service: socket.socket | None, control: socket.socket | None) -> None:
     """The ports this process listens on, as JSON, written atomically (a temporary file renamed), so a
     parent that started it with port 0 learns where it is. With port 0 the kernel picks a free port as it
@@ -515,9 +509,9 @@ class ComponentProcess:
             if options.kind == "student":
                 self.system.student_service.between_halves = self.pauses.point
         try:
-            self.service_socket = _listen(options.host, options.port) if self.app is not None else None
-            self.control_socket = _listen(options.host, options.control_port) if options.control_port is not None \
-                else None
+            self.service_socket = listen_socket(options.host, options.port) if self.app is not None else None
+            self.control_socket = (listen_socket(options.host, options.control_port)
+                                   if options.control_port is not None else None)
         except OSError:
             self.close_sockets()
             self._close_stores()

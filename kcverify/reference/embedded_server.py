@@ -41,6 +41,7 @@ from starlette.applications import Starlette
 from kcverify.core.clock import SystemClock
 from kcverify.core.ids import RandomIds
 from kcverify.reference.bootstrap import COMPONENTS, System, bootstrap
+from kcverify.reference.http import listen_socket
 from kcverify.reference.instrument import Tracer
 from kcverify.reference.settings import Settings, secrets_from_environment
 
@@ -89,15 +90,6 @@ def build_system(data_dir: Path | None, *, defects: Iterable[str] = (), tracer: 
     return bootstrap(settings, clock=SystemClock(), ids=RandomIds(), tracer=tracer or SilentTracer())
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket, bound now so a busy port is an error before anything is printed (uvicorn
-    would log it and sys.exit(1) from inside the loop). Port 0 picks a free one."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
-    sock.setblocking(False)
-    return sock
-
-
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to its owner (see the module docstring)."""
 
@@ -119,9 +111,9 @@ class EmbeddedServer:
         self._next_reconcile = 0.0
         self._stopping = False
         self._wake: asyncio.Event | None = None
-        self._payment_sock = listen(host, payment_port)
+        self._payment_sock = listen_socket(host, payment_port)
         try:
-            self._student_sock = listen(host, student_port)
+            self._student_sock = listen_socket(host, student_port)
         except OSError:
             self._payment_sock.close()
             raise

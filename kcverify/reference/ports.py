@@ -51,11 +51,12 @@ class PaymentStore(OutboxStore, Protocol):
         """W3: the payment WHERE id = ? AND student_id = ? AND status = 'succeeded', else None."""
         ...
 
-    def succeeded_confirmed_before(self, before: float) -> list[tuple[str, float]]:
-        """Id and confirmation time of each succeeded payment confirmed at or before `before`, oldest
-        first (the reconciler's candidates). Only the two columns: the reconciler asks on every settle
-        round, so decoding every succeeded payment each time would make a long run quadratic. Plain
-        `(id, confirmed_at)` tuples (a Confirmation is one, with names)."""
+    def succeeded_confirmed_before(self, before: float, after: float | None = None) -> list[tuple[str, float]]:
+        """Id and confirmation time of each succeeded payment confirmed at or before `before` (and after
+        `after`, when given: the reconciler's watermark), oldest first (the reconciler's candidates). Only
+        the two columns: the reconciler asks on every settle round, so decoding every succeeded payment
+        each time would make a long run quadratic. Plain `(id, confirmed_at)` tuples (a Confirmation is
+        one, with names)."""
         ...
 
     def all_payments(self) -> list[Payment]: ...

@@ -23,6 +23,13 @@ COMPONENT = "reconciler"
 MAX_BACKOFF = 16
 # Records the worker group has yet to consume on the confirmed topic (None: unknown, the broker away).
 Backlog = Callable[[], int | None]
+# How late, in seconds of the clock, a confirmation may become visible after its confirmed_at (the
+# confirming transaction's length): the watermark stays this far behind the scan, so a slow commit is
+# still found.
+LATE_COMMIT = 10.0
+# More unchecked candidates than this in one round (a reconciler starting on a database with history) are
+# looked up with one read of every purchase instead of one query each.
+BULK_LOOKUP = 50
 
 
 class Reconciler:
@@ -48,6 +55,9 @@ class Reconciler:
         # is not looked up in courses_db again: each round costs one narrow query plus the open payments,
         # not a purchase lookup per succeeded payment ever (quadratic over a long run).
         self._purchased: set[str] = set()
+        # Every succeeded payment confirmed at or before this time has its purchase: the scan asks only for
+        # the ones after it, so a round reads the recent confirmations, not every payment there ever was.
+        self._settled_until: float | None = None
         # The open payments the last run_once found, and when: a settle asks next_wakeup right after a
         # run_once that re-published nothing, with nothing run in between, so one scan serves both.
         self._last_scan: tuple[float, list[Confirmation]] | None = None
@@ -58,12 +68,22 @@ class Reconciler:
         purchased = self._purchased
         # rows as the store gives them (an adapter may give plain (id, confirmed_at) tuples): filtered by the
         # set in one pass before anything is built or looked up
-        for payment_id, confirmed_at in [c for c in self._payments.succeeded_confirmed_before(before)
-                                         if c[0] not in purchased]:
+        rows = self._payments.succeeded_confirmed_before(before, after=self._settled_until)
+        unchecked = [c for c in rows if c[0] not in purchased]
+        if len(unchecked) > BULK_LOOKUP:
+            purchased.update(p.payment_id for p in self._courses.all_purchases())
+            unchecked = [c for c in unchecked if c[0] not in purchased]
+        for payment_id, confirmed_at in unchecked:
             if self._courses.purchase_for_payment(payment_id) is not None:
                 purchased.add(payment_id)
                 continue
             open_.append(Confirmation(payment_id, float(confirmed_at)))
+        # below the oldest open one (and far enough behind the scan for a late commit), all is purchased
+        mark = before - LATE_COMMIT
+        if open_:
+            mark = min(mark, min(c.confirmed_at for c in open_) - 0.001)
+        if self._settled_until is None or mark > self._settled_until:
+            self._settled_until = mark
         return open_
 
     def run_once(self) -> int:

@@ -228,6 +228,10 @@ def test_i1_succeeded_confirmed_before_is_inclusive(payment_store: PaymentStore)
     assert payment_store.succeeded_confirmed_before(T1) == confirmations(early, on_the_bound)
     assert payment_store.succeeded_confirmed_before(T0 - 1) == []
     assert payment_store.succeeded_confirmed_before(T2) == confirmations(early, on_the_bound, late)
+    # the reconciler's watermark: only those confirmed strictly after it
+    assert payment_store.succeeded_confirmed_before(T2, after=T0) == confirmations(on_the_bound, late)
+    assert payment_store.succeeded_confirmed_before(T2, after=T1) == confirmations(late)
+    assert payment_store.succeeded_confirmed_before(T1, after=T1) == []
 
 
 def test_any_text_the_metadata_contract_allows_is_stored_as_written(payment_store: PaymentStore) -> None:

@@ -370,14 +370,15 @@ class SqlitePaymentStore(_SqliteOutboxStore):
                 (payment_id, student_id)).fetchone()
         return None if row is None else _payment(row)
 
-    def succeeded_confirmed_before(self, before: float) -> list[tuple[str, float]]:
+    def succeeded_confirmed_before(self, before: float, after: float | None = None) -> list[tuple[str, float]]:
         """Oldest confirmation first."""
         with self._db.transaction(write=False) as conn:
             cursor = conn.cursor()
             cursor.row_factory = None  # plain tuples, made in C: this runs on every settle round
+            since = "" if after is None else " AND confirmed_at > ?"
             rows: list[tuple[str, float]] = cursor.execute(
-                "SELECT id, confirmed_at FROM payments WHERE status = 'succeeded'"
-                " AND confirmed_at <= ? ORDER BY confirmed_at, id", (before,)).fetchall()
+                f"SELECT id, confirmed_at FROM payments WHERE status = 'succeeded' AND confirmed_at <= ?{since}"
+                " ORDER BY confirmed_at, id", (before,) + (() if after is None else (after,))).fetchall()
         return rows
 
     def changed_payments(self) -> tuple[list[Payment], list[str]]:

@@ -38,8 +38,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from kcverify.core.clock import SystemClock
 from kcverify.core.errors import InputError, TargetUnreachable
 from kcverify.spec import names, policy
@@ -51,6 +49,7 @@ from kcverify.targets.external.db import Databases
 from kcverify.targets.external.http import CANONICAL_STATUS, HttpSide, recognise
 from kcverify.targets.external.preconditions import PreconditionError, Preconditions
 from kcverify.targets.external.profile import Profile, load_profile
+from kcverify.targets.http_client import http_client
 
 if TYPE_CHECKING:
     from kcverify.targets.base import CacheEntry
@@ -93,7 +92,7 @@ class ExternalTarget:
         self._settle_timeout = float(conventions.get("settle_timeout", SETTLE_TIMEOUT))
         self._clock = SystemClock()
         self._credentials = Credentials(profile)
-        self._client = httpx.Client(timeout=HTTP_TIMEOUT)
+        self._client = http_client(HTTP_TIMEOUT)
         self._http = HttpSide(profile, self._credentials, self._client)
         self._db = Databases(profile) if "read_db" in self.info.capabilities else None
         self.conventions = conventions_of(profile)  # what the checks judge by (cli/run.py hands it on)

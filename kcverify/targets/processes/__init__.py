@@ -62,6 +62,7 @@ from kcverify.targets.base import (
     Snapshot,
     TargetInfo,
 )
+from kcverify.targets.http_client import http_client
 from kcverify.targets.processes.launcher import (
     IN_PROCESS,
     OWNER,
@@ -252,7 +253,7 @@ class ProcessesTarget:
             self._claim_stack()
             self._run_dir.mkdir(parents=True, exist_ok=True)
             self._faults_file.touch()
-            self._client = httpx.Client(timeout=30.0)
+            self._client = http_client(30.0)
             env = {WEBHOOK_SECRET_ENV: self._settings.webhook_secret, AUTH_SECRET_ENV: self._settings.auth_secret}
             self._procs = {spec.name: ManagedProcess(spec, self._run_dir, self._state_dir, self._faults_file,
                                                      self._client, env) for spec in SPECS}
