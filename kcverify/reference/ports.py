@@ -86,6 +86,11 @@ class CourseStore(OutboxStore, Protocol):
 
     def purchase_for_payment(self, payment_id: str) -> Purchase | None: ...
 
+    def purchased_payments(self, payment_ids: Sequence[str]) -> set[str]:
+        """Those of `payment_ids` that have a purchase (active or not): the reconciler's question about
+        every open confirmation of a round, in one read instead of one per payment."""
+        ...
+
     def all_purchases(self) -> list[Purchase]: ...
 
 

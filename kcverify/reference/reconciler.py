@@ -27,9 +27,6 @@ Backlog = Callable[[], int | None]
 # confirming transaction's length): the watermark stays this far behind the scan, so a slow commit is
 # still found.
 LATE_COMMIT = 10.0
-# More unchecked candidates than this in one round (a reconciler starting on a database with history) are
-# looked up with one read of every purchase instead of one query each.
-BULK_LOOKUP = 50
 
 
 class Reconciler:
@@ -64,20 +61,15 @@ class Reconciler:
 
     def _unpurchased(self, before: float) -> list[Confirmation]:
         """Succeeded payments confirmed at or before `before` that have no purchase yet."""
-        open_ = []
         purchased = self._purchased
         # rows as the store gives them (an adapter may give plain (id, confirmed_at) tuples): filtered by the
         # set in one pass before anything is built or looked up
         rows = self._payments.succeeded_confirmed_before(before, after=self._settled_until)
         unchecked = [c for c in rows if c[0] not in purchased]
-        if len(unchecked) > BULK_LOOKUP:
-            purchased.update(p.payment_id for p in self._courses.all_purchases())
-            unchecked = [c for c in unchecked if c[0] not in purchased]
-        for payment_id, confirmed_at in unchecked:
-            if self._courses.purchase_for_payment(payment_id) is not None:
-                purchased.add(payment_id)
-                continue
-            open_.append(Confirmation(payment_id, float(confirmed_at)))
+        if unchecked:  # one read for the round: a reconciler starting on a long history asks once, not per payment
+            purchased.update(self._courses.purchased_payments([payment_id for payment_id, _ in unchecked]))
+        open_ = [Confirmation(payment_id, float(confirmed_at)) for payment_id, confirmed_at in unchecked
+                 if payment_id not in purchased]
         # below the oldest open one (and far enough behind the scan for a late commit), all is purchased
         mark = before - LATE_COMMIT
         if open_:

@@ -49,7 +49,8 @@ FAULT_OPERATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "payments_db": ("all_payments", "enqueue_outbox", "find_succeeded", "get_payment", "insert_payment",
                     "mark_published", "pending_outbox", "save_status", "succeeded_confirmed_before"),
     "courses_db": ("all_purchases", "enqueue_outbox", "is_processed", "mark_processed", "mark_published",
-                   "pending_outbox", "purchase_for_payment", "purchases_for_student", "record_purchase"),
+                   "pending_outbox", "purchase_for_payment", "purchased_payments", "purchases_for_student",
+                   "record_purchase"),
     "cache": ("delete", "get", "set", "set_if_version", "version"),
     "bus": ("committed", "consumer", "create_topic", "end_offsets", "publish", "read_all"),
 })

@@ -100,6 +100,18 @@ def test_purchase_for_unknown_payment_is_none(course_store: CourseStore) -> None
     assert course_store.purchase_for_payment(str(uuid.uuid4())) is None
 
 
+def test_purchased_payments_names_those_with_a_purchase_active_or_not(course_store: CourseStore) -> None:
+    bought, refunded = make_purchase(), make_purchase(is_active=False)
+    for purchase in (bought, refunded):
+        assert course_store.record_purchase(purchase, CONSUMER, key_for(purchase), None) is True
+    unknown = str(uuid.uuid4())
+    asked = [bought.payment_id, unknown, refunded.payment_id, bought.payment_id]
+    assert course_store.purchased_payments(asked) == {bought.payment_id, refunded.payment_id}
+    assert course_store.purchased_payments([]) == set()
+    many = [str(uuid.uuid4()) for _ in range(1200)] + [bought.payment_id]  # more than one statement's parameters
+    assert course_store.purchased_payments(many) == {bought.payment_id}
+
+
 # --- W6: idempotency ---------------------------------------------------------------------------------
 
 

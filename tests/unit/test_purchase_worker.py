@@ -229,13 +229,13 @@ def test_i1_the_reconciler_looks_up_only_payments_it_has_not_seen_purchased(flow
     payment seen with its purchase is not looked up in courses_db again (purchases are never deleted)."""
     lookups: list[str] = []
     courses = flow.system.reconciler._courses
-    real = courses.purchase_for_payment
+    real = courses.purchased_payments
 
-    def counted(payment_id: str) -> Any:
-        lookups.append(payment_id)
-        return real(payment_id)
+    def counted(payment_ids: list[str]) -> Any:
+        lookups.extend(payment_ids)
+        return real(payment_ids)
 
-    courses.purchase_for_payment = counted  # type: ignore[method-assign]
+    courses.purchased_payments = counted  # type: ignore[method-assign]
     bought = []
     for _ in range(12):
         bought.append(flow.buy())

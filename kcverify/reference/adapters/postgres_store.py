@@ -463,6 +463,12 @@ class PostgresCourseStore(_PostgresOutboxStore):
         return self._read_one(f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases WHERE payment_id = %s",
                               (payment_id,), _purchase)
 
+    def purchased_payments(self, payment_ids: Sequence[str]) -> set[str]:
+        if not payment_ids:
+            return set()
+        return set(self._read("SELECT payment_id FROM student_course_purchases WHERE payment_id = ANY(%s)",
+                              (list(payment_ids),), lambda row: str(row["payment_id"])))
+
     def all_purchases(self) -> list[Purchase]:
         """Active or not, oldest first (created_at, then id)."""
         return self._read(

@@ -403,6 +403,7 @@ class SqlitePaymentStore(_SqliteOutboxStore):
         return [_payment(row) for row in rows]
 
 
+_IN_CHUNK = 500  # ids per `IN (...)`: SQLite limits the parameters of one statement
 _PURCHASE_COLUMNS = ("id, payment_id, student_id, course_id, purchase_tier, metadata, metadata_source,"
                      " is_active, created_at")
 
@@ -480,6 +481,17 @@ class SqliteCourseStore(_SqliteOutboxStore):
             row = conn.execute(f"SELECT {_PURCHASE_COLUMNS} FROM student_course_purchases"
                                " WHERE payment_id = ?", (payment_id,)).fetchone()
         return None if row is None else _purchase(row)
+
+    def purchased_payments(self, payment_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(payment_ids))
+        with self._db.transaction(write=False) as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start:start + _IN_CHUNK]
+                found.update(row[0] for row in conn.execute(
+                    "SELECT payment_id FROM student_course_purchases"
+                    f" WHERE payment_id IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return found
 
     def changed_purchases(self) -> tuple[list[Purchase], list[str]]:
         """Like SqlitePaymentStore.changed_payments, for purchases."""
