@@ -19,6 +19,7 @@ table, keys) carries a random suffix and is removed by `close()`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from kcverify.core.admin_calls import collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused
 from kcverify.core.errors import TargetUnreachable
 from kcverify.targets.base import HttpReply, Snapshot
 
@@ -61,6 +62,7 @@ class BareTarget:
         try:
             with collector_paused():
                 futures = self._admin.create_topics([NewTopic(self.topic, PARTITIONS, 1)], request_timeout=10)
+                all_done(futures.values(), 15)
                 for future in futures.values():
                     future.result(timeout=15)
             with psycopg.connect(self._dsn, autocommit=True) as conn:
@@ -128,18 +130,17 @@ class BareTarget:
         """Stop the consumer; drop the table, the topic and the keys."""
         self.hold_all()
         self._producer.flush(5)
-        try:
+        with contextlib.suppress(Exception):  # each part best effort: a stack going down takes them along
             import psycopg
             with psycopg.connect(self._dsn, autocommit=True) as conn:
                 conn.execute(f"DROP TABLE IF EXISTS {self.table}")
-            with collector_paused():  # waited for: a callback left to come later could free a client
-                for future in self._admin.delete_topics([self.topic], request_timeout=10).values():
-                    future.result(timeout=15)
+        with contextlib.suppress(Exception), collector_paused():  # waited for: a late callback could free a client
+            futures = self._admin.delete_topics([self.topic], request_timeout=10)
+            all_done(futures.values(), 15)
+        with contextlib.suppress(Exception):
             keys = list(self._redis.scan_iter(match=f"bare:bare-{self._suffix}-*", count=1000))
             if keys:
                 self._redis.delete(*keys)
-        except Exception:  # best effort: a stack going down takes them along anyway
-            pass
         self._redis.close()
 
     # --- the pipeline -------------------------------------------------------------------------------

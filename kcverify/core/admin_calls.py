@@ -7,14 +7,20 @@ one), the client's `rd_kafka_destroy` runs on a librdkafka thread, and the proce
 SIGABRT (confluent-kafka-python issues 1761 and 2129). Every admin request of kcverify is issued and
 waited for inside `collector_paused()`, so the collection runs later on an ordinary thread instead.
 
-The pause is counted, so concurrent requests on several threads keep it until the last one ends."""
+The pause is counted, so concurrent requests on several threads keep it until the last one ends. A
+request's futures are all waited for inside the pause (`all_done`) before any result is read: the
+callback completes them one after the other, and reading the first one's error and leaving the block
+would let the collector run while the callback is still completing the rest. A request that times out
+is not covered: its callback comes later, with the collector on."""
 
 from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
+from typing import Any
 
 _lock = threading.Lock()
 _holders = 0
@@ -37,3 +43,8 @@ def collector_paused() -> Iterator[None]:
             _holders -= 1
             if _holders == 0 and _was_enabled:
                 gc.enable()
+
+
+def all_done(futures: Iterable[Future[Any]], timeout: float) -> None:
+    """Until every one of a request's futures is completed (or `timeout` seconds), inside the pause."""
+    wait(list(futures), timeout=timeout)

@@ -25,8 +25,10 @@ MAX_BACKOFF = 16
 Backlog = Callable[[], int | None]
 # How late, in seconds of the clock, a confirmation may become visible after its confirmed_at (the
 # confirming transaction's length): the watermark stays this far behind the scan, so a slow commit is
-# still found.
+# still found by the next round. One later than that (a starved process, a clock stepped back) is found
+# by the full scan that runs every FULL_SCAN_EVERY seconds of the clock, whatever the watermark says.
 LATE_COMMIT = 10.0
+FULL_SCAN_EVERY = 60.0
 
 
 class Reconciler:
@@ -55,6 +57,7 @@ class Reconciler:
         # Every succeeded payment confirmed at or before this time has its purchase: the scan asks only for
         # the ones after it, so a round reads the recent confirmations, not every payment there ever was.
         self._settled_until: float | None = None
+        self._full_scan_at: float | None = None  # when the last round read every succeeded payment
         # The open payments the last run_once found, and when: a settle asks next_wakeup right after a
         # run_once that re-published nothing, with nothing run in between, so one scan serves both.
         self._last_scan: tuple[float, list[Confirmation]] | None = None
@@ -64,7 +67,10 @@ class Reconciler:
         purchased = self._purchased
         # rows as the store gives them (an adapter may give plain (id, confirmed_at) tuples): filtered by the
         # set in one pass before anything is built or looked up
-        rows = self._payments.succeeded_confirmed_before(before, after=self._settled_until)
+        after = self._settled_until
+        if self._full_scan_at is None or not 0 <= before - self._full_scan_at < FULL_SCAN_EVERY:
+            after, self._full_scan_at = None, before
+        rows = self._payments.succeeded_confirmed_before(before, after=after)
         unchecked = [c for c in rows if c[0] not in purchased]
         if unchecked:  # one read for the round: a reconciler starting on a long history asks once, not per payment
             purchased.update(self._courses.purchased_payments([payment_id for payment_id, _ in unchecked]))
@@ -74,8 +80,8 @@ class Reconciler:
         mark = before - LATE_COMMIT
         if open_:
             mark = min(mark, min(c.confirmed_at for c in open_) - 0.001)
-        if self._settled_until is None or mark > self._settled_until:
-            self._settled_until = mark
+        if after is None or self._settled_until is None or mark > self._settled_until:
+            self._settled_until = mark  # a full scan may lower it: a late commit it found stays in view
         return open_
 
     def run_once(self) -> int:

@@ -25,7 +25,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
-from kcverify.core.admin_calls import collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused
 from kcverify.stack import daemons
 from kcverify.stack.errors import ServiceStartError, StackError
 from kcverify.stack.network import HOST, is_listening, wait_listening
@@ -127,6 +127,7 @@ def ensure_topics(bootstrap_servers: str, topics: Mapping[str, int], deadline: f
                     requests.append(client.create_topics(create, request_timeout=10))
                 if grow:
                     requests.append(client.create_partitions(grow, request_timeout=10))
+                all_done((f for futures in requests for f in futures.values()), 15)
                 for futures in requests:
                     for name, future in futures.items():
                         try:

@@ -121,8 +121,9 @@ def system(settings: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]
                                    api=answering_service(), **topics))
     yield {"path": path, "group": group, "bootstrap": settings["kafka_bootstrap"],
            "redis": settings["redis_url"], **topics}
-    for future in admin.delete_topics(list(topics.values())).values():
-        future.result(30)
+    with collector_paused():
+        for future in admin.delete_topics(list(topics.values())).values():
+            future.result(30)
 
 
 def confirmation(payment: str, student: str) -> dict[str, Any]:

@@ -61,3 +61,19 @@ def test_it_is_given_back_when_the_request_raises() -> None:
     with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("broker gone")
     assert gc.isenabled()
+
+
+def test_all_done_returns_once_every_future_is_completed_or_at_the_timeout() -> None:
+    from concurrent.futures import Future
+
+    from kcverify.core.admin_calls import all_done
+
+    first, second = Future[int](), Future[int]()
+    first.set_exception(RuntimeError("NOT_LEADER_FOR_PARTITION"))  # the first failed: its error is readable
+    completer = threading.Timer(0.2, lambda: second.set_result(7))  # the callback is still completing the rest
+    completer.start()
+    all_done([first, second], timeout=5)
+    assert second.done() and second.result() == 7
+    late = Future[int]()
+    all_done([late], timeout=0.05)  # never completed: gives up at the timeout
+    assert not late.done()

@@ -303,3 +303,28 @@ def test_i1_no_second_copy_while_the_worker_group_is_behind(flow: Flow, unknown:
     flow.settle()
     assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
     assert len(_trace(flow, "republished")) == 1
+
+
+def test_i1_a_confirmation_committed_after_the_watermark_passed_it_is_found_by_the_full_scan(make_flow: Any) -> None:
+    """The reconciler reads only confirmations after its watermark (LATE_COMMIT behind the scan). One that
+    becomes visible later than that, with an older confirmed_at (a starved process, a clock stepped
+    back), is still re-published: by the full scan every FULL_SCAN_EVERY seconds."""
+    from kcverify.reference import domain
+    from kcverify.reference.reconciler import FULL_SCAN_EVERY, LATE_COMMIT
+
+    flow = make_flow(reconcile_grace=5.0)
+    system = flow.system
+    flow.buy()
+    flow.settle()
+    system.reconciler.run_once()  # watermark and full scan set now
+    clock = system.clock
+    late = domain.Payment(id="late-1", student_id="s9", course_id="c1", amount_cents=4900, currency="EUR",
+                          status=domain.PaymentStatus.SUCCEEDED, provider="stripe", provider_payment_id="pi_late",
+                          metadata={}, created_at=clock.now() - 3 * LATE_COMMIT,
+                          confirmed_at=clock.now() - 2 * LATE_COMMIT)
+    system.payment_store.insert_payment(late)  # committed now, confirmed long before: no event was ever sent
+    clock.advance(system.settings.reconcile_grace + 1)
+    assert system.reconciler.run_once() == 0, "below the watermark: not seen before the full scan"
+    clock.advance(FULL_SCAN_EVERY)
+    assert system.reconciler.run_once() == 1
+    assert system.reconciler.run_once() == 0  # re-published once, then its backoff

@@ -78,7 +78,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
-from kcverify.core.admin_calls import collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable
 from kcverify.reference.adapters.embedded_bus import RESETS, CommitFailed, ConsumerClosed, UnknownTopic
@@ -181,6 +181,7 @@ class KafkaBus:
         try:
             with collector_paused():
                 futures = self._admin.create_topics([topic], request_timeout=self._request_timeout)
+                all_done(futures.values(), self._request_timeout + 1)
                 futures[name].result(timeout=self._request_timeout + 1)
         except KafkaException as exc:
             error = _error_of(exc)
@@ -325,6 +326,7 @@ class KafkaBus:
         try:
             with collector_paused():
                 futures = self._admin.list_consumer_group_offsets([request], request_timeout=self._request_timeout)
+                all_done(futures.values(), self._request_timeout + 1)
                 result = futures[group].result(timeout=self._request_timeout + 1)
         except KafkaException as exc:
             raise BusUnavailable(f"committed offsets of {group!r} on {self.bootstrap}: {exc}") from exc
@@ -398,6 +400,7 @@ class KafkaBus:
             try:
                 with collector_paused():
                     futures = self._admin.list_offsets(request, request_timeout=self._request_timeout)
+                    all_done(futures.values(), self._request_timeout + 1)
                     return {tp.partition: future.result(timeout=self._request_timeout + 1).offset
                             for tp, future in futures.items()}
             except KafkaException as exc:

@@ -69,6 +69,7 @@ OUTBOX_CHANNEL = "kcverify_outbox"
 LISTEN_TIMEOUT = 1.0
 # A pooled connection idle longer than this (seconds) is checked with a round trip before it is handed out.
 IDLE_CHECK_AFTER = 1.0
+_RETURNED_KEPT = 256  # return times remembered (by connection id) before the table starts over
 
 log = logging.getLogger("kcverify.reference.adapters.postgres_store")
 
@@ -118,7 +119,7 @@ class _Database:
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             dsn, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             name=f"kcverify-{database}",
-            check=self._check, reset=self._note_returned,
+            check=self._check,
             kwargs={"autocommit": True, "row_factory": dict_row,
                     "connect_timeout": max(1, round(connect_timeout)),
                     "application_name": application_name or f"kcverify-{database}"},
@@ -138,16 +139,13 @@ class _Database:
             self._pool.close()
             raise
 
-    def _note_returned(self, conn: psycopg.Connection[Row]) -> None:
-        self._returned[id(conn)] = time.monotonic()
-
     def _check(self, conn: psycopg.Connection[Row]) -> None:
         """A connection broken while idle (a server restart) is replaced on checkout, not handed out. The
         check costs a round trip, so a connection given back less than IDLE_CHECK_AFTER ago is taken as it
-        is: under load that is every checkout, and a break in that second fails one transaction
-        (StoreUnavailable, which every caller already handles) instead of slowing all of them."""
+        is: under load that is every checkout, and a server gone in that second fails the transactions on
+        those connections (StoreUnavailable, which every caller already handles) instead of slowing all."""
         returned = self._returned.get(id(conn))
-        if returned is not None and time.monotonic() - returned < IDLE_CHECK_AFTER and not conn.broken:
+        if returned is not None and time.monotonic() - returned < IDLE_CHECK_AFTER:
             return
         ConnectionPool.check_connection(conn)
 
@@ -156,8 +154,15 @@ class _Database:
         """One transaction on a pooled connection: COMMIT at the end, ROLLBACK on any exception
         (SimulatedCrash included: a crashed process's transaction never commits)."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield conn
+            with self._pool.connection() as conn:
+                try:
+                    with conn.transaction():
+                        yield conn
+                finally:  # noted here, not with the pool's `reset` hook: that makes every return go
+                    # through a pool worker thread
+                    if len(self._returned) > _RETURNED_KEPT:  # ids of connections closed since
+                        self._returned.clear()
+                    self._returned[id(conn)] = time.monotonic()
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"{self._name}: {exc}") from exc
         except (psycopg.IntegrityError, psycopg.DataError) as exc:

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from kcverify.core.admin_calls import collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord, RecordId
 from kcverify.targets.external.envelope import GROUPS, ROLES, TopicMap
@@ -95,6 +95,7 @@ class Bus:
             try:
                 with collector_paused():
                     futures = self._admin.list_offsets(request, request_timeout=REQUEST_TIMEOUT)
+                    all_done(futures.values(), REQUEST_TIMEOUT + 1)
                     return {(tp.topic, tp.partition): int(future.result(timeout=REQUEST_TIMEOUT + 1).offset)
                             for tp, future in futures.items()}
             except KafkaException as exc:
@@ -119,6 +120,7 @@ class Bus:
         try:
             with collector_paused():
                 futures = self._admin.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT)
+                all_done(futures.values(), REQUEST_TIMEOUT + 1)
                 result = futures[group].result(timeout=REQUEST_TIMEOUT + 1)
         except KafkaException as exc:
             raise BusError(f"committed offsets of group {group!r} on {self.bootstrap}: {exc}") from exc
