@@ -61,9 +61,19 @@ def test_a_connection_the_server_dropped_is_replaced(schema_dsn: str, unique: st
             killed = admin.execute("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                                    " WHERE application_name = %s) AS t", (name,)).fetchone()
         assert killed == (1,)
+        _until_gone(schema_dsn, name)  # as after a restart: the backend has ended, not just been told to
         assert len(store.all_payments()) == 1
     finally:
         store.close()
+
+
+def _until_gone(dsn: str, application_name: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                            (application_name,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the terminated backend is still there"
+            time.sleep(0.01)
 
 
 def test_ddl_applied_concurrently_and_again_is_harmless(schema_dsn: str) -> None:

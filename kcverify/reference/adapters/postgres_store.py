@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -142,10 +143,10 @@ class _Database:
     def _check(self, conn: psycopg.Connection[Row]) -> None:
         """A connection broken while idle (a server restart) is replaced on checkout, not handed out. The
         check costs a round trip, so a connection given back less than IDLE_CHECK_AFTER ago is taken as it
-        is: under load that is every checkout, and a server gone in that second fails the transactions on
-        those connections (StoreUnavailable, which every caller already handles) instead of slowing all."""
+        is (under load that is every checkout) unless its socket has something to read: an idle
+        connection has nothing to read until the server ends it (its last message, then the close)."""
         returned = self._returned.get(id(conn))
-        if returned is not None and time.monotonic() - returned < IDLE_CHECK_AFTER:
+        if returned is not None and time.monotonic() - returned < IDLE_CHECK_AFTER and not _readable(conn):
             return
         ConnectionPool.check_connection(conn)
 
@@ -170,6 +171,15 @@ class _Database:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _readable(conn: psycopg.Connection[Row]) -> bool:
+    """Whether an idle connection's socket has data or an end of file waiting (a syscall, no round trip)."""
+    try:
+        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True  # no usable socket: the full check decides
+    return bool(ready)
 
 
 class _Constraint(ConstraintViolation):
