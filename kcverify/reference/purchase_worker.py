@@ -30,6 +30,10 @@ COMPONENT = "purchase-worker"
 
 # The header in which the `retry-at-topic-end` defect counts the attempts an event has had.
 _ATTEMPT_HEADER = "x-attempt"
+# The processed_events consumer under which the worker notes each record it dead-lettered (by topic,
+# partition and offset), so a worker that dies between the letter and its offset commit does not send a
+# second letter when the record comes round again (I2: dead-lettered exactly once).
+DEAD_LETTERS = f"{domain.WORKER_GROUP}.dead-letters"
 
 # The constant the production fallback silently substituted for a student's class time.
 _DEFAULTED_CLASS_TIME = "16:00"
@@ -342,6 +346,13 @@ class PurchaseWorker:
             first_failed_at=inflight.first_failed_at or now,
             dead_lettered_at=now,
         )
+        sent_as = f"{msg.topic}:{msg.partition}:{msg.offset}"
+        try:
+            if self._courses.is_processed(DEAD_LETTERS, sent_as):  # by a worker that died before its commit
+                self._tracer.emit(COMPONENT, "dead_letter_already_sent", partition=msg.partition, offset=msg.offset)
+                return True
+        except StoreUnavailable:
+            pass  # cannot tell: a second letter is better than none
         try:
             self._bus.publish(domain.TOPIC_DLQ, msg.key, domain.encode(letter.to_json()), msg.headers)
         except BusUnavailable as exc:
@@ -349,6 +360,8 @@ class PurchaseWorker:
             inflight.letter = outcome  # the handling did not fail again; only the dead letter waits
             self._tracer.emit(COMPONENT, "dead_letter_failed", error=str(exc))
             return False
+        with contextlib.suppress(StoreUnavailable):  # noted at once: the window for a second letter is this call
+            self._courses.mark_processed(DEAD_LETTERS, sent_as)
         self._tracer.emit(COMPONENT, "dead_lettered", reason=outcome.reason, attempts=inflight.attempts,
                           partition=msg.partition, offset=msg.offset,
                           eventId=(inflight.event or {}).get("eventId"))

@@ -89,6 +89,19 @@ def test_w2_a_non_numeric_session_count_is_dead_lettered_and_the_worker_goes_on(
     assert "purchase-worker" not in flow.system.down
 
 
+def test_i2_a_worker_that_dies_after_the_dead_letter_sends_no_second_one(flow: Flow) -> None:
+    """Killed between publishing a dead letter and committing the record's offset, the worker gets the
+    record again when it comes back: it is not dead-lettered a second time (chaos found this)."""
+    flow.publish_confirmed(_bad_session_count_event(), key="s1")
+    flow.system.crash_points.arm("worker.after_dead_letter")
+    flow.settle()
+    assert flow.system.crashed == [("purchase-worker", "worker.after_dead_letter")]
+    flow.system.restart("purchase-worker")
+    flow.settle()
+    assert [(d["reason"], d["attempts"]) for d in _dlq(flow)] == [("schema_violation", 1)]
+    assert len(_trace(flow, "dead_letter_already_sent")) == 1
+
+
 def test_defect_worker_dies_on_bad_session_count_stops_the_worker_with_the_event_uncommitted(make_flow: Any) -> None:
     flow = make_flow(defects=frozenset({"worker-dies-on-bad-session-count"}))
     flow.publish_confirmed(_bad_session_count_event(), key="s1")
