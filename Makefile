@@ -14,13 +14,14 @@ run: $(STAMP)
 	$(BIN)/kcverify run scenarios/ --claims claims.yaml
 
 # The tests that need no real service run two at a time (pytest-xdist: they are CPU-bound, and there are
-# two cores); the integration tests share one stack (tests/integration/conftest.py) and run one at a time.
+# two cores); the integration tests share one stack (tests/integration/conftest.py) and run one at a time,
+# in a process that holds real Kafka clients: should it crash natively, tests/native_backtrace.sh prints where.
 test: $(STAMP) prerequisites
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n 2 -m "not integration and not deep"
-	$(BIN)/pytest -q -m "integration and not deep"
+	tests/native_backtrace.sh $(BIN)/python -m pytest -q -m "integration and not deep"
 
 # Long measurement runs (e.g. 1000+ Schemathesis cases per operation), outside the test command.
 deep: $(STAMP)

@@ -142,6 +142,7 @@ class BareTarget:
             if keys:
                 self._redis.delete(*keys)
         self._redis.close()
+        del self._producer, self._admin  # destroyed here, not at a later collection (core/admin_calls.py)
 
     # --- the pipeline -------------------------------------------------------------------------------
 

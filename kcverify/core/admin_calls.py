@@ -11,7 +11,12 @@ The pause is counted, so concurrent requests on several threads keep it until th
 request's futures are all waited for inside the pause (`all_done`) before any result is read: the
 callback completes them one after the other, and reading the first one's error and leaving the block
 would let the collector run while the callback is still completing the rest. A request that times out
-is not covered: its callback comes later, with the collector on."""
+is not covered: its callback comes later, with the collector on.
+
+So the collector seldom has a Kafka client to free at all: owners let go of their producers and admin
+clients (which have no `close`) in their own `close()`, and a request's error is read with
+`outcome_error` rather than raised from the future (which would tie the caller's frame, and the client
+in it, into a cycle). A client is then destroyed by reference counting, on the thread that drops it."""
 
 from __future__ import annotations
 
@@ -48,3 +53,13 @@ def collector_paused() -> Iterator[None]:
 def all_done(futures: Iterable[Future[Any]], timeout: float) -> None:
     """Until every one of a request's futures is completed (or `timeout` seconds), inside the pause."""
     wait(list(futures), timeout=timeout)
+
+
+def outcome_error(future: Future[Any]) -> BaseException | None:
+    """A completed request's error, read without raising it (None when it succeeded); a TimeoutError when
+    it has not completed. `future.result()` would raise the error the future keeps, and the traceback it
+    gets then holds the caller's frame, whose locals hold the future: a reference cycle that keeps the
+    caller's admin client alive until a collection, on whatever thread."""
+    if not future.done():
+        return TimeoutError("the request did not complete in time")
+    return future.exception(timeout=0)

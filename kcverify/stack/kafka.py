@@ -25,7 +25,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
-from kcverify.core.admin_calls import all_done, collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused, outcome_error
 from kcverify.stack import daemons
 from kcverify.stack.errors import ServiceStartError, StackError
 from kcverify.stack.network import HOST, is_listening, wait_listening
@@ -130,12 +130,12 @@ def ensure_topics(bootstrap_servers: str, topics: Mapping[str, int], deadline: f
                 all_done((f for futures in requests for f in futures.values()), 15)
                 for futures in requests:
                     for name, future in futures.items():
-                        try:
-                            future.result()
-                        except KafkaException as exc:
-                            err = exc.args[0]
-                            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                                last_error = f"{name}: {err}"
+                        failed = outcome_error(future)
+                        if failed is None:
+                            continue
+                        err = failed.args[0] if isinstance(failed, KafkaException) and failed.args else failed
+                        if not isinstance(err, KafkaError) or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                            last_error = f"{name}: {err}"
         if time.monotonic() >= deadline:
             raise StackError(f"topics {sorted(topics)} not ready on {bootstrap_servers} in time "
                              f"({last_error or 'partitions without a leader'})")

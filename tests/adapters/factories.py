@@ -34,7 +34,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
-from kcverify.core.admin_calls import collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused
 from kcverify.core.clock import ManualClock
 from kcverify.reference.adapters.embedded_bus import EmbeddedBus, UnknownTopic
 from kcverify.reference.adapters.kafka_bus import KafkaBus, KafkaConsumer
@@ -207,9 +207,7 @@ def delete_topics(bus: KafkaBus, fragment: str) -> None:
     if mine:
         admin = AdminClient({"bootstrap.servers": bus.bootstrap, "log_level": 0})
         with collector_paused():
-            for future in admin.delete_topics(mine, operation_timeout=10).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=15)
+            all_done(admin.delete_topics(mine, operation_timeout=10).values(), 15)  # errors are not read
 
 
 def _kafka_bus(ctx: Context) -> BusKit:
@@ -225,8 +223,10 @@ def _kafka_bus(ctx: Context) -> BusKit:
         _settle(bus, members, consumer)
 
     def cleanup() -> None:
-        bus.close()
-        delete_topics(bus, ctx.unique)
+        try:
+            delete_topics(bus, ctx.unique)
+        finally:
+            bus.close()
 
     ctx.defer(cleanup)
     return BusKit(bus, poll_timeout=0.1, ready=ready, idle_polls=5, settle_timeout=SETTLE_TIMEOUT)

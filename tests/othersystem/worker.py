@@ -98,9 +98,12 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(15)
-        if not self.thread.is_alive():  # closing a consumer another thread polls crashes librdkafka
-            self.consumer.close()
-        self.producer.flush(5)
+        if self.thread.is_alive():  # still polling: closing its clients under it crashes librdkafka
+            return
+        self.consumer.close()
+        producer = self.__dict__.pop("producer", None)  # destroyed here, not by a later collection elsewhere
+        if producer is not None:
+            producer.flush(5)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -6,10 +6,11 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
 
-from kcverify.core.admin_calls import collector_paused
+from kcverify.core.admin_calls import collector_paused, outcome_error
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +78,19 @@ def test_all_done_returns_once_every_future_is_completed_or_at_the_timeout() -> 
     late = Future[int]()
     all_done([late], timeout=0.05)  # never completed: gives up at the timeout
     assert not late.done()
+
+
+def test_a_requests_error_is_read_without_raising_it_and_ties_no_frame_to_the_future() -> None:
+    failed: Future[int] = Future()
+    failed.set_exception(ValueError("topic exists"))
+    error = outcome_error(failed)
+    assert isinstance(error, ValueError) and str(error) == "topic exists"
+    assert error.__traceback__ is None  # raised, it would hold this frame, and the frame the future
+    succeeded: Future[int] = Future()
+    succeeded.set_result(1)
+    assert outcome_error(succeeded) is None
+
+
+def test_a_request_not_completed_reads_as_timed_out_at_once() -> None:
+    pending: Future[int] = Future()
+    assert isinstance(outcome_error(pending), TimeoutError)

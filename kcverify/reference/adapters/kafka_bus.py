@@ -62,7 +62,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -78,7 +78,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
-from kcverify.core.admin_calls import all_done, collector_paused
+from kcverify.core.admin_calls import all_done, collector_paused, outcome_error
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable
 from kcverify.reference.adapters.embedded_bus import RESETS, CommitFailed, ConsumerClosed, UnknownTopic
@@ -118,6 +118,16 @@ def _retriable(error: KafkaError | None) -> bool:
 def _error_of(exc: KafkaException) -> KafkaError | None:
     first = exc.args[0] if exc.args else None
     return first if isinstance(first, KafkaError) else None
+
+
+class _Released:
+    """In place of the clients a closed bus let go of: using one is a clear error."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the Kafka bus of {self._bootstrap} is closed")
 
 
 class KafkaBus:
@@ -182,13 +192,15 @@ class KafkaBus:
             with collector_paused():
                 futures = self._admin.create_topics([topic], request_timeout=self._request_timeout)
                 all_done(futures.values(), self._request_timeout + 1)
-                futures[name].result(timeout=self._request_timeout + 1)
-        except KafkaException as exc:
-            error = _error_of(exc)
+                failed = outcome_error(futures[name])
+        except KafkaException as exc:  # the request itself refused
+            raise BusUnavailable(f"cannot create topic {name!r} on {self.bootstrap}: {exc}") from exc
+        if isinstance(failed, TimeoutError):  # not completed in time
+            raise BusUnavailable(f"creating topic {name!r} on {self.bootstrap} timed out")
+        if failed is not None:
+            error = _error_of(failed) if isinstance(failed, KafkaException) else None
             if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise BusUnavailable(f"cannot create topic {name!r} on {self.bootstrap}: {exc}") from exc
-        except TimeoutError as exc:  # concurrent.futures' timeout
-            raise BusUnavailable(f"creating topic {name!r} on {self.bootstrap} timed out") from exc
+                raise BusUnavailable(f"cannot create topic {name!r} on {self.bootstrap}: {failed}")
         deadline = time.monotonic() + self._request_timeout
         while True:
             meta = self._metadata().topics.get(name)
@@ -349,13 +361,20 @@ class KafkaBus:
                 if not name.startswith("__") and meta.error is None}
 
     def close(self) -> None:
-        """Closes every member still open (each leaves its group) and delivers what is queued."""
+        """Closes every member still open (each leaves its group), delivers what is queued, and lets go of
+        the producer and the admin client, so that they are destroyed here, on the closing thread (a bus is
+        in reference cycles with its members: left to the collector, its clients would be destroyed at
+        some later collection, on whatever thread runs it; see core/admin_calls.py). Nothing but `close`
+        may be called after it. Idempotent."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             members = list(self._consumers)
         for member in members:
             member.close()
         self._producer.flush(self._publish_timeout)
+        self._producer = self._admin = cast(Any, _Released(self.bootstrap))
 
     # --- internals ----------------------------------------------------------------------------------
 

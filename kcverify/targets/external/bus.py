@@ -48,6 +48,7 @@ class Bus:
                                    "client.id": "kcverify-external-reader"})
         self._admin = AdminClient({**common, "client.id": "kcverify-external-admin"})
         self._producer: Producer | None = None
+        self._closed = False
         self._positions: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, list[int]] = {}
         self._raw: dict[str, list[BusRecord]] = {m.name: [] for m in self.maps.values()}
@@ -346,9 +347,17 @@ class Bus:
         return count
 
     def close(self) -> None:
+        """Closes the reader and lets go of the producer and admin client (destroyed here, on the closing
+        thread, not at a later collection on another: see core/admin_calls.py). Nothing else after it.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._consumer.close()
         if self._producer is not None:
             self._producer.flush(REQUEST_TIMEOUT)
+        self._producer = None
+        del self._admin
 
 
 def group_offsets(bus: Bus) -> dict[str, dict[int, int | None]]:
