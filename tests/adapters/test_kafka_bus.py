@@ -157,3 +157,26 @@ def test_a_static_member_restarted_in_its_slot_gets_its_partitions_back_without_
     finally:
         for slot in slots:
             slot.close()
+
+
+def test_reading_a_groups_committed_offsets_never_joins_it(bus: KafkaBus, topic: str, unique: str) -> None:
+    """`committed` asks the group's coordinator through a consumer carrying the group's id (not the admin
+    API, which crashes librdkafka on a coordinator error): that consumer must never become a member."""
+    group = f"group-{unique}"
+    member = bus.consumer(group, [topic])
+    _wait_assigned(member, time.monotonic() + SETTLE_TIMEOUT)
+    owned = member.assignment()
+    receipt = bus.publish(topic, "student-1", b"x")
+    message = None
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while message is None and time.monotonic() < deadline:
+        message = member.poll(0.1)
+    assert message is not None
+    member.commit(message)
+    for _ in range(3):
+        assert bus.committed(group, topic)[receipt.partition] == receipt.offset + 1
+    time.sleep(1.5)  # three heartbeats: a join by the reader would have revoked and reassigned by now
+    member.serve(0.2)
+    assert set(member.assignment()) == set(owned) == {(topic, 0), (topic, 1)}
+    assert bus.committed(f"never-{unique}", topic) == {0: None, 1: None}  # a group nobody made
+    member.close()

@@ -67,7 +67,6 @@ from typing import Any, cast
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -81,6 +80,7 @@ from confluent_kafka.cimpl import NewTopic
 from kcverify.core.admin_calls import all_done, collector_paused, outcome_error
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable
+from kcverify.core.group_offsets import GroupOffsets, GroupOffsetsError
 from kcverify.reference.adapters.embedded_bus import RESETS, CommitFailed, ConsumerClosed, UnknownTopic
 from kcverify.reference.ports import Delivered, Message
 
@@ -177,6 +177,7 @@ class KafkaBus:
         # a second on a fresh connection), before the first publish needs it.
         self._producer = self._new_producer()
         self._admin = AdminClient({**self._common, "client.id": f"{client_id}-admin"})
+        self._group_offsets = GroupOffsets(self._common, client_id)
         self._closed = False
 
     # --- Bus ----------------------------------------------------------------------------------------
@@ -332,22 +333,13 @@ class KafkaBus:
 
     def committed(self, group: str, topic: str) -> dict[int, int | None]:
         """Per partition of `topic`, the offset `group` committed (the next one it will read), or None.
-        Asks the group coordinator (AdminClient): it does not join the group."""
+        Asks the group's coordinator through a consumer that never joins the group (core/group_offsets.py
+        says why not the admin API)."""
         count = self.partitions(topic)
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(count)])
         try:
-            with collector_paused():
-                futures = self._admin.list_consumer_group_offsets([request], request_timeout=self._request_timeout)
-                all_done(futures.values(), self._request_timeout + 1)
-                result = futures[group].result(timeout=self._request_timeout + 1)
-        except KafkaException as exc:
-            raise BusUnavailable(f"committed offsets of {group!r} on {self.bootstrap}: {exc}") from exc
-        offsets: dict[int, int | None] = {p: None for p in range(count)}
-        for tp in result.topic_partitions or []:
-            if tp.error is not None:
-                raise BusUnavailable(f"committed offset of {group!r} {topic}[{tp.partition}]: {tp.error}")
-            offsets[tp.partition] = tp.offset if tp.offset >= 0 else None
-        return offsets
+            return self._group_offsets.committed(group, topic, list(range(count)), self._request_timeout)
+        except GroupOffsetsError as exc:
+            raise BusUnavailable(f"{exc} on {self.bootstrap}") from None
 
     def partitions(self, topic: str) -> int:
         meta = self._metadata().topics.get(topic)
@@ -374,6 +366,7 @@ class KafkaBus:
         for member in members:
             member.close()
         self._producer.flush(self._publish_timeout)
+        self._group_offsets.close()
         self._producer = self._admin = cast(Any, _Released(self.bootstrap))
 
     # --- internals ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kcverify.core.admin_calls import all_done, collector_paused
+from kcverify.core.group_offsets import GroupOffsets, GroupOffsetsError
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord, RecordId
 from kcverify.targets.external.envelope import GROUPS, ROLES, TopicMap
@@ -47,6 +48,7 @@ class Bus:
                                    "enable.auto.commit": False, "enable.partition.eof": False,
                                    "client.id": "kcverify-external-reader"})
         self._admin = AdminClient({**common, "client.id": "kcverify-external-admin"})
+        self._group_offsets = GroupOffsets(common, "kcverify-external")
         self._producer: Producer | None = None
         self._closed = False
         self._positions: dict[tuple[str, int], int] = {}
@@ -113,22 +115,12 @@ class Bus:
 
     def committed(self, group: str, topic: str) -> dict[int, int | None]:
         """Per partition, the offset the system's `group` committed on its `topic`, or None. Asks the
-        group's coordinator: it does not join the group."""
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        parts = self._parts(topic)
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
+        group's coordinator through a consumer that never joins the group (core/group_offsets.py says
+        why not the admin API)."""
         try:
-            with collector_paused():
-                futures = self._admin.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT)
-                all_done(futures.values(), REQUEST_TIMEOUT + 1)
-                result = futures[group].result(timeout=REQUEST_TIMEOUT + 1)
-        except KafkaException as exc:
-            raise BusError(f"committed offsets of group {group!r} on {self.bootstrap}: {exc}") from exc
-        offsets: dict[int, int | None] = {p: None for p in parts}
-        for tp in result.topic_partitions or []:
-            offsets[tp.partition] = tp.offset if tp.error is None and tp.offset >= 0 else None
-        return offsets
+            return self._group_offsets.committed(group, topic, self._parts(topic), REQUEST_TIMEOUT, strict=False)
+        except GroupOffsetsError as exc:
+            raise BusError(f"{exc} on {self.bootstrap}") from None
 
     def group_exists(self, group: str) -> bool:
         """Whether the broker knows the group (it has members or committed offsets)."""
@@ -354,6 +346,7 @@ class Bus:
             return
         self._closed = True
         self._consumer.close()
+        self._group_offsets.close()
         if self._producer is not None:
             self._producer.flush(REQUEST_TIMEOUT)
         self._producer = None
