@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+if TYPE_CHECKING:  # confluent-kafka is imported when a reader is used (core/ itself needs only the standard library)
+    from confluent_kafka import Consumer
 
 
 class GroupOffsetsError(RuntimeError):
@@ -41,6 +42,8 @@ class GroupOffsets:
                   strict: bool = True) -> dict[int, int | None]:
         """Per partition, the offset `group` committed (the next one it will read), or None. A partition
         answered with an error raises, unless not `strict`: then it reads as None."""
+        from confluent_kafka import KafkaException, TopicPartition
+
         reader = self._reader(group)
         try:
             answered = reader.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
@@ -54,6 +57,8 @@ class GroupOffsets:
         return offsets
 
     def _reader(self, group: str) -> Consumer:
+        from confluent_kafka import Consumer
+
         with self._lock:
             if self._closed:
                 raise RuntimeError("the group offsets reader is closed")
