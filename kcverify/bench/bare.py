@@ -128,6 +128,12 @@ class BareTarget:
 
     def close(self) -> None:
         """Stop the consumer; drop the table, the topic and the keys."""
+        try:
+            self._clean_up()
+        finally:
+            del self._producer, self._admin  # destroyed here, not at a later collection (core/admin_calls.py)
+
+    def _clean_up(self) -> None:
         self.hold_all()
         self._producer.flush(5)
         with contextlib.suppress(Exception):  # each part best effort: a stack going down takes them along
@@ -142,7 +148,6 @@ class BareTarget:
             if keys:
                 self._redis.delete(*keys)
         self._redis.close()
-        del self._producer, self._admin  # destroyed here, not at a later collection (core/admin_calls.py)
 
     # --- the pipeline -------------------------------------------------------------------------------
 

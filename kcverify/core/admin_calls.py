@@ -63,3 +63,14 @@ def outcome_error(future: Future[Any]) -> BaseException | None:
     if not future.done():
         return TimeoutError("the request did not complete in time")
     return future.exception(timeout=0)
+
+
+class Released:
+    """Stands in for a Kafka client its owner let go of in `close()`: any use raises `error(message)`,
+    not an AttributeError about a missing field."""
+
+    def __init__(self, message: str, error: type[Exception] = RuntimeError) -> None:
+        self._message, self._error = message, error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._error(self._message)

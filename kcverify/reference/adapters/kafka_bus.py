@@ -77,7 +77,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
-from kcverify.core.admin_calls import all_done, collector_paused, outcome_error
+from kcverify.core.admin_calls import Released, all_done, collector_paused, outcome_error
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable
 from kcverify.core.group_offsets import GroupOffsets, GroupOffsetsError
@@ -118,16 +118,6 @@ def _retriable(error: KafkaError | None) -> bool:
 def _error_of(exc: KafkaException) -> KafkaError | None:
     first = exc.args[0] if exc.args else None
     return first if isinstance(first, KafkaError) else None
-
-
-class _Released:
-    """In place of the clients a closed bus let go of: using one is a clear error."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"the Kafka bus of {self._bootstrap} is closed")
 
 
 class KafkaBus:
@@ -363,11 +353,13 @@ class KafkaBus:
                 return
             self._closed = True
             members = list(self._consumers)
-        for member in members:
-            member.close()
-        self._producer.flush(self._publish_timeout)
-        self._group_offsets.close()
-        self._producer = self._admin = cast(Any, _Released(self.bootstrap))
+        try:
+            for member in members:
+                member.close()
+            self._producer.flush(self._publish_timeout)
+        finally:
+            self._group_offsets.close()
+            self._producer = self._admin = cast(Any, Released(f"the Kafka bus of {self.bootstrap} is closed"))
 
     # --- internals ----------------------------------------------------------------------------------
 

@@ -14,12 +14,12 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from kcverify.core.admin_calls import all_done, collector_paused
+from kcverify.core.admin_calls import Released, all_done, collector_paused
 from kcverify.core.group_offsets import GroupOffsets, GroupOffsetsError
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord, RecordId
@@ -293,6 +293,8 @@ class Bus:
         return canonical
 
     def _produce(self, topic: str, key: str | None, value: bytes, headers: tuple[tuple[str, str], ...]) -> RecordId:
+        if self._closed:
+            raise BusError(f"the Kafka reader of {self.bootstrap} is closed")
         if self._producer is None:
             self._producer = Producer({"bootstrap.servers": self.bootstrap, "logger": log,
                                        "client.id": "kcverify-external-producer", "enable.idempotence": True})
@@ -345,12 +347,14 @@ class Bus:
         if self._closed:
             return
         self._closed = True
-        self._consumer.close()
-        self._group_offsets.close()
-        if self._producer is not None:
-            self._producer.flush(REQUEST_TIMEOUT)
-        self._producer = None
-        del self._admin
+        try:
+            self._consumer.close()
+            if self._producer is not None:
+                self._producer.flush(REQUEST_TIMEOUT)
+        finally:
+            self._group_offsets.close()
+            self._producer = None
+            self._admin = cast(Any, Released(f"the Kafka reader of {self.bootstrap} is closed", BusError))
 
 
 def group_offsets(bus: Bus) -> dict[str, dict[int, int | None]]:
