@@ -8,8 +8,9 @@
   idempotent, but two processes running `CREATE TABLE IF NOT EXISTS` at once can still collide in
   PostgreSQL's catalogue, so the DDL runs under a transaction-scoped advisory lock. The tables go to the
   first schema of the connection's `search_path` (the tests give each test its own schema that way).
-- Transactions: every port method is one transaction (autocommit connections, explicit
-  `conn.transaction()` blocks), READ COMMITTED. `record_purchase` checks processed_events, then inserts;
+- Transactions: every port method is one transaction (autocommit connections: explicit
+  `conn.transaction()` blocks, or one statement that is a transaction by itself), READ COMMITTED.
+  `record_purchase` checks processed_events, then inserts;
   two workers racing on the same payment meet at the UNIQUE index: the loser's INSERT waits for the
   winner's commit, fails with a unique violation, its transaction is rolled back, and the adapter checks
   (in a new transaction) that the winner's row really exists before answering False, as the port says.
@@ -154,10 +155,27 @@ class _Database:
     def transaction(self) -> Iterator[psycopg.Connection[Row]]:
         """One transaction on a pooled connection: COMMIT at the end, ROLLBACK on any exception
         (SimulatedCrash included: a crashed process's transaction never commits)."""
+        with self._connection(transaction=True) as conn:
+            yield conn
+
+    @contextmanager
+    def statement(self) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled autocommit connection for ONE statement, which PostgreSQL runs as a transaction of its
+        own: the same atomicity and READ COMMITTED snapshot as `transaction()` gives it, without the BEGIN
+        and COMMIT round trips (two of the three a single read costs otherwise). Only for a block that
+        executes exactly one statement."""
+        with self._connection(transaction=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self, *, transaction: bool) -> Iterator[psycopg.Connection[Row]]:
         try:
             with self._pool.connection() as conn:
                 try:
-                    with conn.transaction():
+                    if transaction:
+                        with conn.transaction():
+                            yield conn
+                    else:
                         yield conn
                 finally:  # noted here, not with the pool's `reset` hook: that makes every return go
                     # through a pool worker thread
@@ -242,7 +260,7 @@ class _PostgresOutboxStore:
         """Idempotent: a row published twice (at least once delivery) keeps its first time."""
         if not ids:
             return
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             conn.execute("UPDATE outbox SET published_at = %s WHERE id = ANY(%s) AND published_at IS NULL",
                          (_to_db_time(at), [int(i) for i in ids]))
 
@@ -261,7 +279,7 @@ class _PostgresOutboxStore:
     # --- internals ----------------------------------------------------------------------------------
 
     def _read(self, query: str, params: Sequence[Any], convert: Callable[[Row], T]) -> list[T]:
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:  # one SELECT
             rows = conn.execute(query, params).fetchall()
         return [convert(row) for row in rows]
 
@@ -274,13 +292,14 @@ class _PostgresOutboxStore:
         ignored: the store assigns ids."""
         created_at = message.created_at or self._clock.now()
         headers = _jsonb([[name, value] for name, value in message.headers])
+        # pg_notify is delivered when (and only if) the transaction commits: the relays wake at once
+        # (listen_outbox). One statement with the INSERT: one round trip, not two.
         row = conn.execute(
-            "INSERT INTO outbox (topic, msg_key, value, headers, created_at) VALUES (%s, %s, %s, %s, %s)"
-            " RETURNING id",
+            "WITH added AS (INSERT INTO outbox (topic, msg_key, value, headers, created_at)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id)"
+            f" SELECT id, pg_notify('{OUTBOX_CHANNEL}', '') FROM added",
             (message.topic, message.key, message.value, headers, _to_db_time(created_at))).fetchone()
         assert row is not None
-        # delivered when (and only if) the transaction commits: the relays wake at once (listen_outbox)
-        conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return int(row["id"])
 
     def listen_outbox(self, wake: Callable[[], None]) -> Callable[[], None]:
@@ -356,7 +375,7 @@ class PostgresPaymentStore(_PostgresOutboxStore):
 
     def insert_payment(self, payment: Payment) -> None:
         metadata = _json(payment.metadata)
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             conn.execute(
                 f"INSERT INTO payments ({_PAYMENT_COLUMNS})"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -459,11 +478,11 @@ class PostgresCourseStore(_PostgresOutboxStore):
             raise
 
     def is_processed(self, consumer: str, idempotency_key: str) -> bool:
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             return self._processed(conn, consumer, idempotency_key)
 
     def mark_processed(self, consumer: str, idempotency_key: str) -> None:
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             conn.execute("INSERT INTO processed_events (consumer, idempotency_key, processed_at)"
                          " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                          (consumer, idempotency_key, _to_db_time(self._clock.now())))
