@@ -398,13 +398,13 @@ class PostgresPaymentStore(_PostgresOutboxStore):
     def save_status(self, payment: Payment, outbox: OutboxMessage | None) -> None:
         """P3. Writes status, provider, provider_payment_id and confirmed_at only (courseId, amount and
         metadata are immutable, P2), then the outbox row, in one transaction."""
-        with self._db.transaction() as conn:
-            cursor = conn.execute(
+        with self._db.transaction(pipelined=True) as conn:  # BEGIN with the UPDATE, the outbox row with the COMMIT
+            updated = conn.execute(
                 "UPDATE payments SET status = %s, provider = %s, provider_payment_id = %s, confirmed_at = %s"
-                " WHERE id = %s",
+                " WHERE id = %s RETURNING id",
                 (str(payment.status), payment.provider, payment.provider_payment_id,
-                 None if payment.confirmed_at is None else _to_db_time(payment.confirmed_at), payment.id))
-            if cursor.rowcount != 1:
+                 None if payment.confirmed_at is None else _to_db_time(payment.confirmed_at), payment.id)).fetchall()
+            if len(updated) != 1:
                 raise RowNotFound(f"payment {payment.id} does not exist")
             if outbox is not None:
                 self._insert_outbox(conn, outbox)
