@@ -80,6 +80,10 @@ POLL_TIMEOUT = 0.1  # a consumer's poll: short, so a hold or a stop is answered 
 RELAY_IDLE = (0.05, 0.2)  # a relay's pause when its outbox was empty: starts small, doubles up to the max
 ERROR_PAUSE = 1.0  # after an unexpected error in a step: do not spin on a persistent bug
 CRASH_EXIT = 137  # what a shell reports for SIGKILL: the crash looks like one
+# An idle kept-alive connection is closed after this: longer than clients keep one (kcverify's 1.5 s,
+# browsers' and most HTTP libraries' few seconds), so a client never sends on a connection the server is
+# closing at that moment (kcverify/targets/http_client.py tells the race); uvicorn's default is 5 s.
+KEEP_ALIVE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -622,7 +626,7 @@ class ComponentProcess:
     @staticmethod
     def _config(app: Starlette, access_log: bool) -> uvicorn.Config:
         return uvicorn.Config(app, lifespan="off", log_level="warning", access_log=access_log,
-                              timeout_graceful_shutdown=10)
+                              timeout_graceful_shutdown=10, timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
     def _watch_parent(self, parent: int) -> None:
         """Test-only: a target that died without stopping its processes must not leave a worker behind

@@ -3,14 +3,16 @@ bodies, and running blocking service calls off the event loop when the app is se
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -64,15 +66,25 @@ async def json_body(request: Request) -> bytes:
 
 class Caller:
     """Runs a blocking service call: inline for the embedded target (deterministic, one thread),
-    in Starlette's thread pool when served by uvicorn (so slow I/O does not stall the loop)."""
+    in a thread pool when served by uvicorn (so slow I/O does not stall the loop).
+
+    The pool is a plain ThreadPoolExecutor behind `loop.run_in_executor`, not Starlette's
+    `run_in_threadpool`: its hand-over through anyio's worker threads cost about 180 us of CPU per call,
+    this one about 75 (four calls at a time, 20,000 calls, on the development machine). `THREADS` as
+    anyio's default: a read held at its pause point (tests) takes one thread, not the pool."""
+
+    THREADS = 40
 
     def __init__(self, threaded: bool) -> None:
         self.threaded = threaded
+        self._pool: ThreadPoolExecutor | None = None
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.threaded:
-            return await run_in_threadpool(fn, *args)
-        return fn(*args)
+        if not self.threaded:
+            return fn(*args)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="kcverify-http")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
 
 def make_app(routes: list[Route]) -> Starlette:

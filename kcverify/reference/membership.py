@@ -1,20 +1,42 @@
 """Consumer-group membership shared by the components that consume (worker, cache invalidator):
-join lazily on first use, leave cleanly on a graceful stop, vanish without committing on a crash."""
+join lazily on first use, leave cleanly on a graceful stop, vanish without committing on a crash, and
+commit offsets once per polled batch.
+
+Batched commits: a component tells its member which records it has finished (`handled`); their
+offsets are committed when the member has nothing more to hand out at once (`poll` finds no record
+already fetched), before a wait (`flush`, e.g. while an event waits for its retry) and on a graceful
+stop. So an offset is still committed only after its record was handled (W1), each commit is still the
+Consumer port's synchronous one, and a record arriving alone (low load) is committed before the next
+wait, as it was committed one by one before; under load one commit per partition covers every record
+of a batch instead of a broker round trip each. A crash loses the commits not yet made: those records
+come again, and the components' idempotency absorbs them, as for a crash between handling and commit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from kcverify.reference.ports import Bus, Consumer
+from kcverify.core.errors import BusUnavailable
+from kcverify.reference.ports import Bus, Consumer, Message
+
+# Told of each commit made (error None) or refused (the BusUnavailable); `note` is what `handled` was given.
+CommitReport = Callable[[Message, str, BusUnavailable | None], None]
+
+
+def _ignore(message: Message, note: str, error: BusUnavailable | None) -> None:
+    return None
 
 
 class GroupMember:
-    def __init__(self, bus: Bus, group: str, topics: Sequence[str], reset: str = "earliest") -> None:
+    def __init__(self, bus: Bus, group: str, topics: Sequence[str], reset: str = "earliest",
+                 on_commit: CommitReport = _ignore) -> None:
         self._bus = bus
         self._group = group
         self._topics = list(topics)
         self._reset = reset
+        self._on_commit = on_commit
         self._consumer: Consumer | None = None
+        # (topic, partition) -> the last record handled there and not committed yet, and its note
+        self._handled: dict[tuple[str, int], tuple[Message, str]] = {}
 
     @property
     def consumer(self) -> Consumer:
@@ -26,14 +48,50 @@ class GroupMember:
     def start(self) -> None:
         _ = self.consumer
 
+    def poll(self, timeout: float = 0.0) -> Message | None:
+        """The next record. While handled records wait for their commit, a record fetched already is
+        handed out at once; when there is none, the handled ones are committed before waiting up to
+        `timeout` for more."""
+        if self._handled:
+            message = self.consumer.poll(0.0)
+            if message is not None:
+                return message
+            self.flush()
+        return self.consumer.poll(timeout)
+
+    def handled(self, message: Message, note: str = "") -> None:
+        """`message` is finished with: its offset is committed at the next `flush` (records of a partition
+        are handled in order, so the last one's offset covers the ones before it)."""
+        self._handled[(message.topic, message.partition)] = (message, note)
+
+    def pending_commits(self) -> int:
+        """Partitions with a handled record whose offset is not committed yet."""
+        return len(self._handled)
+
+    def flush(self) -> None:
+        """Commit the offsets of the handled records now (synchronously, one commit per partition). A
+        refused commit (the partition lost in a rebalance, the broker away) is reported, not raised: its
+        records go to the partition's next owner again, at least once."""
+        pending, self._handled = self._handled, {}
+        for message, note in pending.values():
+            try:
+                self.consumer.commit(message)
+            except BusUnavailable as exc:
+                self._on_commit(message, note, exc)
+            else:
+                self._on_commit(message, note, None)
+
     def close(self) -> None:
-        """Graceful stop (SIGTERM): leave the group; what was not committed goes to the next member."""
+        """Graceful stop (SIGTERM): commit what was handled, then leave the group; what was not committed
+        goes to the next member."""
         if self._consumer is not None:
+            self.flush()
             self._consumer.close()
             self._consumer = None
 
     def abandon(self) -> None:
         """After a crash: gone without a word; uncommitted offsets are redelivered to the next member."""
+        self._handled = {}
         consumer, self._consumer = self._consumer, None
         crash = getattr(consumer, "crash", None)
         if callable(crash):

@@ -82,7 +82,8 @@ class PurchaseWorker:
         self._crash = crash
         self._tracer = tracer
         reset = "latest" if defects.on("latest-offset-reset") else "earliest"
-        self._member = GroupMember(bus, domain.WORKER_GROUP, [domain.TOPIC_CONFIRMED], reset)
+        self._member = GroupMember(bus, domain.WORKER_GROUP, [domain.TOPIC_CONFIRMED], reset,
+                                   on_commit=self._committed)
         self._inflight: _InFlight | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -112,7 +113,7 @@ class PurchaseWorker:
         inflight = self._inflight
         if inflight is None:
             try:
-                message = self.consumer.poll(timeout)
+                message = self._member.poll(timeout)  # commits the handled records before it waits
             except BusUnavailable as exc:  # joining or polling failed (the broker away): try again at a later step
                 self._tracer.emit(COMPONENT, "poll_failed", error=str(exc))
                 return Step.IDLE
@@ -149,22 +150,26 @@ class PurchaseWorker:
             self._tracer.emit(COMPONENT, "retry_scheduled", attempt=inflight.attempts, offset=msg.offset,
                               partition=msg.partition, reason=outcome.reason, error=outcome.error,
                               nextAt=inflight.next_at)
+            self._member.flush()  # nothing else is polled while this event waits: commit what was handled
             return Step.RETRY
         if outcome.step == Step.DEAD_LETTERED and not self._dead_letter(inflight, outcome) \
                 and not self._defects.on("commit-despite-dead-letter-failure"):
+            self._member.flush()
             return Step.RETRY
         if outcome.step in (Step.PROCESSED, Step.DUPLICATE):
             self._crash.hit("worker.after_commit")
         self._inflight = None
-        try:
-            self.consumer.commit(msg)
-        except BusUnavailable as exc:  # e.g. lost the partition in a rebalance: its new owner
-            # gets the message again and the idempotency guard (W6) absorbs the duplicate
-            self._tracer.emit(COMPONENT, "commit_failed", partition=msg.partition, offset=msg.offset, error=str(exc))
-            return outcome.step
-        self._tracer.emit(COMPONENT, "offset_committed", partition=msg.partition, offset=msg.offset,
-                          outcome=str(outcome.step))
+        # Committed with the rest of its batch, at the next poll that finds nothing fetched (membership.py).
+        self._member.handled(msg, str(outcome.step))
         return outcome.step
+
+    def _committed(self, msg: Message, outcome: str, error: BusUnavailable | None) -> None:
+        if error is not None:  # e.g. lost the partition in a rebalance: its new owner gets the message
+            # again and the idempotency guard (W6) absorbs the duplicate
+            self._tracer.emit(COMPONENT, "commit_failed", partition=msg.partition, offset=msg.offset, error=str(error))
+        else:
+            self._tracer.emit(COMPONENT, "offset_committed", partition=msg.partition, offset=msg.offset,
+                              outcome=outcome)
 
     def _retry_at_topic_end(self, inflight: _InFlight) -> Step:
         """The defect: "never block the partition on a slow dependency". The event goes back to the end of
@@ -178,8 +183,7 @@ class PurchaseWorker:
             inflight.next_at = self._clock.now() + self._settings.backoff(inflight.attempts)
             return Step.RETRY
         self._inflight = None
-        with contextlib.suppress(BusUnavailable):  # lost the partition: its next owner gets the original again
-            self.consumer.commit(msg)
+        self._member.handled(msg, "requeued")  # a refused commit: the next owner gets the original again
         self._tracer.emit(COMPONENT, "requeued", partition=msg.partition, offset=msg.offset, attempt=inflight.attempts)
         return Step.RETRY
 

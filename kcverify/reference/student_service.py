@@ -26,7 +26,7 @@ from kcverify.reference.defects import Defects
 from kcverify.reference.domain import Purchase
 from kcverify.reference.instrument import CrashPoints, Tracer
 from kcverify.reference.membership import GroupMember
-from kcverify.reference.ports import Bus, Cache, Consumer, CourseStore
+from kcverify.reference.ports import Bus, Cache, Consumer, CourseStore, Message
 from kcverify.reference.problems import Problem, bad_request, forbidden, unauthorized, unavailable
 from kcverify.reference.settings import Settings
 from kcverify.spec import names
@@ -185,7 +185,7 @@ class CacheInvalidator:
         self._crash = crash
         self._tracer = tracer
         self._retry_after = retry_after
-        self._member = GroupMember(bus, domain.INVALIDATOR_GROUP, [domain.TOPIC_CREATED])
+        self._member = GroupMember(bus, domain.INVALIDATOR_GROUP, [domain.TOPIC_CREATED], on_commit=self._committed)
         self._pending: tuple[Any, float] | None = None
 
     @property
@@ -213,7 +213,7 @@ class CacheInvalidator:
                 return False
         else:
             try:
-                message = self.consumer.poll(timeout)
+                message = self._member.poll(timeout)  # commits the handled records before it waits
             except BusUnavailable as exc:  # joining or polling failed (the broker away): try again at a later step
                 self._tracer.emit(COMPONENT, "poll_failed", error=str(exc))
                 return False
@@ -235,15 +235,17 @@ class CacheInvalidator:
             except CacheUnavailable as exc:
                 self._pending = (message, self._clock.now() + self._retry_after)
                 self._tracer.emit(COMPONENT, "invalidation_retry", studentId=student_id, error=str(exc))
+                self._member.flush()  # nothing else is polled while this one waits: commit what was handled
                 return True
             self._tracer.emit(COMPONENT, "cache_invalidated", studentId=student_id, by="purchase-created",
                               eventId=event["eventId"])
         self._pending = None
-        try:
-            self.consumer.commit(message)
-        except BusUnavailable as exc:  # redelivered to the partition's new owner: deleting twice is harmless
-            self._tracer.emit(COMPONENT, "commit_failed", offset=message.offset, error=str(exc))
+        self._member.handled(message)  # committed with the rest of its batch (membership.py)
         return True
+
+    def _committed(self, message: Message, note: str, error: BusUnavailable | None) -> None:
+        if error is not None:  # redelivered to the partition's new owner: deleting twice is harmless
+            self._tracer.emit(COMPONENT, "commit_failed", offset=message.offset, error=str(error))
 
 
 __all__ = ["CacheInvalidator", "LearningResponse", "PendingRead", "Problem", "StudentService"]

@@ -341,3 +341,14 @@ def test_i1_a_confirmation_committed_after_the_watermark_passed_it_is_found_by_t
     clock.advance(FULL_SCAN_EVERY)
     assert system.reconciler.run_once() == 1
     assert system.reconciler.run_once() == 0  # re-published once, then its backoff
+
+
+def test_w1_a_batch_of_events_is_committed_once_after_the_last_is_handled(flow: Flow) -> None:
+    ids = [flow.buy(student="s1", course=f"c{i}") for i in range(3)]  # one key: one partition, in order
+    flow.settle()
+    assert {p.payment_id for p in flow.system.course_store.all_purchases()} == set(ids)
+    committed = _trace(flow, "offset_committed")
+    recorded = _trace(flow, "purchase_recorded")
+    assert len(recorded) == 3
+    assert [c["offset"] for c in committed] == [2]  # one commit covers the three, after the third
+    assert flow.system.tracer.records.index(committed[0]) > flow.system.tracer.records.index(recorded[-1])  # type: ignore[attr-defined]

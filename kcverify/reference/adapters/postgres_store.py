@@ -8,8 +8,9 @@
   idempotent, but two processes running `CREATE TABLE IF NOT EXISTS` at once can still collide in
   PostgreSQL's catalogue, so the DDL runs under a transaction-scoped advisory lock. The tables go to the
   first schema of the connection's `search_path` (the tests give each test its own schema that way).
-- Transactions: every port method is one transaction (autocommit connections, explicit
-  `conn.transaction()` blocks), READ COMMITTED. `record_purchase` checks processed_events, then inserts;
+- Transactions: every port method is one transaction (autocommit connections: explicit
+  `conn.transaction()` blocks, or one statement that is a transaction by itself), READ COMMITTED.
+  `record_purchase` checks processed_events, then inserts;
   two workers racing on the same payment meet at the UNIQUE index: the loser's INSERT waits for the
   winner's commit, fails with a unique violation, its transaction is rolled back, and the adapter checks
   (in a new transaction) that the winner's row really exists before answering False, as the port says.
@@ -151,13 +152,38 @@ class _Database:
         ConnectionPool.check_connection(conn)
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[psycopg.Connection[Row]]:
         """One transaction on a pooled connection: COMMIT at the end, ROLLBACK on any exception
-        (SimulatedCrash included: a crashed process's transaction never commits)."""
+        (SimulatedCrash included: a crashed process's transaction never commits).
+
+        `pipelined`: in libpq's pipeline mode, statements whose results are not read at once are sent
+        without waiting for the server: BEGIN goes with the first statement and the last writes with
+        the COMMIT, so a transaction of several writes costs a round trip per result read, plus one.
+        Errors then surface at the next read or at the COMMIT, inside this block all the same."""
+        with self._connection(transaction=True, pipelined=pipelined) as conn:
+            yield conn
+
+    @contextmanager
+    def statement(self) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled autocommit connection for ONE statement, which PostgreSQL runs as a transaction of its
+        own: the same atomicity and READ COMMITTED snapshot as `transaction()` gives it, without the BEGIN
+        and COMMIT round trips (two of the three a single read costs otherwise). Only for a block that
+        executes exactly one statement."""
+        with self._connection(transaction=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self, *, transaction: bool, pipelined: bool = False) -> Iterator[psycopg.Connection[Row]]:
         try:
             with self._pool.connection() as conn:
                 try:
-                    with conn.transaction():
+                    if pipelined:
+                        with conn.pipeline(), conn.transaction():
+                            yield conn
+                    elif transaction:
+                        with conn.transaction():
+                            yield conn
+                    else:
                         yield conn
                 finally:  # noted here, not with the pool's `reset` hook: that makes every return go
                     # through a pool worker thread
@@ -242,7 +268,7 @@ class _PostgresOutboxStore:
         """Idempotent: a row published twice (at least once delivery) keeps its first time."""
         if not ids:
             return
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             conn.execute("UPDATE outbox SET published_at = %s WHERE id = ANY(%s) AND published_at IS NULL",
                          (_to_db_time(at), [int(i) for i in ids]))
 
@@ -261,7 +287,7 @@ class _PostgresOutboxStore:
     # --- internals ----------------------------------------------------------------------------------
 
     def _read(self, query: str, params: Sequence[Any], convert: Callable[[Row], T]) -> list[T]:
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:  # one SELECT
             rows = conn.execute(query, params).fetchall()
         return [convert(row) for row in rows]
 
@@ -269,19 +295,19 @@ class _PostgresOutboxStore:
         found = self._read(query, params, convert)
         return found[0] if found else None
 
-    def _insert_outbox(self, conn: psycopg.Connection[Row], message: OutboxMessage) -> int:
+    def _insert_outbox(self, conn: psycopg.Connection[Row], message: OutboxMessage) -> None:
         """`message.created_at` 0.0 (the default) means "now" by the store's clock; `message.id` is
         ignored: the store assigns ids."""
         created_at = message.created_at or self._clock.now()
         headers = _jsonb([[name, value] for name, value in message.headers])
-        row = conn.execute(
-            "INSERT INTO outbox (topic, msg_key, value, headers, created_at) VALUES (%s, %s, %s, %s, %s)"
-            " RETURNING id",
-            (message.topic, message.key, message.value, headers, _to_db_time(created_at))).fetchone()
-        assert row is not None
-        # delivered when (and only if) the transaction commits: the relays wake at once (listen_outbox)
-        conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-        return int(row["id"])
+        # pg_notify is delivered when (and only if) the transaction commits: the relays wake at once
+        # (listen_outbox). One statement with the INSERT: one round trip, not two; and no result read, so
+        # in a pipelined transaction it goes with the COMMIT.
+        conn.execute(
+            "WITH added AS (INSERT INTO outbox (topic, msg_key, value, headers, created_at)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id)"
+            f" SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM added",
+            (message.topic, message.key, message.value, headers, _to_db_time(created_at)))
 
     def listen_outbox(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Call `wake` whenever a transaction that wrote an outbox row commits, in any process (LISTEN on a
@@ -356,7 +382,7 @@ class PostgresPaymentStore(_PostgresOutboxStore):
 
     def insert_payment(self, payment: Payment) -> None:
         metadata = _json(payment.metadata)
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             conn.execute(
                 f"INSERT INTO payments ({_PAYMENT_COLUMNS})"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -372,13 +398,13 @@ class PostgresPaymentStore(_PostgresOutboxStore):
     def save_status(self, payment: Payment, outbox: OutboxMessage | None) -> None:
         """P3. Writes status, provider, provider_payment_id and confirmed_at only (courseId, amount and
         metadata are immutable, P2), then the outbox row, in one transaction."""
-        with self._db.transaction() as conn:
-            cursor = conn.execute(
+        with self._db.transaction(pipelined=True) as conn:  # BEGIN with the UPDATE, the outbox row with the COMMIT
+            updated = conn.execute(
                 "UPDATE payments SET status = %s, provider = %s, provider_payment_id = %s, confirmed_at = %s"
-                " WHERE id = %s",
+                " WHERE id = %s RETURNING id",
                 (str(payment.status), payment.provider, payment.provider_payment_id,
-                 None if payment.confirmed_at is None else _to_db_time(payment.confirmed_at), payment.id))
-            if cursor.rowcount != 1:
+                 None if payment.confirmed_at is None else _to_db_time(payment.confirmed_at), payment.id)).fetchall()
+            if len(updated) != 1:
                 raise RowNotFound(f"payment {payment.id} does not exist")
             if outbox is not None:
                 self._insert_outbox(conn, outbox)
@@ -432,7 +458,7 @@ class PostgresCourseStore(_PostgresOutboxStore):
         (purchaseTier 250, a reused purchase id) is ConstraintViolation."""
         metadata = _json(purchase.metadata)
         try:
-            with self._db.transaction() as conn:
+            with self._db.transaction(pipelined=True) as conn:  # the worker's path: round trips are its time
                 if track and self._processed(conn, consumer, idempotency_key):
                     return False
                 conn.execute(
@@ -459,11 +485,11 @@ class PostgresCourseStore(_PostgresOutboxStore):
             raise
 
     def is_processed(self, consumer: str, idempotency_key: str) -> bool:
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             return self._processed(conn, consumer, idempotency_key)
 
     def mark_processed(self, consumer: str, idempotency_key: str) -> None:
-        with self._db.transaction() as conn:
+        with self._db.statement() as conn:
             conn.execute("INSERT INTO processed_events (consumer, idempotency_key, processed_at)"
                          " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                          (consumer, idempotency_key, _to_db_time(self._clock.now())))

@@ -1,0 +1,68 @@
+"""GroupMember's batched offset commits: once per polled batch, always after handling, never lost on a
+graceful stop, dropped on a crash (the records come again)."""
+
+from __future__ import annotations
+
+from kcverify.core.clock import ManualClock
+from kcverify.core.errors import BusUnavailable
+from kcverify.reference.adapters.embedded_bus import EmbeddedBus
+from kcverify.reference.membership import GroupMember
+from kcverify.reference.ports import Message
+
+TOPIC = "t"
+
+
+def _member(records: int) -> tuple[EmbeddedBus, GroupMember, list[tuple[int, str]]]:
+    bus = EmbeddedBus(ManualClock())
+    bus.create_topic(TOPIC, 1)
+    for i in range(records):
+        bus.publish(TOPIC, "k", str(i).encode())
+    commits: list[tuple[int, str]] = []
+
+    def report(message: Message, note: str, error: BusUnavailable | None) -> None:
+        assert error is None
+        commits.append((message.offset, note))
+
+    return bus, GroupMember(bus, "g", [TOPIC], on_commit=report), commits
+
+
+def test_a_batch_is_committed_once_after_its_last_record_was_handled() -> None:
+    bus, member, commits = _member(3)
+    for _ in range(3):
+        message = member.poll()
+        assert message is not None
+        assert bus.committed("g", TOPIC) == {0: None}  # nothing committed before it is handled
+        member.handled(message, "processed")
+    assert member.pending_commits() == 1
+    assert member.poll() is None  # nothing more fetched: the batch is committed before the wait
+    assert commits == [(2, "processed")]
+    assert bus.committed("g", TOPIC) == {0: 3}
+    assert member.pending_commits() == 0
+
+
+def test_a_record_polled_but_not_handled_is_not_committed() -> None:
+    bus, member, commits = _member(2)
+    first = member.poll()
+    assert first is not None
+    member.handled(first)
+    second = member.poll()  # taken while the first waits for its commit
+    assert second is not None and second.offset == 1
+    member.flush()
+    assert bus.committed("g", TOPIC) == {0: 1}  # the first only: the second is not handled yet
+    assert commits == [(0, "")]
+
+
+def test_a_graceful_close_commits_what_was_handled_and_a_crash_does_not() -> None:
+    bus, member, _ = _member(2)
+    message = member.poll()
+    assert message is not None
+    member.handled(message)
+    member.close()
+    assert bus.committed("g", TOPIC) == {0: 1}
+
+    crashed = GroupMember(bus, "g", [TOPIC])
+    again = crashed.poll()
+    assert again is not None and again.offset == 1
+    crashed.handled(again)
+    crashed.abandon()
+    assert bus.committed("g", TOPIC) == {0: 1}  # redelivered to the next member
