@@ -4,7 +4,8 @@ separates the reference's own cost from the infrastructure's.
 One purchase of the bare pipeline is: a record produced to a Kafka topic of its own (the producer waits for
 the broker's acknowledgement), a consumer in a group of its own polls it, INSERTs one row into a table of
 its own in courses_db (one transaction, the row stamped by PostgreSQL's `clock_timestamp()`), DELetes the
-student's Redis key (and bumps its version, in the same script), then commits the record's offset; a
+student's Redis key (and bumps its version, in the same script); offsets are committed once per polled
+batch, when no fetched record is left (as the reference's consumers do, reference/membership.py); a
 reader polls the student's view: Redis GET, and on a miss the key's version, a SELECT of the student's
 rows and a SET only if the version is unchanged (the least a cache-aside read needs: a plain SET would
 store what a read loaded before an INSERT after that INSERT's DEL, stale until it expires). The clients
@@ -204,10 +205,16 @@ class BareTarget:
                              "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
                              "heartbeat.interval.ms": 500, "allow.auto.create.topics": False})
         conn = self._conn()
+        handled: dict[int | None, Any] = {}  # partition -> the last record handled there, its offset not committed yet
         try:
             consumer.subscribe([self.topic])
             while not self._stop.is_set():
-                message = consumer.poll(POLL_TIMEOUT)
+                message = consumer.poll(0 if handled else POLL_TIMEOUT)
+                if message is None and handled:  # nothing fetched left: commit the batch, as the reference does
+                    for last in handled.values():
+                        consumer.commit(message=last, asynchronous=False)
+                    handled.clear()
+                    continue
                 if message is None or message.error():
                     continue
                 record = json.loads(message.value() or b"{}")
@@ -217,8 +224,11 @@ class BareTarget:
                 conn.commit()
                 key = f"bare:{record['studentId']}"
                 self._delete(keys=[key, f"{key}:version"])
-                consumer.commit(message=message, asynchronous=False)
+                handled[message.partition()] = message
         except BaseException as exc:  # shown by the bench as purchases never visible; kept for the report
             self._consumer_error = exc
         finally:
+            with contextlib.suppress(Exception):  # a graceful stop commits what was handled
+                for last in handled.values():
+                    consumer.commit(message=last, asynchronous=False)
             consumer.close()
