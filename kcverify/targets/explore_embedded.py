@@ -119,6 +119,9 @@ class _Resumed:
                     return
 
 
+TOKENS_KEPT = 4096  # tokens remembered (see ObservedTarget.token); forgotten all at once when full
+
+
 class _Current:
     """Stands in for one service of the system that runs now (`system.payment_service` or
     `system.student_service`), so an app built once calls each schedule's own service."""
@@ -141,6 +144,7 @@ class ObservedTarget(EmbeddedTarget):
         self.injected: Counter[str] = Counter()  # "resource.op" -> calls that failed
         self.left_down: frozenset[str] = frozenset()  # components down after the final settle
         self._last: Snapshot | None = None
+        self._tokens: dict[tuple[str, str, str, float, float], str] = {}
         self._loop = asyncio.new_event_loop()
         payments = cast(PaymentService, _Current(self, "payment_service"))
         students = cast(StudentService, _Current(self, "student_service"))
@@ -182,6 +186,18 @@ class ObservedTarget(EmbeddedTarget):
             reply = HttpReply(None, {}, b"", error=f"no response: {service} crashed at {crash.point}")
         self.evidence.update(f"{service} {method} {path} {headers!r} {body!r} {reply!r}".encode())
         return reply
+
+    def token(self, subject: str, role: str) -> str:
+        """EmbeddedTarget.token, remembered: a token is a pure function of the secret, the subject, the
+        role, the clock's time and the TTL, and schedules ask for the same few at the same few times."""
+        settings = self.system.settings
+        key = (settings.auth_secret, subject, role, self.now(), settings.token_ttl)
+        token = self._tokens.get(key)
+        if token is None:
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._tokens.clear()
+            token = self._tokens[key] = super().token(subject, role)
+        return token
 
     def finish_read(self, handle: Any) -> HttpReply:
         reply = super().finish_read(handle)
