@@ -215,7 +215,8 @@ class EmbeddedTarget:
         the previous snapshot, so the evidence compares by identity (kcverify/evidence/window.py)."""
         system = self.system
         _, _, bus, _ = system.unfaulted
-        topics = {t: self._records.read(bus, t) for t in domain.TOPICS}
+        ends = {t: bus.end_offsets(t) for t in domain.TOPICS}
+        topics = {t: self._records.read(bus, t, ends[t]) for t in domain.TOPICS}
         payments, changed_payments = self._payments.read()
         purchases, changed_purchases = self._purchases.read()
         self._serial += 1
@@ -226,7 +227,7 @@ class EmbeddedTarget:
             serial=self._serial,
             changed_rows={"payments": changed_payments, "purchases": changed_purchases},
             topics=topics,
-            end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
+            end_offsets=ends,
             committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
             traces=list(getattr(system.tracer, "records", [])),
             down=frozenset(system.down),
@@ -241,9 +242,9 @@ class _Records:
         self._logs: dict[str, list[list[BusRecord]]] = {}
         self._listed: dict[str, list[BusRecord]] = {}  # the last list given, while no record came since
 
-    def read(self, bus: Any, topic: str) -> list[BusRecord]:
+    def read(self, bus: Any, topic: str, ends: dict[int, int]) -> list[BusRecord]:
+        """The topic's records, given its end offsets now (`bus.end_offsets(topic)`)."""
         logs = self._logs.setdefault(topic, [])
-        ends = bus.end_offsets(topic)
         while len(logs) < len(ends):
             logs.append([])
         grew = False
