@@ -1,15 +1,18 @@
-"""The explorer's own shrinker (kcverify/explore/shrink.py): it keeps only what a failure needs, the
-result still fails the same way, and the same failing program always shrinks to the same result."""
+"""The explorer's own search and shrinker (kcverify/explore/shrink.py): the shrinker keeps only what a
+failure needs, the result still fails the same way, and the same failing program always shrinks to the
+same result; a search whose draws only repeat schedules already run ends."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from kcverify.checks import select
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.explore import program as prog
-from kcverify.explore.explorer import Verdict
+from kcverify.explore.explorer import Budget, ExploreOptions, Explorer, ExploreTargets, Verdict
 from kcverify.explore.shrink import shrink_program, shrink_steps
+from kcverify.targets.embedded import EmbeddedTarget
 from kcverify.targets.explore_embedded import ObservedTarget
 
 
@@ -90,3 +93,14 @@ def test_a_real_failure_shrinks_to_a_smaller_schedule_failing_the_same_check() -
     assert shrink_program(first, fails) == shrunk
     broken.close()
     clean.close()
+
+
+def test_a_search_ends_when_every_draw_repeats_a_schedule_already_run(tmp_path: Path) -> None:
+    """One action a program leaves few distinct schedules: a budget of more schedules than exist must
+    end the search (after MAX_REPEATED_DRAWS draws in a row that repeat one), not draw forever."""
+    explorer = Explorer(ExploreOptions(seed=0, max_steps=1, budget=Budget(schedules=100_000), out_dir=tmp_path),
+                        targets=ExploreTargets(search=lambda d: ObservedTarget(defects=d),
+                                               replay=lambda d: EmbeddedTarget(defects=d)))
+    report = explorer.run()
+    assert report.finding is None
+    assert 10 < report.schedules < 1000
