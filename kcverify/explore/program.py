@@ -305,6 +305,24 @@ def to_scenario(steps: Sequence[Planned], *, name: str = "explore", title: str =
 
 
 def _step(planned: Planned, index: int, line: int) -> Step:
+    # The arguments and expectation a step is built with depend on the planned step alone, and the same few
+    # recur in every schedule: built once each (frozen, so sharing them between steps is safe).
+    key = (planned.kind, tuple(planned.args.items()),
+           tuple(planned.expect.items()) if planned.expect is not None else None)
+    try:
+        built = _BUILT.get(key)
+    except TypeError:  # an unhashable argument (a mapping or list given by hand): built, not remembered
+        built = _built(planned)
+    else:
+        if built is None:
+            if len(_BUILT) >= _BUILT_LIMIT:
+                _BUILT.clear()
+            built = _BUILT[key] = _built(planned)
+    args, expect = built
+    return Step(kind=planned.kind, args=args, line=line, col=5, expect=expect, number=index + 1)
+
+
+def _built(planned: Planned) -> tuple[Any, Any]:
     args = _with_defaults(dict(planned.args), _step_schema(planned.kind))
     if planned.kind in ("read", "begin_read"):
         args.setdefault("by", args["student"])
@@ -312,7 +330,11 @@ def _step(planned: Planned, index: int, line: int) -> Step:
     if planned.kind == "crash":
         args.setdefault("component", CRASH_POINT_OWNERS[args["at"].split(".", 1)[0]])
     expect = freeze(dict(planned.expect)) if planned.expect is not None else None
-    return Step(kind=planned.kind, args=freeze(args), line=line, col=5, expect=expect, number=index + 1)
+    return freeze(args), expect
+
+
+_BUILT: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_BUILT_LIMIT = 4096
 
 
 _SCHEMAS: dict[str, dict[str, Any]] = {}
