@@ -104,26 +104,20 @@ class MetadataCheck(Check):
                  tier: Any, expected_tier: Any, generated: Metadata | None = None) -> None:
         seen = {k for values in (*actual.values(), *expected.values()) if values for k in values}
         fields = list(names.DISPLAY_FIELDS) + sorted(seen - set(names.DISPLAY_FIELDS))
-        rows: list[tuple[str, ...]] = []
         highlight: list[tuple[int, int]] = []
         first_bad: tuple[str, str, Any, Any] | None = None
         for r, hop in enumerate(HOPS):
             values, wanted = actual[hop], expected[hop]
-            row = [hop]
+            if values is None:
+                continue
             for c, field_name in enumerate(fields, start=1):
-                if values is None:
-                    row.append(NOT_OBSERVED)
-                    continue
                 if hop == "frontend" and field_name not in names.DISPLAY_FIELDS:
-                    row.append("")
                     continue
                 have, want = values.get(field_name, MISSING), wanted.get(field_name, MISSING)
-                row.append(show(have))
                 if not same(have, want) and not (have is MISSING and want is MISSING):
                     highlight.append((r, c))
                     if first_bad is None:
                         first_bad = (hop, field_name, want, have)
-            rows.append(tuple(row))
         # The purchase row's purchaseTier is a value of the purchase row hop: a wrong tier there is the
         # first bad value unless an earlier hop already went wrong (the frontend shows it downstream).
         if not same(tier, expected_tier) and (
@@ -131,6 +125,7 @@ class MetadataCheck(Check):
             first_bad = ("purchase row", "purchaseTier", expected_tier, tier)
         if first_bad is None:
             return
+        rows = [_table_row(hop, actual[hop], fields) for hop in HOPS]  # the evidence table, only for a failure
         hop, field_name, want, have = first_bad
         verb = "is missing" if have is MISSING else f"is {show(have)}"
         chosen_field = "sessionCount" if field_name == "purchaseTier" else field_name  # the tier is the count
@@ -145,6 +140,14 @@ class MetadataCheck(Check):
             evidence=Table(("hop", *fields), tuple(rows), title=f"metadata of {name}", highlight=tuple(highlight)),
             payment=name, hop=hop, field=field_name, expected=want if want is not MISSING else None,
         )
+
+
+def _table_row(hop: str, values: Metadata | None, fields: list[str]) -> tuple[str, ...]:
+    """One hop's row of the evidence table: each field's value as a diff shows it."""
+    if values is None:
+        return (hop, *(NOT_OBSERVED for _ in fields))
+    return (hop, *("" if hop == "frontend" and field_name not in names.DISPLAY_FIELDS
+                   else show(values.get(field_name, MISSING)) for field_name in fields))
 
 
 def _expected_purchase(stored: Metadata, events: list[Metadata], purchase: dict[str, Any]) -> Metadata:

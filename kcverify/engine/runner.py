@@ -204,7 +204,7 @@ class Runner:
         ctx.step = index
         ctx.failures = []
         t0 = time.perf_counter()
-        title = step_kinds.title(step)
+        title = ctx.evidence.step_titles.get(index) or step_kinds.title(step)
         try:
             step_kinds.STEPS[step.kind](ctx, step)
             if step.expect and step.kind not in RESPONSE_STEPS:

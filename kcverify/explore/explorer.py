@@ -3,20 +3,21 @@
 A *schedule* is an ordinary scenario (see `program.py`) run by the ordinary Runner on the embedded
 target: one process, a manual clock, seeded ids, no threads and no wall clock, so a schedule's whole
 history (every HTTP exchange, every record, every trace, every verdict) is a function of its steps.
-Hypothesis chooses the steps: its search is seeded by `--seed`, so one seed decides every schedule
-tried, in order, and therefore the finding, its shrinking and the file written. The built-in checks
+A generator seeded by `--seed` draws the programs (program.random_program), so one seed decides every
+schedule tried, in order, and therefore the finding, its shrinking and the file written. The built-in checks
 are the oracle: their `after_step` judges each step, and the final settle lets the eventual ones (I1-I3,
 S3 freshness) judge the end state, exactly as `kcverify run` does for a hand-written scenario.
 
-When a schedule fails, Hypothesis shrinks it (deleting and simplifying actions) while it still fails
-*with the same check*; with `--defect` a candidate must also pass on the reference without the defect,
-so a finding is always the defect's doing. A last pass deletes single steps and repetitions of the
-compiled scenario and renames what is left. The result is written as a scenario file, loaded back
+When a schedule fails, shrink.py shrinks its program (deleting and simplifying actions) while it still
+fails *with the same check*; with `--defect` a candidate must also pass on the reference without the
+defect, so a finding is always the defect's doing. A last pass deletes single steps and repetitions of
+the compiled scenario and renames what is left. The result is written as a scenario file, loaded back
 through the loader and replayed by a fresh Runner to prove it reproduces."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import textwrap
 import time
@@ -26,9 +27,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-from hypothesis import seed as hypothesis_seed
-
 from kcverify.checks import REGISTRY, select
 from kcverify.core import interrupt
 from kcverify.core.status import Status
@@ -37,6 +35,7 @@ from kcverify.evidence.results import Failure, ScenarioResult
 from kcverify.explore import program as prog
 from kcverify.explore.canonical import canonical
 from kcverify.explore.scenario_file import render, step_lines
+from kcverify.explore.shrink import shrink_program, shrink_steps
 from kcverify.scenario.loader import load_scenario
 from kcverify.targets.base import Target
 
@@ -46,6 +45,9 @@ RUN_SEED = 0
 DEFAULT_BUDGET_SECONDS = 60.0
 DEFAULT_MAX_STEPS = 10
 DEFAULT_SHRINK_SECONDS = 30.0
+# Draws in a row that only repeat schedules already run end the search: the space is exhausted (only
+# small --max-steps can get there).
+MAX_REPEATED_DRAWS = 10_000
 RULE_ID = re.compile(r"^(P[1-5]|W[1-8]|S[1-5]|F[1-2]|I[1-4])$")
 RULE_ORDER = "PWSFI"
 
@@ -72,14 +74,6 @@ class ExploreTargets:
 
     search: Callable[[frozenset[str]], ObservingTarget]  # built with these named defects switched on
     replay: Callable[[frozenset[str]], Target]
-
-
-class _Found(Exception):
-    """Raised inside the Hypothesis test for an interesting schedule: Hypothesis then shrinks it."""
-
-
-class _BudgetSpent(BaseException):
-    """Ends the search. A BaseException, so Hypothesis does not take it for a failure to shrink."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +116,7 @@ class ExploreOptions:
     budget: Budget = field(default_factory=lambda: Budget(seconds=DEFAULT_BUDGET_SECONDS))
     max_steps: int = DEFAULT_MAX_STEPS  # actions per generated program (the compiled scenario adds restarts)
     out_dir: Path = Path("explore-findings")
-    shrink_seconds: float = DEFAULT_SHRINK_SECONDS  # Hypothesis's shrink stops trying new schedules after this
+    shrink_seconds: float = DEFAULT_SHRINK_SECONDS  # shrinking stops trying new schedules after this
 
 
 @dataclass(frozen=True)
@@ -286,8 +280,8 @@ class Explorer:
         self._last_progress = 0.0
         self._shrink_deadline = 0.0
         self._target_check: str | None = None
-        self._first: tuple[prog.Planned, ...] = ()
-        self._best: tuple[prog.Planned, ...] | None = None
+        self._program: tuple[prog.Action, ...] = ()  # the program of the first finding
+        self._first: tuple[prog.Planned, ...] = ()  # its steps
         self._found_after = 0
         self._found_seconds = 0.0  # wall seconds of the search (to the first failure, when one is found)
         self._cpu_started = 0.0
@@ -315,63 +309,37 @@ class Explorer:
             digest=self._history.hexdigest(), coverage=self.coverage, finding=finding)
 
     def _search(self) -> bool:
-        """Hypothesis drives the search and its shrinking; True when a schedule failed."""
-
-        @settings(database=None, max_examples=10**9, deadline=None, phases=(Phase.generate, Phase.shrink),
-                  suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, report_multiple_bugs=False,
-                  derandomize=False, print_blob=False)
-        @hypothesis_seed(self.options.seed)
-        @given(prog.actions(self.options.max_steps))
-        def schedule(program: list[prog.Action]) -> None:
-            if self._probe(program):
-                raise _Found
-
-        try:
-            schedule()
-        except _Found:
-            return True
-        except _BudgetSpent:
-            return False
-        return self._best is not None
-
-    def _probe(self, program: Sequence[prog.Action]) -> bool:
-        # Ctrl-C can be lost inside Hypothesis (raised in its gc callback): ask for it every schedule.
-        interrupt.check()
-        steps = prog.compile_program(program)
-        key = "\n".join(step_lines(steps))
-        verdict = self._memo.get(key)
-        if verdict is None:
-            now = self._clock()
-            if self._phase == "search":
-                budget = self.options.budget
-                if (budget.schedules is not None and self.schedules >= budget.schedules) or (
-                        budget.seconds is not None and now - self._started >= budget.seconds):
-                    raise _BudgetSpent
-            elif now > self._shrink_deadline:
-                return False  # shrinking ran out of time: keep the smallest failing schedule so far
-            verdict = self._execute(steps, key)
-            self._memo[key] = verdict
-        return self._interesting(steps, key, verdict)
-
-    def _interesting(self, steps: tuple[prog.Planned, ...], key: str, verdict: Verdict) -> bool:
-        if not verdict.finding:
-            return False
-        if self._target_check is None:
-            if not self._passes_on_reference(steps, key):
-                self._reference_failures += 1
+        """Draw programs from the seeded generator and run each new schedule until one is a finding
+        (True) or the budget is spent (False)."""
+        rng = random.Random(self.options.seed)
+        budget = self.options.budget
+        repeats = 0
+        while repeats < MAX_REPEATED_DRAWS:
+            interrupt.check()
+            if (budget.schedules is not None and self.schedules >= budget.schedules) or (
+                    budget.seconds is not None and self._clock() - self._started >= budget.seconds):
                 return False
-            self._target_check = verdict.primary
-            self._phase = "shrink"
-            self._found_after = self.schedules
-            self._found_seconds = self._clock() - self._started
-            self._found_cpu = time.process_time() - self._cpu_started
-            self._shrink_deadline = self._clock() + self.options.shrink_seconds
-            self._first = steps
-        elif self._target_check not in verdict.checks or not self._passes_on_reference(steps, key):
-            return False
-        if self._best is None or (len(steps), len(key)) < (len(self._best), len("\n".join(step_lines(self._best)))):
-            self._best = steps
-        return True
+            program = prog.random_program(rng, self.options.max_steps)
+            steps = prog.compile_program(program)
+            key = "\n".join(step_lines(steps))
+            if key in self._memo:
+                repeats += 1
+                continue
+            repeats = 0
+            verdict = self._memo[key] = self._execute(steps, key)
+            if verdict.finding and self._passes_on_reference(steps, key):
+                self._target_check = verdict.primary
+                self._phase = "shrink"
+                self._found_after = self.schedules
+                self._found_seconds = self._clock() - self._started
+                self._found_cpu = time.process_time() - self._cpu_started
+                self._shrink_deadline = self._clock() + self.options.shrink_seconds
+                self._program = tuple(program)
+                self._first = steps
+                return True
+            if verdict.finding:
+                self._reference_failures += 1
+        return False
 
     def _passes_on_reference(self, steps: tuple[prog.Planned, ...], key: str) -> bool:
         """With --defect, whether the schedule passes without it (so the failure is the defect's)."""
@@ -412,40 +380,21 @@ class Explorer:
     # --- after the search ---------------------------------------------------------------------
 
     def _still_fails(self, steps: tuple[prog.Planned, ...]) -> bool:
-        if not prog.well_formed(steps):
-            return False
+        """Whether a shrink candidate is still a finding of the same check (and, with a defect, passes
+        without it). Once the shrink deadline has passed, only schedules already run can be accepted."""
         key = "\n".join(step_lines(steps))
         verdict = self._memo.get(key)
         if verdict is None:
+            if self._clock() > self._shrink_deadline:
+                return False
             verdict = self._memo[key] = self._execute(steps, key)
         return (verdict.finding and self._target_check in verdict.checks
                 and self._passes_on_reference(steps, key))
 
-    def _minimize(self, steps: tuple[prog.Planned, ...]) -> tuple[prog.Planned, ...]:
-        """Delete single steps, then simplify repetitions, while the schedule still fails the same way;
-        rename what is left. Hypothesis's shrink works on actions; this works on the compiled steps, so
-        it can also drop the restarts and settles the compiler appended."""
-        for _ in range(3):
-            before = steps
-            for index in reversed(range(len(steps))):
-                if index < len(steps):
-                    candidate = steps[:index] + steps[index + 1:]
-                    if candidate and self._still_fails(candidate):
-                        steps = candidate
-            for index in range(len(steps)):
-                for variant in prog.simpler_variants(steps[index]):
-                    candidate = (*steps[:index], variant, *steps[index + 1:])
-                    if self._still_fails(candidate):
-                        steps = candidate
-                        break
-            if steps == before:
-                break
-        pretty = prog.renamed(steps)
-        return pretty if self._still_fails(pretty) else steps
-
     def _conclude(self) -> Finding:
-        assert self._best is not None and self._target_check is not None
-        steps = self._minimize(self._best)
+        assert self._target_check is not None
+        program = shrink_program(self._program, lambda p: self._still_fails(prog.compile_program(p)))
+        steps = shrink_steps(prog.compile_program(program), self._still_fails)
         check = self._target_check
         verdict = self._memo["\n".join(step_lines(steps))]
         failures = [f for f in verdict.failures if f.check == check]

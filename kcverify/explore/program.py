@@ -1,13 +1,13 @@
 """What the explorer generates: lists of abstract actions, compiled into ordinary scenario steps.
 
-Hypothesis generates and shrinks a *program*: a list of `(kind, a, b)` triples of small integers. A
+The explorer draws and shrinks a *program*: a list of `(kind, a, b)` triples of small integers. A
 model of the scenario (payments and their status, open reads, armed crash points, pending faults)
 compiles the program into steps, resolving each integer against what exists at that point (`confirm`
 picks `a % len(payments)`), completing an action that needs something first (a `confirm` with no payment
 creates one, a `publish` with nothing published yet settles first, a `begin_read` is finished one to
 three steps later) and dropping an action whose precondition cannot hold (a `restart` of a component
 that cannot be down, an illegal status transition). Because every program compiles to a valid scenario,
-Hypothesis may delete or simplify any action while it shrinks and the result is still a scenario the
+the shrinker (shrink.py) may delete or simplify any action and the result is still a scenario the
 loader accepts and a correct reference passes.
 
 The compiled steps carry no `expect` of their own beyond the one an unsigned confirmation needs (401):
@@ -29,11 +29,10 @@ What the model keeps away from, because a correct reference would fail it or the
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from hypothesis import strategies as st
 
 from kcverify import contracts
 from kcverify.scenario.model import Scenario, Step, freeze
@@ -42,7 +41,7 @@ from kcverify.spec.names import CRASH_POINT_OWNERS
 # An action: the step kind, and two small integers the model resolves against the scenario so far.
 Action = tuple[str, int, int]
 
-# Order matters for shrinking: Hypothesis moves a kind towards the first entry, so the simplest kinds
+# Order matters for shrinking: the shrinker moves a kind towards the first entry, so the simplest kinds
 # come first. Repeats weigh the draw towards the steps most bugs need (payments, confirmations, settles).
 ACTION_KINDS: tuple[str, ...] = (
     "settle", "confirm", "create_payment", "read", "settle", "confirm", "run", "begin_read", "run",
@@ -87,28 +86,26 @@ CLOCK_STEPS = (1, 2, 30, 61, 301)  # a backoff, the second backoff, a while, pas
 SCENARIO_SCHEMA = "schemas/scenario"
 
 
-def actions(max_steps: int) -> st.SearchStrategy[list[Action]]:
-    """Programs of up to `max_steps` actions, drawn "swarm" style: each program first switches a random
-    subset of the action kinds on and draws only from those. A bug that needs, say, a split read around
-    a settle is found far sooner among programs made of five kinds than among programs of all twelve,
-    where every action has a small chance of being the one needed."""
+KINDS = tuple(dict.fromkeys(ACTION_KINDS))  # each kind once, in ACTION_KINDS's order (the swarm mask's bits)
+_MASK_BYTES = (len(KINDS) + 7) // 8
+
+
+def random_program(rng: random.Random, max_steps: int) -> list[Action]:
+    """A program of `MIN_ACTIONS` to `max_steps` actions drawn from `rng`, "swarm" style: the first bytes
+    switch a random subset of the action kinds on and the actions are drawn only from those. A bug that
+    needs, say, a split read around a settle is found far sooner among programs made of five kinds than
+    among programs of all twelve, where every action has a small chance of being the one needed."""
     least = min(MIN_ACTIONS, max_steps)
-    return st.binary(min_size=_MASK_BYTES + 2 * least, max_size=_MASK_BYTES + 2 * max_steps).map(decode_program)
-
-
-_KINDS = tuple(dict.fromkeys(ACTION_KINDS))
-_MASK_BYTES = (len(_KINDS) + 7) // 8
+    size = _MASK_BYTES + 2 * rng.randint(least, max_steps)
+    return decode_program(rng.getrandbits(8 * size).to_bytes(size, "big"))
 
 
 def decode_program(data: bytes) -> list[Action]:
     """The program a byte string means: the first bytes are the swarm mask (a bit per kind), then two
-    bytes per action. One draw of bytes is the whole program: Hypothesis's own cost per example grows
-    with the number of values drawn, and a byte string is one value (about 0.6 ms an example against
-    2.2 ms for a mask and a list of integers, which was more than the simplest schedules cost to run).
-    Hypothesis shrinks a byte string by deleting bytes and lowering them, i.e. towards fewer actions and
-    towards the first (simplest) kinds, as it did the integers."""
-    mask = int.from_bytes(data[:_MASK_BYTES], "big") & (2 ** len(_KINDS) - 1)
-    weighted = [kind for kind in ACTION_KINDS if mask >> _KINDS.index(kind) & 1] or list(ACTION_KINDS)
+    bytes per action. An action's kind is its code's remainder among the kinds the mask allows (weighted
+    by their repeats in ACTION_KINDS), its two integers (0-15) the rest of the code."""
+    mask = int.from_bytes(data[:_MASK_BYTES], "big") & (2 ** len(KINDS) - 1)
+    weighted = [kind for kind in ACTION_KINDS if mask >> KINDS.index(kind) & 1] or list(ACTION_KINDS)
     span = len(weighted) * 256
     codes = [int.from_bytes(data[i:i + 2], "big") % span for i in range(_MASK_BYTES, len(data) - 1, 2)]
     # The kind is the code's remainder, not its high part, so the lower codes do not starve the later kinds.
@@ -308,6 +305,24 @@ def to_scenario(steps: Sequence[Planned], *, name: str = "explore", title: str =
 
 
 def _step(planned: Planned, index: int, line: int) -> Step:
+    # The arguments and expectation a step is built with depend on the planned step alone, and the same few
+    # recur in every schedule: built once each (frozen, so sharing them between steps is safe).
+    key = (planned.kind, tuple(planned.args.items()),
+           tuple(planned.expect.items()) if planned.expect is not None else None)
+    try:
+        built = _BUILT.get(key)
+    except TypeError:  # an unhashable argument (a mapping or list given by hand): built, not remembered
+        built = _built(planned)
+    else:
+        if built is None:
+            if len(_BUILT) >= _BUILT_LIMIT:
+                _BUILT.clear()
+            built = _BUILT[key] = _built(planned)
+    args, expect = built
+    return Step(kind=planned.kind, args=args, line=line, col=5, expect=expect, number=index + 1)
+
+
+def _built(planned: Planned) -> tuple[Any, Any]:
     args = _with_defaults(dict(planned.args), _step_schema(planned.kind))
     if planned.kind in ("read", "begin_read"):
         args.setdefault("by", args["student"])
@@ -315,7 +330,11 @@ def _step(planned: Planned, index: int, line: int) -> Step:
     if planned.kind == "crash":
         args.setdefault("component", CRASH_POINT_OWNERS[args["at"].split(".", 1)[0]])
     expect = freeze(dict(planned.expect)) if planned.expect is not None else None
-    return Step(kind=planned.kind, args=freeze(args), line=line, col=5, expect=expect, number=index + 1)
+    return freeze(args), expect
+
+
+_BUILT: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_BUILT_LIMIT = 4096
 
 
 _SCHEMAS: dict[str, dict[str, Any]] = {}

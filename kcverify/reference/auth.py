@@ -14,6 +14,9 @@ import hmac
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
 
 import jwt
 
@@ -92,17 +95,26 @@ class InvalidToken(Exception):
     pass
 
 
-def principal_from_header(secret: str, authorization: str | None, *, now: float) -> Principal:
-    """The caller of a bearer token. Expiry is judged on the service's clock (`now`), not the host's, so
-    the embedded reference on a manual clock expires tokens exactly as the real services do."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise InvalidToken("missing bearer token")
-    token = authorization[7:].strip()
+@lru_cache(maxsize=1024)
+def _claims(secret: str, token: str) -> MappingProxyType[str, Any]:
+    """The verified claims of a token (signature and required claims; expiry is judged by the caller on
+    its own clock). A pure function of the token and the secret, and the same few tokens recur on every
+    request, so it is remembered: a signature check and two JSON decodes were half of a learning read.
+    A token that does not verify is not remembered; it raises each time."""
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"],
                             options={"require": ["sub", "exp"], "verify_exp": False, "verify_iat": False})
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
+    return MappingProxyType(claims)
+
+
+def principal_from_header(secret: str, authorization: str | None, *, now: float) -> Principal:
+    """The caller of a bearer token. Expiry is judged on the service's clock (`now`), not the host's, so
+    the embedded reference on a manual clock expires tokens exactly as the real services do."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise InvalidToken("missing bearer token")
+    claims = _claims(secret, authorization[7:].strip())
     expires = claims.get("exp")
     if not isinstance(expires, int | float) or isinstance(expires, bool):
         raise InvalidToken("bad claims")

@@ -103,22 +103,32 @@ _ERRORS: dict[str, type[Exception]] = {"cache": CacheUnavailable, "bus": BusUnav
 def with_faults(adapter: T, resource: str, faults: Faults) -> T:
     """Wrap an adapter so that injected faults raise the port's transient error before the real call.
     The real adapter is untouched: the failure looks exactly like a dropped connection."""
-    error = _ERRORS.get(resource, StoreUnavailable)
+    return cast(T, _Faulty(adapter, resource, faults, _ERRORS.get(resource, StoreUnavailable)))
 
-    class _Faulty:
-        def __getattr__(self, name: str) -> Any:
-            target = getattr(adapter, name)
-            if not callable(target) or name.startswith("_"):
-                return target
 
-            def call(*args: Any, **kwargs: Any) -> Any:
-                if faults.should_fail(resource, name):
-                    raise error(f"injected fault: {resource}.{name}")
-                return target(*args, **kwargs)
+class _Faulty:
+    """The wrapper `with_faults` returns: every public method of the adapter, behind the fault rules. One
+    class for every wrapper (a class built per call cost a system's bootstrap more than the rest of it);
+    its own attributes have names no adapter uses, so every other name reaches the adapter."""
 
-            return call
+    def __init__(self, adapter: Any, resource: str, faults: Faults, error: type[Exception]) -> None:
+        self._faulty_adapter = adapter
+        self._faulty_resource = resource
+        self._faulty_rules = faults
+        self._faulty_error = error
 
-    return cast(T, _Faulty())
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._faulty_adapter, name)
+        if not callable(target) or name.startswith("_"):
+            return target
+        resource, faults, error = self._faulty_resource, self._faulty_rules, self._faulty_error
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if faults.should_fail(resource, name):
+                raise error(f"injected fault: {resource}.{name}")
+            return target(*args, **kwargs)
+
+        return call
 
 
 class Tracer(Protocol):

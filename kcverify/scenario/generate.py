@@ -28,9 +28,10 @@ import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from hypothesis import strategies as st
+if TYPE_CHECKING:  # imported where drawn: `kcverify run` and `explore` need only the seeded source
+    from hypothesis import strategies as st
 
 from kcverify import contracts
 
@@ -81,10 +82,14 @@ class _HypothesisSource:
         self._draw = draw
 
     def integer(self, low: int, high: int) -> int:
+        from hypothesis import strategies as st
+
         value: int = self._draw(st.integers(low, high))
         return value
 
     def choice(self, options: Sequence[T]) -> T:
+        from hypothesis import strategies as st
+
         return options[self._draw(st.integers(0, len(options) - 1))]  # type: ignore[no-any-return]
 
 
@@ -159,6 +164,8 @@ def draw(options: Options, seed: int) -> dict[str, Any]:
 
 def strategy(options: Options | None = None) -> st.SearchStrategy[dict[str, Any]]:
     """The same generator as a Hypothesis strategy."""
+    from hypothesis import strategies as st
+
     chosen = options or Options()
 
     @st.composite

@@ -59,6 +59,9 @@ class EmbeddedTarget:
         self._system: System | None = None
         self._clients: dict[str, AsgiClient] = {}
         self._records = _Records()
+        # (bus changes, end offsets, topics, committed) of the last snapshot of this system's bus
+        self._bus_seen: tuple[int | None, dict[str, dict[int, int]], dict[str, list[BusRecord]],
+                              dict[str, dict[int, int | None]]] | None = None
         self._serial = 0
         self._settle_limit: str | None = None
         self._payments = _Rows(_nothing)
@@ -93,6 +96,7 @@ class EmbeddedTarget:
         self._system = self._bootstrap(replace(self._base, seed=seed))
         payments, courses, _, _ = self._system.unfaulted
         self._records = _Records()
+        self._bus_seen = None
         self._serial = 0
         self._payments = _Rows(payments.changed_payments)  # type: ignore[attr-defined]
         self._purchases = _Rows(courses.changed_purchases)  # type: ignore[attr-defined]
@@ -215,7 +219,14 @@ class EmbeddedTarget:
         the previous snapshot, so the evidence compares by identity (kcverify/evidence/window.py)."""
         system = self.system
         _, _, bus, _ = system.unfaulted
-        topics = {t: self._records.read(bus, t) for t in domain.TOPICS}
+        changes = getattr(bus, "changes", None)  # the embedded bus counts what an observer could see change
+        if changes is None or self._bus_seen is None or self._bus_seen[0] != changes:
+            ends = {t: bus.end_offsets(t) for t in domain.TOPICS}
+            topics = {t: self._records.read(bus, t, ends[t]) for t in domain.TOPICS}
+            committed = {f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS}
+            self._bus_seen = (changes, ends, topics, committed)
+        else:  # nothing published, committed or created since the last snapshot: the same (unchanged) views
+            _, ends, topics, committed = self._bus_seen
         payments, changed_payments = self._payments.read()
         purchases, changed_purchases = self._purchases.read()
         self._serial += 1
@@ -226,8 +237,8 @@ class EmbeddedTarget:
             serial=self._serial,
             changed_rows={"payments": changed_payments, "purchases": changed_purchases},
             topics=topics,
-            end_offsets={t: bus.end_offsets(t) for t in domain.TOPICS},
-            committed={f"{g}/{t}": bus.committed(g, t) for g, t in GROUPS},
+            end_offsets=ends,
+            committed=committed,
             traces=list(getattr(system.tracer, "records", [])),
             down=frozenset(system.down),
             ordered=True,
@@ -241,9 +252,9 @@ class _Records:
         self._logs: dict[str, list[list[BusRecord]]] = {}
         self._listed: dict[str, list[BusRecord]] = {}  # the last list given, while no record came since
 
-    def read(self, bus: Any, topic: str) -> list[BusRecord]:
+    def read(self, bus: Any, topic: str, ends: dict[int, int]) -> list[BusRecord]:
+        """The topic's records, given its end offsets now (`bus.end_offsets(topic)`)."""
         logs = self._logs.setdefault(topic, [])
-        ends = bus.end_offsets(topic)
         while len(logs) < len(ends):
             logs.append([])
         grew = False

@@ -9,7 +9,10 @@ differences, both for the explorer's sake:
 - it calls the ASGI apps directly instead of through httpx: one scope and one body message per request,
   on one private event loop. httpx's request building and URL parsing cost a schedule more than the
   apps themselves; the apps see the same method, path, headers and body, and the replay of every
-  finding (`kcverify run`, through httpx) confirms the result does not depend on the difference."""
+  finding (`kcverify run`, through httpx) confirms the result does not depend on the difference;
+- it builds the two apps once and keeps them across schedules: each app calls the service of whichever
+  system runs now (`_Current`), so a schedule's requests go through the same routes, middleware and
+  handlers as a freshly built app's, without building routes and middleware again per schedule."""
 
 from __future__ import annotations
 
@@ -17,15 +20,18 @@ import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import Coroutine, Generator, Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from kcverify.core.clock import ManualClock
 from kcverify.core.errors import SimulatedCrash
+from kcverify.reference import payment_api, student_api
 from kcverify.reference.adapters.embedded_bus import EmbeddedBus
 from kcverify.reference.adapters.memory_cache import MemoryCache
 from kcverify.reference.adapters.sqlite_store import SqliteCourseStore, SqlitePaymentStore
 from kcverify.reference.bootstrap import System, bootstrap
+from kcverify.reference.payment_service import PaymentService
 from kcverify.reference.settings import Settings
+from kcverify.reference.student_service import StudentService
 from kcverify.targets.base import HttpReply, Snapshot
 from kcverify.targets.embedded import EmbeddedTarget
 
@@ -113,6 +119,21 @@ class _Resumed:
                     return
 
 
+TOKENS_KEPT = 4096  # tokens remembered (see ObservedTarget.token); forgotten all at once when full
+
+
+class _Current:
+    """Stands in for one service of the system that runs now (`system.payment_service` or
+    `system.student_service`), so an app built once calls each schedule's own service."""
+
+    def __init__(self, target: EmbeddedTarget, service: str) -> None:
+        self._target = target
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(getattr(self._target.system, self._service), name)
+
+
 class ObservedTarget(EmbeddedTarget):
     """See the module docstring."""
 
@@ -123,8 +144,12 @@ class ObservedTarget(EmbeddedTarget):
         self.injected: Counter[str] = Counter()  # "resource.op" -> calls that failed
         self.left_down: frozenset[str] = frozenset()  # components down after the final settle
         self._last: Snapshot | None = None
-        self._direct: dict[str, DirectAsgi] = {}
+        self._tokens: dict[tuple[str, str, str, float, float], str] = {}
         self._loop = asyncio.new_event_loop()
+        payments = cast(PaymentService, _Current(self, "payment_service"))
+        students = cast(StudentService, _Current(self, "student_service"))
+        self._direct = {"payment-service": DirectAsgi(payment_api.create_app(payments), self._loop),
+                        "student-service": DirectAsgi(student_api.create_app(students), self._loop)}
         self._stores: tuple[SqlitePaymentStore, SqliteCourseStore] | None = None  # kept across schedules
 
     def _bootstrap(self, settings: Settings) -> System:
@@ -149,10 +174,8 @@ class ObservedTarget(EmbeddedTarget):
 
     def start(self, *, seed: int) -> None:
         # EmbeddedTarget.start, without the httpx clients this target does not use: a fresh system from
-        # the same settings, and the two apps called directly on one event loop kept for every schedule.
-        system = self._fresh_system(seed)
-        self._direct = {"payment-service": DirectAsgi(system.payment_app(), self._loop),
-                        "student-service": DirectAsgi(system.student_app(), self._loop)}
+        # the same settings; the two apps, called directly on one event loop, are kept for every schedule.
+        self._fresh_system(seed)
 
     def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:
@@ -163,6 +186,18 @@ class ObservedTarget(EmbeddedTarget):
             reply = HttpReply(None, {}, b"", error=f"no response: {service} crashed at {crash.point}")
         self.evidence.update(f"{service} {method} {path} {headers!r} {body!r} {reply!r}".encode())
         return reply
+
+    def token(self, subject: str, role: str) -> str:
+        """EmbeddedTarget.token, remembered: a token is a pure function of the secret, the subject, the
+        role, the clock's time and the TTL, and schedules ask for the same few at the same few times."""
+        settings = self.system.settings
+        key = (settings.auth_secret, subject, role, self.now(), settings.token_ttl)
+        token = self._tokens.get(key)
+        if token is None:
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._tokens.clear()
+            token = self._tokens[key] = super().token(subject, role)
+        return token
 
     def finish_read(self, handle: Any) -> HttpReply:
         reply = super().finish_read(handle)
@@ -181,7 +216,6 @@ class ObservedTarget(EmbeddedTarget):
             if self._last is not None:
                 self.left_down = self._last.down
                 self.evidence.update(_snapshot_bytes(self._last))
-        self._direct = {}
         super().stop()
 
     def close(self) -> None:

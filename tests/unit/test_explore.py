@@ -26,12 +26,12 @@ from kcverify.targets.explore_embedded import ObservedTarget
 # generator.
 SEED = 3
 DEFECTS = {
-    "invalidate-at-confirm-only": 1500,  # found after 3 schedules, 3 steps
-    "no-idempotency-guard": 1500,  # 31 schedules, 5 steps
-    "dual-write": 1500,  # 246 schedules, 3 steps
-    "marker-outside-transaction": 1500,  # 43 schedules, 4 steps
-    "commit-offset-before-handling": 1500,  # 36 schedules, 5 steps
-    "stale-set-race": 1500,  # 324 schedules, 5 steps
+    "invalidate-at-confirm-only": 1500,  # found after 12 schedules, 3 steps
+    "no-idempotency-guard": 1500,  # 19 schedules, 5 steps
+    "dual-write": 1500,  # 260 schedules, 3 steps
+    "marker-outside-transaction": 1500,  # 67 schedules, 3 steps
+    "commit-offset-before-handling": 1500,  # 128 schedules, 5 steps
+    "stale-set-race": 1500,  # 207 schedules, 5 steps
 }
 
 

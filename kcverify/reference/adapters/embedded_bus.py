@@ -75,6 +75,10 @@ class EmbeddedBus:
         self._groups: dict[str, _Group] = {}
         self._committed: dict[tuple[str, str, int], int] = {}
         self._next_member = 0
+        # Counts every change an observer can see through `end_offsets`, `committed`, `read_from` (a topic
+        # created, a record published, an offset committed): an observer that saw the same count has
+        # nothing new to read (the target's snapshot after every step).
+        self.changes = 0
 
     # --- Bus ----------------------------------------------------------------------------------------
 
@@ -86,6 +90,7 @@ class EmbeddedBus:
             if name in self._topics:
                 return
             self._topics[name] = _Topic([[] for _ in range(partitions)])
+            self.changes += 1
             # Kafka's consumers pick up a subscribed topic once it exists (metadata refresh).
             for group_name, group in self._groups.items():
                 if any(name in member.topics for member in group.members):
@@ -107,6 +112,7 @@ class EmbeddedBus:
                 headers=tuple((str(name), str(val)) for name, val in headers),
                 timestamp=self._clock.now(),
             ))
+            self.changes += 1
             return Delivered(topic, partition, offset)
 
     def consumer(self, group: str, topics: Sequence[str], *, reset: str = "earliest") -> EmbeddedConsumer:
@@ -180,6 +186,7 @@ class EmbeddedBus:
 
     def _commit(self, member: EmbeddedConsumer, message: Message) -> None:
         self._committed[(member.group, message.topic, message.partition)] = message.offset + 1
+        self.changes += 1
 
     def _rebalance(self, group_name: str) -> None:
         """Eager rebalance with the range assignor: for each topic, its subscribers sorted by member id

@@ -93,6 +93,7 @@ class _Database:
         self.outbox_written = False  # set by an outbox INSERT; the hooks run when its transaction commits
         self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
         self._logs: set[str] = set()  # the TEMP change logs of track_changes
+        self._emptied: list[str] | None = None  # what `reset` runs to empty main (read at the first reset)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -165,13 +166,15 @@ class _Database:
             # Rows deleted, not a schema image deserialized: TEMP triggers on main's tables do not survive
             # main's schema being replaced under them. Emptied tables (sequences too) behave as new ones.
             conn = self._conn
-            tables = [row[0] for row in conn.execute(
-                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            if self._emptied is None:  # the main schema of a private in-memory store never changes: read once
+                tables = [row[0] for row in conn.execute(
+                    "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+                if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+                    tables.append("sqlite_sequence")
+                self._emptied = [f'DELETE FROM main."{table}"' for table in tables]
             conn.execute("BEGIN IMMEDIATE")
-            for table in tables:
-                conn.execute(f'DELETE FROM main."{table}"')
-            if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
-                conn.execute("DELETE FROM main.sqlite_sequence")
+            for statement in self._emptied:
+                conn.execute(statement)
             for log in self._logs:
                 conn.execute(f"DELETE FROM {log}")
             conn.execute("COMMIT")
