@@ -5,8 +5,9 @@ the checks' `after_step`; then a final settle, a final read of every involved st
 (the last hop of the metadata check, and the last chance for a stale view to show), and the checks'
 `finish`. A scenario that needs a capability the target lacks is skipped with the reason.
 
-What happens to the target outside the steps is not judged: a component process that died by no step
-of the scenario (the target's `incidents()`) ends the scenario as ERROR, its verdict unknown; a target
+What happens to the target outside the steps: a component process killed from outside by no step of
+the scenario (the target's `incidents()`) ends the scenario as ERROR, its verdict unknown; one that ended
+by itself fails the step it was seen in (the system's own failure) and ends the scenario there; a target
 whose infrastructure is gone (TargetUnreachable) stops the whole run, exit 2."""
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from kcverify.evidence.events import (
     StepFinished,
 )
 from kcverify.evidence.evidence import Evidence, Exchange, Settle
-from kcverify.evidence.results import CheckResult, Failure, RunResult, ScenarioResult, StepResult
+from kcverify.evidence.results import COMPONENT_DIED, CheckResult, Failure, RunResult, ScenarioResult, StepResult
 from kcverify.scenario.model import RESPONSE_STEPS, Scenario
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
-from kcverify.targets.base import Target
+from kcverify.targets.base import Incident, Target
 
 
 @dataclass
@@ -155,34 +156,47 @@ class Runner:
         except Exception as exc:
             return finished(Status.ERROR, reason=f"target {info.name} did not start: {exc}")
         error = ""
+        died: list[Failure] = []  # components that ended by themselves: the system's own failure
+        unattached: list[Failure] = []  # of those, the ones seen after their step's result was made
         try:
             for i in range(1, len(scenario.steps) + 1):
                 result = self._run_step(ctx, scenario, i, active)
-                incident = self._incidents(f"step {i}")
+                incident, own = self._incidents(f"step {i}", i, result.title)
                 if incident:
                     result = replace(result, status=Status.ERROR, reason=incident)
+                elif own:
+                    result = replace(result, status=Status.FAILED, failures=result.failures + own)
                 step_results.append(result)
                 self.emit(StepFinished(scenario.name, result))
                 if result.status == Status.ERROR:
                     error = incident or f"step {i} ({result.title}): {result.reason}"
                     break
-            if not error:
-                self._final(ctx, len(scenario.steps) + 1)
-                error = self._incidents("the final settle and reads")
-                if not error:
+                if own:  # what follows would judge a restarted component: the death is the verdict
+                    died = list(own)
+                    break
+            if not error and not died:
+                final = len(scenario.steps) + 1
+                self._final(ctx, final)
+                error, own = self._incidents("the final settle and reads", final, "final settle and reads")
+                died = unattached = list(own)
+                if not error and not died:
                     for check in active:
                         check.finish()
         except TargetUnreachable:
             raise
         except Exception as exc:
             # a step that broke because a process died under it: the death is the news, not the symptom
-            error = self._incidents(f"step {ctx.step}") or (
-                f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+            error, own = self._incidents(f"step {ctx.step}", ctx.step, evidence.step_titles.get(ctx.step, ""))
+            died = unattached = list(own)
+            if not error and not died:
+                error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         finally:
             self.target.stop()
         check_results = tuple(c.result() for c in active) + tuple(inactive)
         for check_result in check_results:
             self.emit(CheckFinished(scenario.name, check_result))
+        if unattached and not error:
+            step_results = _with_failures(step_results, scenario, unattached)
         step_results = _mark_steps(step_results, check_results)
         if error:
             return finished(Status.ERROR, tuple(step_results), check_results, error)
@@ -190,13 +204,23 @@ class Runner:
             c.status == Status.FAILED for c in check_results)
         return finished(Status.FAILED if failed else Status.PASSED, tuple(step_results), check_results)
 
-    def _incidents(self, where: str) -> str:
+    def _incidents(self, where: str, step: int, title: str) -> tuple[str, tuple[Failure, ...]]:
         """What the target reports happened outside the scenario's steps, seen by the end of `where`
-        ("" when nothing, or when the target does not watch): "the purchase-worker process exited
-        (signal 9) during step 3; restarted"."""
+        (step number `step`, titled `title`): the error text of those killed from outside ("" when none,
+        or when the target does not watch): "the purchase-worker process exited (signal 9) during step
+        3; restarted"; and a failure for each component that ended by itself."""
         incidents = getattr(self.target, "incidents", None)
-        found = incidents() if callable(incidents) else []
-        return "; ".join(f"{i.what} during {where}" + (f"; {i.action}" if i.action else "") for i in found)
+        found: list[Incident] = incidents() if callable(incidents) else []
+
+        def told(i: Incident) -> str:
+            return f"{i.what} during {where}" + (f"; {i.action}" if i.action else "")
+
+        error = "; ".join(told(i) for i in found if not i.own)
+        own = tuple(Failure(COMPONENT_DIED, ("I3",), f"{told(i)}. No step of the scenario stopped or killed it: a "
+                            "component must answer what it cannot handle (a problem response, a dead letter) "
+                            "and keep going", step=step, step_title=title or None, source="step")
+                    for i in found if i.own)
+        return error, own
 
     def _run_step(self, ctx: step_kinds.Context, scenario: Scenario, index: int,
                   checks: list[CheckInstance]) -> StepResult:
@@ -233,6 +257,24 @@ class Runner:
                                                    self.target.now(), reply, student, seq, (student, "student"),
                                                    cache=step_kinds.observe_cache(self.target, student, reply)))
         ctx.evidence.snapshots.append((index, self.target.snapshot()))
+
+
+def _with_failures(steps: list[StepResult], scenario: Scenario, failures: list[Failure]) -> list[StepResult]:
+    """Failures seen after the step results were made (in the final settle, or under a step that raised),
+    told on the step they name; the final settle's on the last step."""
+    out = list(steps)
+    index = failures[0].step
+    for n, step in enumerate(out):
+        if step.index == index:
+            out[n] = replace(step, status=Status.FAILED, failures=step.failures + tuple(failures))
+            return out
+    if index is not None and 1 <= index <= len(scenario.steps):  # the step that raised: no result yet
+        step_def = scenario.steps[index - 1]
+        out.append(StepResult(index, step_def.kind, failures[0].step_title or step_def.kind, Status.FAILED, 0.0,
+                              step_def.line, failures=tuple(failures)))
+    elif out:
+        out[-1] = replace(out[-1], status=Status.FAILED, failures=out[-1].failures + tuple(failures))
+    return out
 
 
 def _mark_steps(steps: list[StepResult], checks: tuple[CheckResult, ...]) -> list[StepResult]:

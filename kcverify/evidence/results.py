@@ -24,11 +24,12 @@ class Table:
 # The two judgements that are not registered checks but part of the steps themselves (source "step").
 STEP_EXPECTATION = "step expectation"  # a step's own `expect:` (status, shows, dlq, ...)
 SETTLE_BOUND = "settle bound"  # a settle that hit its bound with work pending (I3)
+COMPONENT_DIED = "component died"  # a component process ended by itself during the step (targets/base.py Incident)
 
 
 @dataclass(frozen=True)
 class Failure:
-    check: str  # registered check name; for source "step": STEP_EXPECTATION or SETTLE_BOUND
+    check: str  # registered check name; for source "step": STEP_EXPECTATION, SETTLE_BOUND or COMPONENT_DIED
     rules: tuple[str, ...]  # SPEC rule ids, e.g. ("W4", "F2")
     message: str
     step: int | None = None  # 1-based index of the step after which it was seen; None: end of run

@@ -102,12 +102,18 @@ class Snapshot:
 @dataclass(frozen=True)
 class Incident:
     """Something that happened to the system under test that none of the scenario's steps made happen:
-    a component process died (SIGKILL from outside, the OOM killer, a bug) and was restarted. The
-    scenario's verdict is unknown then: the Runner ends it as ERROR with `what`, the step it was seen
-    in, and `action` ("the purchase-worker process exited (signal 9) during step 3; restarted")."""
+    a component process died and was restarted.
+
+    Killed from outside (SIGKILL, SIGTERM: an operator, the OOM killer), the scenario's verdict is
+    unknown: the Runner ends it as ERROR with `what`, the step it was seen in, and `action` ("the
+    purchase-worker process exited (signal 9) during step 3; restarted"). Ended by itself (`own`: it
+    exited with a status, or crashed with SIGSEGV, SIGABRT and the like), the death is the system's own
+    failure, as a consumer that dies on an event it cannot handle instead of dead-lettering it: the
+    Runner fails the step with it."""
 
     what: str  # "the purchase-worker process exited (signal 9)"
     action: str = ""  # what the target did about it: "restarted"
+    own: bool = False  # the component ended by itself, not killed from outside
 
 
 @dataclass(frozen=True)

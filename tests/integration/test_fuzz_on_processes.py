@@ -74,3 +74,21 @@ def test_a_worker_that_dies_on_a_bad_session_count_is_found_on_processes(stack_d
         scenario = Path(failure["details"]["scenario_file"])
         assert scenario.is_file() and "publish" in scenario.read_text(encoding="ascii")
         assert entry["reproduce"].startswith("kcverify run") and "--target processes" in entry["reproduce"]
+    # Replayed, the worker's death is the reference's own failure (it exits by itself on the event it
+    # should dead-letter): a failed scenario naming it, not an error of unknown verdict; without the
+    # defect the same file passes.
+    scenario = Path(failed[0]["failures"][0]["details"]["scenario_file"])
+    replay = run(stack_dir, tmp_path, str(scenario), "--defect", "worker-dies-on-bad-session-count")
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    assert re.search(r"component died\s+rules I3", replay.stdout), replay.stdout
+    assert "the purchase-worker process exited with status" in replay.stdout, replay.stdout
+    assert run(stack_dir, tmp_path, str(scenario)).returncode == 0
+
+
+def run(stack_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "KCVERIFY_STATE_DIR": str(stack_dir)}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    result = subprocess.run([KCVERIFY, "run", "--target", "processes", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=200)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result

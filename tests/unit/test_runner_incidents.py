@@ -1,6 +1,6 @@
 """What the Runner does with what happens to a target outside the scenario's steps: an incident (a
-component process that died and was restarted) ends that scenario as ERROR naming it and the step, and
-the run goes on; TargetUnreachable (the infrastructure gone) stops the whole run, saying where.
+component process that died and was restarted) ends that scenario as ERROR naming it and the step when it
+was killed from outside, as FAILED with a failure of that step when it ended by itself, and the run goes on; TargetUnreachable (the infrastructure gone) stops the whole run, saying where.
 The processes target's side of both runs on the real stack in tests/integration/test_processes_death.py."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from kcverify.checks import select
 from kcverify.core.errors import TargetUnreachable
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner
+from kcverify.evidence.results import COMPONENT_DIED
 from kcverify.scenario.loader import load_scenarios
 from kcverify.scenario.model import Scenario
 from kcverify.targets.base import Incident
@@ -25,9 +26,9 @@ class _Watched(EmbeddedTarget):
     """The embedded target with the optional watch: an incident reported after step `after` of the
     first scenario; TargetUnreachable from `start` of scenario `gone_at`."""
 
-    def __init__(self, after: int | None = None, gone_at: int | None = None) -> None:
+    def __init__(self, after: int | None = None, gone_at: int | None = None, own: bool = False) -> None:
         super().__init__()
-        self.after, self.gone_at = after, gone_at
+        self.after, self.gone_at, self.own = after, gone_at, own
         self.scenario = self.steps = 0
         self.closed = False
 
@@ -41,6 +42,8 @@ class _Watched(EmbeddedTarget):
     def incidents(self) -> list[Incident]:
         self.steps += 1
         if self.scenario == 1 and self.steps == self.after:
+            if self.own:
+                return [Incident("the purchase-worker process exited with status 1", "restarted", own=True)]
             return [Incident("the purchase-worker process exited (signal 9)", "restarted")]
         return []
 
@@ -61,6 +64,28 @@ def test_an_incident_makes_that_scenario_an_error_at_its_step_and_the_next_runs(
     assert [s.status for s in first.steps] == [Status.PASSED, Status.ERROR]  # stopped at the step
     assert first.steps[-1].reason == first.reason
     assert second.status == Status.PASSED, second.reason
+
+
+def test_a_component_that_ended_by_itself_fails_that_step_and_the_next_scenario_runs() -> None:
+    target = _Watched(after=2, own=True)
+    run = Runner(target, checks=select()).run(_two())
+    first, second = run.scenarios
+    assert first.status == Status.FAILED, first.reason
+    assert [s.status for s in first.steps] == [Status.PASSED, Status.FAILED]  # stopped at the step
+    (failure,) = [f for f in first.steps[-1].failures if f.check == COMPONENT_DIED]
+    assert failure.step == 2 and failure.source == "step" and failure.rules == ("I3",)
+    assert failure.message.startswith("the purchase-worker process exited with status 1 during step 2; restarted")
+    assert second.status == Status.PASSED, second.reason
+
+
+def test_a_component_that_ended_by_itself_in_the_final_settle_fails_the_scenario() -> None:
+    steps = len(_two()[0].steps)
+    target = _Watched(after=steps + 1, own=True)  # the Runner asks once more after the final settle
+    first, _ = Runner(target, checks=select()).run(_two()).scenarios
+    assert first.status == Status.FAILED, first.reason
+    failures = [f for s in first.steps for f in s.failures if f.check == COMPONENT_DIED]
+    assert [f.step for f in failures] == [steps + 1], failures
+    assert "during the final settle and reads" in failures[0].message
 
 
 def test_without_incidents_the_same_run_passes() -> None:

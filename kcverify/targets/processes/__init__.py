@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -89,6 +90,9 @@ STACK_PROBE_EVERY = 1.0  # seconds between quick stack probes while a settle run
 GONE_STOP_TIMEOUT = 3.0  # SIGTERM grace for the processes at the end of a run whose stack is gone
 COMMITTED_RETRY = 5.0  # seconds a committed-offsets query is retried (a fresh broker still loading its groups)
 # how the exit line names each service of the stack (kcverify.stack.lifecycle.ORDER)
+# A process killed by one of these crashed by itself (a bug: a bad memory access, an abort); SIGKILL,
+# SIGTERM and the like come from outside (an operator, the OOM killer): the scenario's verdict is unknown.
+OWN_DEATH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
 STACK_NAMES = {"postgres": "PostgreSQL", "redis": "Redis", "kafka": "the Kafka broker"}
 SERVICES = {"payment-service": "payment", "student-service": "student"}
 # the topic a component's trace records are about when they name a partition and offset but no topic
@@ -320,7 +324,7 @@ class ProcessesTarget:
         if process.exit_expected or (process.crash_armed and status == CRASH_EXIT):
             return False
         what = f"the {process.spec.components[0]} process {process.describe_exit()}"
-        self._incidents.append(Incident(what, "restarted"))
+        self._incidents.append(Incident(what, "restarted", own=status >= 0 or -status in OWN_DEATH_SIGNALS))
         return True
 
     def _respawn(self, process: ManagedProcess) -> None:
