@@ -335,7 +335,7 @@ class ProcessesTarget:
         except ProcessFailed as exc:
             self._check_stack(thorough=True)
             last = self._incidents[-1]
-            self._incidents[-1] = Incident(last.what, f"restarting it failed: {exc}")
+            self._incidents[-1] = Incident(last.what, f"restarting it failed: {exc}", own=last.own)
             return
         self._note(process.spec.components[0], "started")
 
