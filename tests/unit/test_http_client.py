@@ -56,7 +56,39 @@ def test_the_reference_keeps_connections_longer_than_the_client_does() -> None:
 def test_the_client_sends_without_nagle(server: str) -> None:
     with http_client(5.0) as client:
         client.get(server)
-        pool = client._transport._pool  # type: ignore[attr-defined]
+        pool = client._client()._transport._pool  # type: ignore[attr-defined]
         stream = pool.connections[0]._connection._network_stream
         sock = stream.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_each_thread_has_a_pool_of_its_own_and_close_closes_them_all(server: str) -> None:
+    client = http_client(5.0)
+    ports: dict[str, str] = {}
+
+    def call(name: str) -> None:
+        ports[name] = client.get(server).text
+
+    threads = [threading.Thread(target=call, args=(f"t{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    call("main")
+    assert len(set(ports.values())) == 4, ports  # a connection per thread: no pool (and no lock) shared
+    assert client.get(server).text == ports["main"]  # a thread's own connection is kept
+    client.close()
+    with pytest.raises(RuntimeError):  # the main thread's client is closed
+        client.get(server)
+    late: list[BaseException] = []
+
+    def fresh_thread() -> None:
+        try:
+            client.get(server)
+        except RuntimeError as exc:
+            late.append(exc)
+
+    thread = threading.Thread(target=fresh_thread)
+    thread.start()
+    thread.join()
+    assert late, "a thread's first call after close() must not open a new client"

@@ -23,6 +23,7 @@ from kcverify.targets.base import HttpReply
 from kcverify.targets.external.auth import DEFAULT_SIGNATURE_HEADER, Credentials
 from kcverify.targets.external.profile import Profile
 from kcverify.targets.external.templates import SPREAD, TemplateError, render, render_text
+from kcverify.targets.http_client import HttpClient
 
 # The canonical success status of each operation (what the engine's steps expect by default).
 CANONICAL_STATUS = {"create_payment": 201, "confirm": 200, "read_payment": 200, "learning_view": 200,
@@ -60,7 +61,7 @@ def recognise(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
 class HttpSide:
     """Sends canonical operations to the system through the profile, answers in canonical shapes."""
 
-    def __init__(self, profile: Profile, credentials: Credentials, client: httpx.Client) -> None:
+    def __init__(self, profile: Profile, credentials: Credentials, client: HttpClient) -> None:
         self._profile = profile
         self._credentials = credentials
         self._client = client

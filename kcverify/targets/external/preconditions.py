@@ -22,6 +22,7 @@ import httpx
 from kcverify.targets.external.db import _postgres_sql, _sqlite_path
 from kcverify.targets.external.profile import Profile
 from kcverify.targets.external.templates import TemplateError, render, render_text
+from kcverify.targets.http_client import HttpClient
 
 
 class PreconditionError(Exception):
@@ -31,7 +32,7 @@ class PreconditionError(Exception):
 class Preconditions:
     """Runs a profile's preconditions per (student, course) pair and its cleanup per scenario."""
 
-    def __init__(self, profile: Profile, client: httpx.Client, base_urls: Mapping[str, str]) -> None:
+    def __init__(self, profile: Profile, client: HttpClient, base_urls: Mapping[str, str]) -> None:
         section = profile.section("preconditions")
         self._sql: list[dict[str, Any]] = list(section.get("sql", []))
         self._http: list[dict[str, Any]] = list(section.get("http", []))

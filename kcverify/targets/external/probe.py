@@ -16,6 +16,7 @@ from kcverify.targets.external.auth import Credentials
 from kcverify.targets.external.db import Databases, QueryError
 from kcverify.targets.external.http import HttpSide
 from kcverify.targets.external.profile import Profile
+from kcverify.targets.http_client import HttpClient, http_client
 
 PROBE_TIMEOUT = 5.0
 OK, FAILED, NOT_PROBED = "ok", "failed", "not probed"
@@ -32,7 +33,7 @@ def probe(profile: Profile) -> list[Probe]:
     """Every configured item, in the profile's order. Missing environment variables raise InputError."""
     credentials = Credentials(profile)
     results: list[Probe] = []
-    with httpx.Client(timeout=PROBE_TIMEOUT) as client:
+    with http_client(PROBE_TIMEOUT) as client:
         http = HttpSide(profile, credentials, client)
         for name in profile.section("http", "services"):
             results.append(_service(client, name, http.base_url(name)))
@@ -58,7 +59,7 @@ def probe(profile: Profile) -> list[Probe]:
     return results
 
 
-def _service(client: httpx.Client, name: str, url: str) -> Probe:
+def _service(client: HttpClient, name: str, url: str) -> Probe:
     try:
         response = client.get(url + "/")
     except httpx.HTTPError as exc:

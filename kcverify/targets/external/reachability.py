@@ -14,11 +14,12 @@ from collections.abc import Iterable
 import httpx
 
 from kcverify.targets.external.profile import Profile
+from kcverify.targets.http_client import HttpClient
 
 TIMEOUT = 5.0
 
 
-def service_down(client: httpx.Client, name: str, base_url: str) -> str | None:
+def service_down(client: HttpClient, name: str, base_url: str) -> str | None:
     """Why service `name` does not answer at all, or None when it answers anything."""
     try:
         client.get(base_url + "/", timeout=TIMEOUT)
@@ -29,7 +30,7 @@ def service_down(client: httpx.Client, name: str, base_url: str) -> str | None:
     return None
 
 
-def missing_parts(profile: Profile, client: httpx.Client, base_urls: dict[str, str],
+def missing_parts(profile: Profile, client: HttpClient, base_urls: dict[str, str],
                   services: Iterable[str] | None = None) -> list[str]:
     """Every configured part that does not answer, each named with what failed. `services`: only those
     HTTP services (and nothing else), for the check after one call got no answer."""

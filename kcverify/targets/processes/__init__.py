@@ -63,7 +63,7 @@ from kcverify.targets.base import (
     Snapshot,
     TargetInfo,
 )
-from kcverify.targets.http_client import http_client
+from kcverify.targets.http_client import HttpClient, http_client
 from kcverify.targets.processes.launcher import (
     IN_PROCESS,
     OWNER,
@@ -140,7 +140,7 @@ class ProcessesTarget:
         self._run = f"k{uuid.uuid4().hex[:6]}-"
         self._run_dir = state_dir / "target-runs" / self._run.rstrip("-")
         self._faults_file = self._run_dir / "faults.json"
-        self._client: httpx.Client | None = None
+        self._client: HttpClient | None = None
         self._lock: TextIO | None = None
         self._procs: dict[str, ManagedProcess] = {}
         self._defects = frozenset(defects)

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from kcverify.stack.network import HOST
+from kcverify.targets.http_client import HttpClient
 
 READY_TIMEOUT = 60.0  # a process imports the reference and connects to PostgreSQL, Kafka and Redis
 STOP_TIMEOUT = 30.0  # SIGTERM, then SIGKILL
@@ -76,7 +77,7 @@ class ProcessFailed(RuntimeError):
 
 class ManagedProcess:
     def __init__(self, spec: ProcessSpec, run_dir: Path, state_dir: Path, faults_file: Path,
-                 client: httpx.Client, env: Mapping[str, str] | None = None) -> None:
+                 client: HttpClient, env: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.env = dict(env or {})  # added to the inherited environment: the run's secrets
         self.run_dir = run_dir
