@@ -38,7 +38,7 @@ class HttpClient:
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []
+        self._clients: dict[threading.Thread, httpx.Client] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -52,7 +52,11 @@ class HttpClient:
                 if self._closed:
                     client.close()
                     raise RuntimeError("the HTTP client is closed")
-                self._clients.append(client)
+                # the clients of threads that ended (a bench step's pool) are closed here: their sockets
+                # would otherwise stay open until close(), a step's worth of them at every step
+                for thread in [t for t in self._clients if not t.is_alive()]:
+                    self._clients.pop(thread).close()
+                self._clients[threading.current_thread()] = client
             self._local.client = client
         return client
 
@@ -65,7 +69,7 @@ class HttpClient:
     def close(self) -> None:
         """Close every thread's client (idempotent)."""
         with self._lock:
-            clients, self._clients, self._closed = self._clients, [], True
+            clients, self._clients, self._closed = list(self._clients.values()), {}, True
         for client in clients:
             client.close()
 

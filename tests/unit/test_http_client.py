@@ -92,3 +92,16 @@ def test_each_thread_has_a_pool_of_its_own_and_close_closes_them_all(server: str
     thread.start()
     thread.join()
     assert late, "a thread's first call after close() must not open a new client"
+
+
+def test_the_clients_of_threads_that_ended_are_closed_when_another_thread_starts_one(server: str) -> None:
+    client = http_client(5.0)
+    try:
+        first = threading.Thread(target=client.get, args=(server,))
+        first.start()
+        first.join()
+        (ended,) = client._clients.values()
+        client.get(server)  # the main thread's first call
+        assert ended.is_closed and list(client._clients) == [threading.current_thread()]
+    finally:
+        client.close()
