@@ -196,7 +196,11 @@ class Runner:
         for check_result in check_results:
             self.emit(CheckFinished(scenario.name, check_result))
         if unattached and not error:
+            emitted = {r.index for r in step_results}
             step_results = _with_failures(step_results, scenario, unattached)
+            for result in step_results:
+                if result.index not in emitted:  # the step that raised: reporters learn of it as of any step
+                    self.emit(StepFinished(scenario.name, result))
         step_results = _mark_steps(step_results, check_results)
         if error:
             return finished(Status.ERROR, tuple(step_results), check_results, error)
@@ -215,11 +219,13 @@ class Runner:
         def told(i: Incident) -> str:
             return f"{i.what} during {where}" + (f"; {i.action}" if i.action else "")
 
-        error = "; ".join(told(i) for i in found if not i.own)
-        own = tuple(Failure(COMPONENT_DIED, ("I3",), f"{told(i)}. No step of the scenario stopped or killed it: a "
-                            "component must answer what it cannot handle (a problem response, a dead letter) "
-                            "and keep going", step=step, step_title=title or None, source="step")
-                    for i in found if i.own)
+        # killed from outside, the verdict is unknown: own deaths seen with it are told in the same error
+        error = "; ".join(told(i) for i in found) if any(not i.own for i in found) else ""
+        own = () if error else tuple(
+            Failure(COMPONENT_DIED, ("I3",), f"{told(i)}. No step of the scenario stopped or killed it: a component "
+                    "must answer what it cannot handle (a problem response, a dead letter) and keep going",
+                    step=step, step_title=title or None, source="step")
+            for i in found if i.own)
         return error, own
 
     def _run_step(self, ctx: step_kinds.Context, scenario: Scenario, index: int,

@@ -1,7 +1,8 @@
 """What the Runner does with what happens to a target outside the scenario's steps: an incident (a
 component process that died and was restarted) ends that scenario as ERROR naming it and the step when it
-was killed from outside, as FAILED with a failure of that step when it ended by itself, and the run goes on; TargetUnreachable (the infrastructure gone) stops the whole run, saying where.
-The processes target's side of both runs on the real stack in tests/integration/test_processes_death.py."""
+was killed from outside, as FAILED with a failure of that step when it ended by itself, and the run goes
+on; TargetUnreachable (the infrastructure gone) stops the whole run, saying where. The processes target's
+side of both runs on the real stack in tests/integration/test_processes_death.py."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ class _Watched(EmbeddedTarget):
     """The embedded target with the optional watch: an incident reported after step `after` of the
     first scenario; TargetUnreachable from `start` of scenario `gone_at`."""
 
-    def __init__(self, after: int | None = None, gone_at: int | None = None, own: bool = False) -> None:
+    def __init__(self, after: int | None = None, gone_at: int | None = None, own: bool = False,
+                 both: bool = False) -> None:
         super().__init__()
-        self.after, self.gone_at, self.own = after, gone_at, own
+        self.after, self.gone_at, self.own, self.both = after, gone_at, own, both
         self.scenario = self.steps = 0
         self.closed = False
 
@@ -42,8 +44,11 @@ class _Watched(EmbeddedTarget):
     def incidents(self) -> list[Incident]:
         self.steps += 1
         if self.scenario == 1 and self.steps == self.after:
+            mine = Incident("the purchase-worker process exited with status 1", "restarted", own=True)
+            if self.both:
+                return [mine, Incident("the payment-service process exited (signal 9)", "restarted")]
             if self.own:
-                return [Incident("the purchase-worker process exited with status 1", "restarted", own=True)]
+                return [mine]
             return [Incident("the purchase-worker process exited (signal 9)", "restarted")]
         return []
 
@@ -86,6 +91,22 @@ def test_a_component_that_ended_by_itself_in_the_final_settle_fails_the_scenario
     failures = [f for s in first.steps for f in s.failures if f.check == COMPONENT_DIED]
     assert [f.step for f in failures] == [steps + 1], failures
     assert "during the final settle and reads" in failures[0].message
+
+
+def test_an_own_death_seen_with_a_kill_from_outside_is_told_in_the_error() -> None:
+    first, second = Runner(_Watched(after=2, both=True), checks=select()).run(_two()).scenarios
+    assert first.status == Status.ERROR
+    assert first.reason == ("the purchase-worker process exited with status 1 during step 2; restarted; "
+                            "the payment-service process exited (signal 9) during step 2; restarted")
+    assert second.status == Status.PASSED, second.reason
+
+
+@pytest.mark.parametrize(("status", "own"), [(1, True), (137, True), (-11, True), (-6, True), (0, False),
+                                             (-9, False), (-15, False), (-2, False)])
+def test_a_process_ended_by_itself_is_told_from_one_stopped_or_killed_from_outside(status: int, own: bool) -> None:
+    from kcverify.targets.processes import died_by_itself
+
+    assert died_by_itself(status) is own
 
 
 def test_without_incidents_the_same_run_passes() -> None:

@@ -93,6 +93,13 @@ COMMITTED_RETRY = 5.0  # seconds a committed-offsets query is retried (a fresh b
 # A process killed by one of these crashed by itself (a bug: a bad memory access, an abort); SIGKILL,
 # SIGTERM and the like come from outside (an operator, the OOM killer): the scenario's verdict is unknown.
 OWN_DEATH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
+
+
+def died_by_itself(status: int) -> bool:
+    """Whether a component process that ended with `status` (Popen's: -N for signal N) ended by itself: a
+    failure status (an uncaught error, `os._exit`), or a crash signal. Status 0 is a graceful stop, which
+    the components make only when told to (SIGTERM, SIGINT): from outside, as SIGKILL is."""
+    return status > 0 or -status in OWN_DEATH_SIGNALS
 STACK_NAMES = {"postgres": "PostgreSQL", "redis": "Redis", "kafka": "the Kafka broker"}
 SERVICES = {"payment-service": "payment", "student-service": "student"}
 # the topic a component's trace records are about when they name a partition and offset but no topic
@@ -324,7 +331,7 @@ class ProcessesTarget:
         if process.exit_expected or (process.crash_armed and status == CRASH_EXIT):
             return False
         what = f"the {process.spec.components[0]} process {process.describe_exit()}"
-        self._incidents.append(Incident(what, "restarted", own=status >= 0 or -status in OWN_DEATH_SIGNALS))
+        self._incidents.append(Incident(what, "restarted", own=died_by_itself(status)))
         return True
 
     def _respawn(self, process: ManagedProcess) -> None:
