@@ -39,6 +39,7 @@ DELETE = "redis.call('DEL', KEYS[1]); return redis.call('INCR', KEYS[2])"
 SET_IF_VERSION = ("if tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[1]) then "
                   "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]); return 1 end; return 0")
 POLL_TIMEOUT = 0.1  # seconds a consumer poll waits for a record
+BATCH = 64  # at most this many handled records wait for their commit (as the reference's GroupMember.BATCH)
 
 
 class BareTarget:
@@ -206,14 +207,16 @@ class BareTarget:
                              "heartbeat.interval.ms": 500, "allow.auto.create.topics": False})
         conn = self._conn()
         handled: dict[int | None, Any] = {}  # partition -> the last record handled there, its offset not committed yet
+        since_commit = 0
         try:
             consumer.subscribe([self.topic])
             while not self._stop.is_set():
-                message = consumer.poll(0 if handled else POLL_TIMEOUT)
-                if message is None and handled:  # nothing fetched left: commit the batch, as the reference does
+                message = consumer.poll(0 if handled else POLL_TIMEOUT) if since_commit < BATCH else None
+                if message is None and handled:  # nothing fetched left (or a full batch): commit, as the reference does
                     for last in handled.values():
                         consumer.commit(message=last, asynchronous=False)
                     handled.clear()
+                    since_commit = 0
                     continue
                 if message is None or message.error():
                     continue
@@ -225,6 +228,7 @@ class BareTarget:
                 key = f"bare:{record['studentId']}"
                 self._delete(keys=[key, f"{key}:version"])
                 handled[message.partition()] = message
+                since_commit += 1
         except BaseException as exc:  # shown by the bench as purchases never visible; kept for the report
             self._consumer_error = exc
         finally:

@@ -307,8 +307,9 @@ def to_scenario(steps: Sequence[Planned], *, name: str = "explore", title: str =
 def _step(planned: Planned, index: int, line: int) -> Step:
     # The arguments and expectation a step is built with depend on the planned step alone, and the same few
     # recur in every schedule: built once each (frozen, so sharing them between steps is safe).
-    key = (planned.kind, tuple(planned.args.items()),
-           tuple(planned.expect.items()) if planned.expect is not None else None)
+    # the values' types are part of the key: True == 1 and hash alike, but `quiet: true` is not `count: 1`
+    key = (planned.kind, tuple((k, type(v), v) for k, v in planned.args.items()),
+           tuple((k, type(v), v) for k, v in planned.expect.items()) if planned.expect is not None else None)
     try:
         built = _BUILT.get(key)
     except TypeError:  # an unhashable argument (a mapping or list given by hand): built, not remembered

@@ -27,6 +27,7 @@ def _ignore(message: Message, note: str, error: BusUnavailable | None) -> None:
 
 
 class GroupMember:
+    BATCH = 64  # at most this many handled records wait for their commit
     def __init__(self, bus: Bus, group: str, topics: Sequence[str], reset: str = "earliest",
                  on_commit: CommitReport = _ignore) -> None:
         self._bus = bus
@@ -36,7 +37,8 @@ class GroupMember:
         self._on_commit = on_commit
         self._consumer: Consumer | None = None
         # (topic, partition) -> the last record handled there and not committed yet, and its note
-        self._handled: dict[tuple[str, int], tuple[Message, str]] = {}
+        self._handled: dict[tuple[str, int], tuple[Message, str, int | None]] = {}
+        self._since_flush = 0  # records handled since the last flush
 
     @property
     def consumer(self) -> Consumer:
@@ -50,19 +52,30 @@ class GroupMember:
 
     def poll(self, timeout: float = 0.0) -> Message | None:
         """The next record. While handled records wait for their commit, a record fetched already is
-        handed out at once; when there is none, the handled ones are committed before waiting up to
-        `timeout` for more."""
+        handed out at once; when there is none, or `BATCH` records were handled since the last commit
+        (a backlog drained after an outage would otherwise commit nothing until its end, and a crash then
+        hand all of it out again), the handled ones are committed before waiting up to `timeout` for more."""
         if self._handled:
-            message = self.consumer.poll(0.0)
-            if message is not None:
-                return message
+            if self._since_flush < self.BATCH:
+                message = self.consumer.poll(0.0)
+                if message is not None:
+                    return message
             self.flush()
         return self.consumer.poll(timeout)
 
     def handled(self, message: Message, note: str = "") -> None:
         """`message` is finished with: its offset is committed at the next `flush` (records of a partition
-        are handled in order, so the last one's offset covers the ones before it)."""
-        self._handled[(message.topic, message.partition)] = (message, note)
+        are handled in order, so the last one's offset covers the ones before it). Remembered with the
+        member's assignment it came with: after a rebalance it is not committed (its partition may have
+        been another member's meanwhile, who committed further; the record comes again, at least once)."""
+        self._handled[(message.topic, message.partition)] = (message, note, self._assignment())
+        self._since_flush += 1
+
+    def _assignment(self) -> int | None:
+        """Which assignment the member is in, when its consumer counts them (the Kafka adapter's
+        `assignments`); the embedded bus refuses a stale member's commit itself."""
+        count = getattr(self._consumer, "assignments", None)
+        return count if isinstance(count, int) else None
 
     def pending_commits(self) -> int:
         """Partitions with a handled record whose offset is not committed yet."""
@@ -72,8 +85,14 @@ class GroupMember:
         """Commit the offsets of the handled records now (synchronously, one commit per partition). A
         refused commit (the partition lost in a rebalance, the broker away) is reported, not raised: its
         records go to the partition's next owner again, at least once."""
-        pending, self._handled = self._handled, {}
-        for message, note in pending.values():
+        pending, self._handled, self._since_flush = self._handled, {}, 0
+        now = self._assignment()
+        for message, note, assignment in pending.values():
+            if assignment != now:  # handed out before a rebalance: not ours to commit any more
+                self._on_commit(message, note, BusUnavailable(
+                    f"not committed: {message.topic}[{message.partition}] was reassigned since offset "
+                    f"{message.offset} was handed out"))
+                continue
             try:
                 self.consumer.commit(message)
             except BusUnavailable as exc:
@@ -91,7 +110,7 @@ class GroupMember:
 
     def abandon(self) -> None:
         """After a crash: gone without a word; uncommitted offsets are redelivered to the next member."""
-        self._handled = {}
+        self._handled, self._since_flush = {}, 0
         consumer, self._consumer = self._consumer, None
         crash = getattr(consumer, "crash", None)
         if callable(crash):

@@ -66,3 +66,46 @@ def test_a_graceful_close_commits_what_was_handled_and_a_crash_does_not() -> Non
     crashed.handled(again)
     crashed.abandon()
     assert bus.committed("g", TOPIC) == {0: 1}  # redelivered to the next member
+
+
+def test_a_long_backlog_is_committed_every_batch_not_only_at_its_end() -> None:
+    records = GroupMember.BATCH * 2 + 5
+    bus, member, commits = _member(records)
+    for _ in range(records):
+        message = member.poll()
+        assert message is not None
+        member.handled(message)
+    assert [offset for offset, _ in commits] == [GroupMember.BATCH - 1, 2 * GroupMember.BATCH - 1]
+    assert member.poll() is None
+    assert bus.committed("g", TOPIC) == {0: records}
+
+
+class _Reassigned:
+    """A consumer that counts its assignments, as the Kafka adapter's does."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.assignments = 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_record_handed_out_before_a_rebalance_is_not_committed_after_it() -> None:
+    bus = EmbeddedBus(ManualClock())
+    bus.create_topic(TOPIC, 1)
+    bus.publish(TOPIC, "k", b"0")
+    seen: list[tuple[int, str | None]] = []
+
+    def report(message: Message, note: str, error: BusUnavailable | None) -> None:
+        seen.append((message.offset, None if error is None else str(error)))
+
+    member = GroupMember(bus, "g", [TOPIC], on_commit=report)
+    member._consumer = _Reassigned(bus.consumer("g", [TOPIC]))  # type: ignore[assignment]
+    message = member.poll()
+    assert message is not None
+    member.handled(message)
+    member.consumer.assignments = 2  # type: ignore[attr-defined]  # the group rebalanced meanwhile
+    member.flush()
+    assert bus.committed("g", TOPIC) == {0: None}  # another member may have committed further meanwhile
+    assert seen and seen[0][0] == 0 and "reassigned" in str(seen[0][1])

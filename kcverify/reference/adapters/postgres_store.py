@@ -152,15 +152,15 @@ class _Database:
         ConnectionPool.check_connection(conn)
 
     @contextmanager
-    def transaction(self, *, pipelined: bool = False) -> Iterator[psycopg.Connection[Row]]:
+    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
         """One transaction on a pooled connection: COMMIT at the end, ROLLBACK on any exception
         (SimulatedCrash included: a crashed process's transaction never commits).
 
-        `pipelined`: in libpq's pipeline mode, statements whose results are not read at once are sent
-        without waiting for the server: BEGIN goes with the first statement and the last writes with
-        the COMMIT, so a transaction of several writes costs a round trip per result read, plus one.
-        Errors then surface at the next read or at the COMMIT, inside this block all the same."""
-        with self._connection(transaction=True, pipelined=pipelined) as conn:
+        Not in libpq's pipeline mode: psycopg wraps a transaction in a pipeline with a sync of its own at
+        BEGIN and at the end, and measured on this stack (1,000 calls each, one connection) the confirm's
+        transaction took 690 us of wall time and 500 us of client CPU pipelined against 510 and 290
+        without, the purchase's 830-1,000 and 680-770 against 800 and 500."""
+        with self._connection(transaction=True) as conn:
             yield conn
 
     @contextmanager
@@ -173,14 +173,11 @@ class _Database:
             yield conn
 
     @contextmanager
-    def _connection(self, *, transaction: bool, pipelined: bool = False) -> Iterator[psycopg.Connection[Row]]:
+    def _connection(self, *, transaction: bool) -> Iterator[psycopg.Connection[Row]]:
         try:
             with self._pool.connection() as conn:
                 try:
-                    if pipelined:
-                        with conn.pipeline(), conn.transaction():
-                            yield conn
-                    elif transaction:
+                    if transaction:
                         with conn.transaction():
                             yield conn
                     else:
@@ -301,8 +298,7 @@ class _PostgresOutboxStore:
         created_at = message.created_at or self._clock.now()
         headers = _jsonb([[name, value] for name, value in message.headers])
         # pg_notify is delivered when (and only if) the transaction commits: the relays wake at once
-        # (listen_outbox). One statement with the INSERT: one round trip, not two; and no result read, so
-        # in a pipelined transaction it goes with the COMMIT.
+        # (listen_outbox). One statement with the INSERT: one round trip, not two.
         conn.execute(
             "WITH added AS (INSERT INTO outbox (topic, msg_key, value, headers, created_at)"
             " VALUES (%s, %s, %s, %s, %s) RETURNING id)"
@@ -398,7 +394,7 @@ class PostgresPaymentStore(_PostgresOutboxStore):
     def save_status(self, payment: Payment, outbox: OutboxMessage | None) -> None:
         """P3. Writes status, provider, provider_payment_id and confirmed_at only (courseId, amount and
         metadata are immutable, P2), then the outbox row, in one transaction."""
-        with self._db.transaction(pipelined=True) as conn:  # BEGIN with the UPDATE, the outbox row with the COMMIT
+        with self._db.transaction() as conn:
             updated = conn.execute(
                 "UPDATE payments SET status = %s, provider = %s, provider_payment_id = %s, confirmed_at = %s"
                 " WHERE id = %s RETURNING id",
@@ -458,7 +454,7 @@ class PostgresCourseStore(_PostgresOutboxStore):
         (purchaseTier 250, a reused purchase id) is ConstraintViolation."""
         metadata = _json(purchase.metadata)
         try:
-            with self._db.transaction(pipelined=True) as conn:  # the worker's path: round trips are its time
+            with self._db.transaction() as conn:
                 if track and self._processed(conn, consumer, idempotency_key):
                     return False
                 conn.execute(

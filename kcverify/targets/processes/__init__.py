@@ -150,6 +150,7 @@ class ProcessesTarget:
         self._client: HttpClient | None = None
         self._lock: TextIO | None = None
         self._procs: dict[str, ManagedProcess] = {}
+        self._control_pool: ThreadPoolExecutor | None = None
         self._defects = frozenset(defects)
         self._static_membership = static_membership
         unknown = sorted(self._defects - set(BY_NAME))
@@ -244,6 +245,9 @@ class ProcessesTarget:
         if self._bus is not None:
             self._bus.close()
         self._db = self._topics = self._traces = self._bus = self._cache = None
+        if self._control_pool is not None:
+            self._control_pool.shutdown()
+            self._control_pool = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -381,8 +385,9 @@ class ProcessesTarget:
         live = [p for p in self._procs.values() if p.alive()]
         if not live:
             return []
-        with ThreadPoolExecutor(len(live)) as pool:
-            return list(pool.map(action, live))
+        if self._control_pool is None:  # kept for the run: its threads keep their HTTP connections
+            self._control_pool = ThreadPoolExecutor(len(SPECS), thread_name_prefix="kcverify-control")
+        return list(self._control_pool.map(action, live))
 
     def _hold_all(self) -> None:
         self._each(lambda p: p.control("POST", "/hold", {}))
