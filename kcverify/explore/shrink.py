@@ -4,7 +4,8 @@ program compiled to.
 Both passes are greedy and deterministic: they try candidates in a fixed order and keep each one the
 predicate accepts, until a whole round changes nothing. The predicate is the explorer's ("this schedule
 still fails with the same check, and passes without the defect"); it runs schedules, so its verdicts
-are deterministic too, and the same failing program always shrinks to the same result.
+are deterministic too, and the same failing program always shrinks to the same result (unless the
+explorer's shrink deadline, in wall time, stops the predicate from running new candidates first).
 
 - `shrink_program` works on actions: it deletes runs of actions (longest first, from the end), then
   simplifies each one that is left (its kind towards the first, simplest kinds of the generator, its two

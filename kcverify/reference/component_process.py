@@ -618,6 +618,9 @@ class ComponentProcess:
             await asyncio.gather(*tasks, return_exceptions=True)
             stopper.cancel()
             await asyncio.to_thread(self._stop_loops)
+            caller = getattr(self.app.state, "caller", None) if self.app is not None else None
+            if caller is not None:
+                await asyncio.to_thread(caller.shutdown)
             self._close_stores()
             self.close_sockets()
             self.tracer.close()

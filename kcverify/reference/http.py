@@ -86,14 +86,23 @@ class Caller:
             self._pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="kcverify-http")
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
+    def shutdown(self) -> None:
+        """Wait for the calls under way (a request uvicorn gave up on at its graceful timeout may still be
+        running one) and end the threads: before the stores they use are closed."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-def make_app(routes: list[Route]) -> Starlette:
+
+def make_app(call: Caller, routes: list[Route]) -> Starlette:
+    """The app of `routes`, errors as problem+json; `app.state.caller` is `call`, for the server's stop."""
     app = Starlette(
         routes=routes,
         exception_handlers={Problem: _on_problem, HTTPException: _on_http_exception,
                             StoreUnavailable: _on_unavailable, Exception: _on_error},
     )
     app.router.redirect_slashes = False  # an API answers a stray slash with its problem, not a 307
+    app.state.caller = call
     return app
 
 

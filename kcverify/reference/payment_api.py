@@ -28,7 +28,7 @@ def create_app(service: PaymentService, *, threaded: bool = False) -> Starlette:
                              request.headers.get("x-signature"))
         return json_response(payment.to_json())
 
-    return make_app([
+    return make_app(call, [
         Route("/api/v1/payments", create_payment, methods=["POST"]),
         Route("/api/v1/payments/{payment_id}", get_payment, methods=["GET"]),
         Route("/api/v1/payments/{payment_id}/confirm", confirm_payment, methods=["POST"]),

@@ -53,7 +53,7 @@ def create_app(service: StudentService, *, threaded: bool = False) -> Starlette:
         await call(service.invalidate, student_id)
         return Response(status_code=204)
 
-    return make_app([
+    return make_app(call, [
         Route("/api/v1/students/{student_id:any_text}/learning", learning, methods=["GET"]),
         Route("/api/v1/students/{student_id:any_text}/learning/cache", invalidate, methods=["DELETE"]),
         Route("/health", health, methods=["GET"]),
