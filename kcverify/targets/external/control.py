@@ -261,7 +261,7 @@ class Control:
                            lambda: line in (output if path is None else _read_from(path, mark))))
         if "group" in ready:
             group = str(ready["group"])
-            probes.append((f"a member in consumer group {group}", lambda: self._group_has_member(group)))
+            probes.append((f"member in consumer group {group}", lambda: self._group_has_member(group)))
         return probes
 
     def _group_has_member(self, group: str) -> bool:
