@@ -3,12 +3,15 @@ sent on a connection the server is closing at that very moment (kcverify/targets
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from kcverify.reference.component_process import KEEP_ALIVE_SECONDS
@@ -56,10 +59,9 @@ def test_the_reference_keeps_connections_longer_than_the_client_does() -> None:
 def test_the_client_sends_without_nagle(server: str) -> None:
     with http_client(5.0) as client:
         client.get(server)
-        pool = client._client()._transport._pool  # type: ignore[attr-defined]
-        stream = pool.connections[0]._connection._network_stream
-        sock = stream.get_extra_info("socket")
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        ((conn, _),) = client._own()._connections.values()
+        assert conn.sock is not None
+        assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_each_thread_has_a_pool_of_its_own_and_close_closes_them_all(server: str) -> None:
@@ -100,8 +102,98 @@ def test_the_clients_of_threads_that_ended_are_closed_when_another_thread_starts
         first = threading.Thread(target=client.get, args=(server,))
         first.start()
         first.join()
-        (ended,) = client._clients.values()
+        (ended,) = client._threads.values()
+        ((conn, _),) = ended._connections.values()
         client.get(server)  # the main thread's first call
-        assert ended.is_closed and list(client._clients) == [threading.current_thread()]
+        assert conn.sock is None and list(client._threads) == [threading.current_thread()]
     finally:
         client.close()
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """POST: answers what it was sent (JSON: method, path, headers, body); GET /gzip: a gzip-encoded
+    body; GET /slow: answers after a second."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._send(200, json.dumps({"method": "POST", "path": self.path, "body": body.decode(),
+                                    "headers": {k.lower(): v for k, v in self.headers.items()}}).encode(),
+                   [("Content-Type", "application/json"), ("Set-Cookie", "session=one")])
+
+    def do_GET(self) -> None:
+        if self.path == "/gzip":
+            self._send(200, gzip.compress(b'{"zipped": true}'), [("Content-Encoding", "gzip")])
+        elif self.path == "/slow":
+            time.sleep(1.0)
+            self._send(200, b"late", [])
+        else:
+            self._send(200, json.dumps({"path": self.path, "cookie": self.headers.get("Cookie")}).encode(), [])
+
+    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    httpd.handle_error = lambda *args: None  # type: ignore[method-assign]  # /slow answering a client gone
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_request_carries_its_body_and_headers_and_the_answer_its_own(echo: str) -> None:
+    with http_client(5.0) as client:
+        answer = client.request("POST", f"{echo}/api/x?a=1", content=b'{"k":1}',
+                                headers={"X-Signature": "t=1,v1=ab", "Content-Type": "application/json"})
+        seen = answer.json()
+        assert (answer.status_code, seen["path"], seen["body"]) == (200, "/api/x?a=1", '{"k":1}')
+        assert seen["headers"]["x-signature"] == "t=1,v1=ab" and seen["headers"]["content-length"] == "7"
+        assert answer.headers["content-type"] == "application/json"
+        posted = client.request("POST", f"{echo}/j", json={"a": [1, 2]}).json()
+        assert json.loads(posted["body"]) == {"a": [1, 2]} and posted["headers"]["content-type"] == "application/json"
+
+
+def test_no_cookie_is_carried_to_the_next_request(echo: str) -> None:
+    with http_client(5.0) as client:
+        assert client.request("POST", f"{echo}/login", content=b"").headers["set-cookie"] == "session=one"
+        assert client.get(f"{echo}/next").json()["cookie"] is None
+
+
+def test_a_gzip_encoded_answer_is_decoded(echo: str) -> None:
+    with http_client(5.0) as client:
+        assert client.get(f"{echo}/gzip").json() == {"zipped": True}
+
+
+def test_no_answer_raises_httpx_errors_and_the_next_request_works(echo: str) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: refused
+    with http_client(5.0) as client:
+        with pytest.raises(httpx.ConnectError):
+            client.get(f"http://127.0.0.1:{port}/")
+        with pytest.raises(httpx.ReadTimeout):
+            client.get(f"{echo}/slow", timeout=0.2)
+        assert client.get(f"{echo}/after").json()["path"] == "/after"  # a fresh connection, not the timed-out one
+        with pytest.raises(httpx.UnsupportedProtocol):
+            client.get("ftp://127.0.0.1/")
+
+
+def test_a_header_the_caller_sets_replaces_the_default_whatever_its_case(echo: str) -> None:
+    with http_client(5.0) as client:
+        seen = client.request("POST", f"{echo}/h", content=b"", headers={"user-agent": "mine"}).json()["headers"]
+        assert seen["user-agent"] == "mine" and seen["accept"] == "*/*"
