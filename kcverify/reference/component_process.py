@@ -628,8 +628,11 @@ class ComponentProcess:
 
     @staticmethod
     def _config(app: Starlette, access_log: bool) -> uvicorn.Config:
+        """No proxy headers: the services are not behind a proxy, and uvicorn would otherwise believe
+        any local client's X-Forwarded-For (and wrap every request in a middleware to read it)."""
         return uvicorn.Config(app, lifespan="off", log_level="warning", access_log=access_log,
-                              timeout_graceful_shutdown=10, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                              timeout_graceful_shutdown=10, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                              proxy_headers=False)
 
     def _watch_parent(self, parent: int) -> None:
         """Test-only: a target that died without stopping its processes must not leave a worker behind
