@@ -279,15 +279,24 @@ def _brief(value: bytes) -> str:
 
 
 def _claimed(worker: list[dict[str, Any]], where: tuple[int, int]) -> str:
-    """What the worker's own trace says it did with the record: an explanation, never a proof."""
+    """What the worker's own trace says it did with the record: an explanation, never a proof. A worker
+    that commits once per batch traces the commit of the batch's last record only: a later committed
+    offset of the same partition covers this one too."""
+    partition, offset = where
     said = [t for t in worker if (t.get("partition"), t.get("offset")) == where]
     committed = [t for t in said if t.get("event") == "offset_committed"]
+    received = any(t.get("event") == "attempt" for t in said)
     if committed:
         outcome = committed[-1].get("outcome", "?")
         failed = any(t.get("event") == "dead_letter_failed" for t in worker)
         extra = " after a dead-letter publish failed" if failed and outcome == "dead_lettered" else ""
         return f" (the worker's trace claims it {outcome}{extra})"
-    if any(t.get("event") == "attempt" for t in said):
+    covering = [t["offset"] for t in worker if t.get("event") == "offset_committed" and t.get("partition") == partition
+                and isinstance(t.get("offset"), int) and t["offset"] > offset]
+    if covering:
+        return (f" (the worker's trace shows it {'received it and ' if received else ''}committed offset "
+                f"{min(covering)} of partition {partition}, which covers it)")
+    if received:
         return " (the worker's trace shows it was received)"
     return ""
 

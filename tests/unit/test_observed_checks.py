@@ -225,3 +225,15 @@ def test_a_system_clock_ahead_of_kcverify_does_not_hide_a_stale_view() -> None:
     assert failures(stale, "freshness"), stale.failures
     correct = Runner(ClockAheadTarget(), options=RunOptions(), checks=select()).run([scenario]).scenarios[0]
     assert correct.status == Status.PASSED, correct.failures
+
+
+def test_the_explanation_of_a_lost_record_names_a_later_commit_of_its_batch() -> None:
+    from kcverify.checks.delivery import _claimed
+
+    batch = [{"event": "attempt", "partition": 1, "offset": 7}, {"event": "attempt", "partition": 1, "offset": 8},
+             {"event": "offset_committed", "partition": 0, "offset": 9, "outcome": "processed"},
+             {"event": "offset_committed", "partition": 1, "offset": 8, "outcome": "processed"}]
+    assert _claimed(batch, (1, 8)) == " (the worker's trace claims it processed)"
+    assert _claimed(batch, (1, 7)) == (" (the worker's trace shows it received it and committed offset 8 of "
+                                       "partition 1, which covers it)")
+    assert _claimed(batch, (1, 9)) == ""  # a commit of another partition covers nothing here
