@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import cache
 from typing import Any
 
@@ -94,18 +94,37 @@ class _Database:
         self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
         self._logs: set[str] = set()  # the TEMP change logs of track_changes
         self._emptied: list[str] | None = None  # what `reset` runs to empty main (read at the first reset)
+        self._reading = _Reading(self._lock, conn)
+        self._answers: dict[Any, tuple[int, Any]] = {}  # see `unchanged`
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         """BEGIN (IMMEDIATE for writes) ... COMMIT; ROLLBACK on any exception, SimulatedCrash included
         (a crashed process's transaction never commits)."""
+        if not write and self.path is None:
+            # A private in-memory database has no other connection, and the lock keeps this one's other
+            # users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
+            return self._reading
+        return self._transaction(write)
+
+    def unchanged(self, question: Any, answer: Callable[[], Any]) -> Any:
+        """`answer()`, or what it returned the last time `question` was asked when no row of this database
+        has been written since (its connection's `total_changes` is the same). Only a private in-memory
+        database is known to have no other writer; a file's answer is always read anew. The answer must
+        be immutable: callers share it."""
+        if self.path is not None:
+            return answer()
+        now = self._conn.total_changes
+        known = self._answers.get(question)
+        if known is not None and known[0] == now:
+            return known[1]
+        value = answer()
+        self._answers[question] = (now, value)
+        return value
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._conn
-            if not write and self.path is None:
-                # A private in-memory database has no other connection, and the lock keeps this one's
-                # other users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
-                yield conn
-                return
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.OperationalError as exc:
@@ -181,6 +200,7 @@ class _Database:
             self._outbox_hooks.clear()
             self.outbox_written = False
             self._changes_taken.clear()
+            self._answers.clear()
 
     def track_changes(self, table: str, key: str) -> None:
         """Note the key of every row of `table` inserted, updated or deleted from now on, in a TEMP table of
@@ -216,6 +236,23 @@ class _Database:
             return [], []
         found = {row[key] for row in rows}
         return rows, [k for k in keys if k not in found]
+
+
+class _Reading:
+    """The context of a read on a private in-memory database: its lock held, no BEGIN/COMMIT."""
+
+    __slots__ = ("_conn", "_lock")
+
+    def __init__(self, lock: threading.Lock, conn: sqlite3.Connection) -> None:
+        self._lock = lock
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 def _dump(value: Any) -> str:
@@ -258,11 +295,15 @@ class _SqliteOutboxStore:
     def pending_outbox(self, limit: int) -> list[OutboxMessage]:
         if limit <= 0:
             return []
+        # asked by the relay and the settle's sizing every round: read anew only after a write
+        return list(self._db.unchanged(("pending_outbox", limit), lambda: self._pending_outbox(limit)))
+
+    def _pending_outbox(self, limit: int) -> tuple[OutboxMessage, ...]:
         with self._db.transaction(write=False) as conn:
             rows = conn.execute(
                 "SELECT id, topic, msg_key, value, headers, created_at FROM outbox"
                 " WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [_outbox_message(row) for row in rows]
+        return tuple(_outbox_message(row) for row in rows)
 
     def mark_published(self, ids: Sequence[int], at: float) -> None:
         """Idempotent: a row published twice (at least once delivery) keeps its first time."""
@@ -395,6 +436,9 @@ class SqlitePaymentStore(_SqliteOutboxStore):
         return [_payment(row) for row in rows], gone
 
     def count_payments(self) -> int:
+        return int(self._db.unchanged("count_payments", self._count_payments))
+
+    def _count_payments(self) -> int:
         with self._db.transaction(write=False) as conn:
             return int(conn.execute("SELECT count(*) FROM payments").fetchone()[0])
 
