@@ -415,7 +415,11 @@ class SqlitePaymentStore(_SqliteOutboxStore):
         return None if row is None else _payment(row)
 
     def succeeded_confirmed_before(self, before: float, after: float | None = None) -> list[tuple[str, float]]:
-        """Oldest confirmation first."""
+        """Oldest confirmation first. Asked by the reconciler every settle round: read anew only after a write."""
+        return list(self._db.unchanged(("succeeded_confirmed_before", before, after),
+                                       lambda: tuple(self._succeeded_confirmed_before(before, after))))
+
+    def _succeeded_confirmed_before(self, before: float, after: float | None) -> list[tuple[str, float]]:
         with self._db.transaction(write=False) as conn:
             cursor = conn.cursor()
             cursor.row_factory = None  # plain tuples, made in C: this runs on every settle round
