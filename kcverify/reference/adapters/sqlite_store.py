@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, suppress
 from functools import cache
 from typing import Any
 
@@ -94,7 +94,9 @@ class _Database:
         self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
         self._logs: set[str] = set()  # the TEMP change logs of track_changes
         self._emptied: list[str] | None = None  # what `reset` runs to empty main (read at the first reset)
+        self._emptied_at = -1  # the connection's total_changes when `reset` last emptied it
         self._reading = _Reading(self._lock, conn)
+        self._writing, self._beginning = _Transaction(self, write=True), _Transaction(self, write=False)
         self._answers: dict[Any, tuple[int, Any]] = {}  # see `unchanged`
 
     def transaction(self, *, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
@@ -104,7 +106,7 @@ class _Database:
             # A private in-memory database has no other connection, and the lock keeps this one's other
             # users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
             return self._reading
-        return self._transaction(write)
+        return self._writing if write else self._beginning
 
     def unchanged(self, question: Any, answer: Callable[[], Any]) -> Any:
         """`answer()`, or what it returned the last time `question` was asked when no row of this database
@@ -120,31 +122,6 @@ class _Database:
         value = answer()
         self._answers[question] = (now, value)
         return value
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            except sqlite3.OperationalError as exc:
-                raise self._unavailable(exc) from exc
-            try:
-                yield conn
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
-                    raise self._unavailable(exc) from exc
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._rollback()
-                raise self._unavailable(exc) from exc
-            written, self.outbox_written = self.outbox_written, False
-        if written:
-            for hook in list(self._outbox_hooks):
-                hook()
 
     def on_outbox_commit(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Call `wake` after every commit of a transaction that wrote an outbox row (in this process: the
@@ -191,12 +168,14 @@ class _Database:
                 if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
                     tables.append("sqlite_sequence")
                 self._emptied = [f'DELETE FROM main."{table}"' for table in tables]
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in self._emptied:
-                conn.execute(statement)
-            for log in self._logs:
-                conn.execute(f"DELETE FROM {log}")
-            conn.execute("COMMIT")
+            if conn.total_changes != self._emptied_at:  # else no row was written since it was emptied
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in self._emptied:
+                    conn.execute(statement)
+                for log in self._logs:
+                    conn.execute(f"DELETE FROM {log}")
+                conn.execute("COMMIT")
+                self._emptied_at = conn.total_changes
             self._outbox_hooks.clear()
             self.outbox_written = False
             self._changes_taken.clear()
@@ -236,6 +215,50 @@ class _Database:
             return [], []
         found = {row[key] for row in rows}
         return rows, [k for k in keys if k not in found]
+
+
+class _Transaction:
+    """The context of `_Database.transaction`: the lock held, BEGIN (IMMEDIATE for writes) ... COMMIT,
+    ROLLBACK on any exception. It keeps no state of its own between enter and exit (the database does,
+    under its lock), so one serves every transaction of its database."""
+
+    __slots__ = ("_begin", "_db")
+
+    def __init__(self, db: _Database, *, write: bool) -> None:
+        self._db = db
+        self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        db._lock.acquire()
+        try:
+            db._conn.execute(self._begin)
+        except BaseException as exc:
+            db._lock.release()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise db._unavailable(exc) from exc
+            raise
+        return db._conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        db = self._db
+        try:
+            if exc is not None:
+                db._rollback()
+                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                    raise db._unavailable(exc) from exc
+                return  # the exception goes on as it is
+            try:
+                db._conn.execute("COMMIT")
+            except sqlite3.OperationalError as failure:
+                db._rollback()
+                raise db._unavailable(failure) from failure
+            written, db.outbox_written = db.outbox_written, False
+        finally:
+            db._lock.release()
+        if written:
+            for hook in list(db._outbox_hooks):
+                hook()
 
 
 class _Reading:
