@@ -204,7 +204,9 @@ class _Database:
             # this connection's writes too): nothing to read. Spares a transaction per table per snapshot.
             return [], []
         rows: list[sqlite3.Row] = []
-        with self.transaction() as conn:
+        # A private in-memory database: the lock alone keeps the three statements together (no other
+        # connection exists); a file's take is one transaction.
+        with self._reading if self.path is None else self.transaction() as conn:
             keys = [row[0] for row in conn.execute(f"SELECT key FROM {log}").fetchall()]
             if keys:
                 rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
