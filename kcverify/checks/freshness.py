@@ -12,7 +12,7 @@ from typing import Any
 
 from kcverify.checks.base import Check
 from kcverify.checks.timeline import stale_read_timeline
-from kcverify.core.clock import rfc3339
+from kcverify.core.clock import parse_rfc3339, rfc3339
 from kcverify.evidence.evidence import Exchange
 
 TTL_SLACK = 1.0  # seconds a key's remaining TTL may exceed the rule's: rounding up to whole milliseconds
@@ -50,8 +50,6 @@ class FreshnessCheck(Check):
                               "target cannot see the cache (give the profile a cache section)")
 
     def _learn_commits(self, step: int | None) -> None:
-        from kcverify.core.clock import parse_rfc3339
-
         # rows new or changed in the last step: a purchase not yet known, or one that became active. The
         # commit time is the row's own createdAt, but never later than the snapshot that first showed it: a
         # system whose clock runs ahead of kcverify's (or stamps local time as UTC) would otherwise put its

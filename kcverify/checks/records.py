@@ -78,7 +78,7 @@ class RecordsCheck(Check):
                 records += 1
                 event = decode(record)
                 where = f"{topic}[{record.partition}]@{record.offset}"
-                if message.key_schema and not Draft202012Validator(message.key_schema).is_valid(record.key):
+                if message.key_schema and not _key_validator(topic, message.key_schema).is_valid(record.key):
                     self.fail(f"key-schema:{topic}:{record.partition}:{record.offset}", f"{where}: key "
                               f"{record.key!r} breaks the key schema of {message.name or topic} in asyncapi.yaml",
                               rules=("I4",), step=step)
@@ -173,3 +173,15 @@ class RecordsCheck(Check):
         accepted = [e for e in self.evidence.exchanges
                     if e.path == path and e.reply.status is not None and 200 <= e.reply.status < 300]
         return len(accepted) > 1
+
+
+_KEY_VALIDATORS: dict[str, tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
+def _key_validator(topic: str, schema: dict[str, Any]) -> Draft202012Validator:
+    """The validator of a topic's key schema, built once per schema (the schema object asyncapi.py keeps),
+    not once per record."""
+    known = _KEY_VALIDATORS.get(topic)
+    if known is None or known[0] is not schema:
+        known = _KEY_VALIDATORS[topic] = (schema, Draft202012Validator(schema))
+    return known[1]

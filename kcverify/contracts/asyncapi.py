@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kcverify.contracts import contracts_dir
+from kcverify.contracts import SAFE_LOADER, contracts_dir
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class TopicMessage:
 
 @cache
 def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((contracts_dir() / "events" / "asyncapi.yaml").read_text())
+    loaded: dict[str, Any] = yaml.load((contracts_dir() / "events" / "asyncapi.yaml").read_text(),
+                                       Loader=SAFE_LOADER)
     return loaded
 
 

@@ -19,6 +19,7 @@ from referencing.jsonschema import DRAFT202012
 from kcverify.contracts import (
     BASE_URI,
     MEMO_LIMIT,
+    SAFE_LOADER,
     Violation,
     _json_path,
     contracts_dir,
@@ -44,7 +45,8 @@ def _escape(token: str) -> str:
 
 @cache
 def document(service: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((contracts_dir() / "openapi" / f"{service}.yaml").read_text())
+    loaded: dict[str, Any] = yaml.load((contracts_dir() / "openapi" / f"{service}.yaml").read_text(),
+                                       Loader=SAFE_LOADER)
     return loaded
 
 
@@ -116,7 +118,23 @@ def _get(doc: dict[str, Any], pointer: str) -> Any:
 
 def validate_response(service: str, method: str, path: str, status: int, headers: dict[str, str],
                       body: bytes) -> list[Violation]:
-    """Every way the response breaks the contract; empty when it conforms."""
+    """Every way the response breaks the contract; empty when it conforms. Memoized by the whole
+    exchange: the answer is a pure function of its arguments, and explored schedules repeat the same
+    exchanges (seeded ids, a manual clock) thousands of times."""
+    key = (service, method, path, status, tuple(headers.items()), body)
+    known = _RESPONSE_MEMO.get(key)
+    if known is None:
+        if len(_RESPONSE_MEMO) >= MEMO_LIMIT:
+            _RESPONSE_MEMO.clear()
+        known = _RESPONSE_MEMO[key] = tuple(_validate_response(service, method, path, status, headers, body))
+    return list(known)
+
+
+_RESPONSE_MEMO: dict[tuple[str, str, str, int, tuple[tuple[str, str], ...], bytes], tuple[Violation, ...]] = {}
+
+
+def _validate_response(service: str, method: str, path: str, status: int, headers: dict[str, str],
+                       body: bytes) -> list[Violation]:
     op = find_operation(service, method, path)
     if op is None:
         return [Violation("$", f"{method} {path} is not an operation of {service}")]

@@ -53,8 +53,19 @@ class ManualClock:
 
 
 def rfc3339(ts: float) -> str:
-    """RFC 3339 UTC timestamp with millisecond precision, as every contract in contracts/ uses."""
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC timestamp with millisecond precision, as every contract in contracts/ uses.
+    Remembered per instant: on a manual clock the same few instants are written again and again."""
+    text = _RFC3339.get(ts)
+    if text is None:
+        if len(_RFC3339) >= _RFC3339_KEPT:
+            _RFC3339.clear()
+        text = _RFC3339[ts] = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z")
+    return text
+
+
+_RFC3339: dict[float, str] = {}
+_RFC3339_KEPT = 4096  # instants remembered; forgotten all at once when full
 
 
 def parse_rfc3339(text: str) -> float:

@@ -77,10 +77,16 @@ class Faults:
         self.injected: Counter[str] = Counter()
 
     def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
-        self._rules.setdefault(resource, []).append(_Rule(op, times))
+        self.rules_of(resource).append(_Rule(op, times))
+
+    def rules_of(self, resource: str) -> list[_Rule]:
+        """The resource's rules: one list for the life of these Faults, so a wrapper can hold it and see
+        a rule added later (empty: no call of the resource can fail)."""
+        return self._rules.setdefault(resource, [])
 
     def clear(self) -> None:
-        self._rules.clear()
+        for rules in self._rules.values():
+            rules.clear()
 
     def should_fail(self, resource: str, op: str) -> bool:
         for rule in self._rules.get(resource, []):
@@ -122,12 +128,16 @@ class _Faulty:
         if not callable(target) or name.startswith("_"):
             return target
         resource, faults, error = self._faulty_resource, self._faulty_rules, self._faulty_error
+        rules = faults.rules_of(resource)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if faults.should_fail(resource, name):
+            if rules and faults.should_fail(resource, name):
                 raise error(f"injected fault: {resource}.{name}")
             return target(*args, **kwargs)
 
+        # Kept on the wrapper: the next call of the method reaches `call` without this lookup (the
+        # adapter's methods do not change; its plain attributes, e.g. a counter, are still read anew).
+        self.__dict__[name] = call
         return call
 
 

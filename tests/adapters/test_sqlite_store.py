@@ -82,6 +82,57 @@ def test_a_reset_store_is_empty_and_keeps_noting_changes() -> None:
     assert (again.id, again.created_at) == (first_id, clock.now())  # ids start over; the new clock stamps
 
 
+def test_answers_kept_between_writes_follow_every_write() -> None:
+    """The in-memory stores answer the outbox, the count and the reconciler's scan again while no row was
+    written: every write, and a rolled-back one, must make the next answer a fresh read."""
+    from tests.adapters.test_payment_store import confirm
+
+    store = SqlitePaymentStore()
+    assert store.pending_outbox(10) == [] and store.count_payments() == 0
+    payment = make_payment()
+    store.insert_payment(payment)
+    assert store.count_payments() == 1 and store.succeeded_confirmed_before(1e12) == []
+    store.save_status(confirm(payment, at=5.0), OutboxMessage("payments.events", "k", b"v"))
+    assert [m.value for m in store.pending_outbox(10)] == [b"v"]
+    assert store.succeeded_confirmed_before(1e12) == [(payment.id, 5.0)]
+    store.mark_published([store.pending_outbox(1)[0].id], at=6.0)
+    assert store.pending_outbox(10) == []
+    with pytest.raises(ValueError):  # a constraint broken inside a transaction: rolled back
+        store.insert_payment(payment)
+    assert store.count_payments() == 1 and store.pending_outbox(10) == []
+    store.pending_outbox(10).append(OutboxMessage("t", "k", b"x"))  # a caller's list is its own
+    assert store.pending_outbox(10) == []
+
+
+def test_a_reset_after_no_write_leaves_the_store_empty_and_tracked() -> None:
+    from kcverify.core.clock import ManualClock
+
+    store = SqlitePaymentStore()
+    assert store.changed_payments() == ([], [])
+    store.insert_payment(make_payment(id="p-1"))
+    store.reset(ManualClock())
+    store.reset(ManualClock())  # nothing written since the last: nothing to empty
+    assert store.all_payments() == [] and store.changed_payments() == ([], [])
+    store.insert_payment(make_payment(id="p-2"))
+    assert [p.id for p in store.changed_payments()[0]] == ["p-2"]
+
+
+def test_a_fault_armed_after_a_wrapped_method_was_called_still_fires() -> None:
+    """The fault wrapper keeps each method's caller after its first use: a rule armed later must reach it."""
+    from kcverify.reference.instrument import Faults, with_faults
+
+    faults = Faults()
+    store = with_faults(SqlitePaymentStore(), "payments_db", faults)
+    assert store.count_payments() == 0
+    faults.fail_next("payments_db", 1, op="count_payments")
+    with pytest.raises(StoreUnavailable, match="injected fault"):
+        store.count_payments()
+    assert store.count_payments() == 0 and faults.injected["payments_db.count_payments"] == 1
+    faults.fail_next("payments_db", 1)
+    faults.clear()
+    assert store.count_payments() == 0
+
+
 def test_only_an_in_memory_store_can_be_reset(tmp_path: Path) -> None:
     from kcverify.core.clock import ManualClock
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, suppress
 from functools import cache
 from typing import Any
 
@@ -94,38 +94,34 @@ class _Database:
         self._changes_taken: dict[str, int] = {}  # table -> the connection's total_changes at its last take
         self._logs: set[str] = set()  # the TEMP change logs of track_changes
         self._emptied: list[str] | None = None  # what `reset` runs to empty main (read at the first reset)
+        self._emptied_at = -1  # the connection's total_changes when `reset` last emptied it
+        self._reading = _Reading(self._lock, conn)
+        self._writing, self._beginning = _Transaction(self, write=True), _Transaction(self, write=False)
+        self._answers: dict[Any, tuple[int, Any]] = {}  # see `unchanged`
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         """BEGIN (IMMEDIATE for writes) ... COMMIT; ROLLBACK on any exception, SimulatedCrash included
         (a crashed process's transaction never commits)."""
-        with self._lock:
-            conn = self._conn
-            if not write and self.path is None:
-                # A private in-memory database has no other connection, and the lock keeps this one's
-                # other users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
-                yield conn
-                return
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            except sqlite3.OperationalError as exc:
-                raise self._unavailable(exc) from exc
-            try:
-                yield conn
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
-                    raise self._unavailable(exc) from exc
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._rollback()
-                raise self._unavailable(exc) from exc
-            written, self.outbox_written = self.outbox_written, False
-        if written:
-            for hook in list(self._outbox_hooks):
-                hook()
+        if not write and self.path is None:
+            # A private in-memory database has no other connection, and the lock keeps this one's other
+            # users out: a read sees one state without BEGIN/COMMIT, which cost more than it.
+            return self._reading
+        return self._writing if write else self._beginning
+
+    def unchanged(self, question: Any, answer: Callable[[], Any]) -> Any:
+        """`answer()`, or what it returned the last time `question` was asked when no row of this database
+        has been written since (its connection's `total_changes` is the same). Only a private in-memory
+        database is known to have no other writer; a file's answer is always read anew. The answer must
+        be immutable: callers share it."""
+        if self.path is not None:
+            return answer()
+        now = self._conn.total_changes
+        known = self._answers.get(question)
+        if known is not None and known[0] == now:
+            return known[1]
+        value = answer()
+        self._answers[question] = (now, value)
+        return value
 
     def on_outbox_commit(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Call `wake` after every commit of a transaction that wrote an outbox row (in this process: the
@@ -172,15 +168,18 @@ class _Database:
                 if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
                     tables.append("sqlite_sequence")
                 self._emptied = [f'DELETE FROM main."{table}"' for table in tables]
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in self._emptied:
-                conn.execute(statement)
-            for log in self._logs:
-                conn.execute(f"DELETE FROM {log}")
-            conn.execute("COMMIT")
+            if conn.total_changes != self._emptied_at:  # else no row was written since it was emptied
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in self._emptied:
+                    conn.execute(statement)
+                for log in self._logs:
+                    conn.execute(f"DELETE FROM {log}")
+                conn.execute("COMMIT")
+                self._emptied_at = conn.total_changes
             self._outbox_hooks.clear()
             self.outbox_written = False
             self._changes_taken.clear()
+            self._answers.clear()
 
     def track_changes(self, table: str, key: str) -> None:
         """Note the key of every row of `table` inserted, updated or deleted from now on, in a TEMP table of
@@ -205,7 +204,9 @@ class _Database:
             # this connection's writes too): nothing to read. Spares a transaction per table per snapshot.
             return [], []
         rows: list[sqlite3.Row] = []
-        with self.transaction() as conn:
+        # A private in-memory database: the lock alone keeps the three statements together (no other
+        # connection exists); a file's take is one transaction.
+        with self._reading if self.path is None else self.transaction() as conn:
             keys = [row[0] for row in conn.execute(f"SELECT key FROM {log}").fetchall()]
             if keys:
                 rows = conn.execute(f"SELECT {columns} FROM main.{table} WHERE {key} IN (SELECT key FROM {log})"
@@ -216,6 +217,67 @@ class _Database:
             return [], []
         found = {row[key] for row in rows}
         return rows, [k for k in keys if k not in found]
+
+
+class _Transaction:
+    """The context of `_Database.transaction`: the lock held, BEGIN (IMMEDIATE for writes) ... COMMIT,
+    ROLLBACK on any exception. It keeps no state of its own between enter and exit (the database does,
+    under its lock), so one serves every transaction of its database."""
+
+    __slots__ = ("_begin", "_db")
+
+    def __init__(self, db: _Database, *, write: bool) -> None:
+        self._db = db
+        self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        db._lock.acquire()
+        try:
+            db._conn.execute(self._begin)
+        except BaseException as exc:
+            db._lock.release()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise db._unavailable(exc) from exc
+            raise
+        return db._conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        db = self._db
+        try:
+            if exc is not None:
+                db._rollback()
+                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                    raise db._unavailable(exc) from exc
+                return  # the exception goes on as it is
+            try:
+                db._conn.execute("COMMIT")
+            except sqlite3.OperationalError as failure:
+                db._rollback()
+                raise db._unavailable(failure) from failure
+            written, db.outbox_written = db.outbox_written, False
+        finally:
+            db._lock.release()
+        if written:
+            for hook in list(db._outbox_hooks):
+                hook()
+
+
+class _Reading:
+    """The context of a read on a private in-memory database: its lock held, no BEGIN/COMMIT."""
+
+    __slots__ = ("_conn", "_lock")
+
+    def __init__(self, lock: threading.Lock, conn: sqlite3.Connection) -> None:
+        self._lock = lock
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 def _dump(value: Any) -> str:
@@ -258,11 +320,15 @@ class _SqliteOutboxStore:
     def pending_outbox(self, limit: int) -> list[OutboxMessage]:
         if limit <= 0:
             return []
+        # asked by the relay and the settle's sizing every round: read anew only after a write
+        return list(self._db.unchanged(("pending_outbox", limit), lambda: self._pending_outbox(limit)))
+
+    def _pending_outbox(self, limit: int) -> tuple[OutboxMessage, ...]:
         with self._db.transaction(write=False) as conn:
             rows = conn.execute(
                 "SELECT id, topic, msg_key, value, headers, created_at FROM outbox"
                 " WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [_outbox_message(row) for row in rows]
+        return tuple(_outbox_message(row) for row in rows)
 
     def mark_published(self, ids: Sequence[int], at: float) -> None:
         """Idempotent: a row published twice (at least once delivery) keeps its first time."""
@@ -374,7 +440,11 @@ class SqlitePaymentStore(_SqliteOutboxStore):
         return None if row is None else _payment(row)
 
     def succeeded_confirmed_before(self, before: float, after: float | None = None) -> list[tuple[str, float]]:
-        """Oldest confirmation first."""
+        """Oldest confirmation first. Asked by the reconciler every settle round: read anew only after a write."""
+        return list(self._db.unchanged(("succeeded_confirmed_before", before, after),
+                                       lambda: tuple(self._succeeded_confirmed_before(before, after))))
+
+    def _succeeded_confirmed_before(self, before: float, after: float | None) -> list[tuple[str, float]]:
         with self._db.transaction(write=False) as conn:
             cursor = conn.cursor()
             cursor.row_factory = None  # plain tuples, made in C: this runs on every settle round
@@ -395,6 +465,9 @@ class SqlitePaymentStore(_SqliteOutboxStore):
         return [_payment(row) for row in rows], gone
 
     def count_payments(self) -> int:
+        return int(self._db.unchanged("count_payments", self._count_payments))
+
+    def _count_payments(self) -> int:
         with self._db.transaction(write=False) as conn:
             return int(conn.execute("SELECT count(*) FROM payments").fetchone()[0])
 
