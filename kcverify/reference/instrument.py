@@ -77,11 +77,12 @@ class Faults:
         self.injected: Counter[str] = Counter()
 
     def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
-        self.rules_of(resource).append(_Rule(op, times))
+        self._rules.setdefault(resource, []).append(_Rule(op, times))
 
-    def rules_of(self, resource: str) -> list[_Rule]:
-        """The resource's rules: one list for the life of these Faults, so a wrapper can hold it and see
-        a rule added later (empty: no call of the resource can fail)."""
+    def rules_of(self, resource: str) -> list[_Rule] | None:
+        """The resource's rules as a live list, one for the life of these Faults, so a wrapper can hold it
+        and see a rule added later (empty: no call of the resource can fail, `should_fail` need not be
+        asked). None when only `should_fail` can tell (rules kept elsewhere: FileFaults)."""
         return self._rules.setdefault(resource, [])
 
     def clear(self) -> None:
@@ -131,7 +132,7 @@ class _Faulty:
         rules = faults.rules_of(resource)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if rules and faults.should_fail(resource, name):
+            if (rules is None or rules) and faults.should_fail(resource, name):
                 raise error(f"injected fault: {resource}.{name}")
             return target(*args, **kwargs)
 

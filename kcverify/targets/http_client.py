@@ -30,16 +30,19 @@ from __future__ import annotations
 import functools
 import http.client
 import json as jsonlib
+import select
+import socket
 import ssl
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 KEEPALIVE_SECONDS = 1.5
 _DEFAULT_HEADERS = {"User-Agent": "kcverify", "Accept": "*/*"}  # unless the caller sets them
+_SAFE = "/?&=%:@!$'()*+,;~[]"  # kept as they are in a request target (with unreserved letters, digits, -._)
 
 
 class HttpClient:
@@ -60,8 +63,9 @@ class HttpClient:
                 headers: dict[str, str] | None = None, timeout: float | None = None) -> httpx.Response:
         """One request; raises httpx.HTTPError (a subclass) when no answer came."""
         if json is not None:
-            content = jsonlib.dumps(json).encode()
-            headers = {"Content-Type": "application/json", **(headers or {})}
+            content = jsonlib.dumps(json, allow_nan=False).encode()
+            if not any(name.lower() == "content-type" for name in headers or {}):
+                headers = {"Content-Type": "application/json", **(headers or {})}
         return self._own().send(method, url, content, headers or {}, self._timeout if timeout is None else timeout)
 
     def get(self, url: str, *, headers: dict[str, str] | None = None, timeout: float | None = None) -> httpx.Response:
@@ -99,7 +103,11 @@ class HttpClient:
 
 
 class _ThreadConnections:
-    """One thread's kept-alive connections, one per origin, each with the time it was last used."""
+    """One thread's kept-alive connections, one per origin, each with the time it was last used.
+
+    A connection is opened explicitly (so a refused connect, a TLS handshake that fails or times out, is
+    a connect error, never a write error) and never reopens by itself (`auto_open` off: a connection
+    `close()` shut under a request fails that request instead of opening a socket nobody closes)."""
 
     def __init__(self) -> None:
         self._connections: dict[tuple[str, str, int], tuple[http.client.HTTPConnection, float]] = {}
@@ -107,20 +115,25 @@ class _ThreadConnections:
     def send(self, method: str, url: str, content: bytes | None, headers: dict[str, str],
              timeout: float) -> httpx.Response:
         parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise httpx.UnsupportedProtocol(f"bad port in {url!r}: {exc}") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"not an http(s) URL: {url!r}")
-        origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn = self._connection(origin, timeout)
+        origin = (parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+        # as httpx sends them: characters a request line cannot carry (a space, non-ASCII) percent-encoded
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_SAFE)
         given = {name.lower() for name in headers}
         sent = {**{k: v for k, v in _DEFAULT_HEADERS.items() if k.lower() not in given}, **headers}
+        conn = self._connection(origin, timeout)
         try:
             try:
                 conn.request(method, target, body=content, headers=sent)
             except OSError as exc:
-                raise (httpx.ConnectTimeout if isinstance(exc, TimeoutError) and conn.sock is None
-                       else httpx.ConnectError if conn.sock is None else httpx.WriteError)(
-                    f"{type(exc).__name__}: {exc}") from exc
+                raise httpx.WriteError(f"{type(exc).__name__}: {exc}") from exc
+            except (http.client.HTTPException, ValueError) as exc:  # a header value no request can carry
+                raise httpx.LocalProtocolError(f"{type(exc).__name__}: {exc}") from exc
             try:
                 answer = conn.getresponse()
                 body = answer.read()
@@ -130,37 +143,68 @@ class _ThreadConnections:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from exc
             except (http.client.HTTPException, OSError) as exc:
                 raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from exc
+            if answer.status < 200:  # http.client skips only 100 Continue; what follows is this answer's
+                raise httpx.RemoteProtocolError(f"informational answer {answer.status} before the final one")
         except httpx.HTTPError:
-            conn.close()
-            self._connections.pop(origin, None)
+            self._drop(origin, conn)
             raise
         if answer.will_close:
-            conn.close()
-            self._connections.pop(origin, None)
+            self._drop(origin, conn)
         else:
             self._connections[origin] = (conn, time.monotonic())
-        return httpx.Response(answer.status, headers=answer.getheaders(), content=body)
+        # header bytes as they came (latin-1 is what http.client decoded them with): httpx decodes them
+        headers_raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.getheaders()]
+        return httpx.Response(answer.status, headers=headers_raw, content=body)
 
     def _connection(self, origin: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
         kept = self._connections.get(origin)
         if kept is not None:
             conn, used = kept
-            if time.monotonic() - used <= KEEPALIVE_SECONDS:
-                conn.timeout = timeout
-                if conn.sock is not None:
-                    conn.sock.settimeout(timeout)
-                return conn
-            conn.close()  # idle too long: the server may be closing it right now
+            sock = conn.sock
+            if sock is not None and time.monotonic() - used <= KEEPALIVE_SECONDS and not _readable(sock):
+                try:
+                    sock.settimeout(timeout)
+                    return conn
+                except OSError:
+                    pass  # closed under us
+            # idle too long (the server may be closing it right now), or closed by the server already (an
+            # idle connection with something to read has an end of file or a reset waiting)
+            self._drop(origin, conn)
         scheme, host, port = origin
         conn = (http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls_context())
                 if scheme == "https" else http.client.HTTPConnection(host, port, timeout=timeout))
+        try:
+            conn.connect()
+        except TimeoutError as exc:
+            conn.close()
+            raise httpx.ConnectTimeout(f"no connection to {host}:{port} within {timeout:g} s") from exc
+        except OSError as exc:  # refused, unreachable, name unknown, TLS handshake failed
+            conn.close()
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        conn.auto_open = 0
         self._connections[origin] = (conn, time.monotonic())
         return conn
 
+    def _drop(self, origin: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        if self._connections.get(origin, (None, 0.0))[0] is conn:
+            del self._connections[origin]
+
     def close(self) -> None:
-        for conn, _ in self._connections.values():
+        for conn, _ in list(self._connections.values()):
             conn.close()
         self._connections.clear()
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle socket has something to read: for a kept connection, the server's end of file or
+    reset (httpcore checks the same before it reuses one)."""
+    try:
+        poller = select.poll()
+    except AttributeError:  # no poll() on this platform
+        return bool(select.select([sock], [], [], 0)[0])
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 @functools.cache

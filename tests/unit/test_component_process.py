@@ -44,6 +44,23 @@ def test_file_faults_are_one_budget_for_every_process(tmp_path: Path) -> None:
     assert (tmp_path / "faults.json").stat().st_size == 0  # no rule left: the fast path again
 
 
+def test_an_adapter_wrapped_with_file_faults_fails_on_a_rule_another_process_wrote(tmp_path: Path) -> None:
+    from kcverify.core.errors import StoreUnavailable
+    from kcverify.reference.instrument import with_faults
+
+    class Store:
+        def read(self) -> str:
+            return "row"
+
+    here, elsewhere = FileFaults(tmp_path / "faults.json"), FileFaults(tmp_path / "faults.json")
+    store = with_faults(Store(), "courses_db", here)
+    assert store.read() == "row"  # the wrapper's first call, before any rule exists
+    elsewhere.fail_next("courses_db", 1, "read")  # the scenario's process arms the fault in the shared file
+    with pytest.raises(StoreUnavailable):
+        store.read()
+    assert store.read() == "row"
+
+
 def test_file_faults_count_exactly_under_concurrency(tmp_path: Path) -> None:
     tables = [FileFaults(tmp_path / "faults.json") for _ in range(2)]
     tables[0].fail_next("cache", 50)

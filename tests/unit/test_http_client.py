@@ -197,3 +197,83 @@ def test_a_header_the_caller_sets_replaces_the_default_whatever_its_case(echo: s
     with http_client(5.0) as client:
         seen = client.request("POST", f"{echo}/h", content=b"", headers={"user-agent": "mine"}).json()["headers"]
         assert seen["user-agent"] == "mine" and seen["accept"] == "*/*"
+
+
+class _Raw:
+    """A one-connection-at-a-time server that answers each request with the next of `answers` (raw
+    bytes), then closes the connection when `close_after` answers were sent on it."""
+
+    def __init__(self, answers: list[bytes], close_after: int = 99) -> None:
+        self.answers, self.close_after = answers, close_after
+        self.paths: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                for _ in range(self.close_after):
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    if not head or not self.answers:
+                        break
+                    self.paths.append(head.split(b" ")[1].decode())
+                    conn.sendall(self.answers.pop(0))
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _ok(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + b"".join(h + b"\r\n" for h in extra) + \
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_a_header_value_that_is_not_ascii_comes_back_as_httpx_reads_it() -> None:
+    raw = _Raw([_ok(b"{}", "X-Name: café".encode())])
+    with http_client(5.0) as client:
+        assert client.get(raw.url + "/").headers["x-name"] == "café"
+    raw.close()
+
+
+def test_a_path_is_sent_percent_encoded_and_a_header_no_request_can_carry_is_refused_alone() -> None:
+    raw = _Raw([_ok(b"a"), _ok(b"b")])
+    with http_client(5.0) as client:
+        assert client.get(raw.url + "/students/a b/é?x=1 2").text == "a"
+        with pytest.raises(httpx.LocalProtocolError):
+            client.get(raw.url + "/", headers={"X-Bad": "one\r\nInjected: yes"})
+        assert client.get(raw.url + "/after").text == "b"  # the connection of the refused one is not stuck
+    assert raw.paths == ["/students/a%20b/%C3%A9?x=1%202", "/after"]
+    raw.close()
+
+
+def test_a_kept_connection_the_server_closed_is_not_used_again() -> None:
+    raw = _Raw([_ok(b"first"), _ok(b"second")], close_after=1)  # closes each connection after one answer
+    with http_client(5.0) as client:
+        assert client.get(raw.url + "/").text == "first"
+        time.sleep(0.2)  # the server's close reaches the client
+        assert client.request("POST", raw.url + "/", content=b"x").text == "second"
+    raw.close()
+
+
+def test_an_informational_answer_is_an_error_not_the_answer() -> None:
+    raw = _Raw([b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + _ok(b"final"), _ok(b"next")])
+    with http_client(5.0) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(raw.url + "/")
+        assert client.get(raw.url + "/").text == "next"  # on a new connection, not the old one's leftovers
+    raw.close()
+
+
+def test_https_to_a_server_that_does_not_speak_tls_is_a_connect_error(server: str) -> None:
+    with http_client(1.0) as client, pytest.raises((httpx.ConnectError, httpx.ConnectTimeout)):
+        client.get(server.replace("http://", "https://"))

@@ -97,7 +97,7 @@ class _Database:
         self._emptied_at = -1  # the connection's total_changes when `reset` last emptied it
         self._reading = _Reading(self._lock, conn)
         self._writing, self._beginning = _Transaction(self, write=True), _Transaction(self, write=False)
-        self._answers: dict[Any, tuple[int, Any]] = {}  # see `unchanged`
+        self._answers: dict[str, tuple[tuple[Any, ...], int, Any]] = {}  # see `unchanged`
 
     def transaction(self, *, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         """BEGIN (IMMEDIATE for writes) ... COMMIT; ROLLBACK on any exception, SimulatedCrash included
@@ -108,19 +108,20 @@ class _Database:
             return self._reading
         return self._writing if write else self._beginning
 
-    def unchanged(self, question: Any, answer: Callable[[], Any]) -> Any:
-        """`answer()`, or what it returned the last time `question` was asked when no row of this database
-        has been written since (its connection's `total_changes` is the same). Only a private in-memory
-        database is known to have no other writer; a file's answer is always read anew. The answer must
-        be immutable: callers share it."""
+    def unchanged(self, question: str, args: tuple[Any, ...], answer: Callable[[], Any]) -> Any:
+        """`answer()`, or what it returned the last time `question` was asked with the same `args` when no
+        row of this database has been written since (its connection's `total_changes` is the same). One
+        answer is kept per question (a question asked with ever new arguments, as the reconciler's time
+        bound, keeps only its last). Only a private in-memory database is known to have no other writer;
+        a file's answer is always read anew. The answer must be immutable: callers share it."""
         if self.path is not None:
             return answer()
         now = self._conn.total_changes
         known = self._answers.get(question)
-        if known is not None and known[0] == now:
-            return known[1]
+        if known is not None and known[0] == args and known[1] == now:
+            return known[2]
         value = answer()
-        self._answers[question] = (now, value)
+        self._answers[question] = (args, now, value)
         return value
 
     def on_outbox_commit(self, wake: Callable[[], None]) -> Callable[[], None]:
@@ -321,7 +322,7 @@ class _SqliteOutboxStore:
         if limit <= 0:
             return []
         # asked by the relay and the settle's sizing every round: read anew only after a write
-        return list(self._db.unchanged(("pending_outbox", limit), lambda: self._pending_outbox(limit)))
+        return list(self._db.unchanged("pending_outbox", (limit,), lambda: self._pending_outbox(limit)))
 
     def _pending_outbox(self, limit: int) -> tuple[OutboxMessage, ...]:
         with self._db.transaction(write=False) as conn:
@@ -441,7 +442,7 @@ class SqlitePaymentStore(_SqliteOutboxStore):
 
     def succeeded_confirmed_before(self, before: float, after: float | None = None) -> list[tuple[str, float]]:
         """Oldest confirmation first. Asked by the reconciler every settle round: read anew only after a write."""
-        return list(self._db.unchanged(("succeeded_confirmed_before", before, after),
+        return list(self._db.unchanged("succeeded_confirmed_before", (before, after),
                                        lambda: tuple(self._succeeded_confirmed_before(before, after))))
 
     def _succeeded_confirmed_before(self, before: float, after: float | None) -> list[tuple[str, float]]:
@@ -465,7 +466,7 @@ class SqlitePaymentStore(_SqliteOutboxStore):
         return [_payment(row) for row in rows], gone
 
     def count_payments(self) -> int:
-        return int(self._db.unchanged("count_payments", self._count_payments))
+        return int(self._db.unchanged("count_payments", (), self._count_payments))
 
     def _count_payments(self) -> int:
         with self._db.transaction(write=False) as conn:
