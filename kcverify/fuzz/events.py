@@ -27,6 +27,7 @@ from kcverify.spec import names
 EVENT_SCHEMA = "events/purchase-confirmed"
 STUDENT = "s1"  # the case's student: every record is keyed by it, so all share one partition, in order
 COURSE = "c1"
+_STUDENT_FIELD = f'"studentId":{json.dumps(STUDENT)}'  # as `_encode` writes it
 AMOUNT_CENTS = 4900  # what the case's payment is created with, and what a valid event for it says
 CURRENCY = "EUR"
 OCCURRED_AT = "2026-01-01T00:00:00.000Z"
@@ -46,9 +47,13 @@ class Draft:
     copies: int = 1  # delivered this many times in a row
 
     def value(self, payment_id: str, student: str) -> bytes:
+        """The record as sent for the case's `payment_id` and `student` (the id the target gave the case's
+        student). A whole record's `studentId` of the drawn student becomes that id too: the verifier sees
+        the rows of its own students only (a target that prefixes ids reads its namespace), so a purchase a
+        system wrongly made for a payment that does not exist (W3) must be one of them to be seen."""
         if self.for_payment:
             return bind(payment_id, student, dict(self.metadata or {}))
-        return self.text.encode("utf-8")
+        return self.text.replace(_STUDENT_FIELD, f'"studentId":{json.dumps(student)}').encode("utf-8")
 
 
 def envelope(payment_id: str, student: str, course: str, metadata: Mapping[str, Any]) -> dict[str, Any]:

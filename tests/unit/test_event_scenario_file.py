@@ -33,3 +33,17 @@ def test_the_written_file_carries_the_records_and_metadata_verbatim(tmp_path: Pa
     settle = scenario.steps[4].expect or {}
     assert settle["dlq"]["count"] == 2 and settle["purchases"]["count"] == 1  # each copy of the raw dead-lettered
     assert set(scenario.covers) == set(PROPERTIES[1].rules)
+
+
+def test_a_whole_record_names_the_student_the_case_runs_as() -> None:
+    from kcverify.fuzz.events import STUDENT, Draft, _encode, envelope, standard_metadata
+
+    event = envelope("00000000-0000-4000-8000-000000000001", STUDENT, "c1", standard_metadata())
+    for ascii_only in (True, False):
+        draft = Draft("unknown payment", text=_encode(event, ascii_only))
+        sent = json.loads(draft.value("ignored", "kabc-1-s1"))
+        assert sent["payload"]["studentId"] == "kabc-1-s1"  # within the target's namespace: its rows are seen
+        assert {k: v for k, v in sent["payload"].items() if k != "studentId"} == \
+            {k: v for k, v in event["payload"].items() if k != "studentId"}
+    broken = Draft("not JSON", text='{"payload": {"studentId":"s1", ')
+    assert broken.value("ignored", STUDENT) == broken.text.encode()  # the case's own name: as drawn
