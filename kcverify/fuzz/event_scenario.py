@@ -2,10 +2,12 @@
 
 The case's steps, in the order the pass ran them: the payment created with the case's metadata and
 confirmed, every record published (a valid event for the payment as `publish: {forged: {payment: p1,
-metadata}}`, which the engine binds to the payment's id as the pass did; every other record as
-`publish: {raw}`, byte for byte), a bounded settle, then a second payment confirmed and settled. The
-expectations are the rules' (one purchase per payment, every record the contract refuses or that names
-no payment dead-lettered), so the file passes on a correct system and fails again on the one found.
+metadata}}`, which the engine binds to the payment's id as the pass did; a valid event for a payment that
+does not exist as `publish: {forged: {student, course, metadata}}`, which the engine gives a payment id of
+its own; every other record as `publish: {raw}`, byte for byte), a bounded settle, then a second payment
+confirmed and settled. The expectations are the rules' (one purchase per payment, every record the
+contract refuses or that names no payment dead-lettered), so the file passes on a correct system and fails
+again on the one found.
 
 Strings are written double-quoted with every character outside printable ASCII escaped (`\\uXXXX`,
 `\\UXXXXXXXX`), so the file is plain ASCII and reads back as exactly the text that was sent."""
@@ -18,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kcverify import contracts
 from kcverify.fuzz.consumer import BOUND, EventPassResult, Shrunk
-from kcverify.fuzz.events import COURSE, STUDENT
+from kcverify.fuzz.events import COURSE, EVENT_SCHEMA, STUDENT
 
 _PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 _RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "nan", "inf"}
@@ -59,6 +62,20 @@ def _key(text: str) -> str:
     return text if _PLAIN.match(text) and text.lower() not in _RESERVED else quoted(text)
 
 
+def _unknown_payment(text: str) -> dict[str, Any] | None:
+    """A record the contract accepts, about a payment that does not exist (W3), as a `forged` step: the
+    engine gives its student the id the target gives `s1`, as the pass did, where a `raw` text would name
+    `s1` itself, outside the namespace a prefixing target reads (a wrong purchase would go unseen)."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or contracts.validate(EVENT_SCHEMA, event):
+        return None
+    payload = event["payload"]
+    return {"student": STUDENT, "course": payload["courseId"], "metadata": payload["metadata"]}
+
+
 def _step(kind: str, args: Mapping[str, Any]) -> str:
     return f"  - {kind}: {scalar(args)}"
 
@@ -73,8 +90,12 @@ def render(result: EventPassResult, shrunk: Shrunk, header: Sequence[str]) -> st
     letters = 0
     for draft in case.drafts:
         args: dict[str, Any]
+        unknown = _unknown_payment(draft.text) if not draft.for_payment else None
         if draft.for_payment:
             args = {"forged": {"payment": "p1", "metadata": dict(draft.metadata or {})}}
+        elif unknown is not None:
+            args = {"forged": unknown}
+            letters += draft.copies
         else:
             args = {"raw": draft.text, "key": STUDENT}
             letters += draft.copies

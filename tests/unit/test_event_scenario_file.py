@@ -47,3 +47,17 @@ def test_a_whole_record_names_the_student_the_case_runs_as() -> None:
             {k: v for k, v in event["payload"].items() if k != "studentId"}
     broken = Draft("not JSON", text='{"payload": {"studentId":"s1", ')
     assert broken.value("ignored", STUDENT) == broken.text.encode()  # the case's own name: as drawn
+
+
+def test_a_valid_record_for_an_unknown_payment_is_written_as_a_forged_step(tmp_path: Path) -> None:
+    from kcverify.fuzz.events import STUDENT, _encode, envelope, standard_metadata
+
+    event = envelope("00000000-0000-4000-8000-000000000001", STUDENT, "unknown-course", standard_metadata())
+    drafts = (Draft("unknown payment (course unknown-course)", text=_encode(event, True)),)
+    result = EventPassResult(PROPERTIES[1], shrunk=Shrunk(EventCase(standard_metadata(), drafts), ("granted",)))
+    scenario = load_scenario(write(result, tmp_path, ["header"]))
+    kind, args = scenario.steps[2].kind, dict(scenario.steps[2].args)
+    assert kind == "publish" and "raw" not in args  # raw text would name `s1` itself, outside a target's namespace
+    assert dict(args["forged"]) == {"payment": "unknown", "student": STUDENT, "course": "unknown-course",
+                                    "metadata": event["payload"]["metadata"]}
+    assert (scenario.steps[3].expect or {})["dlq"]["count"] == 1
