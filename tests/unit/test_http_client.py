@@ -18,12 +18,13 @@ from kcverify.reference.component_process import KEEP_ALIVE_SECONDS
 from kcverify.targets.http_client import KEEPALIVE_SECONDS, http_client
 
 
-class _Answer(BaseHTTPRequestHandler):
+class _Quiet(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keeps connections alive
 
-    def do_GET(self) -> None:
-        body = str(self.client_address[1]).encode()  # the client's port: which connection carried it
-        self.send_response(200)
+    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
+        self.send_response(status)
+        for name, value in headers or []:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -32,16 +33,26 @@ class _Answer(BaseHTTPRequestHandler):
         return None
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+class _Answer(_Quiet):
+    def do_GET(self) -> None:
+        self._send(200, str(self.client_address[1]).encode())  # the client's port: which connection carried it
+
+
+def _serving(handler: type[BaseHTTPRequestHandler], suffix: str = "") -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.handle_error = lambda *args: None  # type: ignore[method-assign]  # an answer to a client gone
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+        yield f"http://127.0.0.1:{httpd.server_address[1]}{suffix}"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    yield from _serving(_Answer, "/")
 
 
 def test_a_connection_idle_longer_than_the_expiry_is_not_reused(server: str) -> None:
@@ -110,11 +121,9 @@ def test_the_clients_of_threads_that_ended_are_closed_when_another_thread_starts
         client.close()
 
 
-class _Echo(BaseHTTPRequestHandler):
+class _Echo(_Quiet):
     """POST: answers what it was sent (JSON: method, path, headers, body); GET /gzip: a gzip-encoded
     body; GET /slow: answers after a second."""
-
-    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -131,29 +140,10 @@ class _Echo(BaseHTTPRequestHandler):
         else:
             self._send(200, json.dumps({"path": self.path, "cookie": self.headers.get("Cookie")}).encode(), [])
 
-    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        return None
-
 
 @pytest.fixture
 def echo() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    httpd.handle_error = lambda *args: None  # type: ignore[method-assign]  # /slow answering a client gone
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    yield from _serving(_Echo)
 
 
 def test_a_request_carries_its_body_and_headers_and_the_answer_its_own(echo: str) -> None:
