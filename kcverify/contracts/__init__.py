@@ -141,6 +141,7 @@ def file_validator(name: str) -> Draft202012Validator:
 # True). Bounded: cleared when full.
 _MEMO: dict[tuple[str, str], tuple[Violation, ...]] = {}
 MEMO_LIMIT = 4096
+MEMO_LARGEST = 4096  # characters (or bytes) of the largest instance remembered: a fuzzer's huge ones do not recur
 # libyaml's parser when PyYAML has it: the same safe constructors, several times faster on the contracts
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -148,6 +149,8 @@ SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def validate(name: str, instance: object) -> list[Violation]:
     """Every violation of the named schema, sorted by path; empty when the instance conforms."""
     key = (name, repr(instance))
+    if len(key[1]) > MEMO_LARGEST:
+        return _validate(name, instance)
     found = _MEMO.get(key)
     if found is None:
         if len(_MEMO) >= MEMO_LIMIT:

@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT202012
 
 from kcverify.contracts import (
     BASE_URI,
+    MEMO_LARGEST,
     MEMO_LIMIT,
     SAFE_LOADER,
     Violation,
@@ -121,6 +122,8 @@ def validate_response(service: str, method: str, path: str, status: int, headers
     """Every way the response breaks the contract; empty when it conforms. Memoized by the whole
     exchange: the answer is a pure function of its arguments, and explored schedules repeat the same
     exchanges (seeded ids, a manual clock) thousands of times."""
+    if len(body) > MEMO_LARGEST:
+        return _validate_response(service, method, path, status, headers, body)
     key = (service, method, path, status, tuple(headers.items()), body)
     known = _RESPONSE_MEMO.get(key)
     if known is None:

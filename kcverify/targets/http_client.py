@@ -3,7 +3,7 @@
 Each request goes out on a kept-alive `http.client` connection of the calling thread, and the answer
 comes back as an `httpx.Response` (errors as httpx's exceptions), so callers see httpx's types. Why not
 an `httpx.Client`: measured against one local service, a request cost the client about 0.9 ms of CPU
-through `httpx.Client`, 0.45 through httpcore's pool, 0.23 through `http.client` and 0.32 through this
+through `httpx.Client`, 0.45 through httpcore's pool, 0.23 through `http.client` and 0.35 through this
 module. The bench sends about five requests per purchase from one interpreter: at 100 purchases a
 second httpx alone would take most of a core, and the load generator, not the system under test, would
 set the latency.

@@ -670,3 +670,16 @@ def test_no_custom_formats_in_contracts() -> None:
     for path in root.rglob("*.yaml"):
         walk(yaml.safe_load(path.read_text(encoding="utf-8")))
     assert found <= standard, found - standard
+
+
+def test_a_huge_instance_is_judged_but_not_remembered() -> None:
+    from kcverify import contracts
+    from kcverify.contracts import openapi
+
+    huge = {"studentId": "s" * (contracts.MEMO_LARGEST + 1)}
+    before, answers = len(contracts._MEMO), len(openapi._RESPONSE_MEMO)
+    assert contracts.validate("schemas/learning-view", huge)  # still judged: it lacks `purchases`
+    body = json.dumps(huge).encode()
+    assert openapi.validate_response("student-service", "GET", "/api/v1/students/s1/learning", 200,
+                                     {"content-type": "application/json"}, body)
+    assert (len(contracts._MEMO), len(openapi._RESPONSE_MEMO)) == (before, answers)
