@@ -204,6 +204,7 @@ class EventFuzzer:
     def _pass(self, prop: Property) -> EventPassResult:
         result = EventPassResult(prop)
         last_failure: list[Shrunk] = []
+        raised: list[str] = []  # what a case raised (not a verdict): named if it does not raise again
         serial = [0]
 
         self.systems.begin_pass()
@@ -215,8 +216,9 @@ class EventFuzzer:
                 student = self.systems.for_case(serial[0], self.options.seed + serial[0])
                 messages = judge(prop, *run_case(self.target, case, student, serial[0], prop.name in FOLLOWED),
                                  result.outcomes)
-            except BaseException:
+            except BaseException as exc:
                 self.systems.failed()
+                raised[:] = [f"case {serial[0]} raised {type(exc).__name__}: {exc}"]
                 raise
             if messages:
                 self.systems.failed()
@@ -241,7 +243,8 @@ class EventFuzzer:
             result.shrunk = last_failure[0] if last_failure else None  # Hypothesis runs the shrunk case last
         except hypothesis.errors.Flaky:  # the shrunk case passed when run again (a real-time target's timing)
             result.shrunk = last_failure[0] if last_failure else None
-            result.error = "" if last_failure else "a failing case passed when run again"
+            result.error = "" if last_failure else (
+                f"a failing case passed when run again ({raised[0] if raised else 'it raised nothing kcverify saw'})")
         except SetUpFailed as exc:
             result.error = str(exc)
         except hypothesis.errors.Unsatisfiable as exc:

@@ -132,16 +132,10 @@ class TopicReader:
                 for partition, high in self._end_offsets(topic).items()}
 
     def mark(self) -> None:
-        """Start reading at the current end of every partition; forget what was read before.
-
-        Between two reads the partitions are paused: an assigned consumer's library fetches in the
-        background whether or not it is polled, so the reader would otherwise be one more consumer of
-        every record for the broker (and hold them all in memory) while the components run free."""
+        """Start reading at the current end of every partition; forget what was read before."""
         highs = self._high_watermarks()
         self._positions = dict(highs)
-        assigned = [TopicPartition(t, p, o) for (t, p), o in highs.items()]
-        self._consumer.assign(assigned)
-        self._consumer.pause(assigned)
+        self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in highs.items()])
         self.records = {t: [] for t in self._topics}
         self._note_ends(highs)
 
@@ -158,20 +152,8 @@ class TopicReader:
         if new:  # a partition that appeared since mark(): read it from its start
             for tp in new:
                 self._positions[tp] = 0
-            added = [TopicPartition(t, p, 0) for t, p in new]
-            self._consumer.incremental_assign(added)
-            self._consumer.pause(added)
+            self._consumer.incremental_assign([TopicPartition(t, p, 0) for t, p in new])
         pending = {tp: high for tp, high in highs.items() if self._positions[tp] < high}
-        if not pending:
-            return
-        partitions = [TopicPartition(t, p) for t, p in self._positions]
-        self._consumer.resume(partitions)
-        try:
-            self._read_to(pending)
-        finally:
-            self._consumer.pause(partitions)
-
-    def _read_to(self, pending: dict[tuple[str, int], int]) -> None:
         deadline = time.monotonic() + READ_TIMEOUT
         while pending:
             if time.monotonic() >= deadline:
