@@ -79,15 +79,8 @@ class Faults:
     def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
         self._rules.setdefault(resource, []).append(_Rule(op, times))
 
-    def rules_of(self, resource: str) -> list[_Rule] | None:
-        """The resource's rules as a live list, one for the life of these Faults, so a wrapper can hold it
-        and see a rule added later (empty: no call of the resource can fail, `should_fail` need not be
-        asked). None when only `should_fail` can tell (rules kept elsewhere: FileFaults)."""
-        return self._rules.setdefault(resource, [])
-
     def clear(self) -> None:
-        for rules in self._rules.values():
-            rules.clear()
+        self._rules.clear()
 
     def should_fail(self, resource: str, op: str) -> bool:
         for rule in self._rules.get(resource, []):
@@ -129,16 +122,12 @@ class _Faulty:
         if not callable(target) or name.startswith("_"):
             return target
         resource, faults, error = self._faulty_resource, self._faulty_rules, self._faulty_error
-        rules = faults.rules_of(resource)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if (rules is None or rules) and faults.should_fail(resource, name):
+            if faults.should_fail(resource, name):
                 raise error(f"injected fault: {resource}.{name}")
             return target(*args, **kwargs)
 
-        # Kept on the wrapper: the next call of the method reaches `call` without this lookup (the
-        # adapter's methods do not change; its plain attributes, e.g. a counter, are still read anew).
-        self.__dict__[name] = call
         return call
 
 
