@@ -162,10 +162,6 @@ class FileFaults(Faults):
         tmp.write_text(json.dumps(live) if live else "", encoding="utf-8")
         os.replace(tmp, self._path)
 
-    def rules_of(self, resource: str) -> None:
-        """The rules live in the shared file, written by other processes: every call asks `should_fail`."""
-        return None
-
     def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
         with self._locked() as rules:
             rules.append({"resource": resource, "op": op, "remaining": times})
