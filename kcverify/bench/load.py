@@ -87,11 +87,12 @@ class BenchOptions:
     readers: int = 16
     drain_timeout: float = 120.0
     ramp: Ramp | None = None  # rates rising from rates[0] instead of the listed rates
+    warmup: float = 0.0  # seconds of load at rates[0] before the first step, not counted in its latencies
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rates": list(self.rates), "duration": self.duration, "students": self.students,
                                "pollInterval": self.poll_interval, "visibleTimeout": self.visible_timeout,
-                               "drainTimeout": self.drain_timeout}
+                               "drainTimeout": self.drain_timeout, "warmup": self.warmup}
         if self.ramp is not None:
             out["ramp"] = {"factor": self.ramp.factor, "steps": self.ramp.steps,
                            "p99LimitMs": self.ramp.p99_limit_ms}
@@ -122,11 +123,15 @@ class Bench:
         self._pending: dict[str, list[Purchase]] = {}  # confirmed, not shown yet, by student
         self._reading: set[str] = set()  # students whose reader runs
         self.ramp_stop: str | None = None  # with a ramp: why its last step did not keep up (None: all did)
+        self.warmup: Step | None = None  # the warm-up's load, when there was one: outside the steps
 
     def run(self) -> tuple[list[Step], Integrity]:
+        """The warm-up (if any), one step per rate, the drain, and the integrity of all their purchases."""
         steps: list[Step] = []
         self._target.run_free()
         try:
+            if self._options.warmup > 0:
+                self.warmup = self._warm_up()
             for rate in self._rates():
                 step = self._step(rate)
                 steps.append(step)
@@ -137,10 +142,20 @@ class Bench:
                     self.ramp_stop = None if kept_up else why
                     if not kept_up:
                         break
-            snapshot, drained = self._drain(steps)
+            every = steps if self.warmup is None else [self.warmup, *steps]
+            snapshot, drained = self._drain(every)
         finally:
             self._target.hold_all()
-        return steps, self._integrity(steps, snapshot, drained)
+        return steps, self._integrity(every, snapshot, drained)
+
+    def _warm_up(self) -> Step:
+        """Load at the first rate for `warmup` seconds, then wait until its purchases are all in (a backlog
+        would otherwise spill into the first step). What it warms is not the bench's: a broker's JIT
+        compiler, connection pools, the groups' first joins, caches; its latencies are reported apart, and
+        its purchases still count in the integrity tally."""
+        step = self._step(self._options.rates[0], self._options.warmup)
+        self._drain([step])
+        return step
 
     def _rates(self) -> Iterator[float]:
         """The listed rates; with a ramp, the first of them times factor^n for n < steps."""
@@ -169,10 +184,10 @@ class Bench:
 
     # --- one step ------------------------------------------------------------------------------------
 
-    def _step(self, rate: float) -> Step:
+    def _step(self, rate: float, duration: float | None = None) -> Step:
         opts = self._options
-        step = Step(rate=rate, duration=opts.duration)
-        count = max(1, round(rate * opts.duration))
+        step = Step(rate=rate, duration=opts.duration if duration is None else duration)
+        count = max(1, round(rate * step.duration))
         wall0, mono0 = self._target.now() + START_DELAY, time.monotonic() + START_DELAY
         step.started = wall0
         futures: list[Future[None]] = []

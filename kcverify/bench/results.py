@@ -174,6 +174,7 @@ class Run:
     integrity: Integrity
     max_throughput: MaxThroughput | None = None
     ramp: dict[str, Any] | None = None  # with --ramp: the sustainable rate and why the ramp stopped
+    warmup: Step | None = None  # the load before the steps, not counted in them
 
 
 def ramp_outcome(steps: list[Step], stopped_because: str | None) -> dict[str, Any]:
@@ -199,22 +200,23 @@ def comparison(reference: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any
 
 def document(*, target: str, started_at: str, options: dict[str, Any], steps: list[Step],
              integrity: Integrity, max_throughput: MaxThroughput | None = None,
-             bare: Run | None = None, ramp: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report: options, one entry per offered rate, the whole run, the integrity tally, the
-    closed-loop maximum (and the ramp's outcome); with a bare run, the same for the bare pipeline and the
-    ratios."""
-    doc = _system(steps, integrity, max_throughput, ramp)
+             bare: Run | None = None, ramp: dict[str, Any] | None = None,
+             warmup: Step | None = None) -> dict[str, Any]:
+    """The JSON report: options, the warm-up (None without one), one entry per offered rate, the whole
+    run, the integrity tally, the closed-loop maximum (and the ramp's outcome); with a bare run, the same
+    for the bare pipeline and the ratios."""
+    doc = _system(steps, integrity, max_throughput, ramp, warmup)
     out = {"format": FORMAT, "target": target, "startedAt": started_at, "options": options, "hops": HOP_MEANING,
            **doc}
     if bare is not None:
-        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput, bare.ramp)
+        bare_doc = _system(bare.steps, bare.integrity, bare.max_throughput, bare.ramp, bare.warmup)
         out["bare"] = bare_doc
         out["comparison"] = comparison(doc, bare_doc)
     return out
 
 
 def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughput | None,
-            ramp: dict[str, Any] | None = None) -> dict[str, Any]:
+            ramp: dict[str, Any] | None = None, warmup: Step | None = None) -> dict[str, Any]:
     whole = Step(rate=0.0, duration=sum(s.duration for s in steps),
                  purchases=[p for s in steps for p in s.purchases],
                  readers=ReaderCost(sum(s.readers.requests for s in steps), sum(s.readers.seconds for s in steps)),
@@ -222,7 +224,8 @@ def _system(steps: list[Step], integrity: Integrity, max_throughput: MaxThroughp
     total = whole.summary()
     total.pop("offeredRate")
     total.pop("achievedRate")
-    out = {"steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
+    out = {"warmup": warmup.summary() if warmup is not None else None,
+           "steps": [s.summary() for s in steps], "total": total, "integrity": integrity.summary(),
            "maxThroughput": max_throughput.summary() if max_throughput is not None else None}
     if ramp is not None:
         out["ramp"] = ramp
@@ -254,6 +257,11 @@ def _x(ratio: float | None) -> str:
 
 def _system_markdown(doc: dict[str, Any], top: dict[str, Any]) -> list[str]:
     lines: list[str] = []
+    warm = doc.get("warmup")
+    if warm:
+        p99 = warm["latencyMs"]["confirm_to_visible"]["p99"]
+        lines += [f"Warm-up, not counted below: {warm['offeredRate']:g} purchases/s for {warm['durationSeconds']:g} s, "
+                  f"{warm['confirmed']} confirmed, {warm['visible']} visible; confirm_to_visible p99 {_ms(p99)} ms", ""]
     for step in doc["steps"]:
         errors = ", ".join(f"{k}: {v}" for k, v in step["errors"].items()) or "none"
         readers = step["readers"]

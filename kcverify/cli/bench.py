@@ -72,6 +72,8 @@ def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: floa
     """The open-loop steps, then (when asked) the closed-loop maximum, of one system."""
     bench = Bench(target, options, progress=lambda s: progress_line(console, s))
     steps, integrity = bench.run()
+    if bench.warmup is not None:
+        progress_line(console, bench.warmup, "warm-up, not counted: ")
     ramp = None
     if options.ramp is not None:
         ramp = ramp_outcome(steps, bench.ramp_stop)
@@ -84,7 +86,7 @@ def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: floa
         most = Bench(target, options).max_throughput(max_duration, options.senders)
         console.print(Text(f"  maximum throughput: {most.rate:g} purchases/s visible ({most.workers} workers, "
                            f"{most.seconds:g} s, closed loop)"), highlight=False)
-    return Run(steps, integrity, most, ramp)
+    return Run(steps, integrity, most, ramp, bench.warmup)
 
 
 def print_document(console: Console, doc: dict[str, Any]) -> None:
@@ -108,10 +110,10 @@ def print_document(console: Console, doc: dict[str, Any]) -> None:
                            f"{'-' if most is None else f'{most:g}x'}"), highlight=False, soft_wrap=True)
 
 
-def progress_line(console: Console, step: Step) -> None:
+def progress_line(console: Console, step: Step, label: str = "") -> None:
     s = step.summary()
     errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "no errors"
-    console.print(Text(f"  {s['offeredRate']:g}/s for {s['durationSeconds']:g} s: {s['scheduled']} scheduled, "
+    console.print(Text(f"  {label}{s['offeredRate']:g}/s for {s['durationSeconds']:g} s: {s['scheduled']} scheduled, "
                        f"{s['confirmed']} confirmed, {s['visible']} visible, {errors}; readers "
                        f"{s['readers']['requests']} requests"), highlight=False, soft_wrap=True)
 
@@ -132,6 +134,9 @@ def progress_line(console: Console, step: Step) -> None:
                    "rate that kept up is its sustainable rate.")
 @click.option("--duration", type=bounded("bench", "duration"), default=30.0, show_default=True,
               help="Seconds each rate is offered.")
+@click.option("--warmup", type=bounded("bench", "warmup"), default=30.0, show_default=True,
+              help="Seconds of load at the first rate before the first step, not counted (0: none): a broker's JIT "
+                   "compiler, pools and consumer groups warm up, for each system alike.")
 @click.option("--students", type=bounded("bench", "students"), default=100, show_default=True,
               help="Students the purchases are spread over (round robin).")
 @click.option("--poll-interval", type=bounded("bench", "poll_interval"), default=0.02, show_default=True,
@@ -148,8 +153,8 @@ def progress_line(console: Console, step: Step) -> None:
               help="Start the reference with a named defect switched on (a slowdown shows in the percentiles).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def bench(target: str, profile: Path | None, state_dir: Path | None, rate: str, ramp: bool, duration: float,
-          students: int, poll_interval: float, bare: bool, max_duration: float, report: str, report_dir: Path,
-          no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
+          warmup: float, students: int, poll_interval: float, bare: bool, max_duration: float, report: str,
+          report_dir: Path, no_color: bool, defects: tuple[str, ...], debug: bool) -> None:
     """Measure how fast a purchase becomes visible: an open-loop constant-arrival-rate load of payments
     created and confirmed, readers polling each student's learning view; latency per hop from each
     purchase's intended start, throughput, errors, and no purchase lost or duplicated."""
@@ -178,10 +183,11 @@ def bench(target: str, profile: Path | None, state_dir: Path | None, rate: str, 
         built = registry.create(target, TargetOptions(defects=frozenset(defects), settings=settings))
         runner_target = free_running(built)
         options = BenchOptions(rates=rates, duration=duration, students=students, poll_interval=poll_interval,
-                               ramp=Ramp() if ramp else None)
+                               ramp=Ramp() if ramp else None, warmup=warmup)
         with_defects = "".join(f", defect {name}" for name in sorted(defects))
         console.print(Text(f"kcverify bench: target {target}{with_defects}, rates {', '.join(f'{r:g}' for r in rates)}"
-                           f"/s, {duration:g} s each, {students} students (components running free)", style="bold"))
+                           f"/s, {duration:g} s each after {warmup:g} s of warm-up, {students} students "
+                           "(components running free)", style="bold"))
         started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         built.start(seed=0)
         reference = measure(runner_target, options, max_duration, console)
@@ -199,7 +205,7 @@ def bench(target: str, profile: Path | None, state_dir: Path | None, rate: str, 
         doc = document(target=target, started_at=started_at, options={**options.as_dict(), "bare": bare,
                        "maxDuration": max_duration, **({"defects": sorted(defects)} if defects else {})},
                        steps=reference.steps, integrity=reference.integrity, ramp=reference.ramp,
-                       max_throughput=reference.max_throughput, bare=bare_run)
+                       max_throughput=reference.max_throughput, bare=bare_run, warmup=reference.warmup)
         print_document(console, doc)
         if "json" in names:
             (report_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")

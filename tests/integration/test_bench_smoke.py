@@ -27,7 +27,10 @@ def state_dir(stack_dir: Path) -> Path:
 
 def _system_checks(part: dict[str, object], scheduled: int) -> None:
     """One system's steps, total, tally and closed-loop maximum: keys, counts, nothing lost."""
-    assert {"steps", "total", "integrity", "maxThroughput"} <= set(part)
+    assert {"warmup", "steps", "total", "integrity", "maxThroughput"} <= set(part)
+    warm = part["warmup"]  # type: ignore[index]
+    assert warm["offeredRate"] == 5 and warm["durationSeconds"] == 1 and warm["scheduled"] == 5
+    assert warm["confirmed"] == warm["visible"] == 5  # drained before the step began
     step = part["steps"][0]  # type: ignore[index]
     assert step["offeredRate"] == 5 and step["scheduled"] == scheduled
     assert step["confirmed"] > 0 and step["visible"] > 0 and step["achievedRate"] > 0
@@ -39,7 +42,7 @@ def _system_checks(part: dict[str, object], scheduled: int) -> None:
         assert 0 <= values["p50"] <= values["p90"] <= values["p99"] <= values["max"] and values["max"] > 0
     assert step["readers"]["requests"] >= step["visible"]
     tally = part["integrity"]  # type: ignore[index]
-    assert tally["confirmed"] == step["confirmed"] > 0
+    assert tally["confirmed"] == warm["confirmed"] + step["confirmed"] and step["confirmed"] > 0
     assert tally["lost"] == 0 and tally["duplicated"] == 0 and tally["shownTwice"] == 0 and tally["ok"] is True
     assert tally["purchases"] == tally["confirmed"]
     most = part["maxThroughput"]  # type: ignore[index]
@@ -52,15 +55,16 @@ def _system_checks(part: dict[str, object], scheduled: int) -> None:
 
 
 def test_a_short_bench_reports_every_hop_and_loses_nothing(state_dir: Path, tmp_path: Path) -> None:
-    """About 10 s of load: 4 s open loop and 1 s closed loop on the reference, the same on the bare pipeline."""
+    """About 12 s of load: 1 s of warm-up, 4 s open loop and 1 s closed loop on the reference, the same on
+    the bare pipeline."""
     reports = tmp_path / "reports"
     result = CliRunner().invoke(cli, ["bench", "--state-dir", str(state_dir), "--rate", "5", "--duration", "4",
-                                      "--students", "5", "--max-duration", "1", "--report", "json,markdown",
-                                      "--report-dir", str(reports), "--no-color"])
+                                      "--warmup", "1", "--students", "5", "--max-duration", "1", "--report",
+                                      "json,markdown", "--report-dir", str(reports), "--no-color"])
     assert result.exit_code == 0, result.output + result.stderr
     doc = json.loads((reports / "bench.json").read_text())
-    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity",
-                        "maxThroughput", "bare", "comparison"}
+    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "warmup", "steps", "total",
+                        "integrity", "maxThroughput", "bare", "comparison"}
     assert doc["target"] == "processes" and len(doc["steps"]) == 1 and len(doc["bare"]["steps"]) == 1
     _system_checks(doc, 20)
     _system_checks(doc["bare"], 20)

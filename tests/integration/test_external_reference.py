@@ -124,8 +124,8 @@ def bench_through_the_profile(env: Mapping[str, str], reports: Path) -> None:
     resume the components, and pause them again after), every hop measured, nothing lost; no bare pipeline
     (that runs beside the reference on the local stack only). Structure, never speed."""
     result = CliRunner().invoke(cli, ["bench", "--target", "external", "--profile", str(PROFILE), "--rate", "4",
-                                      "--duration", "3", "--students", "4", "--max-duration", "0", "--report",
-                                      "json", "--report-dir", str(reports), "--no-color"], env=dict(env))
+                                      "--duration", "3", "--warmup", "0", "--students", "4", "--max-duration", "0",
+                                      "--report", "json", "--report-dir", str(reports), "--no-color"], env=dict(env))
     assert result.exit_code == 0, result.output + result.stderr
     doc = json.loads((reports / "bench.json").read_text())
     assert doc["target"] == "external" and "bare" not in doc and doc["integrity"]["ok"] is True

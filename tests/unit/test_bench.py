@@ -141,15 +141,52 @@ def test_the_report_has_its_structure() -> None:
     steps, integrity = Bench(FakeTarget(), FAST).run()
     doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(), steps=steps,
                    integrity=integrity)
-    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "steps", "total", "integrity",
-                        "maxThroughput"}
-    assert doc["maxThroughput"] is None  # not measured
+    assert set(doc) == {"format", "target", "startedAt", "options", "hops", "warmup", "steps", "total",
+                        "integrity", "maxThroughput"}
+    assert doc["maxThroughput"] is None and doc["warmup"] is None  # not measured, none asked for
     assert tuple(doc["steps"][0]["latencyMs"]) == HOPS
     assert set(doc["steps"][0]["latencyMs"]["end_to_end"]) == {"count", "p50", "p90", "p99", "max"}
     assert doc["total"]["confirmed"] == 20 and doc["integrity"]["ok"] is True
     json.dumps(doc)
     text = markdown(doc)
     assert "| end_to_end" in text and "no purchase lost, none duplicated" in text
+
+
+class ColdStart(FakeTarget):
+    """The first `cold` confirms take 0.2 s each (a broker compiling, pools filling), the rest none."""
+
+    def __init__(self, cold: int) -> None:
+        super().__init__()
+        self.cold = cold
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        if path.endswith("/confirm"):
+            with self.lock:
+                slow = self.confirms < self.cold
+            if slow:
+                time.sleep(0.2)
+        return super().http(service, method, path, body=body, headers=headers)
+
+
+def test_the_warm_up_is_reported_apart_its_purchases_still_counted() -> None:
+    """A cold start lands in the warm-up, not in the first step; the warm-up's purchases are drained
+    before the step begins and still count in the integrity tally; the report carries it apart."""
+    cold = Bench(ColdStart(cold=10), FAST).run()[0][0].summary()["latencyMs"]["confirm"]
+    assert cold["max"] >= 150  # without a warm-up, the first step carries the cold start
+    options = BenchOptions(**{**FAST.__dict__, "warmup": 0.5})
+    bench = Bench(ColdStart(cold=10), options)
+    steps, integrity = bench.run()
+    assert bench.warmup is not None and len(steps) == 1
+    warm = bench.warmup.summary()
+    assert warm["scheduled"] == warm["confirmed"] == 20 and warm["latencyMs"]["confirm"]["max"] >= 150
+    assert steps[0].summary()["latencyMs"]["confirm"]["max"] < 150
+    assert integrity.ok and integrity.confirmed == integrity.purchases == 40
+    assert all(p.created_at is not None for p in bench.warmup.purchases)
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=options.as_dict(), steps=steps,
+                   integrity=integrity, warmup=bench.warmup)
+    assert doc["warmup"]["scheduled"] == 20 and doc["total"]["scheduled"] == 20 and doc["options"]["warmup"] == 0.5
+    assert "Warm-up, not counted below: 40 purchases/s for 0.5 s" in markdown(doc)
 
 
 def test_a_target_whose_components_cannot_run_free_is_refused() -> None:
@@ -209,7 +246,8 @@ def test_the_comparison_divides_the_reference_by_the_bare_pipeline() -> None:
     fast_max = Bench(FakeTarget(), FAST).max_throughput(0.3, 4)
     doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=FAST.as_dict(), steps=slow_steps,
                    integrity=slow_tally, max_throughput=slow_max, bare=Run(fast_steps, fast_tally, fast_max))
-    assert {"bare", "comparison"} <= set(doc) and set(doc["bare"]) == {"steps", "total", "integrity", "maxThroughput"}
+    assert {"bare", "comparison"} <= set(doc) and set(doc["bare"]) == {"warmup", "steps", "total", "integrity",
+                                                                          "maxThroughput"}
     ratios = doc["comparison"]["p99Ratio"]
     assert ratios["confirm"] > 1 and ratios["end_to_end"] > 1
     assert ratios["end_to_end"] == round(doc["total"]["latencyMs"]["end_to_end"]["p99"]
