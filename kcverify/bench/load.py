@@ -114,7 +114,7 @@ class Bench:
                  progress: Callable[[Step], None] | None = None) -> None:
         self._target = target
         self._options = options
-        self._progress = progress
+        self._progress = progress  # called with each step when it is done, the warm-up's (`warmup`) too
         self._students = [target.student_id(f"b{n}") for n in range(options.students)]
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -153,9 +153,11 @@ class Bench:
         would otherwise spill into the first step). What it warms is not the bench's: a broker's JIT
         compiler, connection pools, the groups' first joins, caches; its latencies are reported apart, and
         its purchases still count in the integrity tally."""
-        step = self._step(self._options.rates[0], self._options.warmup)
-        self._drain([step])
-        return step
+        self.warmup = self._step(self._options.rates[0], self._options.warmup)
+        self._drain([self.warmup])
+        if self._progress is not None:
+            self._progress(self.warmup)
+        return self.warmup
 
     def _rates(self) -> Iterator[float]:
         """The listed rates; with a ramp, the first of them times factor^n for n < steps."""

@@ -70,10 +70,9 @@ def console_table(doc: dict[str, Any]) -> Table:
 
 def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: float, console: Console) -> Run:
     """The open-loop steps, then (when asked) the closed-loop maximum, of one system."""
-    bench = Bench(target, options, progress=lambda s: progress_line(console, s))
+    bench = Bench(target, options, progress=lambda s: progress_line(
+        console, s, "warm-up, not counted: " if s is bench.warmup else ""))
     steps, integrity = bench.run()
-    if bench.warmup is not None:
-        progress_line(console, bench.warmup, "warm-up, not counted: ")
     ramp = None
     if options.ramp is not None:
         ramp = ramp_outcome(steps, bench.ramp_stop)

@@ -175,9 +175,10 @@ def test_the_warm_up_is_reported_apart_its_purchases_still_counted() -> None:
     cold = Bench(ColdStart(cold=10), FAST).run()[0][0].summary()["latencyMs"]["confirm"]
     assert cold["max"] >= 150  # without a warm-up, the first step carries the cold start
     options = BenchOptions(**{**FAST.__dict__, "warmup": 0.5})
-    bench = Bench(ColdStart(cold=10), options)
+    seen: list[Step] = []
+    bench = Bench(ColdStart(cold=10), options, progress=seen.append)
     steps, integrity = bench.run()
-    assert bench.warmup is not None and len(steps) == 1
+    assert bench.warmup is not None and len(steps) == 1 and seen == [bench.warmup, steps[0]]
     warm = bench.warmup.summary()
     assert warm["scheduled"] == warm["confirmed"] == 20 and warm["latencyMs"]["confirm"]["max"] >= 150
     assert steps[0].summary()["latencyMs"]["confirm"]["max"] < 150
