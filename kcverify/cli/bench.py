@@ -70,22 +70,22 @@ def console_table(doc: dict[str, Any]) -> Table:
 
 def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: float, console: Console) -> Run:
     """The open-loop steps, then (when asked) the closed-loop maximum, of one system."""
-    bench = Bench(target, options, progress=lambda s: progress_line(
-        console, s, "warm-up, not counted: " if s is bench.warmup else ""))
-    steps, integrity = bench.run()
+    load = Bench(target, options, progress=lambda s: progress_line(
+        console, s, "warm-up, not counted: " if s is load.warmup else ""))
+    steps, integrity = load.run()
     ramp = None
     if options.ramp is not None:
-        ramp = ramp_outcome(steps, bench.ramp_stop)
+        ramp = ramp_outcome(steps, load.ramp_stop)
         rate = ramp["sustainableRate"]
         console.print(Text(f"  ramp: sustainable rate {'-' if rate is None else f'{rate:g}/s'}"
-                           + (f"; stopped: {bench.ramp_stop}" if bench.ramp_stop else "; every step kept up")),
+                           + (f"; stopped: {load.ramp_stop}" if load.ramp_stop else "; every step kept up")),
                       highlight=False, soft_wrap=True)
     most = None
     if max_duration > 0:
         most = Bench(target, options).max_throughput(max_duration, options.senders)
         console.print(Text(f"  maximum throughput: {most.rate:g} purchases/s visible ({most.workers} workers, "
                            f"{most.seconds:g} s, closed loop)"), highlight=False)
-    return Run(steps, integrity, most, ramp, bench.warmup)
+    return Run(steps, integrity, most, ramp, load.warmup)
 
 
 def print_document(console: Console, doc: dict[str, Any]) -> None:
