@@ -127,11 +127,11 @@ class Bench:
 
     def run(self) -> tuple[list[Step], Integrity]:
         """The warm-up (if any), one step per rate, the drain, and the integrity of all their purchases."""
+        if self.warmup is None and self._options.warmup > 0:
+            self.warm_up()
         steps: list[Step] = []
         self._target.run_free()
         try:
-            if self._options.warmup > 0:
-                self.warmup = self._warm_up()
             for rate in self._rates():
                 step = self._step(rate)
                 steps.append(step)
@@ -148,13 +148,18 @@ class Bench:
             self._target.hold_all()
         return steps, self._integrity(every, snapshot, drained)
 
-    def _warm_up(self) -> Step:
+    def warm_up(self) -> Step:
         """Load at the first rate for `warmup` seconds, then wait until its purchases are all in (a backlog
         would otherwise spill into the first step). What it warms is not the bench's: a broker's JIT
-        compiler, connection pools, the groups' first joins, caches; its latencies are reported apart, and
-        its purchases still count in the integrity tally."""
-        self.warmup = self._step(self._options.rates[0], self._options.warmup)
-        self._drain([self.warmup])
+        compiler, connection pools, the groups' first joins, caches. Its latencies are reported apart
+        (`warmup`); its purchases still count in `run`'s integrity tally. `run` calls it first unless it
+        was called already (to warm two systems on one stack before either is measured)."""
+        self._target.run_free()
+        try:
+            self.warmup = self._step(self._options.rates[0], self._options.warmup)
+            self._drain([self.warmup])
+        finally:
+            self._target.hold_all()
         if self._progress is not None:
             self._progress(self.warmup)
         return self.warmup

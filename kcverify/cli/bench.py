@@ -68,10 +68,10 @@ def console_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: float, console: Console) -> Run:
-    """The open-loop steps, then (when asked) the closed-loop maximum, of one system."""
-    load = Bench(target, options, progress=lambda s: progress_line(
-        console, s, "warm-up, not counted: " if s is load.warmup else ""))
+def measure(load: Bench, target: FreeRunningTarget, options: BenchOptions, max_duration: float,
+            console: Console) -> Run:
+    """The open-loop steps (after the warm-up, unless it was run already), then (when asked) the
+    closed-loop maximum, of one system."""
     steps, integrity = load.run()
     ramp = None
     if options.ramp is not None:
@@ -86,6 +86,13 @@ def measure(target: FreeRunningTarget, options: BenchOptions, max_duration: floa
         console.print(Text(f"  maximum throughput: {most.rate:g} purchases/s visible ({most.workers} workers, "
                            f"{most.seconds:g} s, closed loop)"), highlight=False)
     return Run(steps, integrity, most, ramp, load.warmup)
+
+
+def loaded(target: FreeRunningTarget, options: BenchOptions, console: Console, name: str) -> Bench:
+    """A Bench of the system whose progress lines go to the console, its warm-up's marked as such."""
+    load = Bench(target, options, progress=lambda s: progress_line(
+        console, s, f"{name}warm-up, not counted: " if s is load.warmup else ""))
+    return load
 
 
 def print_document(console: Console, doc: dict[str, Any]) -> None:
@@ -189,15 +196,22 @@ def bench(target: str, profile: Path | None, state_dir: Path | None, rate: str, 
                            "(components running free)", style="bold"))
         started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         built.start(seed=0)
-        reference = measure(runner_target, options, max_duration, console)
-        bare_run = None
-        if bare:
-            console.print(Text("the bare pipeline on the same stack (produce, consume, INSERT, DEL, GET):",
-                               style="bold"))
-            bare_target = BareTarget(built.stack_settings)
-            try:
-                bare_run = measure(bare_target, options, max_duration, console)
-            finally:
+        reference_load = loaded(runner_target, options, console, "")
+        bare_target = BareTarget(built.stack_settings) if bare else None
+        try:
+            bare_load = None if bare_target is None else loaded(bare_target, options, console, "bare pipeline ")
+            if warmup > 0:  # both systems warm before either is measured: they share the stack
+                reference_load.warm_up()
+                if bare_load is not None:
+                    bare_load.warm_up()
+            reference = measure(reference_load, runner_target, options, max_duration, console)
+            bare_run = None
+            if bare_target is not None and bare_load is not None:
+                console.print(Text("the bare pipeline on the same stack (produce, consume, INSERT, DEL, GET):",
+                                   style="bold"))
+                bare_run = measure(bare_load, bare_target, options, max_duration, console)
+        finally:
+            if bare_target is not None:
                 bare_target.close()
         integrity = reference.integrity if bare_run is None else Integrity.both(reference.integrity,
                                                                                 bare_run.integrity)
