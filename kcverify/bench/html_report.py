@@ -110,6 +110,12 @@ def _headline(part: dict[str, Any]) -> str:
 
 def _tables(name: str, part: dict[str, Any]) -> list[str]:
     out = [f'<section id="{e(name.replace(" ", "-"))}"><h2>{e(name.capitalize())}</h2>']
+    warm = part.get("warmup")
+    if warm:
+        p99 = warm["latencyMs"]["confirm_to_visible"]["p99"]
+        out.append(f"<p>Warm-up, not counted below: {warm['offeredRate']:g} purchases/s for "
+                   f"{warm['durationSeconds']:g} s, {warm['confirmed']} confirmed, {warm['visible']} visible; "
+                   f"<code>confirm_to_visible</code> p99 {_ms(p99)} ms</p>")
     for step in part["steps"]:
         errors = ", ".join(f"{k}: {v}" for k, v in step["errors"].items()) or "none"
         out += [f"<table><caption>{step['offeredRate']:g} purchases/s offered for {step['durationSeconds']:g} s: "

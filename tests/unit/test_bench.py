@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from kcverify.bench import Bench, BenchOptions, Run, document, free_running, markdown
+from kcverify.bench.html_report import render_html
 from kcverify.bench.load import Ramp
 from kcverify.bench.results import HOPS, Step, ramp_outcome
 from kcverify.cli.bench import parse_rates
@@ -188,6 +189,8 @@ def test_the_warm_up_is_reported_apart_its_purchases_still_counted() -> None:
                    integrity=integrity, warmup=bench.warmup)
     assert doc["warmup"]["scheduled"] == 20 and doc["total"]["scheduled"] == 20 and doc["options"]["warmup"] == 0.5
     assert "Warm-up, not counted below: 40 purchases/s for 0.5 s" in markdown(doc)
+    html = render_html(doc, Run(steps, integrity, warmup=bench.warmup))
+    assert "Warm-up, not counted below: 40 purchases/s for 0.5 s, 20 confirmed, 20 visible" in html
 
 
 def test_a_target_whose_components_cannot_run_free_is_refused() -> None:
