@@ -126,12 +126,15 @@ class Bench:
         self.warmup: Step | None = None  # the warm-up's load, when there was one: outside the steps
 
     def run(self) -> tuple[list[Step], Integrity]:
-        """The warm-up (if any), one step per rate, the drain, and the integrity of all their purchases."""
-        if self.warmup is None and self._options.warmup > 0:
-            self.warm_up()
+        """The warm-up (unless `warm_up` ran it already), one step per rate, the drain, and the integrity of
+        all their purchases. The warm-up and the steps are one free-running stretch: held in between,
+        a component's consumers would leave their groups after max.poll.interval.ms and rejoin in the
+        first step."""
         steps: list[Step] = []
         self._target.run_free()
         try:
+            if self.warmup is None and self._options.warmup > 0:
+                self._warm()
             for rate in self._rates():
                 step = self._step(rate)
                 steps.append(step)
@@ -143,26 +146,31 @@ class Bench:
                     if not kept_up:
                         break
             every = steps if self.warmup is None else [self.warmup, *steps]
-            snapshot, drained = self._drain(every)
+            snapshot, drained, _ = self._drain(every)
         finally:
             self._target.hold_all()
         return steps, self._integrity(every, snapshot, drained)
 
     def warm_up(self) -> Step:
-        """Load at the first rate for `warmup` seconds, then wait until its purchases are all in (a backlog
-        would otherwise spill into the first step). What it warms is not the bench's: a broker's JIT
-        compiler, connection pools, the groups' first joins, caches. Its latencies are reported apart
-        (`warmup`); its purchases still count in `run`'s integrity tally. `run` calls it first unless it
-        was called already (to warm two systems on one stack before either is measured)."""
+        """The warm-up on its own, the components held again after it: for a system measured later, to
+        warm what it shares with another (a stack's broker) before the other is measured."""
         self._target.run_free()
         try:
-            self.warmup = self._step(self._options.rates[0], self._options.warmup)
-            self._drain([self.warmup])
+            return self._warm()
         finally:
             self._target.hold_all()
+
+    def _warm(self) -> Step:
+        """Load at the first rate for `warmup` seconds, then wait until its purchases are all in (a backlog
+        would otherwise spill into the first step; `drained` False when `drain_timeout` passed first).
+        What it warms is the system's, not the bench's: a broker's JIT compiler, the services' pools and
+        caches. Its latencies are reported apart (`warmup`); its purchases still count in `run`'s
+        integrity tally."""
+        warm = self.warmup = self._step(self._options.rates[0], self._options.warmup)
+        _, warm.drain_seconds, warm.drained = self._drain([warm])
         if self._progress is not None:
-            self._progress(self.warmup)
-        return self.warmup
+            self._progress(warm)
+        return warm
 
     def _rates(self) -> Iterator[float]:
         """The listed rates; with a ramp, the first of them times factor^n for n < steps."""
@@ -173,21 +181,22 @@ class Bench:
         for n in range(ramp.steps):
             yield round(self._options.rates[0] * ramp.factor ** n, 2)
 
-    def _drain(self, steps: list[Step]) -> tuple[Snapshot, float]:
+    def _drain(self, steps: list[Step]) -> tuple[Snapshot, float, bool]:
         """Components still running, wait until every confirmed payment has its purchase (a purchase the
         readers gave up on may still be on its way), at most `drain_timeout` seconds: only what is
-        missing then counts as lost. The snapshot and the seconds waited."""
+        missing then counts as lost. The snapshot, the seconds waited, and whether every one was in."""
         confirmed = {p.payment_id for s in steps for p in s.purchases if p.confirmed_at is not None}
         started = time.monotonic()
         while True:
             snapshot = self._target.snapshot()
-            if confirmed <= {str(r["paymentId"]) for r in snapshot.purchases}:
+            complete = confirmed <= {str(r["paymentId"]) for r in snapshot.purchases}
+            if complete:
                 break
             left = self._options.drain_timeout - (time.monotonic() - started)
             if left <= 0:
                 break
             time.sleep(min(DRAIN_POLL, left))
-        return snapshot, round(time.monotonic() - started, 1)
+        return snapshot, round(time.monotonic() - started, 1), complete
 
     # --- one step ------------------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ class Step:
     readers: ReaderCost = field(default_factory=ReaderCost)
     started: float = 0.0  # the first intended start
     finished: float = 0.0  # when the last purchase of the step was visible or given up on
+    drain_seconds: float | None = None  # a warm-up: seconds waited for its purchases after it
+    drained: bool = True  # a warm-up: every confirmed purchase of it was in before the first step
 
     def histograms(self) -> dict[str, HdrHistogram]:
         hists = {hop: new_histogram() for hop in HOPS}
@@ -105,6 +107,7 @@ class Step:
                 "seconds": round(self.readers.seconds, 3),
                 "requestsPerPurchase": round(self.readers.requests / len(visible), 2) if visible else 0.0,
             },
+            **({} if self.drain_seconds is None else {"drainSeconds": self.drain_seconds, "drained": self.drained}),
         }
 
 
@@ -261,7 +264,10 @@ def _system_markdown(doc: dict[str, Any], top: dict[str, Any]) -> list[str]:
     if warm:
         p99 = warm["latencyMs"]["confirm_to_visible"]["p99"]
         lines += [f"Warm-up, not counted below: {warm['offeredRate']:g} purchases/s for {warm['durationSeconds']:g} s, "
-                  f"{warm['confirmed']} confirmed, {warm['visible']} visible; confirm_to_visible p99 {_ms(p99)} ms", ""]
+                  f"{warm['confirmed']} confirmed, {warm['visible']} visible; confirm_to_visible p99 {_ms(p99)} ms"
+                  + ("" if warm.get("drained", True) else
+                     f"; NOT DRAINED: purchases still missing after {warm['drainSeconds']:g} s spilled into the "
+                     "first step"), ""]
     for step in doc["steps"]:
         errors = ", ".join(f"{k}: {v}" for k, v in step["errors"].items()) or "none"
         readers = step["readers"]

@@ -193,6 +193,52 @@ def test_the_warm_up_is_reported_apart_its_purchases_still_counted() -> None:
     assert "Warm-up, not counted below: 40 purchases/s for 0.5 s, 20 confirmed, 20 visible" in html
 
 
+class Switches(FakeTarget):
+    """Records when the bench runs the components free and holds them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.switches: list[str] = []
+
+    def run_free(self) -> None:
+        self.switches.append("free")
+        super().run_free()
+
+    def hold_all(self) -> None:
+        self.switches.append("held")
+        super().hold_all()
+
+
+def test_the_warm_up_and_the_steps_are_one_free_running_stretch() -> None:
+    """Held between its warm-up and its first step for longer than max.poll.interval.ms, a system's
+    consumers would leave their groups and rejoin in the first step: `run` never holds in between. A
+    warm-up run on its own (another system is measured first) is not run again."""
+    options = BenchOptions(**{**FAST.__dict__, "warmup": 0.2})
+    target = Switches()
+    Bench(target, options).run()
+    assert target.switches == ["free", "held"]
+    target = Switches()
+    bench = Bench(target, options)
+    warm = bench.warm_up()
+    steps, integrity = bench.run()
+    assert target.switches == ["free", "held", "free", "held"] and bench.warmup is warm
+    assert integrity.confirmed == len(warm.purchases) + len(steps[0].purchases) == 28
+
+
+def test_a_warm_up_whose_purchases_are_not_all_in_says_so() -> None:
+    """A purchase of the warm-up still missing when the drain gives up spills into the first step: the
+    report says so instead of hiding it."""
+    options = BenchOptions(**{**FAST.__dict__, "warmup": 0.5, "drain_timeout": 0.1})
+    bench = Bench(FakeTarget(late=2), options)
+    steps, integrity = bench.run()
+    assert bench.warmup is not None and bench.warmup.drained is False
+    summary = bench.warmup.summary()
+    assert summary["drained"] is False and summary["drainSeconds"] >= 0.1
+    doc = document(target="fake", started_at="2026-01-01T00:00:00Z", options=options.as_dict(), steps=steps,
+                   integrity=integrity, warmup=bench.warmup)
+    assert "NOT DRAINED" in markdown(doc)
+
+
 def test_a_target_whose_components_cannot_run_free_is_refused() -> None:
     with pytest.raises(InputError, match="run on their own"):
         free_running(object())
