@@ -45,6 +45,8 @@ class GroupMember:
         """Joins the group on first use: a component that never started consumes nothing (W1)."""
         if self._consumer is None:
             self._consumer = self._bus.consumer(self._group, self._topics, reset=self._reset)
+            if hasattr(self._consumer, "before_revoke"):  # the Kafka adapter: commit on revoke
+                self._consumer.before_revoke = self._commit_before_revoke
         return self._consumer
 
     def start(self) -> None:
@@ -95,6 +97,24 @@ class GroupMember:
                 continue
             try:
                 self.consumer.commit(message)
+            except BusUnavailable as exc:
+                self._on_commit(message, note, exc)
+            else:
+                self._on_commit(message, note, None)
+
+    def _commit_before_revoke(self, revoked: set[tuple[str, int]]) -> None:
+        """A rebalance takes `revoked` away once this returns; until then they are this member's, so what
+        was handled on them is committed now (Kafka's commit-on-revoke). Without it, a record handled
+        while the member did not poll (an event waiting for its retries, W7) was handed to the
+        partition's next owner again and handled a second time: its dead letter undone by a purchase
+        made once the faults were spent."""
+        consumer = self._consumer
+        for key in [k for k in self._handled if k in revoked]:
+            message, note, _ = self._handled.pop(key)
+            try:
+                if consumer is None:
+                    raise BusUnavailable("the consumer is gone")
+                consumer.commit(message)
             except BusUnavailable as exc:
                 self._on_commit(message, note, exc)
             else:

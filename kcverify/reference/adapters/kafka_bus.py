@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -436,6 +436,10 @@ class KafkaConsumer:
         self._buffer: deque[Message] = deque()
         self._owned: set[TopicPartitionKey] = set()
         self._assignments = 0
+        # Called with the partitions about to be revoked, while this member still owns them (librdkafka
+        # hands them over only after the revoke callback returns): the place to commit what was handled
+        # on them (GroupMember). Errors are logged, never raised into librdkafka's callback.
+        self.before_revoke: Callable[[set[TopicPartitionKey]], None] | None = None
         self._consumer = Consumer(config)
         self._consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_revoke)
@@ -550,6 +554,11 @@ class KafkaConsumer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        if self.before_revoke is not None and revoked & self._owned:
+            try:
+                self.before_revoke(revoked & self._owned)
+            except Exception:  # never into librdkafka's callback: the records come again
+                log.exception("%s: committing before a revoke failed", self.client_id)
         self._owned -= revoked
         # records fetched but not handed out belong to the next owner now
         self._buffer = deque(m for m in self._buffer if (m.topic, m.partition) not in revoked)
