@@ -9,7 +9,12 @@ stop. So an offset is still committed only after its record was handled (W1), ea
 Consumer port's synchronous one, and a record arriving alone (low load) is committed before the next
 wait, as it was committed one by one before; under load one commit per partition covers every record
 of a batch instead of a broker round trip each. A crash loses the commits not yet made: those records
-come again, and the components' idempotency absorbs them, as for a crash between handling and commit."""
+come again, and the components' idempotency absorbs them, as for a crash between handling and commit.
+
+A rebalance does not lose them: the bus calls the member's `_commit_before_revoke` with the partitions
+it is about to take, while they are still the member's (librdkafka's revoke callback; the embedded bus
+before it reassigns), and what was handled on them is committed then. Their next owner starts after
+them."""
 
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ class GroupMember:
         """Joins the group on first use: a component that never started consumes nothing (W1)."""
         if self._consumer is None:
             self._consumer = self._bus.consumer(self._group, self._topics, reset=self._reset)
-            if hasattr(self._consumer, "before_revoke"):  # the Kafka adapter: commit on revoke
+            if hasattr(self._consumer, "before_revoke"):  # both buses: commit on revoke
                 self._consumer.before_revoke = self._commit_before_revoke
         return self._consumer
 

@@ -18,6 +18,7 @@ import pytest
 from kcverify.core.clock import ManualClock
 from kcverify.core.errors import BusUnavailable
 from kcverify.reference.adapters.embedded_bus import partition_for_key
+from kcverify.reference.membership import GroupMember
 from kcverify.reference.ports import Bus, Consumer, Message
 from tests.adapters.factories import BusKit
 
@@ -388,6 +389,28 @@ def test_a_member_that_lost_its_partition_cannot_commit(bus_kit: BusKit, topic: 
         old.commit(moved[0])
     [redelivered] = drain(bus_kit, new, expect=len(moved))
     assert sorted(values(redelivered)) == sorted(values(moved))
+
+
+def test_what_a_member_handled_is_committed_when_a_rebalance_revokes_it(
+        bus_kit: BusKit, unique: str, group: str) -> None:
+    """GroupMember commits in batches; a record it handled but had not committed yet when another member
+    joined (e.g. handled while it waited on retries, W7, and did not poll) is committed as its partition
+    is revoked, while it is still the member's (Kafka's commit-on-revoke). Neither member gets it again:
+    before, the commit came after the rebalance, was refused as stale, and the record was handled twice,
+    a dead letter undone by a purchase once the faults were spent."""
+    bus = bus_kit.bus
+    topic = f"single-{unique}"
+    bus.create_topic(topic, 1)
+    receipt = bus.publish(topic, "student-1", b"handled")
+    commits: list[tuple[int, BusUnavailable | None]] = []
+    member = GroupMember(bus, group, [topic], on_commit=lambda m, note, error: commits.append((m.offset, error)))
+    bus_kit.ready(member.consumer)
+    [[message]] = drain(bus_kit, member.consumer, expect=1)
+    member.handled(message)  # its commit waits for the member's next poll
+    other = join(bus_kit, group, [topic])
+    assert commits == [(receipt.offset, None)]
+    assert committed(bus, group, topic) == {0: receipt.offset + 1}
+    assert drain(bus_kit, member.consumer, other) == [[], []]
 
 
 def test_a_topic_created_after_subscribing_is_assigned(bus_kit: BusKit, unique: str, group: str) -> None:

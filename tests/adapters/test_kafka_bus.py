@@ -20,7 +20,6 @@ from kcverify.reference.adapters.kafka_bus import (
     KafkaConsumer,
     UnknownTopic,
 )
-from kcverify.reference.membership import GroupMember
 from kcverify.reference.ports import Message
 from tests.adapters.conftest import Services
 from tests.adapters.factories import SETTLE_TIMEOUT, delete_topics
@@ -182,31 +181,3 @@ def test_reading_a_groups_committed_offsets_never_joins_it(bus: KafkaBus, topic:
     assert bus.committed(f"never-{unique}", topic) == {0: None, 1: None}  # a group nobody made
     member.close()
 
-
-def test_a_record_handled_before_a_rebalance_is_committed_on_revoke(bus: KafkaBus, topic: str, unique: str) -> None:
-    """GroupMember on Kafka: a record handled while its member did not poll (an event waiting for its
-    retries, W7), then another member joins. librdkafka hands the partitions over only after the revoke
-    callback, so the member commits it there; without that, the next poll served the rebalance first,
-    the commit was refused as stale, and the partition's next owner handled the record a second time."""
-    group = f"group-{unique}"
-    receipt = bus.publish(topic, "student-1", b"x")
-    commits: list[tuple[int, BusUnavailable | None]] = []
-    member = GroupMember(bus, group, [topic], on_commit=lambda m, note, error: commits.append((m.offset, error)))
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    _wait_assigned(member.consumer, deadline)  # type: ignore[arg-type]
-    message = None
-    while message is None and time.monotonic() < deadline:
-        message = member.poll(0.1)
-    assert message is not None and message.offset == receipt.offset
-    member.handled(message)  # committed at the member's next poll, which comes after the rebalance began
-    other = bus.consumer(group, [topic])
-    other.serve(0.2)  # its join starts the rebalance
-    time.sleep(1.0)  # the first member's heartbeat learns of it
-    while not other.assignment():
-        assert time.monotonic() < deadline, "the second member was never assigned"
-        member.poll(0.05)
-        other.serve(0.05)
-    assert commits == [(receipt.offset, None)]
-    assert bus.committed(group, topic)[receipt.partition] == receipt.offset + 1
-    other.close()
-    member.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kcverify.core.clock import Clock
@@ -192,6 +192,9 @@ class EmbeddedBus:
         """Eager rebalance with the range assignor: for each topic, its subscribers sorted by member id
         get consecutive partitions, the first ones one more when the count does not divide."""
         group = self._groups[group_name]
+        for member in group.members:  # eager: every member gives up all it owns, after committing (Kafka's revoke)
+            if member.before_revoke is not None and member._positions:
+                member.before_revoke(set(member._positions))
         group.generation += 1
         members = sorted(group.members, key=lambda m: m.member_id)
         assignment: dict[str, list[TopicPartition]] = {m.member_id: [] for m in members}
@@ -234,6 +237,9 @@ class EmbeddedConsumer:
         self._order: list[TopicPartition] = []
         self._cursor = 0
         self._generation = 0
+        # Called with the partitions a rebalance is about to take, while this member still owns them (as
+        # librdkafka's revoke callback): the place to commit what was handled on them (GroupMember).
+        self.before_revoke: Callable[[set[TopicPartition]], None] | None = None
 
     # --- Consumer -----------------------------------------------------------------------------------
 
