@@ -184,6 +184,8 @@ class System:
 
     # A scenario's kill, stop and restart of "purchase-worker" act on the whole group (every member).
     def _abandon_workers(self) -> None:
+        for worker in self.workers:  # all forget first: one's departure must not make another commit
+            worker.forget()
         for index, worker in enumerate(self.workers):
             worker.abandon()
             self.workers_down.add(index)

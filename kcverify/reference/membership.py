@@ -112,18 +112,35 @@ class GroupMember:
         was handled on them is committed now (Kafka's commit-on-revoke). Without it, a record handled
         while the member did not poll (an event waiting for its retries, W7) was handed to the
         partition's next owner again and handled a second time: its dead letter undone by a purchase
-        made once the faults were spent."""
+        made once the faults were spent. A record handled under an earlier assignment is not committed
+        (as in `flush`: another member may have committed further)."""
         consumer = self._consumer
+        if consumer is None or getattr(consumer, "closed", False):
+            return
+        now = self._assignment()
         for key in [k for k in self._handled if k in revoked]:
-            message, note, _ = self._handled.pop(key)
+            message, note, assignment = self._handled.pop(key)
+            if assignment != now:
+                self._on_commit(message, note, BusUnavailable(
+                    f"not committed: {message.topic}[{message.partition}] was reassigned since offset "
+                    f"{message.offset} was handed out"))
+                continue
             try:
-                if consumer is None:
-                    raise BusUnavailable("the consumer is gone")
                 consumer.commit(message)
             except BusUnavailable as exc:
                 self._on_commit(message, note, exc)
             else:
                 self._on_commit(message, note, None)
+        if not self._handled:
+            self._since_flush = 0
+
+    def forget(self) -> None:
+        """Drop the handled records without committing them, and commit nothing on a later revoke: the
+        first half of a crash. A group whose members all crash forgets in every member first, so that
+        one member's departure does not make another commit on its way down."""
+        self._handled, self._since_flush = {}, 0
+        if self._consumer is not None and hasattr(self._consumer, "before_revoke"):
+            self._consumer.before_revoke = None
 
     def close(self) -> None:
         """Graceful stop (SIGTERM): commit what was handled, then leave the group; what was not committed
@@ -135,7 +152,7 @@ class GroupMember:
 
     def abandon(self) -> None:
         """After a crash: gone without a word; uncommitted offsets are redelivered to the next member."""
-        self._handled, self._since_flush = {}, 0
+        self.forget()
         consumer, self._consumer = self._consumer, None
         crash = getattr(consumer, "crash", None)
         if callable(crash):

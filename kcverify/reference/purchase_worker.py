@@ -104,6 +104,10 @@ class PurchaseWorker:
         self._inflight = None
         self._member.abandon()
 
+    def forget(self) -> None:
+        """The first half of a crash, for a group crashing together (`GroupMember.forget`)."""
+        self._member.forget()
+
     def next_wakeup(self) -> float | None:
         return self._inflight.next_at if self._inflight else None
 

@@ -109,3 +109,42 @@ def test_a_record_handed_out_before_a_rebalance_is_not_committed_after_it() -> N
     member.flush()
     assert bus.committed("g", TOPIC) == {0: None}  # another member may have committed further meanwhile
     assert seen and seen[0][0] == 0 and "reassigned" in str(seen[0][1])
+
+
+def test_a_group_crashing_together_commits_nothing() -> None:
+    """Crash one member and the rebalance asks the other to commit what it handled (commit-on-revoke):
+    a group that crashes together forgets in every member first, as SIGKILLed processes commit nothing."""
+    bus = EmbeddedBus(ManualClock())
+    bus.create_topic(TOPIC, 2)
+    for n in range(8):  # records on both partitions
+        bus.publish(TOPIC, f"student-{n}", str(n).encode())
+    members = [GroupMember(bus, "g", [TOPIC]) for _ in range(2)]
+    for member in members:
+        member.start()
+    for member in members:
+        message = member.poll()
+        assert message is not None
+        member.handled(message)
+    for member in members:
+        member.forget()
+    for member in members:
+        member.abandon()
+    assert bus.committed("g", TOPIC) == {0: None, 1: None}
+
+
+def test_one_member_crashing_makes_the_other_commit_what_it_handled() -> None:
+    """The same, one member alone crashing: the survivor's handled record is committed as the rebalance
+    revokes its partitions, so it is not handed out again."""
+    bus = EmbeddedBus(ManualClock())
+    bus.create_topic(TOPIC, 2)
+    for n in range(8):
+        bus.publish(TOPIC, f"student-{n}", str(n).encode())
+    first, second = GroupMember(bus, "g", [TOPIC]), GroupMember(bus, "g", [TOPIC])
+    first.start()
+    second.start()
+    handled = second.poll()
+    assert handled is not None
+    second.handled(handled)
+    first.abandon()
+    assert bus.committed("g", TOPIC)[handled.partition] == handled.offset + 1
+    assert second.pending_commits() == 0

@@ -17,6 +17,7 @@ A lock makes each call atomic, since the HTTP app may publish from a worker thre
 
 from __future__ import annotations
 
+import logging
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -194,7 +195,10 @@ class EmbeddedBus:
         group = self._groups[group_name]
         for member in group.members:  # eager: every member gives up all it owns, after committing (Kafka's revoke)
             if member.before_revoke is not None and member._positions:
-                member.before_revoke(set(member._positions))
+                try:
+                    member.before_revoke(set(member._positions))
+                except Exception:  # as librdkafka's callback: the rebalance happens anyway, the records come again
+                    logging.getLogger(__name__).exception("%s: committing before a revoke failed", member.member_id)
         group.generation += 1
         members = sorted(group.members, key=lambda m: m.member_id)
         assignment: dict[str, list[TopicPartition]] = {m.member_id: [] for m in members}

@@ -442,7 +442,7 @@ class KafkaConsumer:
         self.before_revoke: Callable[[set[TopicPartitionKey]], None] | None = None
         self._consumer = Consumer(config)
         self._consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_revoke)
+                                 on_lost=self._on_lost)
 
     # --- Consumer -----------------------------------------------------------------------------------
 
@@ -559,6 +559,14 @@ class KafkaConsumer:
                 self.before_revoke(revoked & self._owned)
             except Exception:  # never into librdkafka's callback: the records come again
                 log.exception("%s: committing before a revoke failed", self.client_id)
+        self._drop(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Lost, not revoked (the session expired): another member may own them already, so nothing is
+        committed for them (Kafka's rule for onPartitionsLost); their records come again."""
+        self._drop({(tp.topic, tp.partition) for tp in partitions})
+
+    def _drop(self, revoked: set[TopicPartitionKey]) -> None:
         self._owned -= revoked
         # records fetched but not handed out belong to the next owner now
         self._buffer = deque(m for m in self._buffer if (m.topic, m.partition) not in revoked)
