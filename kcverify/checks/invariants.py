@@ -1,6 +1,7 @@
 """Whole-run invariants after the final settle: I1 every succeeded payment has exactly one purchase;
-I2 no purchase exists without a succeeded payment; I3 every event on purchase-confirmed was consumed
-and its offset committed (nothing skipped, nothing stuck behind poison)."""
+I2 no purchase exists without a succeeded payment, and each is for its payment's student and course (W3:
+an event naming a paid payment with another student or course grants nothing); I3 every event on
+purchase-confirmed was consumed and its offset committed (nothing skipped, nothing stuck behind poison)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ class InvariantsCheck(Check):
                 name = self.evidence.payment_name(purchase["paymentId"])
                 self.fail(f"I2:{purchase['purchaseId']}", f"purchase {purchase['purchaseId'][:8]}… of "
                           f"{purchase['studentId']} exists for {status} ({name})", rules=("I2", "W3"))
+                continue
+            for field in ("studentId", "courseId"):  # W3: it grants what was paid for, to whoever paid
+                if purchase.get(field) != paid.get(field):
+                    name = self.evidence.payment_name(purchase["paymentId"])
+                    self.fail(f"I2:{field}:{purchase['purchaseId']}", f"purchase {purchase['purchaseId'][:8]}… "
+                              f"({name}) has {field} {purchase.get(field)!r}, but its payment's is "
+                              f"{paid.get(field)!r}: a purchase grants the paid course to the student who paid",
+                              rules=("I2", "W3"), payment=name)
         self._offsets()
         final = self.evidence.settles[-1] if self.evidence.settles else None
         if final is not None and not final.quiet:

@@ -20,6 +20,7 @@ from typing import Any
 from kcverify.checks.base import MISSING, Check, same, show
 from kcverify.core.clock import parse_rfc3339
 from kcverify.evidence.evidence import Exchange
+from kcverify.spec import names
 
 # The payment as the API and a snapshot show it (contracts/openapi/payment-service.yaml, schema Payment).
 FIELDS = ("studentId", "courseId", "amountCents", "currency", "status", "provider", "providerPaymentId",
@@ -142,6 +143,8 @@ class StoredCheck(Check):
                 answer = None
             if isinstance(answer, dict):
                 self._answer_is_row(step, f"{name}: the confirmation", answer, new, ("P2", "P4"))
+            if old is not None:
+                self._moved_forward(step, name, old, new)
             requested = _requested_status(accepted[0])
             if old is not None and requested is not None and old.get("status") == requested:
                 changed = [f for f in FIELDS if not same(old.get(f, MISSING), new.get(f, MISSING))]
@@ -149,6 +152,19 @@ class StoredCheck(Check):
                     self.fail(f"confirm-repeat:{step}:{payment_id}", f"{name}: repeating status {requested} "
                               "changed the stored payment: " + _changes(changed, old, new) + "; a repeat is a no-op",
                               rules=("P4",), step=step, payment=name)
+
+    def _moved_forward(self, step: int, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """P4: an accepted confirmation moves the stored status only along the contract's transitions
+        (initiated -> succeeded | failed | cancelled; succeeded -> refunded), whatever the scenario expected.
+        A status outside the contract's is left to the contract check."""
+        was, now = old.get("status"), new.get("status")
+        allowed = names.PAYMENT_TRANSITIONS.get(was) if isinstance(was, str) else None
+        if was == now or allowed is None or now not in names.PAYMENT_TRANSITIONS:
+            return
+        if now not in allowed:
+            self.fail(f"confirm-backwards:{step}:{new.get('id')}", f"{name}: a confirmation was accepted that "
+                      f"moved the stored payment from {was} to {now}; statuses only move forward ({was} may "
+                      f"become {' | '.join(sorted(allowed)) or 'nothing'})", rules=("P4",), step=step, payment=name)
 
     # --- shared --------------------------------------------------------------------------------
 

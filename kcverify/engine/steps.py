@@ -287,12 +287,19 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_be
         if cached_before is not None and ("hit" if cached_before else "miss") != expect["cache"]:
             ctx.expect_failure(f"{what}: the cache key was {'there' if cached_before else 'absent'} before the "
                                f"read (a {'hit' if cached_before else 'miss'}), expected a {expect['cache']}",
-                               ("S2",))
+                               _cache_rules(expect["cache"]))
     elif "cache" in expect:
         status = {k.lower(): v for k, v in reply.headers.items()}.get("cache-status", "")
         got = "hit" if "; hit" in status or status.endswith("hit") else "miss"
         if got != expect["cache"]:
-            ctx.expect_failure(f"{what}: Cache-Status {status!r} is a {got}, expected a {expect['cache']}", ("S2",))
+            ctx.expect_failure(f"{what}: Cache-Status {status!r} is a {got}, expected a {expect['cache']}",
+                               _cache_rules(expect["cache"]))
+
+
+def _cache_rules(expected: str) -> tuple[str, ...]:
+    """A miss where a hit was expected breaks S2 (cached for the TTL); a hit where a miss was expected
+    means the entry should have gone: expired (S2) or invalidated (P5 at a confirmation, S4 by an admin)."""
+    return ("S2",) if expected == "hit" else ("S2", "P5", "S4")
 
 
 def observe_cache(target: Target, student: str | None, reply: HttpReply) -> CacheEntry | None:

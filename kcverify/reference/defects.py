@@ -90,6 +90,29 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("worker-dies-on-bad-session-count", "W2",
            "the worker reads the tier from the raw event before validating it: a non-numeric sessionCount "
            "raises, nothing catches it, and the worker process dies instead of dead-lettering the event"),
+    Defect("worker-ignores-event-student", "W3",
+           "a payment not found for the event's student is looked up by id and status alone (\"the id is unique "
+           "anyway\"): an event naming a paid payment and another student grants that student the course"),
+    Defect("purchase-course-from-event", "W3",
+           "the purchase takes its course from the event, not from the paid payment: an event naming a paid "
+           "payment and another course grants that course"),
+    Defect("cancelled-payment-can-succeed", "P4",
+           "a cancelled payment may still become succeeded (\"the gateway may capture late\"): statuses move back"),
+    Defect("confirm-invalidates-payment-key", "P5",
+           "the confirmation invalidates the cache key built from the payment id instead of the student id"),
+    Defect("relay-skips-refused-row", "P3",
+           "when the broker refuses one outbox row the relay goes on with the rest of the batch, so a student's "
+           "later event overtakes the refused one"),
+    Defect("merge-drops-falsy-payment-values", "W4",
+           "the merge tests the payment's value for truth instead of null: an empty string, 0 or false chosen at "
+           "checkout loses to the event's value, or is lost"),
+    Defect("invalidator-gives-up-on-cache-error", "S3",
+           "the cache invalidator logs a cache error and moves on (\"the TTL will clean it up\"): the student's "
+           "cached view stays stale for up to 300 s"),
+    Defect("authz-ignores-case", "S1",
+           "the learning view compares student ids case-insensitively: amy reads Amy's courses"),
+    Defect("cache-ttl-three-minutes", "S2",
+           "the student service is deployed with a 180 s cache TTL where the rule says 300 s"),
 )
 
 # Defects that break no rule and only cost time. No scenario can catch them, so the kill matrix leaves
@@ -107,6 +130,7 @@ MISCONFIGURED: dict[str, dict[str, object]] = {
     "worker-two-attempts": {"retry_attempts": 2},
     "retry-backoff-subsecond": {"retry_backoff": (0.5, 1.0)},
     "cache-ttl-in-milliseconds": {"cache_ttl": 300_000.0},
+    "cache-ttl-three-minutes": {"cache_ttl": 180.0},
 }
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE + SLOWDOWNS}

@@ -161,7 +161,11 @@ class PaymentService:
         try:
             changed = domain.transition(current.status, requested)
         except domain.IllegalTransition as exc:
-            raise conflict(str(exc)) from exc
+            late_capture = (current.status == PaymentStatus.CANCELLED and requested == PaymentStatus.SUCCEEDED
+                            and self._defects.on("cancelled-payment-can-succeed"))
+            if not late_capture:
+                raise conflict(str(exc)) from exc
+            changed = True
         if not changed:
             if requested == PaymentStatus.SUCCEEDED and self._defects.on("confirm-retry-enqueues-again"):
                 # "in case the first one was lost": a second outbox row for the same confirmation
@@ -192,7 +196,7 @@ class PaymentService:
         if dual_write and message is not None:
             self._publish_directly(message.topic, message.key, message.value, message.headers)
         if succeeded:
-            self._invalidate(updated.student_id)
+            self._invalidate(updated.id if self._defects.on("confirm-invalidates-payment-key") else updated.student_id)
         return updated
 
     def _verify(self, payment_id: str, raw: bytes, signature: str | None) -> None:

@@ -20,7 +20,7 @@ from kcverify.core.errors import BusUnavailable, StoreUnavailable
 from kcverify.core.ids import IdSource
 from kcverify.reference import domain
 from kcverify.reference.defects import Defects
-from kcverify.reference.domain import DeadLetter, DeadLetterReason, Purchase
+from kcverify.reference.domain import DeadLetter, DeadLetterReason, Payment, PaymentStatus, Purchase
 from kcverify.reference.instrument import CrashPoints, Tracer
 from kcverify.reference.membership import GroupMember
 from kcverify.reference.ports import Bus, Consumer, CourseStore, Message, PaymentStore
@@ -222,8 +222,9 @@ class PurchaseWorker:
 
         payload = event["payload"]
         source = "payment"
+        course_id = payload["courseId"]  # W5's fallback has nothing else; a payment read below overrides it
         try:
-            payment = self._payments.find_succeeded(payload["paymentId"], payload["studentId"])
+            payment = self._find_succeeded(payload["paymentId"], payload["studentId"])
         except StoreUnavailable as exc:
             if not self._final(inflight):
                 return _Outcome(Step.RETRY, "payments_db_unavailable", str(exc))
@@ -237,10 +238,14 @@ class PurchaseWorker:
                 return self._retry_or(inflight, DeadLetterReason.PAYMENT_NOT_SUCCEEDED,
                                       f"no succeeded payment {payload['paymentId']} "
                                       f"for student {payload['studentId']}")
+            if not self._defects.on("purchase-course-from-event"):
+                course_id = payment.course_id  # W3: the course that was paid for, not the one the event names
             if self._defects.on("event-wins-merge"):
                 merged = domain.merge_metadata(payload["metadata"], payment.metadata)
             elif self._defects.on("merge-null-overrides-event"):  # "the payment row wins": every key of it
                 merged = {**payload["metadata"], **payment.metadata}
+            elif self._defects.on("merge-drops-falsy-payment-values"):  # `if value:` where `is not None` was meant
+                merged = {**payload["metadata"], **{key: value for key, value in payment.metadata.items() if value}}
             elif self._defects.on("merge-drops-event-only-keys"):  # the row's keys, gaps filled from the event
                 merged = {key: value if value is not None else payload["metadata"].get(key)
                           for key, value in payment.metadata.items()}
@@ -251,7 +256,17 @@ class PurchaseWorker:
         if violations:
             return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.INVALID_METADATA,
                             "; ".join(str(v) for v in violations))
-        return self._record(inflight, event, merged, source)
+        return self._record(inflight, event, merged, source, course_id)
+
+    def _find_succeeded(self, payment_id: str, student_id: str) -> Payment | None:
+        """W3: the payment of this id, this student and status succeeded."""
+        if self._defects.on("worker-ignores-event-student"):  # "the payment id is unique anyway"
+            stored = self._payments.find_succeeded(payment_id, student_id)
+            if stored is None:  # then by id alone
+                by_id = self._payments.get_payment(payment_id)
+                stored = by_id if by_id is not None and by_id.status == PaymentStatus.SUCCEEDED else None
+            return stored
+        return self._payments.find_succeeded(payment_id, student_id)
 
     def _eager_tier(self, raw: bytes) -> None:
         """The defect: the tier is read from the raw event before it is validated, and the error a
@@ -287,7 +302,7 @@ class PurchaseWorker:
         return metadata
 
     def _record(self, inflight: _InFlight, event: dict[str, Any], merged: dict[str, Any],
-                source: str) -> _Outcome:
+                source: str, course_id: str) -> _Outcome:
         payload = event["payload"]
         stored_md = dict(merged)
         if self._defects.on("string-session-count"):
@@ -296,7 +311,7 @@ class PurchaseWorker:
             id=self._ids.uuid(),
             payment_id=payload["paymentId"],
             student_id=payload["studentId"],
-            course_id=payload["courseId"],
+            course_id=course_id,
             purchase_tier=self._tier(merged["sessionCount"]),
             metadata=stored_md,
             metadata_source=source,

@@ -62,6 +62,8 @@ class OutboxRelay:
             except BusUnavailable as exc:
                 self._tracer.emit(self.name, "publish_failed", outboxId=row.id, error=str(exc))
                 self._retry_at = self._clock.now() + self._retry_after
+                if self._defects.on("relay-skips-refused-row"):  # "one bad row must not hold up the batch"
+                    continue
                 break
             assert row.id is not None
             published.append(row.id)

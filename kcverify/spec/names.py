@@ -36,6 +36,15 @@ DLQ_SCHEMA_VIOLATION = "schema_violation"
 DLQ_PAYMENT_NOT_SUCCEEDED = "payment_not_succeeded"
 DLQ_RETRIES_EXHAUSTED = "retries_exhausted"
 
+# P4: statuses only move forward (contracts/schemas/payment.schema.json): what each may become.
+PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    "initiated": frozenset({"succeeded", "failed", "cancelled"}),
+    "succeeded": frozenset({"refunded"}),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+    "refunded": frozenset(),
+}
+
 # Required checkout metadata (P1), and the five values the frontend shows (F1), in display order.
 REQUIRED_METADATA = ("startDate", "classTime", "classTypeId", "scheduleType", "sessionCount")
 DISPLAY_FIELDS = ("startDate", "classTime", "classTypeId", "scheduleType", "sessionCount")

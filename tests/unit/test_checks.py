@@ -86,6 +86,16 @@ CAUGHT = [
     ("delivery", "worker-two-attempts", "persistent-failure-dlq-replay", "W7"),
     ("delivery", "retry-backoff-subsecond", "transient-then-success", "W7"),
     ("freshness", "cache-ttl-in-milliseconds", "happy-path", "S2"),
+    ("invariants", "worker-ignores-event-student", "forged-event-mismatch", "W3"),
+    ("invariants", "purchase-course-from-event", "forged-event-mismatch", "W3"),
+    ("authority", "purchase-course-from-event", "forged-event-mismatch", "W3"),
+    ("stored", "cancelled-payment-can-succeed", "cancelled-stays-cancelled", "P4"),
+    ("ordering", "relay-skips-refused-row", "relay-refused-mid-batch", "P3"),
+    ("metadata", "merge-drops-falsy-payment-values", "merge-falsy-payment-values", "W4"),
+    ("freshness", "invalidator-gives-up-on-cache-error", "invalidation-retried-cache-down", "S3"),
+    ("authority", "authz-ignores-case", "student-ids-case-sensitive", "S1"),
+    ("step expectation", "confirm-invalidates-payment-key", "confirm-invalidates-at-once", "P5"),
+    ("step expectation", "cache-ttl-three-minutes", "ttl-expiry", "S2"),
 ]
 
 
