@@ -16,6 +16,10 @@ from kcverify.spec import names
 _REQUIRED = re.compile(r"^'([^']+)' is a required property$")
 CACHE_HEADERS = ("header Age", "header Cache-Status")  # S2's headers, as validate_response names them
 _ITEM = re.compile(r"^\$\.purchases\[\d+\]$")  # one purchase of a learning view
+# Fields that hold an id, and the messages that judge only its form as a UUID (the format, or a pattern of
+# hex digits); under `ids: opaque` (Conventions.uuid_ids) these are not judged.
+ID_FIELDS = frozenset({"id", "paymentId", "purchaseId", "eventId", "correlationId", "idempotencyKey"})
+_UUID_FORM = re.compile(r"is not a 'uuid'$|does not match '.*\[0-9a-f")
 # Where a canonical field sits in a canonical value: at the top (envelope, dead letter), in the payload, or
 # in a dead letter's original event (a confirmed event, judged by what the confirmed topic carries).
 _CONTAINERS = {(): None, ("payload",): None, ("originalEvent",): names.TOPIC_CONFIRMED,
@@ -53,13 +57,14 @@ class ContractCheck(Check):
             violations = [v for v in validate_response(exchange.service, exchange.method, exchange.path,
                                                        exchange.reply.status, exchange.reply.headers,
                                                        exchange.reply.body)
-                          if self._answer_carries(exchange.path, v)]
+                          if self._answer_carries(exchange.path, v) and self._id_form_judged(v)]
             if violations:
                 shown = "; ".join(str(v) for v in violations[:4])
                 self.fail(f"http:{exchange.step}:{exchange.method}:{exchange.path}:{exchange.reply.status}",
                           f"{exchange.method} {exchange.path} -> {exchange.reply.status} breaks "
                           f"{exchange.service}.yaml: {shown}", step=exchange.step or step,
-                          rules=_rules_for(exchange.path), body=exchange.reply.body[:500].decode(errors="replace"))
+                          rules=_rules_for(exchange.path, violations),
+                          body=exchange.reply.body[:500].decode(errors="replace"))
         for topic, schema in contracts.EVENT_SCHEMAS.items():
             seen = self._records_seen.setdefault(topic, set())
             # the records new in the last snapshot, by identity (evidence/window.py): the list goes partition
@@ -75,7 +80,8 @@ class ContractCheck(Check):
                     self.fail(f"event:{topic}:{record.partition}:{record.offset}",
                               f"{topic}[{record.partition}]@{record.offset} is not JSON: {exc}", step=step)
                     continue
-                violations = [v for v in contracts.validate(schema, event) if self._carried(topic, v)]
+                violations = [v for v in contracts.validate(schema, event)
+                              if self._carried(topic, v) and self._id_form_judged(v)]
                 if violations:
                     shown = "; ".join(str(v) for v in violations[:4])
                     self.fail(f"event:{topic}:{record.partition}:{record.offset}",
@@ -101,6 +107,12 @@ class ContractCheck(Check):
         self._not_carried.setdefault(judged, set()).add(field)
         return False
 
+    def _id_form_judged(self, violation: contracts.Violation) -> bool:
+        """False for a UUID-form violation of an id when the system declares its ids opaque."""
+        if self.evidence.conventions.uuid_ids or not _UUID_FORM.search(violation.message):
+            return True
+        return violation.path.rsplit(".", 1)[-1] not in ID_FIELDS
+
     def _carried(self, topic: str, violation: contracts.Violation) -> bool:
         """False for a required canonical field the system does not carry at all (noted, not failed)."""
         missing = _REQUIRED.match(violation.message)
@@ -117,7 +129,8 @@ class ContractCheck(Check):
         return False
 
 
-def _rules_for(path: str) -> tuple[str, ...]:
+def _rules_for(path: str, violations: list[contracts.Violation]) -> tuple[str, ...]:
+    cache = ("S2",) if any(v.path in CACHE_HEADERS for v in violations) else ()
     if "/learning" in path:
-        return ("I4", "S1")
+        return ("I4", "S1", *cache)
     return ("I4", "P1")

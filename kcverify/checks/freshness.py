@@ -13,7 +13,7 @@ from typing import Any
 from kcverify.checks.base import Check
 from kcverify.checks.timeline import stale_read_timeline
 from kcverify.core.clock import parse_rfc3339, rfc3339
-from kcverify.evidence.evidence import Exchange
+from kcverify.evidence.evidence import Exchange, listed_purchases
 
 TTL_SLACK = 1.0  # seconds a key's remaining TTL may exceed the rule's: rounding up to whole milliseconds
 
@@ -88,8 +88,8 @@ class FreshnessCheck(Check):
     def _judge(self, read: Exchange) -> None:
         try:
             view = read.reply.json()
-            shown = {item.get("paymentId") for item in view.get("purchases", []) if isinstance(item, dict)}
-        except (ValueError, AttributeError):
+            shown = {item.get("paymentId") for item in listed_purchases(view)}
+        except ValueError:
             return  # the contract check reports a malformed body
         headers = {k.lower(): v for k, v in read.reply.headers.items()}
         self._check_age(read, headers)

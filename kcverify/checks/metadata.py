@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from kcverify.checks.base import MISSING, Check, same, show
-from kcverify.evidence.evidence import decode
+from kcverify.evidence.evidence import decode, listed_purchases
 from kcverify.evidence.results import Table
 from kcverify.spec import names, oracle
 
@@ -95,8 +95,8 @@ class MetadataCheck(Check):
                 view = exchange.reply.json()
             except ValueError:
                 continue
-            for item in view.get("purchases", []) if isinstance(view, dict) else []:
-                if isinstance(item, dict) and item.get("paymentId") == payment_id:
+            for item in listed_purchases(view):
+                if item.get("paymentId") == payment_id:
                     return item
         return None
 

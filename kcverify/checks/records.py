@@ -2,7 +2,8 @@
 
 - I4: each record's key is the field of its value the contract names (contracts/events/asyncapi.yaml:
   the message's `x-key-field` beside its `bindings.kafka.key` schema), and it carries every header the
-  contract requires, each equal to the envelope field of the same name.
+  contract requires, each equal to the envelope field of the same name; an event's correlationId is the
+  paymentId it descends from.
 - P3/P4: one PURCHASE_CONFIRMED record per payment. A gateway retry of a confirmation must not enqueue a
   second one. Only a fault that at-least-once delivery legitimately repeats allows more (a relay crash
   or kill between publish and mark, a failed store or broker call, a component taken down so that the
@@ -22,9 +23,11 @@ from jsonschema import Draft202012Validator
 from kcverify.checks.base import Check
 from kcverify.contracts import asyncapi
 from kcverify.evidence.evidence import decode
-from kcverify.spec.names import EVENT_CONFIRMED, TOPIC_CONFIRMED
+from kcverify.spec.names import EVENT_CONFIRMED, TOPIC_CONFIRMED, TOPIC_CREATED
 from kcverify.targets.base import BusRecord
 
+# Topics whose events carry the paymentId they descend from as their correlationId.
+CORRELATED = (TOPIC_CONFIRMED, TOPIC_CREATED)
 # Components whose being down can make the flow publish a confirmation again (the relay re-publishes what
 # it published before it died; the reconciler re-publishes a payment whose purchase is late).
 REPUBLISHING_COMPONENTS = ("payment-relay", "purchase-worker", "reconciler")
@@ -96,6 +99,8 @@ class RecordsCheck(Check):
                 if len(required) < len(message.required_headers):
                     self._not_carried.setdefault(topic, set()).update(set(message.required_headers) - set(required))
                 self._headers(step, where, record, event, required)
+                if topic in CORRELATED:
+                    self._correlated(step, where, event)
         self.metrics["records"] = records
 
     def _headers(self, step: int | None, where: str, record: BusRecord, event: dict[str, Any],
@@ -112,6 +117,17 @@ class RecordsCheck(Check):
             if name in values and event.get(name) is not None and values[name] != [str(event[name])]:
                 self.fail(f"header:{where}:{name}", f"{where}: header {name} is {values[name]!r}, but the envelope's "
                           f"{name} is {event[name]!r}", rules=("I4",), step=step, **self._about(event))
+
+    def _correlated(self, step: int | None, where: str, event: dict[str, Any]) -> None:
+        """The envelope's correlationId is the paymentId the event descends from (envelope.schema.json: "checked
+        by code"), so a payment's trail can be followed through both topics. Not judged when absent."""
+        payload = event.get("payload")
+        payment = payload.get("paymentId") if isinstance(payload, dict) else None
+        correlation = event.get("correlationId")
+        if isinstance(payment, str) and correlation is not None and correlation != payment:
+            self.fail(f"correlation:{where}", f"{where}: correlationId {correlation!r} is not the paymentId "
+                      f"{payment!r} the event descends from (envelope.schema.json)", rules=("I4",), step=step,
+                      **self._about(event))
 
     def _about(self, event: dict[str, Any]) -> dict[str, Any]:
         payload = event.get("payload")

@@ -14,6 +14,7 @@ required."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -29,6 +30,7 @@ FIELDS = ("studentId", "courseId", "amountCents", "currency", "status", "provide
 CREATE_FIELDS = ("studentId", "courseId", "amountCents", "currency", "metadata")
 TIMES = ("createdAt", "confirmedAt")
 TIME_SLACK = 0.0015  # a store may keep microseconds where the answer was rounded to milliseconds
+_FRACTION = re.compile(r"T\d\d:\d\d:\d\d\.(\d+)")
 CONFIRM_PREFIX = "/api/v1/payments/"
 
 
@@ -178,7 +180,7 @@ class StoredCheck(Check):
             said, stored = answer[field], row.get(field, MISSING)
             if field in TIMES and isinstance(said, str) and isinstance(stored, str):
                 try:
-                    if abs(parse_rfc3339(said) - parse_rfc3339(stored)) <= TIME_SLACK:
+                    if abs(parse_rfc3339(said) - parse_rfc3339(stored)) <= max(TIME_SLACK, _unit(said), _unit(stored)):
                         continue
                 except ValueError:
                     pass
@@ -188,6 +190,14 @@ class StoredCheck(Check):
             shown = "; ".join(f"{f}: answered {show(answer[f])}, stored {show(row.get(f, MISSING))}" for f in differ)
             self.fail(f"answer:{step}:{row.get('id')}", f"{what} answered what was not stored ({shown})",
                       rules=rules, step=step, fields=differ)
+
+
+def _unit(text: str) -> float:
+    """The precision an RFC 3339 time is written with: 1 s without a fraction, 0.001 s with three digits. An
+    answer (or a row) written to the second is the same moment as one written to the microsecond when they
+    are less than that apart."""
+    fraction = _FRACTION.search(text)
+    return 1.0 if fraction is None else 10.0 ** -len(fraction.group(1))
 
 
 def _sent_student(exchange: Exchange) -> str | None:

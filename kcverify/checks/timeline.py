@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from kcverify.core.clock import rfc3339
-from kcverify.evidence.evidence import Evidence, Exchange
+from kcverify.evidence.evidence import Evidence, Exchange, listed_purchases
 from kcverify.evidence.results import Table
 from kcverify.spec import names
 
@@ -75,8 +75,8 @@ def _answer(exchange: Exchange, payment_id: str, name: str) -> str:
         return f"answered {reply.status}"
     headers = {k.lower(): v for k, v in reply.headers.items()}
     try:
-        shown = {item.get("paymentId") for item in reply.json().get("purchases", []) if isinstance(item, dict)}
-    except (ValueError, AttributeError):
+        shown = {item.get("paymentId") for item in listed_purchases(reply.json())}
+    except ValueError:
         shown = set()
     text = (f"answered 200 {'showing' if payment_id in shown else 'without'} {name}; "
             f"Cache-Status {headers.get('cache-status', '(none)')}, Age {headers.get('age', '(none)')}")

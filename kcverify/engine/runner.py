@@ -12,7 +12,6 @@ whose infrastructure is gone (TargetUnreachable) stops the whole run, exit 2."""
 
 from __future__ import annotations
 
-import random
 import shlex
 import time
 import traceback
@@ -146,8 +145,7 @@ class Runner:
         inactive = [CheckResult(check.name, check.rules, Status.SKIPPED,
                                 f"needs {', '.join(sorted(check.needs - info.capabilities))}")
                     for check in self.checks if check.needs - info.capabilities]
-        ctx = step_kinds.Context(self.target, evidence, random.Random(self.options.seed), seed=self.options.seed,
-                                 scenario=scenario.name)
+        ctx = step_kinds.Context(self.target, evidence, seed=self.options.seed, scenario=scenario.name)
         step_results: list[StepResult] = []
         try:
             self.target.start(seed=self.options.seed)

@@ -14,10 +14,10 @@ from urllib.parse import quote
 from kcverify.core.clock import rfc3339
 from kcverify.core.errors import TargetUnreachable
 from kcverify.core.ids import event_id_for
-from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode
+from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode, listed_purchases
 from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
 from kcverify.scenario import generate
-from kcverify.scenario.model import Step
+from kcverify.scenario.model import UNBOUND_PAYMENT, Step
 from kcverify.spec import names
 from kcverify.targets.base import INJECTED_HEADER, CacheEntry, HttpReply, Target
 
@@ -64,7 +64,6 @@ class PendingRead:
 class Context:
     target: Target
     evidence: Evidence
-    rng: random.Random
     step: int = 0
     reads: dict[str, PendingRead] = field(default_factory=dict)
     # the last confirmation sent to each payment (by name): body, headers, how it was signed; for `replay`
@@ -114,9 +113,9 @@ def _metadata(args: Mapping[str, Any], generated: Mapping[str, Any] | None = Non
     return metadata
 
 
-def _check_status(ctx: Context, step: Step, reply: HttpReply, what: str) -> None:
+def _check_status(ctx: Context, step: Step, reply: HttpReply, what: str, default: int | None = None) -> None:
     expect = step.expect or {}
-    wanted = expect.get("status", DEFAULT_STATUS.get(step.kind))
+    wanted = expect.get("status", default or DEFAULT_STATUS.get(step.kind))
     if wanted is None:
         return
     if reply.status is None:
@@ -157,19 +156,34 @@ def create_payment(ctx: Context, step: Step) -> None:
 
 def confirm(ctx: Context, step: Step) -> None:
     a = step.args
-    record = ctx.payment(a["payment"])
+    unknown = a["payment"] == UNBOUND_PAYMENT
+    record = _unknown_payment(ctx) if unknown else ctx.payment(a["payment"])
     if "replay" in a:
         raw, headers, signature = _replayed(ctx, record, a["replay"])
     else:
         raw, headers, signature = _callback(ctx, record, a)
-    ctx.callbacks[record.name] = (raw, headers, signature)
+    if not unknown:
+        ctx.callbacks[record.name] = (raw, headers, signature)
     for attempt in range(1, a.get("times", 1) + 1):
         reply = ctx.http("confirm", "payment-service", "POST", f"/api/v1/payments/{record.id}/confirm", raw,
                          headers, record.student, signature=signature)
-        _check_status(ctx, step, reply, f"confirm {record.name} (call {attempt})")
+        _check_status(ctx, step, reply, f"confirm {record.name} (call {attempt})", 404 if unknown else None)
         wanted = (step.expect or {}).get("payment_status")
         if wanted and reply.status == 200 and reply.json().get("status") != wanted:
             ctx.expect_failure(f"confirm {record.name}: payment status {reply.json().get('status')}, expected {wanted}")
+
+
+def _unknown_payment(ctx: Context) -> PaymentRecord:
+    """A payment that does not exist: a well-formed id nobody created, for s1 and c1, signed for as any
+    other (the gateway may call back for a payment this system never stored). Not kept in the evidence."""
+    return PaymentRecord(UNBOUND_PAYMENT, _unknown_payment_id(ctx), ctx.student("s1"), "c1", {}, ctx.step)
+
+
+def _unknown_payment_id(ctx: Context) -> str:
+    """A well-formed payment id nobody created. Drawn per step from the run's seed, the scenario and the
+    step (a generator seeded with the run's seed alone would draw the embedded target's ids: p1's first)."""
+    drawn = random.Random(f"unknown-payment:{generate.seed_for(ctx.seed, ctx.scenario, ctx.step)}")
+    return str(uuid.UUID(int=drawn.getrandbits(128), version=4))
 
 
 def _callback(ctx: Context, record: PaymentRecord, a: Mapping[str, Any]) -> tuple[bytes, dict[str, str], str]:
@@ -229,9 +243,9 @@ def _genuine_confirmation(evidence: Evidence, payment_id: str, name: str) -> byt
 
 
 def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
-    name = spec.get("payment", "unknown")
-    if name == "unknown":
-        payment_id, student, course = str(uuid.UUID(int=ctx.rng.getrandbits(128), version=4)), ctx.student("s1"), "c1"
+    name = spec.get("payment", UNBOUND_PAYMENT)
+    if name == UNBOUND_PAYMENT:
+        payment_id, student, course = _unknown_payment_id(ctx), ctx.student("s1"), "c1"
     else:
         record = ctx.payment(name)
         payment_id, student, course = record.id, record.student, record.course
@@ -263,10 +277,14 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_be
         return
     try:
         view = reply.json()
-        items = [i for i in view.get("purchases", []) if isinstance(i, dict)]
-    except (ValueError, AttributeError):
-        ctx.expect_failure(f"{what}: the body is not a learning view")
+        found = "" if isinstance(view, dict) and isinstance(view.get("purchases"), list) else (
+            f"purchases: {json.dumps(view.get('purchases'))[:40]}" if isinstance(view, dict) else json.dumps(view)[:40])
+    except ValueError:
+        found = "not JSON"
+    if found:
+        ctx.expect_failure(f"{what}: the body is not a learning view with a list of purchases ({found})", ("S1",))
         return
+    items = listed_purchases(view)
     shown = {i.get("paymentId") for i in items}
     for name in expect.get("shows", []):
         if ctx.payment(name).id not in shown:

@@ -176,6 +176,14 @@ class Evidence:
         return None if step is None else self.step_titles.get(step)
 
 
+def listed_purchases(view: Any) -> list[dict[str, Any]]:
+    """The purchases a learning view's body lists; none when it is not a view with a list of them (a
+    `purchases` that is null or missing, a body that is not an object): the contract check reports the
+    shape, and every other reader of views sees a view that shows nothing, instead of failing on it."""
+    items = view.get("purchases") if isinstance(view, dict) else None
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
 def decode(record: BusRecord) -> dict[str, Any] | None:
     try:
         value = json.loads(record.value)

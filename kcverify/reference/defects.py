@@ -111,6 +111,24 @@ CATALOGUE: tuple[Defect, ...] = (
            "cached view stays stale for up to 300 s"),
     Defect("authz-ignores-case", "S1",
            "the learning view compares student ids case-insensitively: amy reads Amy's courses"),
+    Defect("confirm-assumes-payment-exists", "I4",
+           "the confirmation reads the payment without checking it exists (\"the gateway signed it\"): a "
+           "callback for an unknown payment fails with a 500 instead of the documented 404"),
+    Defect("created-correlated-by-purchase", "I4",
+           "PURCHASE_CREATED carries the purchase id as its correlationId, not the payment id it descends from"),
+    Defect("create-skips-date-format", "P1",
+           "checkout validates startDate's pattern but not its format: 2026-02-30 is accepted, and the worker "
+           "later dead-letters the paid purchase"),
+    Defect("create-accepts-zero-amount", "P1", "checkout accepts an amount of 0 (\"free courses are allowed\")"),
+    Defect("fallback-source-not-marked", "W5",
+           "a purchase made from the event's metadata during a payments_db outage is marked metadataSource payment"),
+    Defect("fallback-at-first-failure", "W7",
+           "the worker falls back to a complete event's metadata at the first payments_db failure instead of after "
+           "every attempt: one blip lets a forged event for an unpaid payment grant the course"),
+    Defect("admin-invalidate-lowercases-id", "S4",
+           "the admin invalidation lower-cases the student id in the cache key: Amy's view stays cached"),
+    Defect("admin-invalidate-ignores-cache-down", "S4",
+           "the admin invalidation answers 204 when the cache refused the delete, so the old view stays cached"),
     Defect("cache-ttl-three-minutes", "S2",
            "the student service is deployed with a 180 s cache TTL where the rule says 300 s"),
 )

@@ -203,7 +203,7 @@ def purchase_confirmed(payment: Payment, occurred_at: float) -> dict[str, Any]:
 
 
 def purchase_created(purchase: Purchase, occurred_at: float,
-                     metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                     metadata: dict[str, Any] | None = None, correlation_id: str | None = None) -> dict[str, Any]:
     return envelope(
         event_type=EVENT_CREATED,
         payload={
@@ -214,7 +214,7 @@ def purchase_created(purchase: Purchase, occurred_at: float,
             "purchaseTier": purchase.purchase_tier,
             "metadata": purchase.metadata if metadata is None else metadata,
         },
-        correlation_id=purchase.payment_id,
+        correlation_id=purchase.payment_id if correlation_id is None else correlation_id,
         idempotency_key=created_key(purchase.id),
         source="purchase-worker",
         occurred_at=occurred_at,

@@ -10,7 +10,7 @@ import json
 import math
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from kcverify import contracts
 from kcverify.core.clock import Clock
@@ -107,6 +107,10 @@ class PaymentService:
         """P1: validate everything first; nothing is stored on error."""
         body = parse_json_object(raw)
         violations = contracts.validate("schemas/payment-create", body)
+        if self._defects.on("create-skips-date-format"):  # a validator built without a format checker
+            violations = [v for v in violations if "is not a 'date'" not in v.message]
+        if self._defects.on("create-accepts-zero-amount"):  # "free courses are allowed"
+            violations = [v for v in violations if not (v.path == "$.amountCents" and body.get("amountCents") == 0)]
         late = []
         if self._defects.on("create-validates-metadata-after-insert"):  # the metadata check came after the insert
             late = [v for v in violations if v.path.startswith("$.metadata")]
@@ -156,7 +160,10 @@ class PaymentService:
         violations = contracts.validate("schemas/payment-confirm", body)
         if violations:
             raise validation_failed(violations)
-        current = self.get(payment_id)
+        if self._defects.on("confirm-assumes-payment-exists"):  # "the gateway signed it, so we have it"
+            current = cast(Payment, self._store.get_payment(payment_id))
+        else:
+            current = self.get(payment_id)
         requested = PaymentStatus(body["status"])
         try:
             changed = domain.transition(current.status, requested)

@@ -226,13 +226,14 @@ class PurchaseWorker:
         try:
             payment = self._find_succeeded(payload["paymentId"], payload["studentId"])
         except StoreUnavailable as exc:
-            if not self._final(inflight):
+            eager = self._defects.on("fallback-at-first-failure")  # "a complete event needs no waiting"
+            if not self._final(inflight) and not (eager and self._fallback_metadata(payload["metadata"], str(exc))):
                 return _Outcome(Step.RETRY, "payments_db_unavailable", str(exc))
             fallback = self._fallback_metadata(payload["metadata"], str(exc))
             if fallback is None:
                 return _Outcome(Step.DEAD_LETTERED, DeadLetterReason.RETRIES_EXHAUSTED,
                                 f"payments_db unreadable and event metadata incomplete: {exc}")
-            merged, source = fallback, "event"
+            merged, source = fallback, "payment" if self._defects.on("fallback-source-not-marked") else "event"
         else:
             if payment is None:  # W3: forged, unpaid or foreign payment: never grant a course
                 return self._retry_or(inflight, DeadLetterReason.PAYMENT_NOT_SUCCEEDED,
@@ -321,7 +322,8 @@ class PurchaseWorker:
         created_md = payload["metadata"] if self._defects.on("created-event-unmerged-metadata") else None
         outbox = domain.event_message(
             domain.TOPIC_CREATED, purchase.student_id,
-            domain.purchase_created(purchase, purchase.created_at, created_md),
+            domain.purchase_created(purchase, purchase.created_at, created_md,
+                                    purchase.id if self._defects.on("created-correlated-by-purchase") else None),
         )
         key = event["idempotencyKey"]
         try:

@@ -34,7 +34,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kcverify import contracts
 from kcverify.core.errors import InputError
 from kcverify.scenario import generate
-from kcverify.scenario.model import RESPONSE_STEPS, Path, Scenario, Step, freeze
+from kcverify.scenario.model import RESPONSE_STEPS, UNBOUND_PAYMENT, Path, Scenario, Step, freeze
 from kcverify.scenario.selection import Selection
 from kcverify.spec import names
 
@@ -55,8 +55,6 @@ FAULT_OPERATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "bus": ("committed", "consumer", "create_topic", "end_offsets", "publish", "read_all"),
 })
 
-# `publish: {forged: {payment: unknown}}` means "a payment that does not exist", so nothing may bind it.
-UNBOUND_PAYMENT = "unknown"
 
 # Limits on what a YAML input may ask of kcverify, checked before the work they bound (docs/scenarios.md,
 # "Limits"): the largest scenario of the catalogue is a few KiB, a few hundred values, 8 levels deep; a
@@ -683,7 +681,8 @@ class _Binding:
 
 def _payment_refs(kind: str, args: Mapping[str, Any]) -> Iterator[tuple[Path, Any]]:
     """Every place in a step's arguments that names a payment, as (path within args, name)."""
-    if kind in ("confirm", "publish") and "payment" in args:
+    if kind in ("confirm", "publish") and "payment" in args and not (
+            kind == "confirm" and args["payment"] == UNBOUND_PAYMENT):
         yield ("payment",), args["payment"]
     if kind == "confirm":
         if "replay" in args:
@@ -789,7 +788,8 @@ def _step_problem(kind: str, args: Mapping[str, Any], bound: Mapping[str, _Bindi
         name = args["as"]
         if name == UNBOUND_PAYMENT:
             return (f"'{UNBOUND_PAYMENT}' is reserved", ("as",),
-                    "`publish: {forged: {payment: unknown}}` means a payment that does not exist")
+                    "`confirm: {payment: unknown}` and `publish: {forged: {payment: unknown}}` mean a payment "
+                    "that does not exist")
         if name in bound:
             first = bound[name]
             return (f"name '{name}' is already bound at step {first.step} (line {first.line})", ("as",),
@@ -809,6 +809,9 @@ def _ref_problem(name: str, expected: str, bound: Mapping[str, _Binding],
     if later is not None and later.kind == expected:
         return (f"{expected} '{name}' is used before it is bound",
                 f"`as: {name}` is at step {later.step} (line {later.line})")
+    if name == UNBOUND_PAYMENT and expected == "payment":
+        return (f"'{UNBOUND_PAYMENT}' is a payment that does not exist: it can be confirmed "
+                "(`confirm: {payment: unknown}`) or named by a forged event, not used here", None)
     candidates = [n for n, b in bound.items() if b.kind == expected]
     how = ("`create_payment: {as: " + name + "}`" if expected == "payment"
            else "`begin_read: {student: s1, as: " + name + "}`")

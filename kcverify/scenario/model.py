@@ -51,6 +51,10 @@ ASSERTION_CAPABILITIES: Mapping[str, frozenset[str]] = MappingProxyType({
     "created_events": frozenset({"read_bus"}),
 })
 
+# `publish: {forged: {payment: unknown}}` and `confirm: {payment: unknown}` mean "a payment that does not
+# exist", so no `as:` may bind the name.
+UNBOUND_PAYMENT = "unknown"
+
 # Steps whose `expect` is about their own HTTP response; every other step's `expect` asserts on state.
 RESPONSE_STEPS = frozenset({"create_payment", "confirm", "read", "finish_read", "invalidate_cache", "replay_dlq"})
 

@@ -51,6 +51,10 @@ class Conventions:
     # not: the headers are then noted as not carried, and a step's `cache: hit|miss` is judged by the
     # student's cache key where the target can see it (`read_cache`).
     cache_headers: bool = True
+    # Whether ids (payment, purchase and event ids, and the idempotency keys built from them) are UUIDs, as
+    # the data model says. A user's profile may declare them opaque (`pay_8f3a...`): their format is then not
+    # judged, everything else about them is.
+    uuid_ids: bool = True
     carried_fields: tuple[tuple[str, frozenset[str]], ...] = ()
     carried_headers: tuple[tuple[str, frozenset[str]], ...] = ()
 

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from kcverify.core.errors import SimulatedCrash
 from kcverify.reference import domain
-from kcverify.reference.auth import issue_token, sign_callback
+from kcverify.reference.auth import issue_token
 from kcverify.reference.bootstrap import ROUNDS_PER_ITEM, System, bootstrap
 from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
 from kcverify.spec import names, policy
+from kcverify.spec.gateway import callback_signature
 from kcverify.targets.asgi import AsgiClient
 from kcverify.targets.base import (
     CAPABILITIES,
@@ -138,7 +139,8 @@ class EmbeddedTarget:
         return HttpReply(response.status_code, dict(response.headers), response.content)
 
     def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
-        return sign_callback(self.system.settings.webhook_secret, payment_id, body, self.now() if at is None else at)
+        secret = self.system.settings.webhook_secret
+        return callback_signature(secret, payment_id, body, self.now() if at is None else at)
 
     def token(self, subject: str, role: str) -> str:
         settings = self.system.settings

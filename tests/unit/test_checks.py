@@ -96,6 +96,15 @@ CAUGHT = [
     ("authority", "authz-ignores-case", "student-ids-case-sensitive", "S1"),
     ("step expectation", "confirm-invalidates-payment-key", "confirm-invalidates-at-once", "P5"),
     ("step expectation", "cache-ttl-three-minutes", "ttl-expiry", "S2"),
+    ("contract", "confirm-assumes-payment-exists", "malformed-input", "I4"),
+    ("records", "created-correlated-by-purchase", "happy-path", "I4"),
+    ("contract", "create-skips-date-format", "payment-validation-calendar", "P1"),
+    ("contract", "create-accepts-zero-amount", "payment-validation-calendar", "P1"),
+    ("metadata", "fallback-source-not-marked", "fallback-marks-event-source", "W5"),
+    ("invariants", "fallback-at-first-failure", "payments-db-blip-forged-unpaid", "W3"),
+    ("step expectation", "fallback-at-first-failure", "payments-db-blip-forged-unpaid", "W7"),
+    ("step expectation", "admin-invalidate-lowercases-id", "admin-invalidates-mixed-case-id", "S4"),
+    ("step expectation", "admin-invalidate-ignores-cache-down", "admin-invalidate-cache-down", "S4"),
 ]
 
 

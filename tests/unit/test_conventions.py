@@ -4,6 +4,7 @@ library, although it does exactly what its settings say."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,34 @@ def test_a_system_without_cache_headers_is_judged_by_its_cache_key(tmp_path: Pat
     failed = Runner(EmbeddedTarget(), options=without, checks=select()).run(load_scenarios([wrong]))
     messages = [f.message for s in failed.scenarios for f in s.failures]
     assert any("the cache key was absent before the read (a miss), expected a hit" in m for m in messages), messages
+
+
+def test_opaque_ids_are_not_judged_as_uuids_and_everything_else_still_is() -> None:
+    """`ids: opaque` (a profile's word): `pay_8f3a...` is a payment id; a wrong status still fails."""
+    from dataclasses import replace
+
+    from kcverify.checks.contract import ContractCheck
+    from kcverify.evidence.evidence import Exchange
+    from kcverify.targets.base import HttpReply
+
+    payment = {"id": "pay_8f3a11c2", "studentId": "s1", "courseId": "c1", "amountCents": 4900, "currency": "EUR",
+               "status": "initiated", "metadata": {"startDate": "2026-02-02", "classTime": "18:30",
+                                                   "classTypeId": "group-small", "scheduleType": "weekly",
+                                                   "sessionCount": 10},
+               "createdAt": "2026-01-05T09:00:00.000Z", "confirmedAt": None, "provider": "test",
+               "providerPaymentId": None}
+
+    def judged(uuid_ids: bool, answer: dict[str, object]) -> list[str]:
+        evidence = Evidence(EmbeddedTarget().info, None,
+                            conventions=replace(policy.SPEC_CONVENTIONS, uuid_ids=uuid_ids))
+        reply = HttpReply(201, {"content-type": "application/json", "location": "/api/v1/payments/pay_8f3a11c2"},
+                          json.dumps(answer).encode())
+        evidence.exchanges.append(Exchange(1, "create_payment", "payment-service", "POST", "/api/v1/payments",
+                                           b"{}", 0.0, 0.0, reply))
+        check = ContractCheck(evidence)
+        check.after_step(1)
+        return [f.message for f in check.failures]
+
+    assert any("is not a 'uuid'" in m for m in judged(True, payment))
+    assert judged(False, payment) == []
+    assert any("'paid' is not one of" in m for m in judged(False, {**payment, "status": "paid"}))

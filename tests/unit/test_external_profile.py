@@ -190,6 +190,33 @@ def test_a_wrapped_payment_is_unwrapped_and_its_success_status_made_canonical() 
     assert (refused.status, refused.body) == (422, b'{"success":false}')
 
 
+def test_a_success_without_a_payment_where_the_profile_says_names_the_profile_not_a_payment_of_nulls() -> None:
+    op: dict[str, Any] = {"statuses": [200], "payment": "data.pay", "fields": {"id": "id", "status": "state"}}
+    body = json.dumps({"success": True, "data": {"payment": {"id": "p1", "state": "succeeded"}}}).encode()
+    reply = normalise("confirm", op, 200, {}, body)
+    assert reply.status is None
+    assert "nothing at 'data.pay' (the profile's http.operations.confirm.payment)" in reply.error, reply.error
+
+
+def test_a_misspelt_canonical_value_or_a_base_url_without_scheme_is_refused_where_it_is(tmp_path: Path) -> None:
+    shaped = ROOT / "profiles" / "examples" / "production-shaped.yaml"
+    env = {"OTHERSYS_JWT_SECRET": "x", "OTHERSYS_WEBHOOK_SECRET": "y", "OTHERSYS_DSN": "postgresql://h/db"}
+    text = shaped.read_text()
+    old = "type: {payment.confirmed: PURCHASE_CONFIRMED}"
+    assert old in text
+    with pytest.raises(InputError) as raised:
+        load_profile(write(tmp_path, text.replace(old, old.replace("CONFIRMED", "CONFIRMD"))), env)
+    assert "'PURCHASE_CONFIRMD' is not a canonical type of the confirmed topic (did you mean 'PURCHASE_CONFIRMED'" \
+        in raised.value.render(), raised.value.render()
+    with pytest.raises(InputError) as raised:
+        load_profile(write(tmp_path, MINIMAL.replace('"http://127.0.0.1:1"', '"127.0.0.1:1"')), {})
+    assert "base_url '127.0.0.1:1' is not an http(s) URL with a host" in raised.value.render()
+    with pytest.raises(InputError) as raised:  # read from the environment: refused once resolved
+        from kcverify.targets.external import ExternalTarget
+        ExternalTarget(load_profile(shaped, {**env, "OTHERSYS_PAYMENT_URL": "127.0.0.1:9081"}))
+    assert "base_url '127.0.0.1:9081' is not an http(s) URL" in raised.value.render()
+
+
 def test_a_wrapped_learning_view_is_unwrapped() -> None:
     op: dict[str, Any] = {"purchases": "data.courses[?purchase != null]",
                           "fields": {"paymentId": "purchase.paymentId", "courseId": "id",

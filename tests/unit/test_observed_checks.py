@@ -237,3 +237,57 @@ def test_the_explanation_of_a_lost_record_names_a_later_commit_of_its_batch() ->
     assert _claimed(batch, (1, 7)) == (" (the worker's trace shows it received it and committed offset 8 of "
                                        "partition 1, which covers it)")
     assert _claimed(batch, (1, 9)) == ""  # a commit of another partition covers nothing here
+
+
+# --- what other systems legitimately write differently ----------------------------------------------
+
+class RewritingTarget(EmbeddedTarget):
+    """The embedded reference with its JSON answers rewritten by `rewrite(path, body)`."""
+
+    def __init__(self, rewrite: Any) -> None:
+        super().__init__()
+        self._rewrite = rewrite
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        reply = super().http(service, method, path, body=body, headers=headers)
+        if reply.status is None or not reply.body.startswith(b"{"):
+            return reply
+        return replace(reply, body=json.dumps(self._rewrite(path, json.loads(reply.body))).encode())
+
+
+def run_on(target: EmbeddedTarget, scenario: str) -> ScenarioResult:
+    [result] = Runner(target, options=RunOptions(), checks=select()).run(
+        [load_scenario(SCENARIOS / f"{scenario}.yaml")]).scenarios
+    return result
+
+
+def _times(shift: float) -> Any:
+    """Payment answers with their times written to the second (truncated), moved by `shift` seconds."""
+    from kcverify.core.clock import parse_rfc3339, rfc3339
+
+    def rewrite(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        for field in ("createdAt", "confirmedAt"):
+            if path.startswith("/api/v1/payments") and isinstance(body.get(field), str):
+                moment = int(parse_rfc3339(body[field]) + shift)
+                body[field] = rfc3339(moment).replace(".000Z", "Z")
+        return body
+    return rewrite
+
+
+def test_payment_times_answered_to_the_second_are_the_stored_ones() -> None:
+    """A system that writes its times to the second answers the moment it stored to the millisecond."""
+    result = run_on(RewritingTarget(_times(0.0)), "happy-path")
+    assert failures(result, "stored") == [], failures(result, "stored")
+    moved = run_on(RewritingTarget(_times(2.0)), "happy-path")
+    assert any("createdAt" in message for message in failures(moved, "stored")), failures(moved, "stored")
+
+
+def test_a_view_whose_purchases_are_null_fails_the_step_and_breaks_nothing() -> None:
+    def null_purchases(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "purchases": None} if path.endswith("/learning") else body
+
+    result = run_on(RewritingTarget(null_purchases), "happy-path")
+    assert result.status == Status.FAILED, [(f.check, f.message) for f in result.failures]
+    assert any("not a learning view with a list of purchases (purchases: null)" in f.message
+               for f in result.failures), [f.message for f in result.failures]

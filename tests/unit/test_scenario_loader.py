@@ -348,7 +348,8 @@ def test_names_inside_expectations_are_checked(tmp_path: Path) -> None:
                               "(bind it first with `create_payment: {as: p2}`)")
     reserved = steps(tmp_path, "create_payment: {as: unknown}", name="b.yaml")
     assert error_of(reserved) == (f"{reserved}:4:26: step 1: 'unknown' is reserved "
-                                  "(`publish: {forged: {payment: unknown}}` means a payment that does not exist)")
+                                  "(`confirm: {payment: unknown}` and `publish: {forged: {payment: unknown}}` "
+                                  "mean a payment that does not exist)")
 
 
 def test_publish_needs_exactly_one_source(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ def conventions_of(profile: Profile) -> Conventions:
         changes["cache_status_name"] = str(section["cache_status_name"])
     if "cache_headers" in section:
         changes["cache_headers"] = bool(section["cache_headers"])
+    if "ids" in section:
+        changes["uuid_ids"] = section["ids"] == "uuid"
     if "tiers" in section:
         pairs = []
         for count, tier in section["tiers"].items():

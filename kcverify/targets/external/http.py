@@ -21,7 +21,7 @@ import jmespath
 
 from kcverify.targets.base import HttpReply
 from kcverify.targets.external.auth import DEFAULT_SIGNATURE_HEADER, Credentials
-from kcverify.targets.external.profile import Profile
+from kcverify.targets.external.profile import Profile, check_base_url
 from kcverify.targets.external.templates import SPREAD, TemplateError, render, render_text
 from kcverify.targets.http_client import HttpClient
 
@@ -67,6 +67,8 @@ class HttpSide:
         self._client = client
         self._base = {name: profile.resolve(spec["base_url"], "http", "services", name, "base_url").rstrip("/")
                       for name, spec in profile.section("http", "services").items()}
+        for name, url in self._base.items():
+            check_base_url(profile, url, name)
         self._tucked = tucked_into_metadata(profile.operation("create_payment") or {})
 
     def base_url(self, service: str) -> str:
@@ -167,6 +169,11 @@ def normalise(operation: str, op: dict[str, Any], status: int, headers: dict[str
         answer = json.loads(body)
     except ValueError:
         return HttpReply(canonical, headers, body)  # not JSON: the contract check says so
+    if operation != "learning_view" and "payment" in op and jmespath.search(op["payment"], answer) is None:
+        # a success without the payment where the profile says it is: the profile's path or the system is
+        # wrong, and which one the answer shows; not a payment of nulls for the checks to blame
+        return HttpReply(None, headers, body, error=f"the {status} answer has nothing at {op['payment']!r} (the "
+                         f"profile's http.operations.{operation}.payment): {body[:200].decode(errors='replace')}")
     shaped = _view(op, answer) if operation == "learning_view" else _payment(op, answer)
     if tucked and operation != "learning_view" and isinstance(shaped, dict) \
             and isinstance(shaped.get("metadata"), dict):

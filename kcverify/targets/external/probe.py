@@ -93,7 +93,9 @@ def _operation(http: HttpSide, credentials: Credentials, name: str, student: str
     except ValueError:
         return Probe(item, FAILED, "the answer is not JSON")
     if not isinstance(view, dict) or not isinstance(view.get("purchases"), list):
-        return Probe(item, FAILED, "wrong shape: no list of purchases where `purchases` points")
+        return Probe(item, FAILED, "wrong shape: no list of purchases where `purchases` points (a service that "
+                     "leaves an empty list out of its answers needs a default, e.g. "
+                     "purchases: \"data.courses || `[]`\")")
     return Probe(item, OK, f"a new student's view: {len(view['purchases'])} purchase(s)")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -125,6 +126,9 @@ def did_you_mean(word: str, known: list[str], what: str) -> str:
 
 def _check(profile: Profile) -> None:
     services = sorted(profile.section("http", "services"))
+    for name, spec in profile.section("http", "services").items():
+        if isinstance(spec.get("base_url"), str):  # one read from the environment is checked when resolved
+            check_base_url(profile, spec["base_url"], name)
     for name, op in profile.section("http", "operations").items():
         if op["service"] not in services:
             raise profile.error(f"unknown service {op['service']!r}", "http", "operations", name, "service",
@@ -153,6 +157,14 @@ def _check(profile: Profile) -> None:
             reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
             raise profile.error(f"not a JMESPath expression: {expression!r} ({reason})", *path) from exc
     _check_bus_and_conventions(profile)
+
+
+def check_base_url(profile: Profile, url: str, service: str) -> None:
+    """An http(s) URL with a host: a typo here otherwise surfaces as every request of a run unanswered."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise profile.error(f"base_url {url!r} is not an http(s) URL with a host", "http", "services", service,
+                            "base_url", hint="e.g. http://127.0.0.1:8080")
 
 
 def _check_bus_and_conventions(profile: Profile) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kcverify import contracts
+from kcverify.spec import names
 from kcverify.targets.external.envelope import ENVELOPE_FIELDS, LETTER_FIELDS
 from kcverify.targets.external.profile import Profile, did_you_mean
 from kcverify.targets.external.templates import placeholders
@@ -22,6 +23,13 @@ PATH_FIELDS = ("paymentId", "studentId")
 QUERY_PARAMETERS = {"payments": ("prefix",), "purchases": ("prefix",), "processed_events": ("prefix",)}
 PRECONDITION_PARAMETERS = {"sql": ("prefix", "student_id", "course_id"), "cleanup": ("prefix",)}
 PRECONDITION_FIELDS = ("prefix", "studentId", "courseId")
+# The canonical values a topic's `values` may translate to, by (topic role, field).
+CANONICAL_VALUES = {
+    ("confirmed", "type"): (names.EVENT_CONFIRMED,),
+    ("created", "type"): (names.EVENT_CREATED,),
+    ("dead_letter", "reason"): (names.DLQ_SCHEMA_VIOLATION, names.DLQ_PAYMENT_NOT_SUCCEEDED,
+                                names.DLQ_RETRIES_EXHAUSTED),
+}
 
 
 def _properties(schema: str, *path: str) -> tuple[str, ...]:
@@ -57,6 +65,13 @@ def check_vocabulary(profile: Profile) -> None:
         known = topics.get(role, ())
         _names(profile, spec.get("fields") or {}, known, f"canonical fields of the {role} topic",
                "kafka", "topics", role, "fields")
+        for field, translation in (spec.get("values") or {}).items():
+            allowed = CANONICAL_VALUES.get((role, str(field)), ())
+            for system_value, canonical in (translation or {}).items() if allowed else ():
+                if canonical not in allowed:
+                    raise profile.error(f"{canonical!r} is not a canonical {field} of the {role} topic",
+                                        "kafka", "topics", role, "values", field, system_value,
+                                        hint=did_you_mean(str(canonical), list(allowed), f"{field} values"))
         if isinstance(spec.get("key"), str):  # a dead letter is keyed like the event it carries
             keyed_by = (*known, *topics["confirmed"]) if role == "dead_letter" else known
             _placeholders(profile, placeholders(spec["key"]), keyed_by, "kafka", "topics", role, "key")

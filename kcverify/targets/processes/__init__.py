@@ -48,10 +48,11 @@ import httpx
 from kcverify.core.clock import SystemClock
 from kcverify.core.errors import BusUnavailable, TargetUnreachable
 from kcverify.reference import domain
-from kcverify.reference.auth import issue_token, sign_callback
+from kcverify.reference.auth import issue_token
 from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.spec import names, policy
+from kcverify.spec.gateway import callback_signature
 from kcverify.stack.network import HOST
 from kcverify.targets.base import (
     CAPABILITIES,
@@ -507,7 +508,7 @@ class ProcessesTarget:
         return HttpReply(response.status_code, dict(response.headers), response.content)
 
     def sign(self, payment_id: str, body: bytes, at: float | None = None) -> str:
-        return sign_callback(self._settings.webhook_secret, payment_id, body, self.now() if at is None else at)
+        return callback_signature(self._settings.webhook_secret, payment_id, body, self.now() if at is None else at)
 
     def token(self, subject: str, role: str) -> str:
         return issue_token(self._settings.auth_secret, subject, role, now=self.now(), ttl=self._settings.token_ttl)
