@@ -16,10 +16,11 @@ from kcverify.spec import names
 _REQUIRED = re.compile(r"^'([^']+)' is a required property$")
 CACHE_HEADERS = ("header Age", "header Cache-Status")  # S2's headers, as validate_response names them
 _ITEM = re.compile(r"^\$\.purchases\[\d+\]$")  # one purchase of a learning view
-# Fields that hold an id, and the messages that judge only its form as a UUID (the format, or a pattern of
-# hex digits); under `ids: opaque` (Conventions.uuid_ids) these are not judged.
+# Fields that hold an id, and the messages that judge only its form as a UUID (the format, a pattern of hex
+# digits, or a number where a UUID string was due); under `ids: opaque` (Conventions.uuid_ids) these are
+# not judged.
 ID_FIELDS = frozenset({"id", "paymentId", "purchaseId", "eventId", "correlationId", "idempotencyKey"})
-_UUID_FORM = re.compile(r"is not a 'uuid'$|does not match '.*\[0-9a-f")
+_UUID_FORM = re.compile(r"is not a 'uuid'$|does not match '.*\[0-9a-f|^-?\d+ is not of type 'string'$")
 # Where a canonical field sits in a canonical value: at the top (envelope, dead letter), in the payload, or
 # in a dead letter's original event (a confirmed event, judged by what the confirmed topic carries).
 _CONTAINERS = {(): None, ("payload",): None, ("originalEvent",): names.TOPIC_CONFIRMED,
@@ -133,4 +134,6 @@ def _rules_for(path: str, violations: list[contracts.Violation]) -> tuple[str, .
     cache = ("S2",) if any(v.path in CACHE_HEADERS for v in violations) else ()
     if "/learning" in path:
         return ("I4", "S1", *cache)
+    if path.endswith("/confirm"):
+        return ("I4", "P2", "P4")
     return ("I4", "P1")

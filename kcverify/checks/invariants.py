@@ -33,13 +33,13 @@ class InvariantsCheck(Check):
             if paid is None or paid["status"] not in ("succeeded", "refunded"):
                 status = "no payment" if paid is None else f"a {paid['status']} payment"
                 name = self.evidence.payment_name(purchase["paymentId"])
-                self.fail(f"I2:{purchase['purchaseId']}", f"purchase {purchase['purchaseId'][:8]}… of "
+                self.fail(f"I2:{purchase['purchaseId']}", f"purchase {str(purchase['purchaseId'])[:8]}… of "
                           f"{purchase['studentId']} exists for {status} ({name})", rules=("I2", "W3"))
                 continue
             for field in ("studentId", "courseId"):  # W3: it grants what was paid for, to whoever paid
                 if purchase.get(field) != paid.get(field):
                     name = self.evidence.payment_name(purchase["paymentId"])
-                    self.fail(f"I2:{field}:{purchase['purchaseId']}", f"purchase {purchase['purchaseId'][:8]}… "
+                    self.fail(f"I2:{field}:{purchase['purchaseId']}", f"purchase {str(purchase['purchaseId'])[:8]}… "
                               f"({name}) has {field} {purchase.get(field)!r}, but its payment's is "
                               f"{paid.get(field)!r}: a purchase grants the paid course to the student who paid",
                               rules=("I2", "W3"), payment=name)

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from kcverify.checks.base import Check
 from kcverify.contracts import asyncapi
 from kcverify.evidence.evidence import decode
-from kcverify.spec.names import EVENT_CONFIRMED, TOPIC_CONFIRMED, TOPIC_CREATED
+from kcverify.spec.names import EVENT_CONFIRMED, EVENT_CREATED, TOPIC_CONFIRMED, TOPIC_CREATED
 from kcverify.targets.base import BusRecord
 
 # Topics whose events carry the paymentId they descend from as their correlationId.
@@ -124,7 +124,10 @@ class RecordsCheck(Check):
         payload = event.get("payload")
         payment = payload.get("paymentId") if isinstance(payload, dict) else None
         correlation = event.get("correlationId")
-        if isinstance(payment, str) and correlation is not None and correlation != payment:
+        if not isinstance(payment, str) or correlation is None:
+            return
+        # PURCHASE_CREATED's equals it; PURCHASE_CONFIRMED's embeds it (its schema's own words)
+        if correlation != payment if event.get("type") == EVENT_CREATED else payment not in str(correlation):
             self.fail(f"correlation:{where}", f"{where}: correlationId {correlation!r} is not the paymentId "
                       f"{payment!r} the event descends from (envelope.schema.json)", rules=("I4",), step=step,
                       **self._about(event))

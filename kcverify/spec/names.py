@@ -35,6 +35,7 @@ EVENT_HEADERS = ("eventId", "type", "correlationId", "idempotencyKey")
 DLQ_SCHEMA_VIOLATION = "schema_violation"
 DLQ_PAYMENT_NOT_SUCCEEDED = "payment_not_succeeded"
 DLQ_RETRIES_EXHAUSTED = "retries_exhausted"
+DLQ_INVALID_METADATA = "invalid_metadata"
 
 # P4: statuses only move forward (contracts/schemas/payment.schema.json): what each may become.
 PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -88,7 +88,6 @@ CAUGHT = [
     ("freshness", "cache-ttl-in-milliseconds", "happy-path", "S2"),
     ("invariants", "worker-ignores-event-student", "forged-event-mismatch", "W3"),
     ("invariants", "purchase-course-from-event", "forged-event-mismatch", "W3"),
-    ("authority", "purchase-course-from-event", "forged-event-mismatch", "W3"),
     ("stored", "cancelled-payment-can-succeed", "cancelled-stays-cancelled", "P4"),
     ("ordering", "relay-skips-refused-row", "relay-refused-mid-batch", "P3"),
     ("metadata", "merge-drops-falsy-payment-values", "merge-falsy-payment-values", "W4"),

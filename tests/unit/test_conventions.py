@@ -117,3 +117,15 @@ def test_opaque_ids_are_not_judged_as_uuids_and_everything_else_still_is() -> No
     assert any("is not a 'uuid'" in m for m in judged(True, payment))
     assert judged(False, payment) == []
     assert any("'paid' is not one of" in m for m in judged(False, {**payment, "status": "paid"}))
+
+
+def test_a_confirmation_of_an_unknown_payment_may_be_refused_as_malformed_when_ids_are_opaque() -> None:
+    """`confirm: {payment: unknown}` defaults to 404; with `ids: opaque` a UUID-shaped id may be a 400."""
+    from dataclasses import replace
+
+    from kcverify.engine.steps import Context, _unknown_status
+
+    spec = Context(EmbeddedTarget(), Evidence(EmbeddedTarget().info, None))
+    opaque = Context(EmbeddedTarget(), Evidence(EmbeddedTarget().info, None,
+                                               conventions=replace(policy.SPEC_CONVENTIONS, uuid_ids=False)))
+    assert (_unknown_status(spec), _unknown_status(opaque)) == ((404,), (400, 404))

@@ -28,7 +28,7 @@ CANONICAL_VALUES = {
     ("confirmed", "type"): (names.EVENT_CONFIRMED,),
     ("created", "type"): (names.EVENT_CREATED,),
     ("dead_letter", "reason"): (names.DLQ_SCHEMA_VIOLATION, names.DLQ_PAYMENT_NOT_SUCCEEDED,
-                                names.DLQ_RETRIES_EXHAUSTED),
+                                names.DLQ_RETRIES_EXHAUSTED, names.DLQ_INVALID_METADATA),
 }
 
 
