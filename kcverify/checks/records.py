@@ -7,7 +7,8 @@
 - P3/P4: one PURCHASE_CONFIRMED record per payment. A gateway retry of a confirmation must not enqueue a
   second one. Only a fault that at-least-once delivery legitimately repeats allows more (a relay crash
   or kill between publish and mark, a failed store or broker call, a component taken down so that the
-  reconciler re-publishes, a dead-letter replay, time moved past the reconciler's grace); then every
+  reconciler re-publishes, a dead-letter replay, the manual clock moved past the reconciler's grace in
+  all, a real-time wait); then every
   further record must be a byte-identical re-publish of the first: same value, key and headers.
 Records the scenario injected (its `publish` steps) are not the system's and are not judged. A user's
 system judged by its profile is held to the required headers it carries (`Conventions.carries_header`):
@@ -24,6 +25,7 @@ from kcverify.checks.base import Check
 from kcverify.contracts import asyncapi
 from kcverify.evidence.evidence import decode
 from kcverify.spec.names import EVENT_CONFIRMED, EVENT_CREATED, TOPIC_CONFIRMED, TOPIC_CREATED
+from kcverify.spec.policy import RECONCILE_GRACE
 from kcverify.targets.base import BusRecord
 
 # Topics whose events carry the paymentId they descend from as their correlationId.
@@ -37,7 +39,7 @@ REPUBLISHING_RESOURCES = ("payments_db", "courses_db", "bus")
 
 class RecordsCheck(Check):
     name = "records"
-    rules = ("I4", "P3", "P4")
+    rules = ("I4", "P3", "P4", "I1")
     needs = frozenset({"read_bus"})
     description = "record keys and headers as the AsyncAPI contract says; one PURCHASE_CONFIRMED per payment"
 
@@ -155,10 +157,11 @@ class RecordsCheck(Check):
             if not allowance:
                 retried = self._confirmed_more_than_once(payment_id)
                 why = (" (the gateway's retried confirmation enqueued another)" if retried else
-                       " (a confirmation published again: lost by its consumer and re-published, or enqueued twice)")
+                       " (a confirmation published again: lost by its consumer and re-published, enqueued twice, or "
+                       "re-published by a reconciler before its grace)")
                 self.fail(f"count:{payment_id}", f"{name}: {len(records)} PURCHASE_CONFIRMED records for one payment"
                           f"{why}; without a fault that repeats a publish there must be exactly one",
-                          rules=("P4", "P3") if retried else ("P3", "P4"), payment=name)
+                          rules=("P4", "P3") if retried else ("P3", "P4", "I1"), payment=name)
                 continue
             first = records[0]
             for record in records[1:]:
@@ -172,8 +175,12 @@ class RecordsCheck(Check):
                               payment=name)
 
     def _repeating_faults(self) -> list[str]:
-        """The steps of the run after which a confirmation may legitimately be published again."""
+        """The steps of the run after which a confirmation may legitimately be published again. Moving the
+        manual clock counts once the moves add up to the reconciler's grace (I1: only a payment still
+        without its purchase after the grace is re-published): a reconciler that re-publishes sooner races
+        the worker and puts a second record on the topic for nothing."""
         found = []
+        advanced = 0.0
         for step, (kind, args) in sorted(self.evidence.step_actions.items()):
             component = str(args.get("component", ""))
             if kind == "crash" and (component in REPUBLISHING_COMPONENTS
@@ -183,7 +190,11 @@ class RecordsCheck(Check):
                 found.append(f"step {step} ({kind} {component})")
             elif kind == "fail" and args.get("resource") in REPUBLISHING_RESOURCES:
                 found.append(f"step {step} (fail {args.get('resource')})")
-            elif kind in ("replay_dlq", "advance_clock", "wait"):
+            elif kind == "advance_clock":
+                advanced += float(args.get("seconds", 0) or 0)
+                if advanced >= RECONCILE_GRACE:
+                    found.append(f"step {step} ({kind}, {advanced:g} s in all)")
+            elif kind in ("replay_dlq", "wait"):
                 found.append(f"step {step} ({kind})")
         return found
 

@@ -129,6 +129,9 @@ CATALOGUE: tuple[Defect, ...] = (
            "the admin invalidation lower-cases the student id in the cache key: Amy's view stays cached"),
     Defect("admin-invalidate-ignores-cache-down", "S4",
            "the admin invalidation answers 204 when the cache refused the delete, so the old view stays cached"),
+    Defect("reconciler-grace-five-seconds", "I1",
+           "the reconciler is deployed with the development grace of 5 s: it re-publishes a confirmation the worker "
+           "has merely not reached yet, a second record for nothing"),
     Defect("cache-ttl-three-minutes", "S2",
            "the student service is deployed with a 180 s cache TTL where the rule says 300 s"),
 )
@@ -149,6 +152,7 @@ MISCONFIGURED: dict[str, dict[str, object]] = {
     "retry-backoff-subsecond": {"retry_backoff": (0.5, 1.0)},
     "cache-ttl-in-milliseconds": {"cache_ttl": 300_000.0},
     "cache-ttl-three-minutes": {"cache_ttl": 180.0},
+    "reconciler-grace-five-seconds": {"reconcile_grace": 5.0},
 }
 
 BY_NAME: dict[str, Defect] = {d.name: d for d in CATALOGUE + SLOWDOWNS}

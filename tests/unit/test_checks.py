@@ -97,6 +97,7 @@ CAUGHT = [
     ("step expectation", "cache-ttl-three-minutes", "ttl-expiry", "S2"),
     ("contract", "confirm-assumes-payment-exists", "malformed-input", "I4"),
     ("records", "created-correlated-by-purchase", "happy-path", "I4"),
+    ("records", "reconciler-grace-five-seconds", "reconciler-waits-for-grace", "I1"),
     ("contract", "create-skips-date-format", "payment-validation-calendar", "P1"),
     ("contract", "create-accepts-zero-amount", "payment-validation-calendar", "P1"),
     ("metadata", "fallback-source-not-marked", "fallback-marks-event-source", "W5"),
