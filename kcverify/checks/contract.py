@@ -55,10 +55,11 @@ class ContractCheck(Check):
             if exchange.reply.status is None:
                 continue  # indeterminate: the step's own outcome says so
             self.metrics["responses"] += 1
-            violations = [v for v in validate_response(exchange.service, exchange.method, exchange.path,
-                                                       exchange.reply.status, exchange.reply.headers,
-                                                       exchange.reply.body)
-                          if self._answer_carries(exchange.path, v) and self._id_form_judged(v)]
+            violations = validate_response(exchange.service, exchange.method, exchange.path, exchange.reply.status,
+                                           exchange.reply.headers, exchange.reply.body)
+            if exchange.reply.status >= 400 and not self.evidence.conventions.problem_errors:
+                violations = _as_plain_json_error(violations, exchange.reply.headers, exchange.reply.body)
+            violations = [v for v in violations if self._answer_carries(exchange.path, v) and self._id_form_judged(v)]
             if violations:
                 shown = "; ".join(str(v) for v in violations[:4])
                 self.fail(f"http:{exchange.step}:{exchange.method}:{exchange.path}:{exchange.reply.status}",
@@ -128,6 +129,27 @@ class ContractCheck(Check):
             return True
         self._not_carried.setdefault(judged, set()).add(field)
         return False
+
+
+def _as_plain_json_error(violations: list[contracts.Violation], headers: dict[str, str],
+                         body: bytes) -> list[contracts.Violation]:
+    """An error answer judged by `errors: json`: its status must still be one the contract documents for the
+    route (a 500 where a 400 is due, an HTML page, never pass), and its body must be a JSON object with a JSON
+    media type; the RFC 9457 problem fields are not asked for."""
+    kept = [v for v in violations if v.path.startswith("header ") or "is not documented" in v.message
+            or "is not an operation" in v.message]
+    if any("is not documented" in v.message or "is not an operation" in v.message for v in kept):
+        return kept
+    media_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "").split(";")[0].strip()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        return [*kept, contracts.Violation("content-type", f"{media_type or '(none)'} is not a JSON media type")]
+    try:
+        instance = json.loads(body)
+    except ValueError as exc:
+        return [*kept, contracts.Violation("$", f"body is not JSON: {exc}")]
+    if not isinstance(instance, dict):
+        return [*kept, contracts.Violation("$", f"the error body is {type(instance).__name__}, not a JSON object")]
+    return kept
 
 
 def _rules_for(path: str, violations: list[contracts.Violation]) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 type, headers and body against the contract, no 5xx, negative data refused, auth not ignored):
 
 - `problem_json`: every 4xx and 5xx is `application/problem+json`, valid against the problem
-  contract, with the response's own status (never an HTML error page) (I4);
+  contract, with the response's own status (never an HTML error page) (I4); for a system whose profile
+  declares `conventions.errors: json`, `json_error` instead: every 4xx and 5xx is a JSON object with a
+  JSON media type (its own shape is the OpenAPI document's to judge, through Schemathesis' checks);
 - `bad_input_refused`: a case whose path id or body breaks the contract, or whose credential is
   broken on an operation that needs one, gets a 4xx: neither accepted nor a 5xx (I4, P1, P2).
 
@@ -36,7 +38,7 @@ SCHEMATHESIS_CHECKS: dict[str, dict[str, bool]] = {
     # which `bad_input_refused` asserts for every negative case whose credential header is broken.
     "missing_required_header": {"enabled": False},
 }
-OWN_CHECKS = ("problem_json", "bad_input_refused")
+OWN_CHECKS = ("problem_json", "json_error", "bad_input_refused")
 RULES: dict[str, tuple[str, ...]] = {"ignored_auth": ("P2", "S1"), "bad_input_refused": ("I4", "P1", "P2")}
 
 
@@ -62,15 +64,33 @@ def must_reject(case: Any) -> bool:
     return ParameterLocation.HEADER in negative and guarded(case.operation)
 
 
-def judge(case: Any, status: int, content_type: str, body: bytes) -> list[Verdict]:
+def judge(case: Any, status: int, content_type: str, body: bytes, *, problem_errors: bool = True) -> list[Verdict]:
     found: list[Verdict] = []
     if must_reject(case) and not 400 <= status < 500:
         parts = ", ".join(sorted(str(p.value) for p in negative_parts(case)))
         found.append(Verdict("bad_input_refused", f"Input that breaks the contract answered {status}",
                              f"the {parts} of this request break(s) the contract: expected a 4xx, got {status}"))
     if status >= 400:
-        found.extend(problem_verdicts(status, content_type, body))
+        found.extend(problem_verdicts(status, content_type, body) if problem_errors
+                     else json_error_verdicts(status, content_type, body))
     return found
+
+
+def json_error_verdicts(status: int, content_type: str, body: bytes) -> list[Verdict]:
+    """What is wrong with an error answer of a system whose errors are plain JSON: not a JSON media type,
+    not JSON, or not an object (an HTML error page, a stack trace in text/plain)."""
+    media = content_type.split(";")[0].strip().lower()
+    snippet = body[:120].decode(errors="replace")
+    if media != "application/json" and not media.endswith("+json"):
+        return [Verdict("json_error", f"A {status} that is not JSON",
+                        f"Content-Type {content_type or '(none)'!r}, body {snippet!r}")]
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return [Verdict("json_error", f"A {status} whose JSON body is not JSON", f"body {snippet!r}")]
+    if not isinstance(error, dict):
+        return [Verdict("json_error", f"A {status} whose body is not a JSON object", f"body {snippet!r}")]
+    return []
 
 
 def problem_verdicts(status: int, content_type: str, body: bytes) -> list[Verdict]:

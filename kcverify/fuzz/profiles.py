@@ -24,11 +24,12 @@ def documents_of(target: Any) -> list[ServiceDocument] | None:
     folder = Path(profile.file).parent
     found = []
     header = str(profile.section("auth", "signature").get("header") or SIGNATURE_HEADER)
+    problem_errors = profile.section("conventions").get("errors", "problem") == "problem"
     for name, spec in profile.section("http", "services").items():
         if isinstance(spec, dict) and spec.get("openapi"):
             base = profile.resolve(spec["base_url"], "http", "services", name, "base_url").rstrip("/")
             found.append(ServiceDocument(name, document_path(folder, str(spec["openapi"])), base, direct=True,
-                                         signature_header=header))
+                                         signature_header=header, problem_errors=problem_errors))
     if not found:
         raise InputError("the profile names no OpenAPI document to fuzz", profile.file,
                          hint="add `openapi: FILE` to a service under http.services (docs/fuzz.md)")

@@ -48,6 +48,7 @@ class ServiceDocument:
     curl_base: str = ""  # the base URL the curl lines name (default: a placeholder per service)
     direct: bool = False  # sent straight to curl_base over HTTP, not through the target's http()
     signature_header: str = SIGNATURE_HEADER  # where the gateway's signature goes (a profile may rename it)
+    problem_errors: bool = True  # errors are RFC 9457 problems (a profile's `conventions.errors: json`: plain JSON)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,8 @@ class Fuzzer:
             except Failure as failure:
                 verdicts.extend(_from_schemathesis([failure]))
             content_type = ", ".join(response.headers.get("content-type", []))
-            verdicts.extend(judge(case, response.status_code, content_type, response.content))
+            verdicts.extend(judge(case, response.status_code, content_type, response.content,
+                                  problem_errors=self.documents[service].problem_errors))
             state.statuses[response.status_code] += 1
             if verdicts:
                 self._record(state, case, response.status_code, verdicts, curl_base,

@@ -55,6 +55,10 @@ class Conventions:
     # the data model says. A user's profile may declare them opaque (`pay_8f3a...`): their format is then not
     # judged, everything else about them is.
     uuid_ids: bool = True
+    # Whether error answers (4xx, 5xx) are RFC 9457 problems (application/problem+json), as kcverify's contracts
+    # say. A user's profile may declare plain JSON errors (`{"success": false, "message": ...}`): an error is
+    # then judged by its status and by being a JSON object, not by the problem's fields.
+    problem_errors: bool = True
     carried_fields: tuple[tuple[str, frozenset[str]], ...] = ()
     carried_headers: tuple[tuple[str, frozenset[str]], ...] = ()
 

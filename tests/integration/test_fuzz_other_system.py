@@ -31,7 +31,7 @@ CONSUMER = ("--operations", "consumePurchaseConfirmed", "--modes", "negative", "
 # flaw -> (the fuzz arguments that find it, the report entries of which one at least must fail, its check)
 FOUND_BY = {
     "html-500-on-bad-id": (("--operations", "readLearning", "--modes", "negative", "--max-examples", "5"),
-                           {"negative GET /v2/students/{studentId}/learning"}, "problem_json"),
+                           {"negative GET /v2/students/{studentId}/learning"}, "json_error"),
     "callback-accepts-extra-fields": (
         ("--operations", "checkoutCallback", "--modes", "negative", "--max-examples", "5"),
         {"negative POST /v2/checkout/payments/{paymentId}/callback"}, "bad_input_refused"),

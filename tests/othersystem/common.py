@@ -1,5 +1,6 @@
 """What the services of the other system share: topic and key names, the flaw switches, the answer
-shapes (successes wrapped `{success, message, data}`, errors RFC 9457 problems)."""
+shapes (successes wrapped `{success, message, data}`, errors `{success: false, message}` in plain JSON, as
+production services answer; its profile says so with `conventions.errors: json`)."""
 
 from __future__ import annotations
 
@@ -62,12 +63,13 @@ def wrapped(data: Any, message: str, status: int = 200, headers: dict[str, str] 
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": detail, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+    """An error in the system's own shape: not an RFC 9457 problem, a plain JSON object."""
+    body = {"success": False, "message": detail, **extra}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _framework_error(request: Request, exc: Exception) -> Response:
-    """The framework's own refusals (an unknown path, a method the path does not have) as problems too:
+    """The framework's own refusals (an unknown path, a method the path does not have) in that shape too:
     Starlette answers them in text/plain by default."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"

@@ -129,3 +129,34 @@ def test_a_confirmation_of_an_unknown_payment_may_be_refused_as_malformed_when_i
     opaque = Context(EmbeddedTarget(), Evidence(EmbeddedTarget().info, None,
                                                conventions=replace(policy.SPEC_CONVENTIONS, uuid_ids=False)))
     assert (_unknown_status(spec), _unknown_status(opaque)) == ((404,), (400, 404))
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "problem_fails", "json_fails"), [
+    (422, {"content-type": "application/json"}, b'{"success": false, "message": "startDate is required"}',
+     True, False),
+    (422, {"content-type": "application/problem+json"},
+     b'{"type": "about:blank", "title": "Unprocessable", "status": 422, "errors": []}', False, False),
+    (400, {"content-type": "text/html"}, b"<html><body>Bad Request</body></html>", True, True),
+    (400, {"content-type": "application/json"}, b'["not", "an", "object"]', True, True),
+    (500, {"content-type": "application/json"}, b'{"success": false, "message": "boom"}', True, True),
+], ids=["plain-json-422", "problem-422", "html-400", "json-array-400", "json-500"])
+def test_plain_json_errors_are_judged_by_status_and_form_not_by_the_problem_fields(
+        status: int, headers: dict[str, str], body: bytes, problem_fails: bool, json_fails: bool) -> None:
+    """`errors: json` (a profile's word): `{"success": false, ...}` is an error answer; an HTML page, a body
+    that is no JSON object or a status the contract does not document for the route still fails."""
+    from dataclasses import replace
+
+    from kcverify.checks.contract import ContractCheck
+    from kcverify.evidence.evidence import Exchange
+    from kcverify.targets.base import HttpReply
+
+    def fails(problem_errors: bool) -> bool:
+        evidence = Evidence(EmbeddedTarget().info, None,
+                            conventions=replace(policy.SPEC_CONVENTIONS, problem_errors=problem_errors))
+        evidence.exchanges.append(Exchange(1, "create_payment", "payment-service", "POST", "/api/v1/payments",
+                                           b"{}", 0.0, 0.0, HttpReply(status, headers, body)))
+        check = ContractCheck(evidence)
+        check.after_step(1)
+        return bool(check.failures)
+
+    assert (fails(True), fails(False)) == (problem_fails, json_fails)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from kcverify.contracts import openapi_path
 from kcverify.core.errors import InputError
-from kcverify.fuzz.judge import problem_verdicts
+from kcverify.fuzz.judge import json_error_verdicts, problem_verdicts
 from kcverify.fuzz.profiles import document_path, documents_of
 from kcverify.fuzz.runner import FuzzOptions, ServiceDocument, load_schema, select
 from kcverify.fuzz.transport import SIGN_ME, base_url, session_for
@@ -28,6 +29,24 @@ def test_a_problem_passes_and_an_html_error_page_does_not() -> None:
     assert [v.check for v in html] == ["problem_json"]
     assert [v.check for v in problem_verdicts(404, "application/problem+json", PROBLEM)] == ["problem_json"]
     assert [v.check for v in problem_verdicts(400, "application/problem+json", b"{")] == ["problem_json"]
+
+
+def test_a_system_with_plain_json_errors_is_judged_by_their_form() -> None:
+    """`conventions.errors: json`: `{success: false, ...}` passes; an HTML page, a non-object or a body
+    that is not JSON does not."""
+    assert json_error_verdicts(422, "application/json", b'{"success": false, "message": "x"}') == []
+    assert json_error_verdicts(400, "application/problem+json", PROBLEM) == []
+    for content_type, body in (("text/html", b"<html>"), ("application/json", b"[1]"), ("application/json", b"{")):
+        assert [v.check for v in json_error_verdicts(500, content_type, body)] == ["json_error"], body
+
+
+def test_a_profile_declaring_plain_json_errors_reaches_the_fuzzed_documents() -> None:
+    environ = {k: "x" for k in ("OTHERSYS_DSN", "OTHERSYS_JWT_SECRET", "OTHERSYS_WEBHOOK_SECRET")}
+    shaped = load_profile(ROOT / "profiles/examples/production-shaped.yaml", environ=environ)
+    reference = load_profile(ROOT / "profiles/reference.yaml", environ={
+        k: "x" for k in ("KCVERIFY_WEBHOOK_SECRET", "KCVERIFY_AUTH_SECRET")})
+    assert {d.problem_errors for d in documents_of(SimpleNamespace(profile=shaped)) or []} == {False}
+    assert {d.problem_errors for d in documents_of(SimpleNamespace(profile=reference)) or []} == {True}
 
 
 def test_operations_are_chosen_by_operation_id_or_label_and_a_typo_is_named() -> None:

@@ -31,6 +31,8 @@ def conventions_of(profile: Profile) -> Conventions:
         changes["cache_headers"] = bool(section["cache_headers"])
     if "ids" in section:
         changes["uuid_ids"] = section["ids"] == "uuid"
+    if "errors" in section:
+        changes["problem_errors"] = section["errors"] == "problem"
     if "tiers" in section:
         pairs = []
         for count, tier in section["tiers"].items():
