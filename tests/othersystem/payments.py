@@ -1,8 +1,8 @@
 """The checkout's payment service: its own `/v2/checkout/...` paths, every success wrapped
-`{success, message, data: {payment}}`, errors `{success: false, message}` in plain JSON, the gateway's callback signed with
-HMAC-SHA256 over `{paymentId}:{t}:{raw body}` (base64, header `X-Checkout-Signature: ts=...;sig=...`),
-and a direct publish of `payment.confirmed` to `payments.confirmed` (key: `student:{studentId}`) once the
-confirmation has committed."""
+`{success, message, data: {payment}}`, errors `{success: false, message}` in plain JSON, the gateway's
+callback signed with HMAC-SHA256 over `{paymentId}:{t}:{raw body}` (base64, header
+`X-Checkout-Signature: ts=...;sig=...`), and a direct publish of `payment.confirmed` to
+`payments.confirmed` (key: `student:{studentId}`) once the confirmation has committed."""
 
 from __future__ import annotations
 
