@@ -18,6 +18,9 @@ CONFIRM_FIELDS = frozenset({"status", "provider", "providerPaymentId"})
 REFUSED = {"none": "without a signature", "other-payment": "signed for another payment",
            "stale": "signed outside the timestamp tolerance"}
 WHAT = {**REFUSED, "replay": "replaying an earlier callback"}
+# How a read or an invalidation was sent with a broken bearer token (Exchange.credential): never accepted.
+BROKEN_CREDENTIAL = {"none": "without a bearer token", "forged": "with a forged bearer token (its signature "
+                     "changed)", "expired": "with a bearer token that expired a minute ago"}
 
 
 def _payment_state(snapshot: Snapshot, payment_id: str) -> dict[str, Any]:
@@ -75,6 +78,13 @@ class AuthorityCheck(Check):
                     self.fail(f"immutable:{exchange.start_seq}", f"a confirmation changing {', '.join(extra)} was "
                               f"accepted ({status}); only status and provider ids may change", rules=("P2",),
                               step=where)
+            elif exchange.credential in BROKEN_CREDENTIAL:
+                read = exchange.kind == "read"
+                what = "a read of the learning view" if read else "an invalidation of the cache"
+                who = "that student or an admin" if read else "an admin"
+                self.fail(f"credential:{exchange.start_seq}", f"{what} of {exchange.student} "
+                          f"{BROKEN_CREDENTIAL[exchange.credential or '']} was accepted ({status}): only {who}, "
+                          "proven by a valid token, may", rules=("S1",) if read else ("S4",), step=where)
             elif exchange.principal is not None and exchange.student is not None:
                 subject, role = exchange.principal
                 if role == "admin":

@@ -17,7 +17,7 @@ from kcverify.core.ids import event_id_for
 from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode, listed_purchases
 from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
 from kcverify.scenario import generate
-from kcverify.scenario.model import UNBOUND_PAYMENT, Step
+from kcverify.scenario.model import CREDENTIAL_TITLES, UNBOUND_PAYMENT, Step
 from kcverify.spec import names
 from kcverify.targets.base import INJECTED_HEADER, CacheEntry, HttpReply, Target
 
@@ -79,13 +79,14 @@ class Context:
 
     def http(self, kind: str, service: str, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None, student: str | None = None,
-             principal: tuple[str, str] | None = None, signature: str | None = None) -> HttpReply:
+             principal: tuple[str, str] | None = None, signature: str | None = None,
+             credential: str | None = None) -> HttpReply:
         started, seq = self.target.now(), self.evidence.tick()
         reply = self.target.http(service, method, path, body=body, headers=headers)
         cache = observe_cache(self.target, student, reply) if kind == "read" else None
         self.evidence.exchanges.append(Exchange(self.step, kind, service, method, path, body or b"", started,
                                                 self.target.now(), reply, student, seq, principal, signature,
-                                                cache))
+                                                cache, credential))
         return reply
 
     def student(self, name: str) -> str:
@@ -274,15 +275,41 @@ def _forged(ctx: Context, spec: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _token(ctx: Context, a: Mapping[str, Any], default_by: str | None = None) -> tuple[str, tuple[str, str]]:
-    """The Authorization header for the step's caller, and who that caller is (subject, role)."""
+    """The Authorization header for the step's caller ("" for none), and who that caller is (subject, role)."""
     by = a.get("by", default_by or a.get("student", "s1"))
     role = a.get("role", "admin" if by == "admin" else "student")
     by = by if by == "admin" else ctx.student(by)
-    return "Bearer " + ctx.target.token(by, role), (by, role)
+    credential = a.get("credential")
+    if credential == "none":
+        return "", (by, role)
+    if credential == "expired":
+        return "Bearer " + ctx.target.expired_token(by, role), (by, role)
+    token = ctx.target.token(by, role)
+    return "Bearer " + (_tampered(token) if credential == "forged" else token), (by, role)
 
 
-def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_before: bool | None = None) -> None:
-    _check_status(ctx, step, reply, what)
+def _tampered(token: str) -> str:
+    """The token with one character of its last part changed: a JWT whose signature no longer matches its
+    claims, or a static token that is not the one issued. The change is in the middle, where every bit of a
+    base64url character counts."""
+    head, dot, last = token.rpartition(".")
+    if not last:
+        return token + "x"
+    i = len(last) // 2
+    return head + dot + last[:i] + ("A" if last[i] != "A" else "B") + last[i + 1:]
+
+
+def _auth_headers(authorization: str) -> dict[str, str]:
+    return {"Authorization": authorization} if authorization else {}
+
+
+# A read or an invalidation whose credential is broken (`credential:`) must be refused: 401, or 403.
+REFUSED_CREDENTIAL = (401, 403)
+
+
+def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_before: bool | None = None,
+                default_status: tuple[int, ...] | None = None) -> None:
+    _check_status(ctx, step, reply, what, default_status)
     expect = step.expect or {}
     if reply.status != 200:
         return
@@ -358,8 +385,10 @@ def read(ctx: Context, step: Step) -> None:
     authorization, principal = _token(ctx, a)
     cached_before = _key_before_read(ctx, step, student)
     reply = ctx.http("read", "student-service", "GET", f"/api/v1/students/{_path_id(a, student)}/learning",
-                     headers={"Authorization": authorization}, student=student, principal=principal)
-    _check_view(ctx, step, reply, f"read {student}", cached_before)
+                     headers=_auth_headers(authorization), student=student, principal=principal,
+                     credential=a.get("credential"))
+    _check_view(ctx, step, reply, f"read {student}", cached_before,
+                REFUSED_CREDENTIAL if a.get("credential") else None)
 
 
 def _key_before_read(ctx: Context, step: Step, student: str) -> bool | None:
@@ -404,8 +433,9 @@ def invalidate_cache(ctx: Context, step: Step) -> None:
     authorization, principal = _token(ctx, a, default_by="admin")
     reply = ctx.http("invalidate_cache", "student-service", "DELETE",
                      f"/api/v1/students/{_path_id(a, student)}/learning/cache",
-                     headers={"Authorization": authorization}, student=student, principal=principal)
-    _check_status(ctx, step, reply, f"invalidate_cache {student}")
+                     headers=_auth_headers(authorization), student=student, principal=principal,
+                     credential=a.get("credential"))
+    _check_status(ctx, step, reply, f"invalidate_cache {student}", REFUSED_CREDENTIAL if a.get("credential") else None)
 
 
 def settle(ctx: Context, step: Step) -> None:
@@ -539,4 +569,6 @@ def title(step: Step) -> str:
         extra.append("forged")
     if "generate" in a:
         extra.append("with generated metadata")
+    if "credential" in a:
+        extra.append(CREDENTIAL_TITLES[a["credential"]])
     return " ".join([step.kind, *main, *extra])

@@ -34,6 +34,9 @@ class Exchange:
     # for a learning read answered 200 on a target that can see its cache (`read_cache`): the student's
     # key right after the answer, so S2's expiry is judged by what the cache holds, not by what it says
     cache: CacheEntry | None = None
+    # for a learning read or an invalidation sent with a broken bearer token (the step's `credential`):
+    # "none" (no Authorization header), "forged" (a signature that does not match) or "expired"
+    credential: str | None = None
 
     @property
     def indeterminate(self) -> bool:

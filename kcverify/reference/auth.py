@@ -109,6 +109,21 @@ def _claims(secret: str, token: str) -> MappingProxyType[str, Any]:
     return MappingProxyType(claims)
 
 
+def unverified_principal(authorization: str | None) -> Principal:
+    """The token-signature-unverified defect: the claims read without checking the signature or the expiry
+    ("the API gateway verified it already"), so anyone can write their own token."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise InvalidToken("missing bearer token")
+    try:
+        claims = jwt.decode(authorization[7:].strip(), options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    role, subject = claims.get("role", "student"), claims.get("sub")
+    if role not in ROLES or not isinstance(subject, str):
+        raise InvalidToken("bad claims")
+    return Principal(subject, role)
+
+
 def principal_from_header(secret: str, authorization: str | None, *, now: float) -> Principal:
     """The caller of a bearer token. Expiry is judged on the service's clock (`now`), not the host's, so
     the embedded reference on a manual clock expires tokens exactly as the real services do."""

@@ -109,6 +109,14 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("invalidator-gives-up-on-cache-error", "S3",
            "the cache invalidator logs a cache error and moves on (\"the TTL will clean it up\"): the student's "
            "cached view stays stale for up to 300 s"),
+    Defect("learning-view-anonymous-allowed", "S1",
+           "the student service checks who the caller is only when a bearer token is sent: a request without "
+           "one reads any student's learning view and invalidates any cache"),
+    Defect("token-signature-unverified", "S1",
+           "bearer tokens are decoded without verifying their signature (\"the gateway verified it already\"): "
+           "anyone can write a token for any student, or for an admin"),
+    Defect("token-expiry-ignored", "S1",
+           "the bearer token's expiry is never checked: a token that leaked once reads the view forever"),
     Defect("authz-ignores-case", "S1",
            "the learning view compares student ids case-insensitively: amy reads Amy's courses"),
     Defect("confirm-assumes-payment-exists", "I4",

@@ -131,6 +131,8 @@ class Step:
     def capabilities_needed(self) -> frozenset[str]:
         """The target capabilities this step (with its expectations) needs to run at all."""
         needed = set(STEP_CAPABILITIES.get(self.kind, frozenset()))
+        if self.args.get("credential") == "expired":
+            needed.add("expiring_tokens")
         if self.expect is not None and self.kind not in RESPONSE_STEPS:
             for assertion in self.expect:
                 needed |= ASSERTION_CAPABILITIES.get(assertion, frozenset())
@@ -177,17 +179,27 @@ class Step:
             case "read" | "begin_read":
                 by = f" by {a['by']}" if a.get("by") != a["student"] else ""
                 bound = f" as {a['as']}" if "as" in a else ""
-                return f"{self.kind} {a['student']}{by}{bound}"
+                return f"{self.kind} {a['student']}{by}{bound}{_credential(a)}"
             case "finish_read":
                 return f"finish_read {a['read']}"
             case "advance_clock" | "wait":
                 return f"{self.kind} {a['seconds']}s"
             case "invalidate_cache":
-                return f"invalidate_cache {a['student']}"
+                return f"invalidate_cache {a['student']}{_credential(a)}"
             case "expect":
                 return "expect " + ", ".join(self.expect or {})
             case _:
                 return self.kind
+
+
+# How a step's bearer token is broken (its `credential`), as its title says it.
+CREDENTIAL_TITLES: Mapping[str, str] = MappingProxyType({"none": "without a token", "forged": "with a forged token",
+                                                         "expired": "with an expired token"})
+
+
+def _credential(args: Mapping[str, Any]) -> str:
+    credential = args.get("credential")
+    return "" if credential is None else " " + CREDENTIAL_TITLES[credential]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ CAPABILITIES = (
     "control_components",  # step, stop, kill, restart
     "crash_components",  # crash a component at a named point in its code (the reference's instrumentation)
     "read_cache",  # see a student's learning-view key in the cache: there or not, and its TTL
+    "expiring_tokens",  # mint a bearer token that has expired already (`expired_token`)
 )
+# How long ago an expired token (`expired_token`) expired: well past any clock skew a service allows.
+EXPIRED_FOR = 60
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,11 @@ class Target(Protocol):
 
     def token(self, subject: str, role: str) -> str:
         """A bearer token for `subject` as `role`, issued now on the target's clock."""
+        ...
+
+    def expired_token(self, subject: str, role: str) -> str:
+        """A bearer token for `subject` as `role` as the system issues them, but one that expired a minute
+        ago on the target's clock (the target knows its tokens' lifetime). Needs `expiring_tokens`."""
         ...
 
     def publish(self, topic: str, key: str | None, value: bytes,

@@ -23,6 +23,7 @@ from kcverify.spec.gateway import callback_signature
 from kcverify.targets.asgi import AsgiClient
 from kcverify.targets.base import (
     CAPABILITIES,
+    EXPIRED_FOR,
     BusRecord,
     CacheEntry,
     HttpReply,
@@ -145,6 +146,11 @@ class EmbeddedTarget:
     def token(self, subject: str, role: str) -> str:
         settings = self.system.settings
         return issue_token(settings.auth_secret, subject, role, now=self.now(), ttl=settings.token_ttl)
+
+    def expired_token(self, subject: str, role: str) -> str:
+        settings = self.system.settings
+        return issue_token(settings.auth_secret, subject, role, now=self.now() - settings.token_ttl - EXPIRED_FOR,
+                           ttl=settings.token_ttl)
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:

@@ -93,6 +93,9 @@ CAUGHT = [
     ("metadata", "merge-drops-falsy-payment-values", "merge-falsy-payment-values", "W4"),
     ("freshness", "invalidator-gives-up-on-cache-error", "invalidation-retried-cache-down", "S3"),
     ("authority", "authz-ignores-case", "student-ids-case-sensitive", "S1"),
+    ("authority", "learning-view-anonymous-allowed", "learning-needs-a-valid-token", "S1"),
+    ("authority", "token-signature-unverified", "learning-needs-a-valid-token", "S1"),
+    ("authority", "token-expiry-ignored", "learning-needs-a-valid-token", "S1"),
     ("step expectation", "confirm-invalidates-payment-key", "confirm-invalidates-at-once", "P5"),
     ("step expectation", "cache-ttl-three-minutes", "ttl-expiry", "S2"),
     ("contract", "confirm-assumes-payment-exists", "malformed-input", "I4"),
@@ -174,3 +177,13 @@ def test_failures_carry_a_reproduce_command() -> None:
 ])
 def test_same_respects_json_types(a: object, b: object, equal: bool) -> None:
     assert same(a, b) is equal
+
+
+def test_a_forged_token_differs_from_the_issued_one_in_its_signature_only() -> None:
+    from kcverify.engine.steps import _tampered
+    from kcverify.reference.auth import issue_token
+
+    token = issue_token("secret", "s1", "student", now=0.0)
+    forged = _tampered(token)
+    assert forged != token and forged.rsplit(".", 1)[0] == token.rsplit(".", 1)[0]
+    assert _tampered("static-token") != "static-token"

@@ -49,7 +49,21 @@ def test_the_reference_profile_loads_and_configures_http_db_kafka_and_control() 
     profile = load_profile(REFERENCE, ENV)
     assert profile.name == "kcverify reference"
     assert profile.capabilities == {"http", "read_db", "read_bus", "produce_events", "control_components",
-                                    "inject_faults", "read_cache"}
+                                    "inject_faults", "read_cache", "expiring_tokens"}
+
+
+def test_expiring_tokens_need_jwts_whose_claims_carry_the_expiry(tmp_path: Path) -> None:
+    """A static token, or a JWT without `{exp}`, cannot be made to expire: `credential: expired` is skipped."""
+    def capabilities(tokens: str) -> frozenset[str]:
+        return load_profile(write(tmp_path, MINIMAL + tokens), {"S": "x"}).capabilities
+
+    jwt = "    {role}: {{kind: jwt, secret: {{env: S}}, claims: {{sub: \"{{subject}}\"{exp}}}}}\n"
+    both = "auth:\n  tokens:\n" + jwt.format(role="student", exp=', exp: "{exp}"') + \
+        jwt.format(role="admin", exp=', exp: "{exp}"')
+    assert "expiring_tokens" in capabilities(both)
+    assert "expiring_tokens" not in capabilities(both.replace(', exp: "{exp}"', "", 1))
+    static = "auth:\n  tokens:\n    student: {kind: bearer, token: {env: S}}\n"
+    assert "expiring_tokens" not in capabilities(static)
 
 
 def test_a_minimal_profile_offers_http_only(tmp_path: Path) -> None:

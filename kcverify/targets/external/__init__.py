@@ -270,6 +270,9 @@ class ExternalTarget:
     def token(self, subject: str, role: str) -> str:
         return self._credentials.token(subject, role, self.now())
 
+    def expired_token(self, subject: str, role: str) -> str:
+        return self._credentials.token(subject, role, self.now(), expired=True)
+
     # --- state ---------------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:

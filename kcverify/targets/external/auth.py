@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 
+from kcverify.targets.base import EXPIRED_FOR
 from kcverify.targets.external.profile import Profile
 from kcverify.targets.external.templates import render, render_text
 
@@ -42,16 +43,18 @@ class Credentials:
     def signs(self) -> bool:
         return bool(self._signature)
 
-    def token(self, subject: str, role: str, now: float) -> str:
-        """A bearer token for `subject` as `role` ("" when the profile gives that role none)."""
+    def token(self, subject: str, role: str, now: float, *, expired: bool = False) -> str:
+        """A bearer token for `subject` as `role` ("" when the profile gives that role none); `expired`: one
+        issued so long ago that it expired a minute before `now` (a JWT whose claims carry `{exp}`)."""
         spec = self._tokens.get(role)
         if spec is None or spec["kind"] == "none":
             return ""
         if spec["kind"] == "bearer":
             return self._secrets[role]
-        iat = math.floor(now)
+        ttl = math.floor(float(spec.get("ttl", DEFAULT_TTL)))
+        iat = math.floor(now) - (ttl + EXPIRED_FOR if expired else 0)
         claims: dict[str, Any] = render(spec["claims"], {"subject": subject, "role": role, "iat": iat,
-                                                          "exp": iat + math.floor(float(spec.get("ttl", DEFAULT_TTL)))})
+                                                          "exp": iat + ttl})
         return str(jwt.encode(claims, self._secrets[role], algorithm=spec.get("algorithm", "HS256")))
 
     def sign(self, payment_id: str, body: bytes, at: float) -> str:

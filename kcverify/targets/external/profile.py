@@ -11,6 +11,7 @@ form: a profile never holds one."""
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -107,6 +108,10 @@ class Profile:
             caps.add("inject_faults")
         if self.section("cache").get("key"):
             caps.add("read_cache")
+        tokens = self.section("auth", "tokens")
+        if tokens and all(spec.get("kind") == "jwt" and "{exp}" in json.dumps(spec.get("claims"))
+                          for spec in tokens.values()):
+            caps.add("expiring_tokens")  # every token is a JWT whose claims carry the expiry kcverify sets
         return frozenset(caps)
 
 

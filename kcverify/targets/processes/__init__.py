@@ -56,6 +56,7 @@ from kcverify.spec.gateway import callback_signature
 from kcverify.stack.network import HOST
 from kcverify.targets.base import (
     CAPABILITIES,
+    EXPIRED_FOR,
     BusRecord,
     CacheEntry,
     HttpReply,
@@ -512,6 +513,10 @@ class ProcessesTarget:
 
     def token(self, subject: str, role: str) -> str:
         return issue_token(self._settings.auth_secret, subject, role, now=self.now(), ttl=self._settings.token_ttl)
+
+    def expired_token(self, subject: str, role: str) -> str:
+        ttl = self._settings.token_ttl
+        return issue_token(self._settings.auth_secret, subject, role, now=self.now() - ttl - EXPIRED_FOR, ttl=ttl)
 
     def publish(self, topic: str, key: str | None, value: bytes,
                 headers: tuple[tuple[str, str], ...] = ()) -> RecordId:
