@@ -109,6 +109,12 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("invalidator-gives-up-on-cache-error", "S3",
            "the cache invalidator logs a cache error and moves on (\"the TTL will clean it up\"): the student's "
            "cached view stays stale for up to 300 s"),
+    Defect("cache-lookup-error-503", "S5",
+           "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
+           "path\") instead of falling back to the database"),
+    Defect("cache-store-error-500", "S5",
+           "a Redis error while storing the loaded view escapes the read as a 500: the lookup falls back to "
+           "the database, the store does not"),
     Defect("learning-view-anonymous-allowed", "S1",
            "the student service checks who the caller is only when a bearer token is sent: a request without "
            "one reads any student's learning view and invalidates any cache"),

@@ -126,6 +126,8 @@ class StudentService:
                 return PendingRead(student_id, now, hit=entry.value, hit_stored_at=entry.stored_at)
             version = self._cache.version(key)
         except CacheUnavailable as exc:  # S5: fall back to the database, never an error
+            if self._defects.on("cache-lookup-error-503"):  # "the cache is part of the read path"
+                raise unavailable(f"cache unavailable: {exc}") from exc
             self._tracer.emit(COMPONENT, "cache_unavailable", studentId=student_id, error=str(exc))
             version = None
         try:
@@ -157,6 +159,8 @@ class StudentService:
                 return True
             return self._cache.set_if_version(key, body, self._settings.cache_ttl, version, self._clock.now())
         except CacheUnavailable:
+            if self._defects.on("cache-store-error-500"):  # the lookup's fallback was written; the store's was not
+                raise
             return False
 
     def _respond(self, pending: PendingRead, status: int, body: bytes, headers: dict[str, str]) -> LearningResponse:
