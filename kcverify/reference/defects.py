@@ -109,6 +109,42 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("invalidator-gives-up-on-cache-error", "S3",
            "the cache invalidator logs a cache error and moves on (\"the TTL will clean it up\"): the student's "
            "cached view stays stale for up to 300 s"),
+    Defect("succeeded-payment-can-be-cancelled", "P4",
+           "a succeeded payment can still be cancelled (\"customers may cancel any time\"): the course it granted "
+           "stays granted, a purchase without a succeeded payment"),
+    Defect("create-checks-required-fields-only", "P1",
+           "the create validation is a hand-written check of the five required fields and their types: an "
+           "unknown time zone, an impossible schedule, 0 or 500 sessions and an empty class type are stored"),
+    Defect("confirm-checks-body-before-signature", "P2",
+           "the confirmation validates its body and looks its payment up before it checks the signature: an "
+           "unsigned callback learns 422 or 404, so anyone can probe which payment ids exist"),
+    Defect("store-error-500", "I4",
+           "the payment service answers a payments_db outage with a 500 instead of the documented 503 with "
+           "Retry-After: the gateway and the checkout page do not retry"),
+    Defect("outbox-separate-transaction", "P3",
+           "the confirmation saves the payment and then writes its outbox row in a second transaction: when "
+           "the second fails the payment is succeeded with no event, and the gateway's retry is a no-op"),
+    Defect("confirm-retry-updates-provider-id", "P4",
+           "a repeated confirmation overwrites the provider payment id with the retry's (\"keep the latest\"): "
+           "a retry is not a no-op"),
+    Defect("merge-nested-event-wins", "W4",
+           "the merge is a \"deep merge\": inside a nested object such as the schedule the event's fields win, "
+           "so a forged or stale event moves the class to another time slot"),
+    Defect("fallback-keeps-schema-keys-only", "W5",
+           "the fallback copies only the metadata keys the schema names (\"the fields the purchase needs\"): a "
+           "promotion code or a gift note chosen at checkout is dropped"),
+    Defect("invalidator-lowercases-key", "S3",
+           "the PURCHASE_CREATED invalidator lowercases the student id of the cache key: a student whose id "
+           "has a capital letter keeps the view cached before the purchase for up to 300 s"),
+    Defect("confirm-invalidates-lowercased-key", "P5",
+           "the confirmation invalidates the cache key of the lowercased student id: a student whose id has a "
+           "capital letter keeps the old view cached"),
+    Defect("view-first-page-only", "S1",
+           "the learning view answers the first page of a paginated query (10 purchases): an eleventh course "
+           "bought is never shown"),
+    Defect("view-query-ignores-case", "S1",
+           "the learning view selects the student's purchases case-insensitively (ILIKE): amy's view lists "
+           "Amy's courses"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, cast
 
 from kcverify import contracts
 from kcverify.core.clock import Clock
-from kcverify.core.errors import BusUnavailable, CacheUnavailable
+from kcverify.core.errors import BusUnavailable, CacheUnavailable, StoreUnavailable
 from kcverify.core.ids import IdSource, is_uuid
 from kcverify.reference import domain
 from kcverify.reference.auth import DEFAULT_TOLERANCE, parse_signature, signature_problem
@@ -103,10 +105,31 @@ class PaymentService:
         self._crash = crash
         self._tracer = tracer
 
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """A payments_db outage reaches the HTTP layer as itself (a 503 with Retry-After there)."""
+        try:
+            yield
+        except StoreUnavailable as exc:
+            if self._defects.on("store-error-500"):  # "any database error is an internal error"
+                raise RuntimeError(f"database error: {exc}") from exc
+            raise
+
     def create(self, raw: bytes) -> Payment:
+        with self._store_errors():
+            return self._create(raw)
+
+    def confirm(self, payment_id: str, raw: bytes, signature: str | None) -> Payment:
+        with self._store_errors():
+            return self._confirm(payment_id, raw, signature)
+
+    def _create(self, raw: bytes) -> Payment:
         """P1: validate everything first; nothing is stored on error."""
         body = parse_json_object(raw)
         violations = contracts.validate("schemas/payment-create", body)
+        if self._defects.on("create-checks-required-fields-only"):  # a hand-written check of the five fields
+            violations = [v for v in violations if not v.path.startswith("$.metadata")
+                          or "is a required property" in v.message or "is not of type" in v.message]
         if self._defects.on("create-skips-date-format"):  # a validator built without a format checker
             violations = [v for v in violations if "is not a 'date'" not in v.message]
         if self._defects.on("create-accepts-zero-amount"):  # "free courses are allowed"
@@ -143,13 +166,18 @@ class PaymentService:
             raise not_found(f"no payment {payment_id}")
         return payment
 
-    def confirm(self, payment_id: str, raw: bytes, signature: str | None) -> Payment:
+    def _confirm(self, payment_id: str, raw: bytes, signature: str | None) -> Payment:
         """The gateway's callback (P2): signed for this payment within the tolerance, may change only
         status and provider ids. A repeat of the current status is a no-op 200 (P4), which is also what a
         replay of an applied callback within the tolerance gets; an illegal transition is a 409."""
         require_payment_id(payment_id)
         if self._defects.on("confirm-records-provider-id-unverified"):
             self._record_provider_id(payment_id, raw)
+        if self._defects.on("confirm-checks-body-before-signature"):  # "cheap checks first"
+            violations = contracts.validate("schemas/payment-confirm", parse_json_object(raw))
+            if violations:
+                raise validation_failed(violations)
+            self.get(payment_id)
         self._verify(payment_id, raw, signature)
         body = parse_json_object(raw)
         new_course = None
@@ -170,10 +198,15 @@ class PaymentService:
         except domain.IllegalTransition as exc:
             late_capture = (current.status == PaymentStatus.CANCELLED and requested == PaymentStatus.SUCCEEDED
                             and self._defects.on("cancelled-payment-can-succeed"))
-            if not late_capture:
+            cancel_anytime = (current.status == PaymentStatus.SUCCEEDED and requested == PaymentStatus.CANCELLED
+                              and self._defects.on("succeeded-payment-can-be-cancelled"))
+            if not (late_capture or cancel_anytime):
                 raise conflict(str(exc)) from exc
             changed = True
         if not changed:
+            if self._defects.on("confirm-retry-updates-provider-id") and "providerPaymentId" in body:
+                current = replace(current, provider_payment_id=body["providerPaymentId"])  # "keep the latest"
+                self._store.save_status(current, None)
             if requested == PaymentStatus.SUCCEEDED and self._defects.on("confirm-retry-enqueues-again"):
                 # "in case the first one was lost": a second outbox row for the same confirmation
                 again = domain.purchase_confirmed(current, current.confirmed_at or self._clock.now())
@@ -196,14 +229,20 @@ class PaymentService:
         if succeeded:
             key = updated.id if self._defects.on("confirmed-keyed-by-payment") else updated.student_id
             message = domain.event_message(domain.TOPIC_CONFIRMED, key, domain.purchase_confirmed(updated, now))
-        self._store.save_status(updated, None if dual_write else message)
+        if message is not None and self._defects.on("outbox-separate-transaction"):  # "the outbox is best effort"
+            self._store.save_status(updated, None)
+            self._store.enqueue_outbox(message)
+        else:
+            self._store.save_status(updated, None if dual_write else message)
         self._tracer.emit(COMPONENT, "payment_status_saved", paymentId=payment_id, status=str(requested),
                           outbox=message is not None and not dual_write)
         self._crash.hit("payment.after_commit")
         if dual_write and message is not None:
             self._publish_directly(message.topic, message.key, message.value, message.headers)
         if succeeded:
-            self._invalidate(updated.id if self._defects.on("confirm-invalidates-payment-key") else updated.student_id)
+            self._invalidate(updated.id if self._defects.on("confirm-invalidates-payment-key")
+                             else updated.student_id.lower() if self._defects.on("confirm-invalidates-lowercased-key")
+                             else updated.student_id)
         return updated
 
     def _verify(self, payment_id: str, raw: bytes, signature: str | None) -> None:

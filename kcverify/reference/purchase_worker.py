@@ -247,6 +247,11 @@ class PurchaseWorker:
                 merged = {**payload["metadata"], **payment.metadata}
             elif self._defects.on("merge-drops-falsy-payment-values"):  # `if value:` where `is not None` was meant
                 merged = {**payload["metadata"], **{key: value for key, value in payment.metadata.items() if value}}
+            elif self._defects.on("merge-nested-event-wins"):  # a "deep merge": nested objects field by field
+                merged = domain.merge_metadata(payment.metadata, payload["metadata"])
+                for key, value in payload["metadata"].items():
+                    if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                        merged[key] = {**merged[key], **value}
             elif self._defects.on("merge-drops-event-only-keys"):  # the row's keys, gaps filled from the event
                 merged = {key: value if value is not None else payload["metadata"].get(key)
                           for key, value in payment.metadata.items()}
@@ -293,6 +298,9 @@ class PurchaseWorker:
     def _fallback_metadata(self, event_md: dict[str, Any], error: str) -> dict[str, Any] | None:
         """W5: the event's metadata, if complete; never silently dropped or defaulted fields."""
         metadata = dict(event_md)
+        if self._defects.on("fallback-keeps-schema-keys-only"):  # "copy the fields the purchase needs"
+            known = contracts.schema("schemas/purchase-metadata").get("properties", {})
+            metadata = {key: value for key, value in metadata.items() if key in known}
         if self._defects.on("fallback-drops-fields"):
             metadata["classTime"] = _DEFAULTED_CLASS_TIME
         if self._defects.on("default-tier-30"):

@@ -132,6 +132,12 @@ class StudentService:
             version = None
         try:
             rows = tuple(self._courses.purchases_for_student(student_id))
+            if self._defects.on("view-query-ignores-case"):  # WHERE student_id ILIKE %s
+                rows = tuple(sorted((p for p in self._courses.all_purchases()
+                                     if p.student_id.lower() == student_id.lower() and p.is_active),
+                                    key=lambda p: (p.created_at, p.id)))
+            if self._defects.on("view-first-page-only"):  # the query's page size, never a second page
+                rows = rows[:10]
         except StoreUnavailable as exc:
             return PendingRead(student_id, now, version=version, error=str(exc), loaded_at=self._clock.now())
         return PendingRead(student_id, now, rows=rows, loaded_at=self._clock.now(), version=version)
@@ -245,7 +251,8 @@ class CacheInvalidator:
         elif not self._defects.on("invalidate-at-confirm-only"):
             student_id = event["payload"]["studentId"]
             try:
-                self._cache.delete(domain.cache_key(student_id))
+                key = student_id.lower() if self._defects.on("invalidator-lowercases-key") else student_id
+                self._cache.delete(domain.cache_key(key))
             except CacheUnavailable as exc:
                 if self._defects.on("invalidator-gives-up-on-cache-error"):  # "the TTL will clean it up"
                     self._tracer.emit(COMPONENT, "invalidation_failed", studentId=student_id, error=str(exc))
