@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from kcverify.checks.base import Check
-from kcverify.evidence.evidence import Exchange, decode
+from kcverify.evidence.evidence import Exchange, decode, listed_purchases
 from kcverify.spec import names
 from kcverify.targets.base import Snapshot
 
@@ -78,7 +78,10 @@ class AuthorityCheck(Check):
                     self.fail(f"immutable:{exchange.start_seq}", f"a confirmation changing {', '.join(extra)} was "
                               f"accepted ({status}); only status and provider ids may change", rules=("P2",),
                               step=where)
-            elif exchange.credential in BROKEN_CREDENTIAL:
+                continue
+            if exchange.kind in ("read", "finish_read") and exchange.student is not None and status == 200:
+                self._view_is_the_students(exchange)
+            if exchange.credential in BROKEN_CREDENTIAL:
                 read = exchange.kind == "read"
                 what = "a read of the learning view" if read else "an invalidation of the cache"
                 who = "that student or an admin" if read else "an admin"
@@ -95,6 +98,32 @@ class AuthorityCheck(Check):
                 elif subject != exchange.student:
                     self.fail(f"read:{exchange.start_seq}", f"{subject} read the learning view of {exchange.student} "
                               f"({status}): only that student or an admin may", rules=("S1",), step=where)
+
+    def _view_is_the_students(self, exchange: Exchange) -> None:
+        """S1: a learning view answers the purchases of the student it was asked for, and says so: its
+        `studentId` and every purchase's `studentId` are that id, exactly (ids are case-sensitive). A field
+        the system does not carry (its profile maps none) is not judged."""
+        try:
+            view = json.loads(exchange.reply.body)
+        except ValueError:
+            return  # the contract check reports a body that is not JSON
+        if not isinstance(view, dict):
+            return
+        conventions, student = self.evidence.conventions, exchange.student
+        where = exchange.step or None
+        if conventions.carries(names.HTTP_LEARNING_VIEW, "studentId") and "studentId" in view \
+                and view["studentId"] != student:
+            self.fail(f"view-of:{exchange.start_seq}", f"the learning view asked for {student!r} is the view of "
+                      f"{view['studentId']!r}: a student must be shown their own purchases only", rules=("S1",),
+                      step=where)
+        if not conventions.carries(names.HTTP_LEARNING_PURCHASE, "studentId"):
+            return
+        others = sorted({str(p["studentId"]) for p in listed_purchases(view)
+                         if "studentId" in p and p["studentId"] != student})
+        if others:
+            self.fail(f"view-lists:{exchange.start_seq}", f"the learning view of {student!r} lists purchases of "
+                      f"{', '.join(map(repr, others))}: a student must be shown their own purchases only",
+                      rules=("S1",), step=where)
 
     def _nothing_changed(self, exchange: Exchange) -> None:
         """A confirmation the gateway did not just sign for this payment (none, another payment's, stale,

@@ -3,8 +3,10 @@ then whole (`finish`); each distinct problem is reported once, at the first step
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
+from kcverify.core.clock import parse_rfc3339
 from kcverify.core.status import Status
 from kcverify.evidence.evidence import Evidence
 from kcverify.evidence.results import CheckResult, Failure, Table
@@ -88,3 +90,23 @@ def same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     return bool(a == b)
+
+
+TIME_SLACK = 0.0015  # a store may keep microseconds where an answer was rounded to milliseconds
+_FRACTION = re.compile(r"T\d\d:\d\d:\d\d\.(\d+)")
+
+
+def same_moment(a: str, b: str) -> bool:
+    """Whether two RFC 3339 times name the same moment, to the precision each is written with: one written
+    to the second is the same moment as one written to the microsecond when they are less than a second
+    apart. False when either is not such a time."""
+    try:
+        return abs(parse_rfc3339(a) - parse_rfc3339(b)) <= max(TIME_SLACK, _unit(a), _unit(b))
+    except ValueError:
+        return False
+
+
+def _unit(text: str) -> float:
+    """The precision an RFC 3339 time is written with: 1 s without a fraction, 0.001 s with three digits."""
+    fraction = _FRACTION.search(text)
+    return 1.0 if fraction is None else 10.0 ** -len(fraction.group(1))

@@ -1,8 +1,8 @@
 """Idempotency: exactly one purchase and one PURCHASE_CREATED per succeeded payment, whatever the
 duplicates, redeliveries, crashes and gateway retries; one logical event per idempotency key (same key
--> same eventId); idempotency keys in the contract's format, naming the ids in their payload. A system
-whose records carry no idempotency key (its profile maps none) has those two judgements noted as not
-made; the counts per payment are still judged."""
+-> same eventId, and one key per eventId); idempotency keys in the contract's format, naming the ids in
+their payload. A system whose records carry no idempotency key (its profile maps none) has those
+judgements noted as not made; the counts per payment are still judged."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class IdempotencyCheck(Check):
         # a step costs what it changed, not the whole run.
         self._purchases: dict[str, dict[str, None]] = defaultdict(dict)  # paymentId -> purchaseIds
         self._key_to_event: dict[str, str] = {}
+        self._event_to_key: dict[str, str] = {}
         self._events_per_payment: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._first_seen: dict[tuple[str, str], int] = {}
         self._keys_not_carried: set[str] = set()  # topics whose records carry no idempotency key
@@ -69,6 +70,11 @@ class IdempotencyCheck(Check):
                         self.fail(f"key:{key}", f"idempotency key {key} was published with two event ids "
                                   f"({seen[:8]}…, {event_id[:8]}…): consumers cannot tell it is one event",
                                   rules=("W6",), step=step)
+                    other = self._event_to_key.setdefault(event_id, key)
+                    if other != key:  # the eventId is derived from the key (envelope.schema.json): one key each
+                        self.fail(f"event:{event_id}", f"event id {event_id} was published for two idempotency "
+                                  f"keys ({other}, {key}): a consumer deduplicating by event id drops the second "
+                                  "event", rules=("W6",), step=step)
                 if isinstance(payload.get("paymentId"), str) and isinstance(event_id, str):
                     events_per_payment[(expected, payload["paymentId"])].add(event_id)
                     self._first_seen.setdefault((expected, payload["paymentId"]), len(self._first_seen))

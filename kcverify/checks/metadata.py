@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kcverify.checks.base import MISSING, Check, same, show
+from kcverify.checks.base import MISSING, Check, same, same_moment, show
 from kcverify.evidence.evidence import decode, listed_purchases
 from kcverify.evidence.results import Table
 from kcverify.spec import names, oracle
@@ -25,6 +25,9 @@ from kcverify.spec import names, oracle
 HOPS = ("checkout", "payments row", "PURCHASE_CONFIRMED", "purchase row", "PURCHASE_CREATED",
         "learning view", "frontend")
 # Which rule a value going wrong at a hop breaks.
+# What a learning view's item repeats of its purchase row, by the same names (S1); its metadata and tier are
+# the hops table's.
+VIEW_ROW_FIELDS = ("purchaseId", "studentId", "courseId", "createdAt")
 HOP_RULES = {
     "payments row": ("P3",),
     "PURCHASE_CONFIRMED": ("P3",),
@@ -82,10 +85,31 @@ class MetadataCheck(Check):
                 "learning view": observed_purchase if observed_purchase is not None else merged,
                 "frontend": {f: record.checkout.get(f) for f in names.DISPLAY_FIELDS},
             }
+            if view_item is not None:
+                self._view_item_is_row(record.name, view_item, purchase)
             tier = self.evidence.conventions.tier(oracle.purchase_tier(merged))  # a profile may map the tiers
             self._compare(record.name, actual, expected, purchase.get("purchaseTier", MISSING), tier,
                           record.checkout if record.generated else None)
         self.notes.append(f"{checked} purchase(s) traced through {len(HOPS)} hops")
+
+    def _view_item_is_row(self, name: str, item: dict[str, Any], purchase: dict[str, Any]) -> None:
+        """S1: the view lists each purchase as it is stored: its id, student, course, tier and createdAt
+        are the purchase row's (a time to the precision it is written with). A field the system's view
+        does not carry (its profile maps none) is not judged."""
+        differ = []
+        for field in VIEW_ROW_FIELDS:
+            if field not in item or field not in purchase \
+                    or not self.evidence.conventions.carries(names.HTTP_LEARNING_PURCHASE, field):
+                continue
+            shown, stored = item[field], purchase[field]
+            if field == "createdAt" and isinstance(shown, str) and isinstance(stored, str):
+                if not same_moment(shown, stored):
+                    differ.append(f"{field} {shown!r} (the row's is {stored!r})")
+            elif not same(shown, stored):
+                differ.append(f"{field} {show(shown)} (the row's is {show(stored)})")
+        if differ:
+            self.fail(f"{name}:view-item", f"{name}: the learning view shows {', '.join(differ)}: a view lists "
+                      "each purchase as it is stored", rules=("S1",), payment=name)
 
     def _latest_view_item(self, student: str, payment_id: str) -> dict[str, Any] | None:
         for exchange in reversed(self.evidence.exchanges):

@@ -4,6 +4,7 @@
   the message's `x-key-field` beside its `bindings.kafka.key` schema), and it carries every header the
   contract requires, each equal to the envelope field of the same name; an event's correlationId is the
   paymentId it descends from.
+- P3: a PURCHASE_CONFIRMED's payload carries its payment's student, course, amount and currency.
 - P3/P4: one PURCHASE_CONFIRMED record per payment. A gateway retry of a confirmation must not enqueue a
   second one. Only a fault that at-least-once delivery legitimately repeats allows more (a relay crash
   or kill between publish and mark, a failed store or broker call, a component taken down so that the
@@ -33,6 +34,8 @@ CORRELATED = (TOPIC_CONFIRMED, TOPIC_CREATED)
 # Components whose being down can make the flow publish a confirmation again (the relay re-publishes what
 # it published before it died; the reconciler re-publishes a payment whose purchase is late).
 REPUBLISHING_COMPONENTS = ("payment-relay", "purchase-worker", "reconciler")
+# What a PURCHASE_CONFIRMED's payload repeats of its payments row (P3), by the same names.
+PAID_FIELDS = ("studentId", "courseId", "amountCents", "currency")
 # Resources whose failure can repeat a publish (a failed mark, a late purchase, a produce that timed out).
 REPUBLISHING_RESOURCES = ("payments_db", "courses_db", "bus")
 
@@ -50,6 +53,8 @@ class RecordsCheck(Check):
         self._where_injected: set[tuple[str, int, int]] = set()
         self._injected_seen = 0
         self._not_carried: dict[str, set[str]] = {}  # canonical topic -> required headers not carried
+        self._rows_of: object = None
+        self._rows: dict[str, dict[str, Any]] = {}
 
     def after_step(self, step: int) -> None:
         self._shape(step)
@@ -103,6 +108,8 @@ class RecordsCheck(Check):
                 self._headers(step, where, record, event, required)
                 if topic in CORRELATED:
                     self._correlated(step, where, event)
+                if topic == TOPIC_CONFIRMED:
+                    self._as_paid(step, where, event)
         self.metrics["records"] = records
 
     def _headers(self, step: int | None, where: str, record: BusRecord, event: dict[str, Any],
@@ -133,6 +140,31 @@ class RecordsCheck(Check):
             self.fail(f"correlation:{where}", f"{where}: correlationId {correlation!r} is not the paymentId "
                       f"{payment!r} the event descends from (envelope.schema.json)", rules=("I4",), step=step,
                       **self._about(event))
+
+    def _as_paid(self, step: int | None, where: str, event: dict[str, Any]) -> None:
+        """P3: a PURCHASE_CONFIRMED tells what was paid: its payload's student, course, amount and currency
+        are those of its payments row (the metadata is the metadata check's). A payload field the system
+        does not carry, or a payment the snapshot does not show, is not judged."""
+        payload = event.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("paymentId"), str):
+            return
+        row = self._payments().get(payload["paymentId"])
+        if row is None:
+            return
+        differ = [f"{field} {payload[field]!r} (the payment's is {row.get(field)!r})" for field in PAID_FIELDS
+                  if field in payload and field in row and payload[field] != row[field]
+                  and self.evidence.conventions.carries(TOPIC_CONFIRMED, field)]
+        if differ:
+            name = self.evidence.payment_name(payload["paymentId"])
+            self.fail(f"paid:{where}", f"{where}: the PURCHASE_CONFIRMED of {name} says {', '.join(differ)}: the "
+                      "event must carry what was paid", rules=("P3",), step=step, **self._about(event))
+
+    def _payments(self) -> dict[str, dict[str, Any]]:
+        """The payments rows of the last snapshot, by id (built once per snapshot)."""
+        last = self.evidence.last
+        if self._rows_of is not last:
+            self._rows_of, self._rows = last, {str(p.get("id")): p for p in last.payments}
+        return self._rows
 
     def _about(self, event: dict[str, Any]) -> dict[str, Any]:
         payload = event.get("payload")

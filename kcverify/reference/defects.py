@@ -145,6 +145,26 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("view-query-ignores-case", "S1",
            "the learning view selects the student's purchases case-insensitively (ILIKE): amy's view lists "
            "Amy's courses"),
+    Defect("event-amount-in-major-units", "P3",
+           "PURCHASE_CONFIRMED carries the amount in euros where its field says cents (4900 becomes 49): "
+           "revenue reports and refunds downstream are off by a factor of 100"),
+    Defect("event-id-per-student", "W6",
+           "PURCHASE_CONFIRMED's event id is derived from the student and the event type, not from its "
+           "idempotency key: a student's second purchase reuses the first one's event id, and a consumer "
+           "deduplicating by event id drops it"),
+    Defect("refund-overwrites-confirmed-at", "P2",
+           "a refund stamps the payment's confirmedAt with the refund's time: when the payment was confirmed "
+           "is lost, and the reconciler's grace is counted from the refund"),
+    Defect("worker-accepts-refunded", "W3",
+           "the worker takes a refunded payment for a paid one (\"it was paid at some point\"): a payment "
+           "refunded before its event was handled still grants the course"),
+    Defect("invalidator-commits-before-delete", "S3",
+           "the cache invalidator commits PURCHASE_CREATED's offset before it deletes the key (\"acknowledge "
+           "early, deleting is cheap\"): an invalidator that dies in between never deletes it, and the view "
+           "cached before the purchase stays for up to 300 s"),
+    Defect("view-created-at-is-read-time", "S1",
+           "the learning view shows each purchase's createdAt as the time the view was loaded: every course "
+           "seems bought just now, and the order of purchases is lost to the screen"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

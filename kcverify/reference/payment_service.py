@@ -17,7 +17,7 @@ from typing import Any, cast
 from kcverify import contracts
 from kcverify.core.clock import Clock
 from kcverify.core.errors import BusUnavailable, CacheUnavailable, StoreUnavailable
-from kcverify.core.ids import IdSource, is_uuid
+from kcverify.core.ids import IdSource, event_id_for, is_uuid
 from kcverify.reference import domain
 from kcverify.reference.auth import DEFAULT_TOLERANCE, parse_signature, signature_problem
 from kcverify.reference.defects import Defects
@@ -220,7 +220,9 @@ class PaymentService:
             status=requested,
             provider=body.get("provider", current.provider),
             provider_payment_id=body.get("providerPaymentId", current.provider_payment_id),
-            confirmed_at=now if requested == PaymentStatus.SUCCEEDED else current.confirmed_at,
+            confirmed_at=now if requested == PaymentStatus.SUCCEEDED or (
+                requested == PaymentStatus.REFUNDED and self._defects.on("refund-overwrites-confirmed-at"))
+            else current.confirmed_at,
             course_id=new_course if isinstance(new_course, str) else current.course_id,
         )
         succeeded = requested == PaymentStatus.SUCCEEDED
@@ -228,7 +230,12 @@ class PaymentService:
         message = None
         if succeeded:
             key = updated.id if self._defects.on("confirmed-keyed-by-payment") else updated.student_id
-            message = domain.event_message(domain.TOPIC_CONFIRMED, key, domain.purchase_confirmed(updated, now))
+            event = domain.purchase_confirmed(updated, now)
+            if self._defects.on("event-amount-in-major-units"):  # the event schema's "amount" read as euros
+                event["payload"]["amountCents"] = updated.amount_cents // 100
+            if self._defects.on("event-id-per-student"):  # "the student's confirmation event"
+                event["eventId"] = event_id_for(f"{updated.student_id}:{domain.EVENT_CONFIRMED}")
+            message = domain.event_message(domain.TOPIC_CONFIRMED, key, event)
         if message is not None and self._defects.on("outbox-separate-transaction"):  # "the outbox is best effort"
             self._store.save_status(updated, None)
             self._store.enqueue_outbox(message)

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kcverify import contracts
@@ -153,7 +153,10 @@ class StudentService:
                 empty = render_view(pending.student_id, (), pending.loaded_at)
                 self._store(key, empty, pending.version)
             raise unavailable(f"courses database unavailable: {pending.error}")  # S2: errors are never cached
-        body = render_view(pending.student_id, pending.rows, pending.loaded_at)
+        rows = pending.rows
+        if self._defects.on("view-created-at-is-read-time"):  # the template's `now()` where `createdAt` was meant
+            rows = tuple(replace(p, created_at=pending.loaded_at) for p in rows)
+        body = render_view(pending.student_id, rows, pending.loaded_at)
         stored = pending.version is not None and self._store(key, body, pending.version)
         status = f"{CACHE_NAME}; fwd=miss" + ("; stored" if stored else "")
         return self._respond(pending, 200, body, {"Age": "0", "Cache-Status": status})
@@ -239,6 +242,9 @@ class CacheInvalidator:
                 return False
             if message is None:
                 return False
+            if self._defects.on("invalidator-commits-before-delete"):  # "acknowledge early, deleting is cheap"
+                self._member.handled(message)
+                self._member.flush()
             self._crash.hit("invalidator.after_poll")
         try:
             event = json.loads(message.value)

@@ -99,7 +99,7 @@ def test_records_allow_a_byte_identical_republish_only_after_a_fault_that_repeat
     assert healed.status == Status.PASSED
     retried = run("gateway-retries-confirm", "confirm-retry-enqueues-again")
     [message] = failures(retried, "records")
-    assert "3 PURCHASE_CONFIRMED records" in message and "retried confirmation" in message
+    assert "4 PURCHASE_CONFIRMED records" in message and "retried confirmation" in message
     restamped = run("relay-crash-after-publish", "relay-fresh-event-id")
     assert any("byte-identical" in m and "crash payment-relay.after_publish" in m
                for m in failures(restamped, "records"))
@@ -201,11 +201,23 @@ def test_the_publication_clock_starts_when_the_relay_may_run(capabilities: set[s
 
 class ClockAheadTarget(EmbeddedTarget):
     """The embedded reference judged on a time bound (as on real time), whose database clock runs an hour
-    ahead of kcverify's: every purchase's createdAt lies in the future."""
+    ahead of kcverify's: every purchase's createdAt lies in the future, in its rows and in its views."""
 
     def __init__(self, defects: frozenset[str] = frozenset()) -> None:
         super().__init__(defects=defects)
         self.info = replace(self.info, freshness_bound=1.0)
+
+    def http(self, service: str, method: str, path: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> HttpReply:
+        from kcverify.core.clock import parse_rfc3339, rfc3339
+
+        reply = super().http(service, method, path, body=body, headers=headers)
+        if not path.endswith("/learning") or reply.status != 200:
+            return reply
+        view = json.loads(reply.body)
+        for item in view["purchases"]:
+            item["createdAt"] = rfc3339(parse_rfc3339(item["createdAt"]) + 3600)
+        return replace(reply, body=json.dumps(view).encode())
 
     def snapshot(self) -> Snapshot:
         from kcverify.core.clock import parse_rfc3339, rfc3339
