@@ -1,7 +1,8 @@
-"""Contract (I4): every HTTP response observed validates against contracts/openapi/, and every event
-the system produced validates against contracts/events/ (events a scenario injected on purpose, like
-poison, are not the system's and are not judged). A response that never came (the server died) is
-indeterminate: reported, never counted as conforming."""
+"""Contract (I4): every HTTP response observed validates against contracts/openapi/ (and a 422 of a create
+names every field the request got wrong, P1), and every event the system produced validates against
+contracts/events/ (events a scenario injected on purpose, like poison, are not the system's and are not
+judged). A response that never came (the server died) is indeterminate: reported, never counted as
+conforming."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from kcverify import contracts
 from kcverify.checks.base import Check
 from kcverify.contracts.openapi import validate_response
+from kcverify.evidence.evidence import Exchange
 from kcverify.spec import names
 
 _REQUIRED = re.compile(r"^'([^']+)' is a required property$")
@@ -60,6 +62,9 @@ class ContractCheck(Check):
             if exchange.reply.status >= 400 and not self.evidence.conventions.problem_errors:
                 violations = _as_plain_json_error(violations, exchange.reply.headers, exchange.reply.body)
             violations = [v for v in violations if self._answer_carries(exchange.path, v) and self._id_form_judged(v)]
+            if exchange.kind == "create_payment" and exchange.reply.status == 422 \
+                    and self.evidence.conventions.problem_errors:
+                self._one_entry_per_field(exchange, step)
             if violations:
                 shown = "; ".join(str(v) for v in violations[:4])
                 self.fail(f"http:{exchange.step}:{exchange.method}:{exchange.path}:{exchange.reply.status}",
@@ -88,6 +93,30 @@ class ContractCheck(Check):
                     shown = "; ".join(str(v) for v in violations[:4])
                     self.fail(f"event:{topic}:{record.partition}:{record.offset}",
                               f"{topic}[{record.partition}]@{record.offset} breaks {schema}: {shown}", step=step)
+
+    def _one_entry_per_field(self, exchange: Exchange, step: int | None) -> None:
+        """P1: a create refused with 422 names every field the request got wrong, each in an `errors` entry
+        (by its path, `metadata.sessionCount`; a missing field may be named in its parent's entry, as
+        jsonschema reports it). The fields are the request's violations of the create contract, found here,
+        not read from the answer."""
+        try:
+            sent, answer = json.loads(exchange.request_body), json.loads(exchange.reply.body)
+        except ValueError:
+            return  # a body that is not JSON is reported above, or was sent on purpose
+        if not isinstance(sent, dict) or not isinstance(answer, dict) or not isinstance(answer.get("errors"), list):
+            return  # a missing `errors` list is the problem schema's to report
+        entries = [(_field_path(str(e.get("field", ""))), str(e.get("message", ""))) for e in answer["errors"]
+                   if isinstance(e, dict)]
+        wrong = sorted({_offending_field(v) for v in contracts.validate("schemas/payment-create", sent)})
+        unnamed = [f for f in wrong if not any(name == f or (f.startswith(name + ".") and
+                                                             f.rsplit(".", 1)[-1] in message)
+                                               for name, message in entries)]
+        if unnamed:
+            self.fail(f"422-fields:{exchange.step}:{exchange.start_seq}", f"a create refused with 422 names "
+                      f"{', '.join(name for name, _ in entries) or 'no field'} in its errors, but the request also "
+                      f"got {', '.join(unnamed)} wrong: a 422 lists one entry per offending field",
+                      rules=("I4", "P1"), step=exchange.step or step, body=exchange.reply.body[:500].decode(
+                          errors="replace"))
 
     def _answer_carries(self, path: str, violation: contracts.Violation) -> bool:
         """False for a required canonical field a user's system does not put in its HTTP answers at all (its
@@ -129,6 +158,20 @@ class ContractCheck(Check):
             return True
         self._not_carried.setdefault(judged, set()).add(field)
         return False
+
+
+def _field_path(name: str) -> str:
+    """A field as a dotted path (`metadata.sessionCount`), from the forms services write it in: `$.a.b`,
+    `/a/b`, `a[0].b`."""
+    name = re.sub(r"\[(\d+)\]", r".\1", name.strip().removeprefix("$")).replace("/", ".")
+    return name.strip(".")
+
+
+def _offending_field(violation: contracts.Violation) -> str:
+    """The field a violation of the create contract is about: a missing property is its own field."""
+    missing = _REQUIRED.match(violation.message)
+    path = _field_path(violation.path)
+    return ".".join(p for p in (path, missing.group(1) if missing else "") if p) or "(body)"
 
 
 def _as_plain_json_error(violations: list[contracts.Violation], headers: dict[str, str],

@@ -165,6 +165,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("view-created-at-is-read-time", "S1",
            "the learning view shows each purchase's createdAt as the time the view was loaded: every course "
            "seems bought just now, and the order of purchases is lost to the screen"),
+    Defect("validation-reports-first-error-only", "P1",
+           "the create validation stops at the first error (\"fail fast\"): a checkout form with two bad fields "
+           "is told about one, fixes it, and is refused again for the other"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

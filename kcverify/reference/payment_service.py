@@ -138,6 +138,8 @@ class PaymentService:
         if self._defects.on("create-validates-metadata-after-insert"):  # the metadata check came after the insert
             late = [v for v in violations if v.path.startswith("$.metadata")]
             violations = [v for v in violations if not v.path.startswith("$.metadata")]
+        if violations and self._defects.on("validation-reports-first-error-only"):  # fail fast
+            violations = violations[:1]
         if violations:
             raise validation_failed(violations)
         payment = Payment(

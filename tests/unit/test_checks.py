@@ -97,6 +97,7 @@ CAUGHT = [
     ("authority", "token-signature-unverified", "learning-needs-a-valid-token", "S1"),
     ("authority", "token-expiry-ignored", "learning-needs-a-valid-token", "S1"),
     ("authority", "view-query-ignores-case", "mixed-case-students", "S1"),
+    ("contract", "validation-reports-first-error-only", "payment-validation-edges", "P1"),
     ("records", "event-amount-in-major-units", "happy-path", "P3"),
     ("idempotency", "event-id-per-student", "many-courses-all-shown", "W6"),
     ("stored", "refund-overwrites-confirmed-at", "illegal-transitions", "P2"),
@@ -192,3 +193,13 @@ def test_a_forged_token_differs_from_the_issued_one_in_its_signature_only() -> N
     forged = _tampered(token)
     assert forged != token and forged.rsplit(".", 1)[0] == token.rsplit(".", 1)[0]
     assert _tampered("static-token") != "static-token"
+
+
+@pytest.mark.parametrize(("written", "path"), [("metadata.sessionCount", "metadata.sessionCount"),
+                                               ("$.metadata.sessionCount", "metadata.sessionCount"),
+                                               ("/metadata/sessionCount", "metadata.sessionCount"),
+                                               ("items[0].id", "items.0.id"), ("$", "")])
+def test_a_422_entry_names_its_field_in_any_of_the_forms_services_write(written: str, path: str) -> None:
+    from kcverify.checks.contract import _field_path
+
+    assert _field_path(written) == path
