@@ -181,10 +181,10 @@ class RecordsCheck(Check):
             if (event or {}).get("type") == EVENT_CONFIRMED and isinstance(payload, dict) \
                     and isinstance(payload.get("paymentId"), str):
                 per_payment[payload["paymentId"]].append(record)
-        allowance = self._repeating_faults()
         for payment_id, records in per_payment.items():
             if len(records) < 2:
                 continue
+            allowance = self._repeating_faults(self._first_confirmed(payment_id))
             name = self.evidence.payment_name(payment_id)
             if not allowance:
                 retried = self._confirmed_more_than_once(payment_id)
@@ -206,13 +206,15 @@ class RecordsCheck(Check):
                               f"re-publish after {allowance[0]} must be byte-identical", rules=("P3", "P4"),
                               payment=name)
 
-    def _repeating_faults(self) -> list[str]:
+    def _repeating_faults(self, confirmed_at_step: int = 0) -> list[str]:
         """The steps of the run after which a confirmation may legitimately be published again. Moving the
-        manual clock counts once the moves add up to the reconciler's grace (I1: only a payment still
+        manual clock (`advance_clock`, or `wait` on a target whose clock is manual) after the payment was
+        confirmed (`confirmed_at_step`) counts once the moves add up to the reconciler's grace (I1: only a payment still
         without its purchase after the grace is re-published): a reconciler that re-publishes sooner races
         the worker and puts a second record on the topic for nothing."""
         found = []
         advanced = 0.0
+        manual_clock = "control_clock" in self.evidence.target.capabilities  # a `wait` moves that clock
         for step, (kind, args) in sorted(self.evidence.step_actions.items()):
             component = str(args.get("component", ""))
             if kind == "crash" and (component in REPUBLISHING_COMPONENTS
@@ -222,13 +224,19 @@ class RecordsCheck(Check):
                 found.append(f"step {step} ({kind} {component})")
             elif kind == "fail" and args.get("resource") in REPUBLISHING_RESOURCES:
                 found.append(f"step {step} (fail {args.get('resource')})")
-            elif kind == "advance_clock":
+            elif (kind == "advance_clock" or (kind == "wait" and manual_clock)) and step > confirmed_at_step:
                 advanced += float(args.get("seconds", 0) or 0)
                 if advanced >= RECONCILE_GRACE:
                     found.append(f"step {step} ({kind}, {advanced:g} s in all)")
-            elif kind in ("replay_dlq", "wait"):
-                found.append(f"step {step} ({kind})")
+            elif kind in ("replay_dlq", "wait"):  # a real-time wait: the system's reconciler may be configured
+                found.append(f"step {step} ({kind})")  # with a shorter grace than the rules' (the stack's: 5 s)
         return found
+
+    def _first_confirmed(self, payment_id: str) -> int:
+        """The step of the payment's first accepted confirmation (0 when none was seen)."""
+        path = f"/api/v1/payments/{payment_id}/confirm"
+        return min((e.step for e in self.evidence.exchanges
+                    if e.path == path and e.reply.status is not None and 200 <= e.reply.status < 300), default=0)
 
     def _confirmed_more_than_once(self, payment_id: str) -> bool:
         path = f"/api/v1/payments/{payment_id}/confirm"

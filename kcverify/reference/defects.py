@@ -168,6 +168,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("validation-reports-first-error-only", "P1",
            "the create validation stops at the first error (\"fail fast\"): a checkout form with two bad fields "
            "is told about one, fixes it, and is refused again for the other"),
+    Defect("reconciler-grace-from-created", "I1",
+           "the reconciler counts its grace from the payment's creation, not its confirmation: a payment "
+           "confirmed minutes after checkout is re-published at once, racing the worker"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

@@ -96,7 +96,7 @@ class Reconciler:
             pending = self._unpurchased(now)
             self._last_scan = (now, pending)
             held: bool | None = None  # asked once per round, and only when a copy is due again
-            for orphan in (p for p in pending if p.confirmed_at <= now - self._grace):
+            for orphan in (p for p in pending if self._waiting_since(p) <= now - self._grace):
                 last = self._republished_at.get(orphan.payment_id)
                 if last is not None and now - last < self._wait(orphan.payment_id):
                     continue
@@ -118,6 +118,13 @@ class Reconciler:
             self._last_scan = None
             self._tracer.emit(COMPONENT, "reconcile_failed", error=str(exc))
         return count
+
+    def _waiting_since(self, orphan: Confirmation) -> float:
+        """When the payment's grace started: at its confirmation (I1)."""
+        if self._defects.on("reconciler-grace-from-created"):  # the table's created_at, "close enough"
+            payment = self._payments.get_payment(orphan.payment_id)
+            return orphan.confirmed_at if payment is None else payment.created_at
+        return orphan.confirmed_at
 
     def _held(self) -> bool:
         """True while the worker group still has records to consume (or cannot tell): copies wait."""

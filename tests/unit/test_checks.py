@@ -98,6 +98,7 @@ CAUGHT = [
     ("authority", "token-expiry-ignored", "learning-needs-a-valid-token", "S1"),
     ("authority", "view-query-ignores-case", "mixed-case-students", "S1"),
     ("contract", "validation-reports-first-error-only", "payment-validation-edges", "P1"),
+    ("records", "reconciler-grace-from-created", "reconciler-grace-from-confirmation", "I1"),
     ("records", "event-amount-in-major-units", "happy-path", "P3"),
     ("idempotency", "event-id-per-student", "many-courses-all-shown", "W6"),
     ("stored", "refund-overwrites-confirmed-at", "illegal-transitions", "P2"),
