@@ -15,6 +15,7 @@ from kcverify.checks.timeline import stale_read_timeline
 from kcverify.core.clock import parse_rfc3339, rfc3339
 from kcverify.evidence.evidence import Exchange, listed_purchases
 
+AGE_SLACK = 1.0  # seconds: Age is whole seconds, and the read that stored the entry ended a little after it did
 TTL_SLACK = 1.0  # seconds a key's remaining TTL may exceed the rule's: rounding up to whole milliseconds
 
 
@@ -145,3 +146,28 @@ class FreshnessCheck(Check):
         if age > self.evidence.conventions.cache_ttl:
             self.fail(f"ttl:{read.step}", f"a cached learning view {age} s old was served (TTL "
                       f"{self.evidence.conventions.cache_ttl:.0f} s)", rules=("S2",), step=read.step or None)
+        if "hit" in status:
+            self._age_admits_its_store(read, age)
+
+    def _age_admits_its_store(self, read: Exchange, age: int) -> None:
+        """S2's Age tells how old a cached answer is: a hit whose body is, byte for byte, what an earlier
+        read of this run loaded and stored (its Cache-Status says `stored`; its body carries the time it was
+        generated, so no other render can be the same bytes) is at least as old as the time since that
+        read ended. An Age that says less hides how stale a view may be. Judged only then: an entry stored
+        by anything the run did not see is not this one."""
+        if b"generatedAt" not in read.reply.body:
+            return
+        for earlier in reversed(self.evidence.exchanges):
+            if earlier.start_seq >= read.start_seq or earlier.student != read.student or earlier.method != "GET" \
+                    or earlier.reply.status != 200 or earlier.reply.body != read.reply.body:
+                continue
+            status = {k.lower(): v for k, v in earlier.reply.headers.items()}.get("cache-status", "")
+            if "stored" not in status:
+                continue
+            elapsed = read.started_at - earlier.finished_at
+            if age < elapsed - AGE_SLACK:
+                where = f"step {read.step}" if read.step else "the final read"
+                self.fail(f"age-understated:{read.step}:{read.start_seq}", f"the cache hit at {where} says Age {age}, "
+                          f"but it answers the view stored by the read of step {earlier.step}, {elapsed:.0f} s "
+                          "earlier: Age must admit how old a cached view is", rules=("S2",), step=read.step or None)
+            return

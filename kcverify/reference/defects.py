@@ -171,6 +171,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("reconciler-grace-from-created", "I1",
            "the reconciler counts its grace from the payment's creation, not its confirmation: a payment "
            "confirmed minutes after checkout is re-published at once, racing the worker"),
+    Defect("hit-age-always-zero", "S2",
+           "a cache hit answers Age: 0 (\"we just served it\"): a view cached minutes ago claims to be fresh, "
+           "and nothing downstream can tell how stale it may be"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

@@ -146,7 +146,7 @@ class StudentService:
         now = self._clock.now()
         key = domain.cache_key(pending.student_id)
         if pending.hit is not None:
-            age = max(0, math.floor(now - pending.hit_stored_at))
+            age = 0 if self._defects.on("hit-age-always-zero") else max(0, math.floor(now - pending.hit_stored_at))
             return self._respond(pending, 200, pending.hit, {"Age": str(age), "Cache-Status": f"{CACHE_NAME}; hit"})
         if pending.error is not None:
             if self._defects.on("errors-cached") and pending.version is not None:
