@@ -6,8 +6,8 @@
 #
 #   ACTION      start | stop | kill | pause | resume | fault
 #               (fault: the next $KCVERIFY_FAULT_TIMES calls of $KCVERIFY_FAULT_OP, any when empty, on
-#               $KCVERIFY_FAULT_RESOURCE fail; every process reads the same fault table, so COMPONENT is
-#               any running one)
+#               $KCVERIFY_FAULT_RESOURCE fail, once $KCVERIFY_FAULT_AFTER more have worked; every process
+#               reads the same fault table, so COMPONENT is any running one)
 #   COMPONENT   payment-service | student-service | payment-relay | purchase-worker | course-relay |
 #               cache-invalidator | reconciler   (default: $KCVERIFY_COMPONENT, which kcverify sets)
 #
@@ -92,7 +92,7 @@ case $action in
   fault)
     op=null
     if [ -n "${KCVERIFY_FAULT_OP:-}" ]; then op="\"$KCVERIFY_FAULT_OP\""; fi
-    post /faults "{\"resource\": \"${KCVERIFY_FAULT_RESOURCE:?}\", \"times\": ${KCVERIFY_FAULT_TIMES:?}, \"op\": $op}" ;;
+    post /faults "{\"resource\": \"${KCVERIFY_FAULT_RESOURCE:?}\", \"times\": ${KCVERIFY_FAULT_TIMES:?}, \"op\": $op, \"after\": ${KCVERIFY_FAULT_AFTER:-0}}" ;;
   stop | kill)
     if [ -n "$loop" ]; then
       running && post "/components/$loop/$action" "{}"

@@ -532,7 +532,7 @@ STEPS: dict[str, Callable[[Context, Step], None]] = {
     "kill": _component(lambda t, a: t.kill(a["component"])),
     "stop": _component(lambda t, a: t.stop_component(a["component"])),
     "restart": _component(lambda t, a: t.restart(a["component"])),
-    "fail": _component(lambda t, a: t.fail(a["resource"], a["times"], a.get("op"))),
+    "fail": _component(lambda t, a: t.fail(a["resource"], a["times"], a.get("op"), a.get("after", 0))),
     "read": read,
     "begin_read": begin_read,
     "finish_read": finish_read,

@@ -162,9 +162,9 @@ class FileFaults(Faults):
         tmp.write_text(json.dumps(live) if live else "", encoding="utf-8")
         os.replace(tmp, self._path)
 
-    def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
+    def fail_next(self, resource: str, times: int, op: str | None = None, after: int = 0) -> None:
         with self._locked() as rules:
-            rules.append({"resource": resource, "op": op, "remaining": times})
+            rules.append({"resource": resource, "op": op, "remaining": times, "skip": after})
             self._write(rules)
 
     def clear(self) -> None:
@@ -180,6 +180,10 @@ class FileFaults(Faults):
         with self._locked() as rules:
             for rule in rules:
                 if rule["resource"] == resource and rule["remaining"] > 0 and rule["op"] in (None, op):
+                    if rule.get("skip", 0) > 0:
+                        rule["skip"] -= 1
+                        self._write(rules)
+                        return False
                     rule["remaining"] -= 1
                     self._write(rules)
                     self.injected[f"{resource}.{op}"] += 1
@@ -687,7 +691,7 @@ def control_app(process: ComponentProcess) -> Starlette:
     """The test-only control endpoint of one process (only when started with a control port).
 
     GET  /health                          process, pid, each loop's state, held reads, defects
-    POST /faults   {resource, times, op}  Faults.fail_next (shared by every process given the same file)
+    POST /faults   {resource, times, op, after}  Faults.fail_next (shared by every process given the same file)
     POST /crash    {point}                arm a crash point this process owns
     POST /reset                           clear faults, disarm crash points, release held reads
     POST /hold     {components?}          hold loops (all by default); returns once they are still
@@ -721,7 +725,8 @@ def control_app(process: ComponentProcess) -> Starlette:
 
     async def faults(request: Request) -> Response:
         data = await body(request)
-        process.system.faults.fail_next(str(data["resource"]), int(data.get("times", 1)), data.get("op"))
+        process.system.faults.fail_next(str(data["resource"]), int(data.get("times", 1)), data.get("op"),
+                                        int(data.get("after", 0)))
         return JSONResponse({"pending": process.system.faults.pending()})
 
     async def crash(request: Request) -> Response:

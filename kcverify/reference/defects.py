@@ -174,6 +174,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("hit-age-always-zero", "S2",
            "a cache hit answers Age: 0 (\"we just served it\"): a view cached minutes ago claims to be fresh, "
            "and nothing downstream can tell how stale it may be"),
+    Defect("relay-marks-whole-batch", "P3",
+           "the relay marks every row of its batch published once the batch is through, refused ones included: "
+           "an event the broker refused after an earlier one went out is never published"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

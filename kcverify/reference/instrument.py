@@ -66,6 +66,7 @@ class CrashPoints:
 class _Rule:
     op: str | None
     remaining: int
+    skip: int = 0  # matching calls that still work before the first that fails
 
 
 class Faults:
@@ -76,8 +77,9 @@ class Faults:
         self._rules: dict[str, list[_Rule]] = {}
         self.injected: Counter[str] = Counter()
 
-    def fail_next(self, resource: str, times: int, op: str | None = None) -> None:
-        self._rules.setdefault(resource, []).append(_Rule(op, times))
+    def fail_next(self, resource: str, times: int, op: str | None = None, after: int = 0) -> None:
+        """The `times` calls after the next `after` ones fail."""
+        self._rules.setdefault(resource, []).append(_Rule(op, times, after))
 
     def clear(self) -> None:
         self._rules.clear()
@@ -85,6 +87,9 @@ class Faults:
     def should_fail(self, resource: str, op: str) -> bool:
         for rule in self._rules.get(resource, []):
             if rule.remaining > 0 and rule.op in (None, op):
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    return False
                 rule.remaining -= 1
                 self.injected[f"{resource}.{op}"] += 1
                 return True

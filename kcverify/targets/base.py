@@ -193,7 +193,9 @@ class Target(Protocol):
 
     def restart(self, component: str) -> None: ...
 
-    def fail(self, resource: str, times: int, op: str | None) -> None: ...
+    def fail(self, resource: str, times: int, op: str | None, after: int = 0) -> None:
+        """The `times` calls to `resource` (its method `op`, any when None) after the next `after` fail."""
+        ...
 
     def begin_read(self, student: str, authorization: str) -> Any:
         """Returns a handle for finish_read, or an HttpReply when the read was refused (401/403/400)."""

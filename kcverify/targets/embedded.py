@@ -173,8 +173,8 @@ class EmbeddedTarget:
     def restart(self, component: str) -> None:
         self.system.restart(component)
 
-    def fail(self, resource: str, times: int, op: str | None) -> None:
-        self.system.faults.fail_next(resource, times, op)
+    def fail(self, resource: str, times: int, op: str | None, after: int = 0) -> None:
+        self.system.faults.fail_next(resource, times, op, after)
 
     def begin_read(self, student: str, authorization: str) -> Any:
         service = self.system.student_service

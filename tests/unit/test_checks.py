@@ -100,6 +100,7 @@ CAUGHT = [
     ("contract", "validation-reports-first-error-only", "payment-validation-edges", "P1"),
     ("records", "reconciler-grace-from-created", "reconciler-grace-from-confirmation", "I1"),
     ("freshness", "hit-age-always-zero", "ttl-expiry", "S2"),
+    ("delivery", "relay-marks-whole-batch", "relay-refused-after-first", "P3"),
     ("records", "event-amount-in-major-units", "happy-path", "P3"),
     ("idempotency", "event-id-per-student", "many-courses-all-shown", "W6"),
     ("stored", "refund-overwrites-confirmed-at", "illegal-transitions", "P2"),

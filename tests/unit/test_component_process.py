@@ -44,6 +44,18 @@ def test_file_faults_are_one_budget_for_every_process(tmp_path: Path) -> None:
     assert (tmp_path / "faults.json").stat().st_size == 0  # no rule left: the fast path again
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["file", "embedded"])
+def test_a_fault_after_n_lets_that_many_matching_calls_work_first(tmp_path: Path, shared: bool) -> None:
+    """`fail: {after: 1}`: the second publish of a batch is refused, not the first; in the one table every
+    process shares as in the embedded system's."""
+    from kcverify.reference.instrument import Faults
+
+    one, other = (FileFaults(tmp_path / "f.json"), FileFaults(tmp_path / "f.json")) if shared else (Faults(),) * 2
+    one.fail_next("bus", 1, "publish", after=1)
+    assert not other.should_fail("bus", "read_all")  # another operation: neither works through nor fails
+    assert [other.should_fail("bus", "publish") for _ in range(3)] == [False, True, False]
+
+
 def test_an_adapter_wrapped_with_file_faults_fails_on_a_rule_another_process_wrote(tmp_path: Path) -> None:
     from kcverify.core.errors import StoreUnavailable
     from kcverify.reference.instrument import with_faults

@@ -421,11 +421,11 @@ class ExternalTarget:
     def arm_crash(self, point: str) -> None:
         raise self._lacks("crash components")
 
-    def fail(self, resource: str, times: int, op: str | None) -> None:
+    def fail(self, resource: str, times: int, op: str | None, after: int = 0) -> None:
         """The profile's `control.faults` command (control.py): the system's own hook breaks the next calls."""
         if self._control is None or "inject_faults" not in self.info.capabilities:
             raise self._lacks("inject faults (the profile's control section has no faults command)")
-        self._control.fault(resource, times, op)
+        self._control.fault(resource, times, op, after)
 
     def begin_read(self, student: str, authorization: str) -> Any:
         raise self._lacks("split reads")

@@ -114,16 +114,18 @@ class Control:
             raise ControlError(f"{self.profile.file}: control.components.{component} has no {action} command")
         return self._run(text, self.environment(component, action), f"the {action} command of {component}")
 
-    def fault(self, resource: str, times: int, op: str | None) -> Outcome:
+    def fault(self, resource: str, times: int, op: str | None, after: int = 0) -> Outcome:
         """A scenario's `fail` step: the profile's `control.faults` command, told what to break through the
-        environment (KCVERIFY_FAULT_RESOURCE, KCVERIFY_FAULT_TIMES, KCVERIFY_FAULT_OP; never spliced into
-        the command text). It must arrange that the next `times` calls of `op` (any, when empty) on
-        `resource` fail, then work again: the system's own fault hook (a test endpoint, a proxy)."""
+        environment (KCVERIFY_FAULT_RESOURCE, KCVERIFY_FAULT_TIMES, KCVERIFY_FAULT_OP, KCVERIFY_FAULT_AFTER;
+        never spliced into the command text). It must arrange that, after the next `after` calls of `op`
+        (any, when empty) on `resource` still work, the `times` calls after them fail, then work again: the
+        system's own fault hook (a test endpoint, a proxy)."""
         text = self.profile.section("control").get("faults")
         if not isinstance(text, str):
             raise ControlError(f"{self.profile.file}: control has no faults command")
         env = {**self.profile.environ, **self.variables, "KCVERIFY_ACTION": "fault",
-               "KCVERIFY_FAULT_RESOURCE": resource, "KCVERIFY_FAULT_TIMES": str(times), "KCVERIFY_FAULT_OP": op or ""}
+               "KCVERIFY_FAULT_RESOURCE": resource, "KCVERIFY_FAULT_TIMES": str(times), "KCVERIFY_FAULT_OP": op or "",
+               "KCVERIFY_FAULT_AFTER": str(after)}
         return self._run(text, env, f"the faults command ({resource} x{times})")
 
     def _run(self, text: str, env: dict[str, str], what: str) -> Outcome:

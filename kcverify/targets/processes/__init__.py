@@ -582,10 +582,11 @@ class ProcessesTarget:
     def _owners(self, component: str) -> list[ManagedProcess]:
         return [self._procs[name] for name in OWNERS[component]]
 
-    def fail(self, resource: str, times: int, op: str | None) -> None:
+    def fail(self, resource: str, times: int, op: str | None, after: int = 0) -> None:
         """Every process reads the same fault table, so any live one can take the rule."""
+        rule = {"resource": resource, "times": times, "op": op, "after": after}
         for process in self._procs.values():
-            if process.control("POST", "/faults", {"resource": resource, "times": times, "op": op}) is not None:
+            if process.control("POST", "/faults", rule) is not None:
                 return
         raise RuntimeError("no component process is running to take the fault")
 
