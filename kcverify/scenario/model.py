@@ -131,6 +131,8 @@ class Step:
     def capabilities_needed(self) -> frozenset[str]:
         """The target capabilities this step (with its expectations) needs to run at all."""
         needed = set(STEP_CAPABILITIES.get(self.kind, frozenset()))
+        if "credential" in self.args:
+            needed.add("caller_credentials")
         if self.args.get("credential") == "expired":
             needed.add("expiring_tokens")
         if self.expect is not None and self.kind not in RESPONSE_STEPS:

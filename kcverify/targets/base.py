@@ -20,6 +20,7 @@ CAPABILITIES = (
     "control_components",  # step, stop, kill, restart
     "crash_components",  # crash a component at a named point in its code (the reference's instrumentation)
     "read_cache",  # see a student's learning-view key in the cache: there or not, and its TTL
+    "caller_credentials",  # the bearer token a step sends (or its absence) reaches the system as sent
     "expiring_tokens",  # mint a bearer token that has expired already (`expired_token`)
 )
 # How long ago an expired token (`expired_token`) expired: well past any clock skew a service allows.

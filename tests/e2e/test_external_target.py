@@ -111,7 +111,8 @@ def run(env: dict[str, str], *paths: Path) -> subprocess.CompletedProcess[str]:
 def test_the_correct_reference_passes_through_its_profile(correct: dict[str, str]) -> None:
     checked = kcverify(correct, "profile", "check", correct["TEST_EXTERNAL_PROFILE"], "--no-color")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "query purchases" in checked.stdout and "capabilities: expiring_tokens, http, read_db" in checked.stdout
+    assert "query purchases" in checked.stdout
+    assert "capabilities: caller_credentials, expiring_tokens, http, read_db" in checked.stdout
     result = run(correct, *SCENARIOS, ROOT / "scenarios" / "triple-delivery.yaml")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out

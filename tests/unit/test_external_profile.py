@@ -49,7 +49,7 @@ def test_the_reference_profile_loads_and_configures_http_db_kafka_and_control() 
     profile = load_profile(REFERENCE, ENV)
     assert profile.name == "kcverify reference"
     assert profile.capabilities == {"http", "read_db", "read_bus", "produce_events", "control_components",
-                                    "inject_faults", "read_cache", "expiring_tokens"}
+                                    "inject_faults", "read_cache", "expiring_tokens", "caller_credentials"}
 
 
 def test_expiring_tokens_need_jwts_whose_claims_carry_the_expiry(tmp_path: Path) -> None:

@@ -109,6 +109,9 @@ class Profile:
         if self.section("cache").get("key"):
             caps.add("read_cache")
         tokens = self.section("auth", "tokens")
+        caller_ops = (self.operation("learning_view"), self.operation("invalidate_cache"))
+        if "student" in tokens and all(op is None or op.get("auth", "caller") == "caller" for op in caller_ops):
+            caps.add("caller_credentials")  # the step's own bearer token (or none) is what the system receives
         if tokens and all(spec.get("kind") == "jwt" and "{exp}" in json.dumps(spec.get("claims"))
                           for spec in tokens.values()):
             caps.add("expiring_tokens")  # every token is a JWT whose claims carry the expiry kcverify sets
