@@ -111,15 +111,15 @@ class AuthorityCheck(Check):
             return
         conventions, student = self.evidence.conventions, exchange.student
         where = exchange.step or None
-        if conventions.carries(names.HTTP_LEARNING_VIEW, "studentId") and "studentId" in view \
+        if conventions.carries(names.HTTP_LEARNING_VIEW, "studentId") and view.get("studentId") is not None \
                 and view["studentId"] != student:
             self.fail(f"view-of:{exchange.start_seq}", f"the learning view asked for {student!r} is the view of "
                       f"{view['studentId']!r}: a student must be shown their own purchases only", rules=("S1",),
                       step=where)
         if not conventions.carries(names.HTTP_LEARNING_PURCHASE, "studentId"):
             return
-        others = sorted({str(p["studentId"]) for p in listed_purchases(view)
-                         if "studentId" in p and p["studentId"] != student})
+        others = sorted({str(p["studentId"]) for p in listed_purchases(view)  # a null one is the contract's
+                         if p.get("studentId") is not None and p["studentId"] != student})
         if others:
             self.fail(f"view-lists:{exchange.start_seq}", f"the learning view of {student!r} lists purchases of "
                       f"{', '.join(map(repr, others))}: a student must be shown their own purchases only",

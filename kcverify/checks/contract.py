@@ -95,28 +95,32 @@ class ContractCheck(Check):
                               f"{topic}[{record.partition}]@{record.offset} breaks {schema}: {shown}", step=step)
 
     def _one_entry_per_field(self, exchange: Exchange, step: int | None) -> None:
-        """P1: a create refused with 422 names every field the request got wrong, each in an `errors` entry
-        (by its path, `metadata.sessionCount`; a missing field may be named in its parent's entry, as
-        jsonschema reports it). The fields are the request's violations of the create contract, found here,
-        not read from the answer."""
+        """P1: a create refused with 422 names every field the request got wrong, each in an `errors` entry.
+        The fields are the request's violations of the create contract, found here, not read from the
+        answer. An entry names a field by its path in any usual form (`metadata.sessionCount`,
+        `$.metadata.sessionCount`, `/metadata/sessionCount`, `#/metadata/sessionCount`), or by a path that
+        ends with the field's name (a system whose request the profile reshapes names it in its own shape);
+        a missing field may be named in its parent's entry, as jsonschema reports it."""
         try:
             sent, answer = json.loads(exchange.request_body), json.loads(exchange.reply.body)
         except ValueError:
             return  # a body that is not JSON is reported above, or was sent on purpose
-        if not isinstance(sent, dict) or not isinstance(answer, dict) or not isinstance(answer.get("errors"), list):
-            return  # a missing `errors` list is the problem schema's to report
-        entries = [(_field_path(str(e.get("field", ""))), str(e.get("message", ""))) for e in answer["errors"]
-                   if isinstance(e, dict)]
+        if not isinstance(sent, dict) or not isinstance(answer, dict):
+            return
         wrong = sorted({_offending_field(v) for v in contracts.validate("schemas/payment-create", sent)})
-        unnamed = [f for f in wrong if not any(name == f or (f.startswith(name + ".") and
-                                                             f.rsplit(".", 1)[-1] in message)
-                                               for name, message in entries)]
+        if not wrong:
+            return  # refused for something the contract does not say (an unknown course): not judged here
+        written = [e for e in answer.get("errors") or [] if isinstance(e, dict)] \
+            if isinstance(answer.get("errors"), list) else []
+        entries = [(str(e.get("field", "")), _field_path(str(e.get("field", ""))), str(e.get("message", "")))
+                   for e in written]
+        unnamed = [f for f in wrong if not any(_names(path, message, f) for _, path, message in entries)]
         if unnamed:
+            named = ", ".join(repr(field) for field, _, _ in entries) or "no field"
             self.fail(f"422-fields:{exchange.step}:{exchange.start_seq}", f"a create refused with 422 names "
-                      f"{', '.join(name for name, _ in entries) or 'no field'} in its errors, but the request also "
-                      f"got {', '.join(unnamed)} wrong: a 422 lists one entry per offending field",
-                      rules=("I4", "P1"), step=exchange.step or step, body=exchange.reply.body[:500].decode(
-                          errors="replace"))
+                      f"{named} in its errors, but not {', '.join(unnamed)}, which the request got wrong too: a 422 "
+                      "lists one entry per offending field", rules=("I4", "P1"), step=exchange.step or step,
+                      body=exchange.reply.body[:500].decode(errors="replace"))
 
     def _answer_carries(self, path: str, violation: contracts.Violation) -> bool:
         """False for a required canonical field a user's system does not put in its HTTP answers at all (its
@@ -162,9 +166,21 @@ class ContractCheck(Check):
 
 def _field_path(name: str) -> str:
     """A field as a dotted path (`metadata.sessionCount`), from the forms services write it in: `$.a.b`,
-    `/a/b`, `a[0].b`."""
-    name = re.sub(r"\[(\d+)\]", r".\1", name.strip().removeprefix("$")).replace("/", ".")
+    `/a/b`, `#/a/b`, `a[0].b`."""
+    name = re.sub(r"\[(\d+)\]", r".\1", name.strip().removeprefix("#").removeprefix("$")).replace("/", ".")
     return name.strip(".")
+
+
+def _names(path: str, message: str, field: str) -> bool:
+    """Whether an errors entry (its field as a dotted path, its message) names the offending `field`: the
+    same path, or one that ends with it or with the field's own name (a system's own shape of the request),
+    or its parent's path with a message naming it (a missing property, as jsonschema reports it)."""
+    parent, _, leaf = field.rpartition(".")
+    if path == field or path.endswith("." + field) or path.rpartition(".")[2] == leaf:
+        return True
+    if leaf not in message:
+        return False
+    return not parent or path == parent or path.endswith("." + parent)  # a top-level one: any entry saying so
 
 
 def _offending_field(violation: contracts.Violation) -> str:

@@ -98,7 +98,7 @@ class MetadataCheck(Check):
         does not carry (its profile maps none) is not judged."""
         differ = []
         for field in VIEW_ROW_FIELDS:
-            if field not in item or field not in purchase \
+            if item.get(field) is None or field not in purchase \
                     or not self.evidence.conventions.carries(names.HTTP_LEARNING_PURCHASE, field):
                 continue
             shown, stored = item[field], purchase[field]

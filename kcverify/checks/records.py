@@ -224,10 +224,11 @@ class RecordsCheck(Check):
                 found.append(f"step {step} ({kind} {component})")
             elif kind == "fail" and args.get("resource") in REPUBLISHING_RESOURCES:
                 found.append(f"step {step} (fail {args.get('resource')})")
-            elif (kind == "advance_clock" or (kind == "wait" and manual_clock)) and step > confirmed_at_step:
-                advanced += float(args.get("seconds", 0) or 0)
-                if advanced >= RECONCILE_GRACE:
-                    found.append(f"step {step} ({kind}, {advanced:g} s in all)")
+            elif kind == "advance_clock" or (kind == "wait" and manual_clock):
+                if step > confirmed_at_step:
+                    advanced += float(args.get("seconds", 0) or 0)
+                    if advanced >= RECONCILE_GRACE:
+                        found.append(f"step {step} ({kind}, {advanced:g} s in all)")
             elif kind in ("replay_dlq", "wait"):  # a real-time wait: the system's reconciler may be configured
                 found.append(f"step {step} ({kind})")  # with a shorter grace than the rules' (the stack's: 5 s)
         return found

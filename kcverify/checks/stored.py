@@ -156,10 +156,12 @@ class StoredCheck(Check):
         (initiated -> succeeded | failed | cancelled; succeeded -> refunded), whatever the scenario expected.
         A status outside the contract's is left to the contract check."""
         was, now = old.get("status"), new.get("status")
-        if was != now and now != "succeeded" and "confirmedAt" in old and "confirmedAt" in new \
-                and not same(old["confirmedAt"], new["confirmedAt"]):
+        before, after = old.get("confirmedAt"), new.get("confirmedAt")
+        if was != now and now != "succeeded" and before is not None and "confirmedAt" in new \
+                and not (same_moment(before, after) if isinstance(before, str) and isinstance(after, str)
+                         else same(before, after)):
             self.fail(f"confirmed-at:{step}:{new.get('id')}", f"{name}: moving the payment from {was} to {now} "
-                      f"changed its confirmedAt ({old['confirmedAt']!r} -> {new['confirmedAt']!r}): only a "
+                      f"changed its confirmedAt ({before!r} -> {after!r}): only a "
                       "confirmation that succeeds it sets when it was confirmed (P2: a callback changes only "
                       "status and provider ids)", rules=("P2",), step=step, payment=name)
         allowed = names.PAYMENT_TRANSITIONS.get(was) if isinstance(was, str) else None

@@ -69,4 +69,5 @@ _RFC3339_KEPT = 4096  # instants remembered; forgotten all at once when full
 
 
 def parse_rfc3339(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """Seconds since the epoch of an RFC 3339 time (`t` and `z` may be lower-case, as RFC 3339 allows)."""
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).timestamp()

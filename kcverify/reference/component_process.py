@@ -178,17 +178,21 @@ class FileFaults(Faults):
         except FileNotFoundError:
             return False
         with self._locked() as rules:
-            for rule in rules:
-                if rule["resource"] == resource and rule["remaining"] > 0 and rule["op"] in (None, op):
-                    if rule.get("skip", 0) > 0:
-                        rule["skip"] -= 1
-                        self._write(rules)
-                        return False
-                    rule["remaining"] -= 1
-                    self._write(rules)
-                    self.injected[f"{resource}.{op}"] += 1
-                    return True
-        return False
+            failing, counted = None, False
+            for rule in rules:  # as Faults.should_fail: a rule still letting calls through counts this one
+                if rule["resource"] != resource or rule["remaining"] <= 0 or rule["op"] not in (None, op):
+                    continue
+                if rule.get("skip", 0) > 0:
+                    rule["skip"] -= 1
+                    counted = True
+                elif failing is None:
+                    failing = rule
+            if failing is not None:
+                failing["remaining"] -= 1
+                self.injected[f"{resource}.{op}"] += 1
+            if failing is not None or counted:
+                self._write(rules)
+            return failing is not None
 
     def pending(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -85,15 +85,21 @@ class Faults:
         self._rules.clear()
 
     def should_fail(self, resource: str, op: str) -> bool:
+        """Every matching rule still letting calls through (`after`) counts this one; the first matching rule
+        that lets none through any more fails it."""
+        failing = None
         for rule in self._rules.get(resource, []):
-            if rule.remaining > 0 and rule.op in (None, op):
-                if rule.skip > 0:
-                    rule.skip -= 1
-                    return False
-                rule.remaining -= 1
-                self.injected[f"{resource}.{op}"] += 1
-                return True
-        return False
+            if rule.remaining <= 0 or rule.op not in (None, op):
+                continue
+            if rule.skip > 0:
+                rule.skip -= 1  # one of the calls it lets through
+            elif failing is None:
+                failing = rule
+        if failing is None:
+            return False
+        failing.remaining -= 1
+        self.injected[f"{resource}.{op}"] += 1
+        return True
 
     def pending(self) -> dict[str, int]:
         return {r: sum(x.remaining for x in rules) for r, rules in self._rules.items()

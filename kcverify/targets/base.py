@@ -23,8 +23,9 @@ CAPABILITIES = (
     "caller_credentials",  # the bearer token a step sends (or its absence) reaches the system as sent
     "expiring_tokens",  # mint a bearer token that has expired already (`expired_token`)
 )
-# How long ago an expired token (`expired_token`) expired: well past any clock skew a service allows.
-EXPIRED_FOR = 60
+# How long ago an expired token (`expired_token`) expired: an hour, well past the clock skew services allow
+# when they judge expiry (libraries default to 1 to 5 minutes) and the skew between two hosts' clocks.
+EXPIRED_FOR = 3600
 
 
 @dataclass(frozen=True)

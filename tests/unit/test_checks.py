@@ -201,8 +201,20 @@ def test_a_forged_token_differs_from_the_issued_one_in_its_signature_only() -> N
 @pytest.mark.parametrize(("written", "path"), [("metadata.sessionCount", "metadata.sessionCount"),
                                                ("$.metadata.sessionCount", "metadata.sessionCount"),
                                                ("/metadata/sessionCount", "metadata.sessionCount"),
+                                               ("#/metadata/sessionCount", "metadata.sessionCount"),
                                                ("items[0].id", "items.0.id"), ("$", "")])
 def test_a_422_entry_names_its_field_in_any_of_the_forms_services_write(written: str, path: str) -> None:
-    from kcverify.checks.contract import _field_path
+    from kcverify.checks.contract import _field_path, _names
 
     assert _field_path(written) == path
+    if path:
+        assert _names(path, "", path) and _names("checkout." + path, "", path)  # a reshaped request's own path
+
+
+def test_a_missing_field_may_be_named_in_its_parents_entry_and_a_wrong_one_is_not_named_by_another() -> None:
+    from kcverify.checks.contract import _names
+
+    assert _names("metadata", "'startDate' is a required property", "metadata.startDate")
+    assert _names("(body)", "'studentId' is a required property", "studentId")
+    assert not _names("metadata", "'classTime' is a required property", "metadata.startDate")
+    assert not _names("metadata.classTime", "does not match", "metadata.sessionCount")

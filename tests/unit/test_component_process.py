@@ -54,6 +54,9 @@ def test_a_fault_after_n_lets_that_many_matching_calls_work_first(tmp_path: Path
     one.fail_next("bus", 1, "publish", after=1)
     assert not other.should_fail("bus", "read_all")  # another operation: neither works through nor fails
     assert [other.should_fail("bus", "publish") for _ in range(3)] == [False, True, False]
+    one.fail_next("bus", 1, "publish", after=2)  # a rule letting calls through does not hide a later one
+    one.fail_next("bus", 1, "publish")
+    assert [other.should_fail("bus", "publish") for _ in range(4)] == [True, False, True, False]
 
 
 def test_an_adapter_wrapped_with_file_faults_fails_on_a_rule_another_process_wrote(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -146,8 +146,8 @@ def _row(query: str, row: dict[str, Any]) -> dict[str, Any]:
                 out[column] = json.loads(out[column])
     for column in TIMES:
         value = out.get(column)
-        if isinstance(value, datetime):
-            out[column] = rfc3339(value.timestamp())
+        if isinstance(value, datetime):  # a `timestamp without time zone` holds UTC, not kcverify's local time
+            out[column] = rfc3339((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[column] = rfc3339(float(value))
     if query == "purchases" and isinstance(out.get("isActive"), int):
