@@ -52,7 +52,8 @@ RUNNABLE = {"happy-path", "unsigned-confirm", "payment-validation", "illegal-tra
 # What runs here without flaws: baseline ones, the dead-letter ones, and every scenario of CAUGHT_BY.
 CHOSEN = {"happy-path", "unsigned-confirm", "payment-validation", "other-students-view", "repurchase-same-course",
           "signature-bound", "forged-event-unpaid", "poison-then-valid", "forged-before-paid",
-          "redelivered-confirmation"}
+          "redelivered-confirmation", "learning-needs-a-valid-token", "payment-validation-edges",
+          "signature-checked-first"}
 # flaw -> (the scenario that shows it, the check that must catch it, a rule it must cite)
 CAUGHT_BY = {
     "unsigned-callback": ("unsigned-confirm", "authority", "P2"),

@@ -42,12 +42,7 @@ def _metadata_errors(meta: Any) -> list[dict[str, str]]:
     errors = []
     def bad(field: str, message: str) -> None:
         errors.append({"field": f"metadata.{field}", "message": message})
-    start = meta.get("startDate")
-    try:
-        if not isinstance(start, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", start):
-            raise ValueError(start)
-        date.fromisoformat(start)
-    except ValueError:
+    if not _is_date(meta.get("startDate")):
         bad("startDate", "a date, YYYY-MM-DD")
     if not isinstance(meta.get("classTime"), str) or not TIME.fullmatch(meta["classTime"]):
         bad("classTime", "HH:MM")
@@ -60,7 +55,28 @@ def _metadata_errors(meta: Any) -> list[dict[str, str]]:
         bad("sessionCount", "an integer 1..200")
     if "timezone" in meta and (not isinstance(meta["timezone"], str) or meta["timezone"] not in ZONES):
         bad("timezone", "an IANA zone")
+    schedule = meta.get("schedule")
+    if "schedule" in meta and not isinstance(schedule, dict):
+        bad("schedule", "an object")
+    elif isinstance(schedule, dict):
+        if "startDate" in schedule and not _is_date(schedule["startDate"]):
+            bad("schedule.startDate", "a date, YYYY-MM-DD")
+        slot = schedule.get("timeSlot")
+        if "timeSlot" in schedule and not (isinstance(slot, str) and TIME.fullmatch(slot)):
+            bad("schedule.timeSlot", "HH:MM")
+        if "mode" in schedule and not isinstance(schedule["mode"], str):
+            bad("schedule.mode", "a string")
     return errors
+
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _part(body: dict[str, Any], name: str) -> dict[str, Any]:
