@@ -234,10 +234,11 @@ class RecordsCheck(Check):
         return found
 
     def _first_confirmed(self, payment_id: str) -> int:
-        """The step of the payment's first accepted confirmation (0 when none was seen)."""
+        """The step of the payment's first confirmation that was accepted, or may have been (one whose answer
+        never came may have committed); 0 when none was seen."""
         path = f"/api/v1/payments/{payment_id}/confirm"
         return min((e.step for e in self.evidence.exchanges
-                    if e.path == path and e.reply.status is not None and 200 <= e.reply.status < 300), default=0)
+                    if e.path == path and (e.reply.status is None or 200 <= e.reply.status < 300)), default=0)
 
     def _confirmed_more_than_once(self, payment_id: str) -> bool:
         path = f"/api/v1/payments/{payment_id}/confirm"
