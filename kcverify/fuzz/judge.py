@@ -13,6 +13,7 @@ Schemathesis' checks are named as Schemathesis names them; their rule ids are as
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,33 +80,37 @@ def judge(case: Any, status: int, content_type: str, body: bytes, *, problem_err
 def json_error_verdicts(status: int, content_type: str, body: bytes) -> list[Verdict]:
     """What is wrong with an error answer of a system whose errors are plain JSON: not a JSON media type,
     not JSON, or not an object (an HTML error page, a stack trace in text/plain)."""
+    error, found = _json_body("json_error", status, content_type, body,
+                              lambda media: media == "application/json" or media.endswith("+json"), "JSON")
+    if not found and not isinstance(error, dict):
+        found = [Verdict("json_error", f"A {status} whose body is not a JSON object",
+                         f"body {body[:120].decode(errors='replace')!r}")]
+    return found
+
+
+def _json_body(check: str, status: int, content_type: str, body: bytes, media_ok: Callable[[str], bool],
+               kind: str) -> tuple[Any, list[Verdict]]:
+    """The error answer's JSON body, or why it has none: a media type `media_ok` refuses, or no JSON."""
     media = content_type.split(";")[0].strip().lower()
     snippet = body[:120].decode(errors="replace")
-    if media != "application/json" and not media.endswith("+json"):
-        return [Verdict("json_error", f"A {status} that is not JSON",
-                        f"Content-Type {content_type or '(none)'!r}, body {snippet!r}")]
+    if not media_ok(media):
+        return None, [Verdict(check, f"A {status} that is not {kind}",
+                              f"Content-Type {content_type or '(none)'!r}, body {snippet!r}")]
     try:
-        error = json.loads(body)
+        return json.loads(body), []
     except ValueError:
-        return [Verdict("json_error", f"A {status} whose JSON body is not JSON", f"body {snippet!r}")]
-    if not isinstance(error, dict):
-        return [Verdict("json_error", f"A {status} whose body is not a JSON object", f"body {snippet!r}")]
-    return []
+        return None, [Verdict(check, f"A {status} whose {kind} body is not JSON", f"body {snippet!r}")]
 
 
 def problem_verdicts(status: int, content_type: str, body: bytes) -> list[Verdict]:
     """What is wrong with an error answer as a problem+json (nothing for a good one or a success)."""
     if status < 400:
         return []
-    media = content_type.split(";")[0].strip().lower()
+    problem, found = _json_body("problem_json", status, content_type, body, lambda media: media == PROBLEM_JSON,
+                                "problem+json")
+    if found:
+        return found
     snippet = body[:120].decode(errors="replace")
-    if media != PROBLEM_JSON:
-        return [Verdict("problem_json", f"A {status} that is not problem+json",
-                        f"Content-Type {content_type or '(none)'!r}, body {snippet!r}")]
-    try:
-        problem = json.loads(body)
-    except ValueError:
-        return [Verdict("problem_json", f"A {status} whose problem+json body is not JSON", f"body {snippet!r}")]
     violations = contracts.validate("schemas/problem", problem)
     if violations:
         return [Verdict("problem_json", f"A {status} whose problem is not valid against the problem contract",
