@@ -177,6 +177,18 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("relay-marks-whole-batch", "P3",
            "the relay marks every row of its batch published once the batch is through, refused ones included: "
            "an event the broker refused after an earlier one went out is never published"),
+    Defect("dead-letter-marker-ignores-partition", "W2",
+           "the worker remembers a dead-lettered record by topic and offset only: a second poison message at the "
+           "same offset of another partition is taken for one already sent, committed, and never dead-lettered"),
+    Defect("created-outbox-separate-transaction", "W6",
+           "the worker writes PURCHASE_CREATED's outbox row after the purchase's transaction: when that write "
+           "fails the purchase exists and is never announced, so the view cached before it stays for 300 s"),
+    Defect("worker-commits-while-retrying", "W1",
+           "the worker commits an event's offset when it schedules a retry (\"so the broker does not redeliver "
+           "it\"): a worker that dies during the backoff loses the event"),
+    Defect("reconciler-skips-owned-course", "I1",
+           "the reconciler leaves alone a payment whose student already owns its course (\"nothing to "
+           "heal\"): a repurchase whose event was lost is paid and never granted"),
     Defect("cache-lookup-error-503", "S5",
            "a Redis error while looking up the cached view is answered 503 (\"the cache is part of the read "
            "path\") instead of falling back to the database"),

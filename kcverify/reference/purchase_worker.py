@@ -154,6 +154,8 @@ class PurchaseWorker:
             self._tracer.emit(COMPONENT, "retry_scheduled", attempt=inflight.attempts, offset=msg.offset,
                               partition=msg.partition, reason=outcome.reason, error=outcome.error,
                               nextAt=inflight.next_at)
+            if self._defects.on("worker-commits-while-retrying"):  # "so the broker does not redeliver it"
+                self._member.handled(msg, "waiting")
             self._member.flush()  # nothing else is polled while this event waits: commit what was handled
             return Step.RETRY
         if outcome.step == Step.DEAD_LETTERED and not self._dead_letter(inflight, outcome) \
@@ -355,6 +357,10 @@ class PurchaseWorker:
                     again = replace(purchase, id=self._ids.uuid())
                     self._courses.enqueue_outbox(domain.event_message(
                         domain.TOPIC_CREATED, again.student_id, domain.purchase_created(again, again.created_at)))
+            elif self._defects.on("created-outbox-separate-transaction"):  # "the announcement is best effort"
+                created = self._courses.record_purchase(purchase, domain.WORKER_GROUP, key, None)
+                if created:
+                    self._courses.enqueue_outbox(outbox)
             else:
                 created = self._courses.record_purchase(purchase, domain.WORKER_GROUP, key, outbox)  # W6
         except StoreUnavailable as exc:
@@ -384,7 +390,8 @@ class PurchaseWorker:
             first_failed_at=inflight.first_failed_at or now,
             dead_lettered_at=now,
         )
-        sent_as = f"{msg.topic}:{msg.partition}:{msg.offset}"
+        sent_as = f"{msg.topic}:{msg.offset}" if self._defects.on("dead-letter-marker-ignores-partition") \
+            else f"{msg.topic}:{msg.partition}:{msg.offset}"  # which record was dead-lettered: all three name it
         try:
             if self._courses.is_processed(DEAD_LETTERS, sent_as):  # by a worker that died before its commit
                 self._tracer.emit(COMPONENT, "dead_letter_already_sent", partition=msg.partition, offset=msg.offset)

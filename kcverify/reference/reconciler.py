@@ -76,6 +76,8 @@ class Reconciler:
             purchased.update(self._courses.purchased_payments([payment_id for payment_id, _ in unchecked]))
         open_ = [Confirmation(payment_id, float(confirmed_at)) for payment_id, confirmed_at in unchecked
                  if payment_id not in purchased]
+        if self._defects.on("reconciler-skips-owned-course"):  # "the student has that course already"
+            open_ = [c for c in open_ if not self._owns_course(c.payment_id)]
         # below the oldest open one (and far enough behind the scan for a late commit), all is purchased
         mark = before - LATE_COMMIT
         if open_:
@@ -118,6 +120,12 @@ class Reconciler:
             self._last_scan = None
             self._tracer.emit(COMPONENT, "reconcile_failed", error=str(exc))
         return count
+
+    def _owns_course(self, payment_id: str) -> bool:
+        """The reconciler-skips-owned-course defect's test: a purchase of the payment's course by its student."""
+        payment = self._payments.get_payment(payment_id)
+        return payment is not None and any(p.course_id == payment.course_id
+                                           for p in self._courses.purchases_for_student(payment.student_id))
 
     def _waiting_since(self, orphan: Confirmation) -> float:
         """When the payment's grace started: at its confirmation (I1)."""
