@@ -40,7 +40,8 @@ def test_two_defects_print_the_matrix_and_a_full_score(tmp_path: Path) -> None:
     assert "broker-down-at-confirm: delivery" in dual and "[P3" in " ".join(lines[dual_at:dual_at + 2])
     [race] = [line for line in lines if line.strip().startswith("stale-set-race ")]
     race_at = lines.index(race)
-    assert "stale-set-race: " in race and "S3]" in " ".join(lines[race_at:race_at + 2])
+    # first caught by a scenario that stores a view after an invalidation (stale-set-race, cache-fails-at-read)
+    assert "step expectation [" in " ".join(lines[race_at:race_at + 2])
     assert "kill score: 2/2 killed (100%)" in out
     assert "wall time:" in out
     assert "\x1b[" not in out  # NO_COLOR: plain text for logs

@@ -153,8 +153,13 @@ def test_plain_json_errors_are_judged_by_status_and_form_not_by_the_problem_fiel
     def fails(problem_errors: bool) -> bool:
         evidence = Evidence(EmbeddedTarget().info, None,
                             conventions=replace(policy.SPEC_CONVENTIONS, problem_errors=problem_errors))
+        # a request the contract accepts: refused for the system's own reasons (an unknown course), so the
+        # 422's entries are not judged against the request's violations here
+        sent = json.dumps({"studentId": "s1", "courseId": "c1", "amountCents": 4900, "currency": "EUR",
+                           "metadata": {"startDate": "2026-02-02", "classTime": "18:30", "classTypeId": "g",
+                                        "scheduleType": "weekly", "sessionCount": 10}}).encode()
         evidence.exchanges.append(Exchange(1, "create_payment", "payment-service", "POST", "/api/v1/payments",
-                                           b"{}", 0.0, 0.0, HttpReply(status, headers, body)))
+                                           sent, 0.0, 0.0, HttpReply(status, headers, body)))
         check = ContractCheck(evidence)
         check.after_step(1)
         return bool(check.failures)
