@@ -20,7 +20,7 @@ REFUSED = {"none": "without a signature", "other-payment": "signed for another p
 WHAT = {**REFUSED, "replay": "replaying an earlier callback"}
 # How a read or an invalidation was sent with a broken bearer token (Exchange.credential): never accepted.
 BROKEN_CREDENTIAL = {"none": "without a bearer token", "forged": "with a forged bearer token (its signature "
-                     "changed)", "expired": "with a bearer token that expired a minute ago"}
+                     "changed)", "expired": "with a bearer token that expired an hour ago"}
 
 
 def _payment_state(snapshot: Snapshot, payment_id: str) -> dict[str, Any]:
