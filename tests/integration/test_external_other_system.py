@@ -46,7 +46,7 @@ PROFILE = ROOT / "profiles" / "examples" / "production-shaped.yaml"
 RUNNABLE = {"happy-path", "unsigned-confirm", "payment-validation", "illegal-transitions", "other-students-view",
             "cancelled-stays-cancelled", "student-ids-case-sensitive", "admin-invalidates-mixed-case-id",
             "payment-validation-calendar", "learning-needs-a-valid-token", "many-courses-all-shown",
-            "payment-validation-edges", "signature-checked-first",
+            "payment-validation-edges", "signature-checked-first", "poison-on-two-partitions",
             "manual-invalidation", "repurchase-same-course", "frontend-fallbacks", "forged-event-unpaid",
             "gateway-retries-confirm", "poison-then-valid", "signature-bound", "malformed-input"}
 # What runs here without flaws: baseline ones, the dead-letter ones, and every scenario of CAUGHT_BY.
