@@ -11,7 +11,9 @@
   reconciler re-publishes, a dead-letter replay, the manual clock moved past the reconciler's grace in
   all, a real-time wait); then every
   further record must be a byte-identical re-publish of the first: same value, key and headers.
-Records the scenario injected (its `publish` steps) are not the system's and are not judged. A user's
+Records the scenario injected (its `publish` steps) are not the system's and are not judged, nor are the
+system's relays of them (a dead-letter replay of an injected record: its bytes, with no headers or with the
+injection's header). A user's
 system judged by its profile is held to the required headers it carries (`Conventions.carries_header`):
 one it does not carry at all is noted, not failed."""
 
@@ -27,7 +29,7 @@ from kcverify.contracts import asyncapi
 from kcverify.evidence.evidence import decode
 from kcverify.spec.names import EVENT_CONFIRMED, EVENT_CREATED, TOPIC_CONFIRMED, TOPIC_CREATED
 from kcverify.spec.policy import RECONCILE_GRACE
-from kcverify.targets.base import BusRecord
+from kcverify.targets.base import INJECTED_HEADER, BusRecord
 
 # Topics whose events carry the paymentId they descend from as their correlationId.
 CORRELATED = (TOPIC_CONFIRMED, TOPIC_CREATED)
@@ -79,12 +81,11 @@ class RecordsCheck(Check):
         for topic in self.evidence.last.topics:
             self._injected_values.update((topic, record.value) for record in self.evidence.new_records(topic)
                                          if (topic, record.partition, record.offset) in where_injected)
-        injected = self._injected_values
         records = self.metrics["records"]
         for topic, message in asyncapi.messages().items():
             for record in self.evidence.new_genuine(topic):
-                if (topic, record.value) in injected and not record.headers:
-                    continue  # the scenario's own bytes and headers, relayed (a dead-letter replay of them)
+                if self._relays_injection(topic, record):
+                    continue
                 records += 1
                 event = decode(record)
                 where = f"{topic}[{record.partition}]@{record.offset}"
@@ -111,6 +112,13 @@ class RecordsCheck(Check):
                 if topic == TOPIC_CONFIRMED:
                     self._as_paid(step, where, event)
         self.metrics["records"] = records
+
+    def _relays_injection(self, topic: str, record: BusRecord) -> bool:
+        """The scenario's own bytes relayed by the system (a dead-letter replay of an injected record): the
+        same value, and no headers or the injection's marker among them (the system cannot have made that
+        header up). A genuine record that an injected verbatim copy repeats carries its own headers only."""
+        return (topic, record.value) in self._injected_values and (
+            not record.headers or any(name == INJECTED_HEADER for name, _ in record.headers))
 
     def _headers(self, step: int | None, where: str, record: BusRecord, event: dict[str, Any],
                  required: tuple[str, ...]) -> None:
@@ -176,6 +184,8 @@ class RecordsCheck(Check):
     def _per_payment(self) -> None:
         per_payment: dict[str, list[BusRecord]] = defaultdict(list)
         for record in self.evidence.genuine(TOPIC_CONFIRMED):
+            if self._relays_injection(TOPIC_CONFIRMED, record):
+                continue  # not the payment's confirmation: a replay of what the scenario made up
             event = decode(record)
             payload = (event or {}).get("payload")
             if (event or {}).get("type") == EVENT_CONFIRMED and isinstance(payload, dict) \
