@@ -6,7 +6,9 @@
   metadata of the PURCHASE_CONFIRMED it was made from, as sent; with `metadataSource: event` (the W5
   fallback) that event's metadata; its purchaseTier is the merged sessionCount;
 - PURCHASE_CREATED and the learning view: the purchase row (W4, S1);
-- frontend: spec.oracle.display of the learning view's item equals the values chosen at checkout (F1, F2).
+- frontend: what the app shows for the learning view's item equals the values chosen at checkout (F1, F2):
+  the target's own frontend model when it runs one (the reference's: `display`), else spec.oracle.display,
+  kcverify's reading of the app's rules.
 
 Which PURCHASE_CONFIRMED a purchase came from is not observable (a scenario may inject copies or forged
 events about the same payment); the purchase row must equal the expectation for one of the events about
@@ -62,7 +64,7 @@ class MetadataCheck(Check):
             if purchase is None:
                 continue  # no purchase: the invariants check reports it (I1)
             checked += 1
-            view_item = self._latest_view_item(record.student, record.id)
+            view_item, shown = self._latest_view_item(record.student, record.id)
             row = _metadata((payments.get(record.id) or {}).get("metadata"))
             actual: dict[str, Metadata | None] = {
                 "checkout": record.checkout,
@@ -71,7 +73,7 @@ class MetadataCheck(Check):
                 "purchase row": _metadata(purchase.get("metadata")),
                 "PURCHASE_CREATED": created.get(record.id),
                 "learning view": _metadata(view_item.get("metadata")) if view_item else None,
-                "frontend": oracle.display(view_item) if view_item else None,
+                "frontend": shown,
             }
             stored = row if row is not None else record.checkout
             merged = _expected_purchase(stored, sent.get(record.id, []), purchase)
@@ -111,7 +113,10 @@ class MetadataCheck(Check):
             self.fail(f"{name}:view-item", f"{name}: the learning view shows {', '.join(differ)}: a view lists "
                       "each purchase as it is stored", rules=("S1",), payment=name)
 
-    def _latest_view_item(self, student: str, payment_id: str) -> dict[str, Any] | None:
+    def _latest_view_item(self, student: str, payment_id: str) -> tuple[dict[str, Any] | None, Metadata | None]:
+        """The payment's item in the student's last view that lists it, and the five values the student
+        saw for it: what the target's own frontend model showed (observed at the read), else the app's
+        rules applied by kcverify (F1)."""
         for exchange in reversed(self.evidence.exchanges):
             if exchange.student != student or exchange.reply.status != 200 or exchange.service != "student-service":
                 continue
@@ -121,8 +126,9 @@ class MetadataCheck(Check):
                 continue
             for item in listed_purchases(view):
                 if item.get("paymentId") == payment_id:
-                    return item
-        return None
+                    shown = (exchange.shown or {}).get(payment_id) if exchange.shown is not None else None
+                    return item, shown if shown is not None else oracle.display(item)
+        return None, None
 
     def _compare(self, name: str, actual: dict[str, Metadata | None], expected: dict[str, Metadata],
                  tier: Any, expected_tier: Any, generated: Metadata | None = None) -> None:

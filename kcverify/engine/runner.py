@@ -259,7 +259,8 @@ class Runner:
             reply = self.target.http("student-service", "GET", path, headers=headers)
             ctx.evidence.exchanges.append(Exchange(0, "probe", "student-service", "GET", path, b"", t0,
                                                    self.target.now(), reply, student, seq, (student, "student"),
-                                                   cache=step_kinds.observe_cache(self.target, student, reply)))
+                                                   cache=step_kinds.observe_cache(self.target, student, reply),
+                                                   shown=step_kinds.observe_display(self.target, reply)))
         ctx.evidence.snapshots.append((index, self.target.snapshot()))
 
 

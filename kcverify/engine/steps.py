@@ -98,9 +98,10 @@ class Context:
         started, seq = self.target.now(), self.evidence.tick()
         reply = self.target.http(service, method, path, body=body, headers=headers)
         cache = observe_cache(self.target, student, reply) if kind == "read" else None
+        shown = observe_display(self.target, reply) if kind == "read" else None
         self.evidence.exchanges.append(Exchange(self.step, kind, service, method, path, body or b"", started,
                                                 self.target.now(), reply, student, seq, principal, signature,
-                                                cache, credential))
+                                                cache, credential, shown))
         return reply
 
     def student(self, name: str) -> str:
@@ -387,6 +388,21 @@ def observe_cache(target: Target, student: str | None, reply: HttpReply) -> Cach
     return entry
 
 
+def observe_display(target: Target, reply: HttpReply) -> dict[str, dict[str, Any]] | None:
+    """After a learning read answered 200, on a target that runs a frontend model of its own (`display`):
+    what its app shows for each listed purchase, by paymentId. None elsewhere: the metadata check then
+    applies the app's rules itself (F1)."""
+    display = getattr(target, "display", None)
+    if display is None or reply.status != 200:
+        return None
+    try:
+        view = reply.json()
+    except ValueError:
+        return None
+    return {item["paymentId"]: display(item) for item in listed_purchases(view)
+            if isinstance(item, dict) and isinstance(item.get("paymentId"), str)}
+
+
 def _path_id(a: Mapping[str, Any], student: str) -> str:
     """The student path segment: the student's id, or `path_id` as given (percent-encoded), which is how a
     scenario sends a malformed id (it must be refused with a problem, I4)."""
@@ -437,7 +453,8 @@ def finish_read(ctx: Context, step: Step) -> None:
     ctx.evidence.exchanges.append(Exchange(ctx.step, "finish_read", "student-service", "GET", path, b"",
                                            pending.started_at, ctx.target.now(), reply, pending.student,
                                            pending.seq, pending.principal,
-                                           cache=observe_cache(ctx.target, pending.student, reply)))
+                                           cache=observe_cache(ctx.target, pending.student, reply),
+                                           shown=observe_display(ctx.target, reply)))
     _check_view(ctx, step, reply, f"read {step.args['read']} of {pending.student}")
 
 

@@ -37,6 +37,9 @@ class Exchange:
     # for a learning read or an invalidation sent with a broken bearer token (the step's `credential`):
     # "none" (no Authorization header), "forged" (a signature that does not match) or "expired"
     credential: str | None = None
+    # for a learning read answered 200 on a target that runs a frontend model of its own (the reference's
+    # `display`): the five values its app shows for each listed purchase, by paymentId (F1, F2)
+    shown: dict[str, dict[str, Any]] | None = None
 
     @property
     def indeterminate(self) -> bool:

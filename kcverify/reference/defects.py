@@ -162,6 +162,10 @@ CATALOGUE: tuple[Defect, ...] = (
            "the cache invalidator commits PURCHASE_CREATED's offset before it deletes the key (\"acknowledge "
            "early, deleting is cheap\"): an invalidator that dies in between never deletes it, and the view "
            "cached before the purchase stays for up to 300 s"),
+    Defect("frontend-schedule-first", "F1",
+           "the app takes startDate and classTime from the purchase's schedule first and the student's own "
+           "choice only when the schedule has none (\"the schedule is where class times live\"): a schedule "
+           "that disagrees with the checkout shows the student another start date and class time"),
     Defect("view-created-at-is-read-time", "S1",
            "the learning view shows each purchase's createdAt as the time the view was loaded: every course "
            "seems bought just now, and the order of purchases is lost to the screen"),

@@ -1,5 +1,9 @@
 """The frontend model (F1): the five values the app's learnings screen shows, extracted from one
-purchase of the learning view exactly as the app's rules say, fallbacks included."""
+purchase of the learning view exactly as the app's rules say, fallbacks included.
+
+The embedded and processes targets show a learning view's purchases through it (`display`), so what the
+student sees is the model's answer, judged by the metadata check against the values chosen at checkout
+(F2) and against kcverify's own reading of the rules (F1)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kcverify.reference.defects import NONE, Defects
 from kcverify.spec.names import DISPLAY_FIELDS as DISPLAY_FIELDS
 
 
@@ -45,12 +50,18 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else None
 
 
-def display(purchase: dict[str, Any]) -> Display:
+def display(purchase: dict[str, Any], defects: Defects = NONE) -> Display:
     metadata = purchase.get("metadata")
     schedule = _get(metadata, "schedule")
+    if defects.on("frontend-schedule-first"):  # "the schedule is where the class times live"
+        start_date = _first(_get(schedule, "startDate"), _get(metadata, "startDate"))
+        class_time = _first(_get(schedule, "timeSlot"), _get(metadata, "classTime"))
+    else:
+        start_date = _first(_get(metadata, "startDate"), _get(schedule, "startDate"))
+        class_time = _first(_get(metadata, "classTime"), _get(schedule, "timeSlot"))
     return Display(
-        startDate=_first(_get(metadata, "startDate"), _get(schedule, "startDate")),
-        classTime=_first(_get(metadata, "classTime"), _get(schedule, "timeSlot")),
+        startDate=start_date,
+        classTime=class_time,
         classTypeId=_get(metadata, "classTypeId"),
         scheduleType=_get(metadata, "scheduleType"),
         sessionCount=_first(purchase.get("purchaseTier"), _get(metadata, "sessionCount")),

@@ -140,6 +140,10 @@ class Target(Protocol):
     key of the scenario's student `name`, read straight from the cache (the engine looks after every
     learning read answered 200, so the freshness check can judge the key's TTL by S2).
 
+    A target that runs a frontend model of its own (the reference's) offers `display(item) -> dict`: the
+    five values its app shows for one purchase of a learning view (F1); the metadata check judges those
+    instead of kcverify's own reading of the app's rules.
+
     A target whose infrastructure is gone (a database or broker that no longer runs) raises
     TargetUnreachable from any primitive: the Runner stops the whole run there (exit 2) rather than
     letting every later step time out.

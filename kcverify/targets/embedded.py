@@ -11,10 +11,10 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from kcverify.core.errors import SimulatedCrash
-from kcverify.reference import domain
+from kcverify.reference import domain, frontend
 from kcverify.reference.auth import issue_token
 from kcverify.reference.bootstrap import ROUNDS_PER_ITEM, System, bootstrap
-from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
+from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS, Defects
 from kcverify.reference.problems import Problem
 from kcverify.reference.settings import Settings
 from kcverify.reference.student_service import PendingRead
@@ -217,6 +217,10 @@ class EmbeddedTarget:
         """Why the last settle ended not quiet when the reason was kcverify's own cap on the work a settle
         may do, not the system: the cap, the work pending (None when the last settle ended otherwise)."""
         return self._settle_limit
+
+    def display(self, item: dict[str, Any]) -> dict[str, Any]:
+        """What the reference's app shows for one purchase of a learning view (its frontend model, F1)."""
+        return frontend.display(item, Defects(self._base.defects)).to_json()
 
     def replay_dlq(self) -> int:
         return self.system.dlq_replayer.replay_all()

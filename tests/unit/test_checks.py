@@ -77,6 +77,7 @@ CAUGHT = [
     ("records", "relay-fresh-event-id", "relay-crash-after-publish", "P3"),
     ("records", "confirm-retry-enqueues-again", "gateway-retries-confirm", "P4"),
     ("metadata", "merge-null-overrides-event", "event-fills-payment-gaps", "W4"),
+    ("metadata", "frontend-schedule-first", "frontend-fallbacks", "F1"),
     ("metadata", "merge-drops-event-only-keys", "event-fills-payment-gaps", "W4"),
     ("metadata", "metadata-bmp-only", "happy-path", "P3"),
     ("stored", "metadata-bmp-only", "happy-path", "P1"),

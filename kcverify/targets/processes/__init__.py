@@ -47,9 +47,9 @@ import httpx
 
 from kcverify.core.clock import SystemClock
 from kcverify.core.errors import BusUnavailable, TargetUnreachable
-from kcverify.reference import domain
+from kcverify.reference import domain, frontend
 from kcverify.reference.auth import issue_token
-from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS
+from kcverify.reference.defects import BY_NAME, CATALOGUE, SLOWDOWNS, Defects
 from kcverify.reference.settings import AUTH_SECRET_ENV, WEBHOOK_SECRET_ENV, Settings
 from kcverify.spec import names, policy
 from kcverify.spec.gateway import callback_signature
@@ -715,6 +715,10 @@ class ProcessesTarget:
                 states = (process.control("GET", "/health") or {}).get("components", {})
                 down.update(c for c, state in states.items() if state in ("down", "stopped"))
         return frozenset(down)
+
+    def display(self, item: dict[str, Any]) -> dict[str, Any]:
+        """What the reference's app shows for one purchase of a learning view (its frontend model, F1)."""
+        return frontend.display(item, Defects(self._defects)).to_json()
 
     def replay_dlq(self) -> int:
         with self._guard():
