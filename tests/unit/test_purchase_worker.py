@@ -220,6 +220,21 @@ def test_w7_persistent_failure_dead_letters_after_3_attempts_and_w8_replay_yield
     assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
 
 
+def test_w8_a_replay_the_broker_refuses_leaves_the_letter_for_the_next_replay(flow: Flow) -> None:
+    payment_id = flow.buy()
+    flow.system.step("payment-relay")
+    flow.system.faults.fail_next("courses_db", 3, op="record_purchase")
+    flow.system.stop("reconciler")
+    flow.settle()
+    assert len(_dlq(flow)) == 1
+    flow.system.faults.fail_next("bus", 1, op="publish")
+    assert flow.system.dlq_replayer.replay_all() == 0  # refused: counted as not replayed, not an error
+    assert len(_trace(flow, "replay_failed")) == 1
+    assert flow.system.dlq_replayer.replay_all() == 1
+    flow.settle()
+    assert [p.payment_id for p in flow.system.course_store.all_purchases()] == [payment_id]
+
+
 def test_i1_reconciler_republishes_a_succeeded_payment_without_purchase(flow: Flow) -> None:
     payment_id = flow.buy()
     flow.system.step("payment-relay")
