@@ -13,6 +13,7 @@ from typing import Any
 from kcverify.checks.base import Check
 from kcverify.checks.timeline import stale_read_timeline
 from kcverify.core.clock import parse_rfc3339, rfc3339
+from kcverify.evidence import cache_status
 from kcverify.evidence.evidence import Exchange, listed_purchases
 
 AGE_SLACK = 1.0  # seconds: Age is whole seconds, and the read that stored the entry ended a little after it did
@@ -146,7 +147,7 @@ class FreshnessCheck(Check):
         if age > self.evidence.conventions.cache_ttl:
             self.fail(f"ttl:{read.step}", f"a cached learning view {age} s old was served (TTL "
                       f"{self.evidence.conventions.cache_ttl:.0f} s)", rules=("S2",), step=read.step or None)
-        if "hit" in status:
+        if cache_status.is_hit(status, self.evidence.conventions.cache_status_name):
             self._age_admits_its_store(read, age)
 
     def _age_admits_its_store(self, read: Exchange, age: int) -> None:
@@ -162,7 +163,7 @@ class FreshnessCheck(Check):
                     or earlier.reply.status != 200 or earlier.reply.body != read.reply.body:
                 continue
             status = {k.lower(): v for k, v in earlier.reply.headers.items()}.get("cache-status", "")
-            if "stored" not in status:
+            if not cache_status.was_stored(status, self.evidence.conventions.cache_status_name):
                 continue
             elapsed = read.started_at - earlier.finished_at
             if age < elapsed - AGE_SLACK:

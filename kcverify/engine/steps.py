@@ -14,6 +14,7 @@ from urllib.parse import quote
 from kcverify.core.clock import rfc3339
 from kcverify.core.errors import TargetUnreachable
 from kcverify.core.ids import event_id_for
+from kcverify.evidence import cache_status
 from kcverify.evidence.evidence import Evidence, Exchange, PaymentRecord, Settle, decode, listed_purchases
 from kcverify.evidence.results import SETTLE_BOUND, STEP_EXPECTATION, Failure
 from kcverify.scenario import generate
@@ -361,7 +362,7 @@ def _check_view(ctx: Context, step: Step, reply: HttpReply, what: str, cached_be
                                _cache_rules(expect["cache"]))
     elif "cache" in expect:
         status = {k.lower(): v for k, v in reply.headers.items()}.get("cache-status", "")
-        got = "hit" if "; hit" in status or status.endswith("hit") else "miss"
+        got = "hit" if cache_status.is_hit(status, ctx.evidence.conventions.cache_status_name) else "miss"
         if got != expect["cache"]:
             ctx.expect_failure(f"{what}: Cache-Status {status!r} is a {got}, expected a {expect['cache']}",
                                _cache_rules(expect["cache"]))
