@@ -24,6 +24,7 @@ from typing import Any
 
 from kcverify.checks.base import MISSING, Check, same
 from kcverify.core.clock import parse_rfc3339
+from kcverify.evidence import dead_letters
 from kcverify.evidence.evidence import decode
 from kcverify.spec import names
 
@@ -265,12 +266,14 @@ def _dead_letters_by_origin(records: list[Any]) -> dict[tuple[int, int], list[di
 
 
 def _carries(letter: dict[str, Any], record: Any) -> bool:
-    """The letter's originalEvent is the record's value: its JSON when it parses, else its text."""
+    """The letter's originalEvent is the record's value: its JSON (types included), or its text."""
     original = letter.get("originalEvent", MISSING)
     try:
-        return bool(same(original, json.loads(record.value)))
+        if same(original, json.loads(record.value)):
+            return True
     except (ValueError, UnicodeDecodeError):
-        return bool(original == record.value.decode("utf-8", errors="replace"))
+        pass
+    return dead_letters.carries(original, record.value) and not isinstance(original, dict | list)
 
 
 def _brief(value: bytes) -> str:

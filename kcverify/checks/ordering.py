@@ -26,6 +26,7 @@ from typing import Any
 
 from kcverify.checks.base import Check
 from kcverify.core.clock import parse_rfc3339
+from kcverify.evidence import dead_letters
 from kcverify.evidence.evidence import decode
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord
@@ -130,9 +131,7 @@ class OrderingCheck(Check):
         those the scenario published a record of its own for."""
         exempt: set[str] = set()
         for record in self.evidence.last.topics.get(names.TOPIC_DLQ, []):
-            letter = decode(record) or {}
-            original = letter.get("originalEvent")
-            payment_id = _payment_id(original if isinstance(original, dict) else {})
+            payment_id = _payment_id(dead_letters.original_event(decode(record)) or {})
             if payment_id:
                 exempt.add(payment_id)
         injected = {(r.partition, r.offset) for r in self.evidence.injected if r.topic == names.TOPIC_CONFIRMED}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 from kcverify.core.errors import BusUnavailable
-
 from kcverify.reference import domain
 from kcverify.reference.instrument import Tracer
 from kcverify.reference.ports import Bus, Consumer

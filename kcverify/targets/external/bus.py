@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from kcverify.core.admin_calls import Released, all_done, collector_paused
 from kcverify.core.group_offsets import GroupOffsets, GroupOffsetsError
+from kcverify.evidence import dead_letters
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord, RecordId
 from kcverify.targets.external.envelope import GROUPS, ROLES, TopicMap
@@ -226,7 +227,8 @@ class Bus:
         original = flat.get("originalEvent")
         offset = flat.get("offset")
         if "partition" not in flat and isinstance(offset, int):
-            matches = [p for (p, o), r in self._originals.items() if o == offset and _same(r.value, original)]
+            matches = [p for (p, o), r in self._originals.items()
+                       if o == offset and dead_letters.carries(original, r.value)]
             if len(matches) == 1:
                 flat["partition"] = matches[0]
             elif len(self.ends.get(names.TOPIC_CONFIRMED, {})) == 1:
@@ -234,7 +236,7 @@ class Bus:
         confirmed = self.maps.get("confirmed")
         source = self._originals.get((flat.get("partition"), offset))  # type: ignore[arg-type]
         if confirmed is not None:
-            if source is not None and _same(source.value, original):
+            if source is not None and dead_letters.carries(original, source.value):
                 flat["originalEvent"] = json.loads(confirmed.canonical(source).value) \
                     if isinstance(_object(source.value), dict) else original
             elif isinstance(original, dict) and confirmed.fields:
@@ -329,7 +331,7 @@ class Bus:
             flat = dlq.flat(letter, record.key, record.headers)
             original = flat.get("originalEvent")
             source = self._originals.get((flat.get("partition"), flat.get("offset")))  # type: ignore[arg-type]
-            if source is not None and _same(source.value, original):
+            if source is not None and dead_letters.carries(original, source.value):
                 raw = source.value
             elif isinstance(original, str):
                 raw = original.encode()
@@ -385,17 +387,6 @@ def _object(value: bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return parsed if isinstance(parsed, dict) else None
-
-
-def _same(raw: bytes, carried: Any) -> bool:
-    """A letter's originalEvent carries a record's value: its JSON when it parses, or its text (some systems
-    keep the original as text even when it parses)."""
-    try:
-        if json.loads(raw) == carried:
-            return True
-    except (ValueError, UnicodeDecodeError):
-        pass
-    return bool(raw.decode("utf-8", "replace") == carried)
 
 
 def _student(value: Mapping[str, Any]) -> str | None:
