@@ -48,7 +48,8 @@ RUNNABLE = {"happy-path", "unsigned-confirm", "payment-validation", "illegal-tra
             "payment-validation-calendar", "learning-needs-a-valid-token", "many-courses-all-shown",
             "payment-validation-edges", "signature-checked-first", "poison-on-two-partitions",
             "manual-invalidation", "repurchase-same-course", "frontend-fallbacks", "forged-event-unpaid",
-            "gateway-retries-confirm", "poison-then-valid", "signature-bound", "malformed-input"}
+            "gateway-retries-confirm", "poison-then-valid", "signature-bound", "malformed-input",
+            "metadata-kept-verbatim"}
 # What runs here without flaws: baseline ones, the dead-letter ones, and every scenario of CAUGHT_BY.
 CHOSEN = {"happy-path", "unsigned-confirm", "payment-validation", "other-students-view", "repurchase-same-course",
           "signature-bound", "forged-event-unpaid", "poison-then-valid", "forged-before-paid",
