@@ -23,8 +23,8 @@ from itertools import pairwise
 from typing import Any
 
 from kcverify.checks.base import MISSING, Check, same
+from kcverify.contracts import dead_letters
 from kcverify.core.clock import parse_rfc3339
-from kcverify.evidence import dead_letters
 from kcverify.evidence.evidence import decode
 from kcverify.spec import names
 

@@ -96,6 +96,7 @@ class FreshnessCheck(Check):
         headers = {k.lower(): v for k, v in read.reply.headers.items()}
         self._check_age(read, headers)
         self._check_expiry(read)
+        self._check_stored_claim(read, headers)
         for payment_id, (committed_at, commit_step, _) in self._by_student.get(read.student or "", {}).items():
             name = self.evidence.payment_name(payment_id)
             if payment_id in shown:
@@ -133,6 +134,22 @@ class FreshnessCheck(Check):
             self.fail(f"expiry:{entry.key}", f"after the learning read at {where}, the cache key {entry.key} "
                       f"expires in {entry.ttl:.0f} s, beyond the {ttl:.0f} s TTL", rules=("S2",),
                       step=read.step or None)
+
+    def _check_stored_claim(self, read: Exchange, headers: dict[str, str]) -> None:
+        """S2: a read whose Cache-Status says it stored the view left it under the student's key. Seen right
+        after the answer, the key is not there: the view went under another key, or the store failed and the
+        header says otherwise. Judged only where the components are held between steps (nothing else can
+        delete the key between the answer and the look) and the target can see the cache."""
+        entry = read.cache
+        if entry is None or entry.present or "control_components" not in self.evidence.target.capabilities:
+            return
+        if not cache_status.was_stored(headers.get("cache-status"), self.evidence.conventions.cache_status_name):
+            return
+        where = f"step {read.step}" if read.step else "the final read"
+        self.fail(f"stored-claim:{read.step}:{read.start_seq}", f"the learning read at {where} says it stored the "
+                  f"view (Cache-Status: {headers.get('cache-status')}), but right after it the cache has no key "
+                  f"{entry.key}: the view was cached under another key, or not at all", rules=("S2",),
+                  step=read.step or None)
 
     def _check_age(self, read: Exchange, headers: dict[str, str]) -> None:
         status = headers.get("cache-status", "")

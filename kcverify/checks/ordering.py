@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kcverify.checks.base import Check
+from kcverify.contracts import dead_letters
 from kcverify.core.clock import parse_rfc3339
-from kcverify.evidence import dead_letters
 from kcverify.evidence.evidence import decode
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord

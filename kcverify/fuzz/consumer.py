@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 
 from kcverify import contracts
-from kcverify.evidence import dead_letters
+from kcverify.contracts import dead_letters
 from kcverify.fuzz.events import (
     AMOUNT_CENTS,
     COURSE,

@@ -78,6 +78,7 @@ CAUGHT = [
     ("records", "confirm-retry-enqueues-again", "gateway-retries-confirm", "P4"),
     ("metadata", "merge-null-overrides-event", "event-fills-payment-gaps", "W4"),
     ("metadata", "frontend-schedule-first", "frontend-fallbacks", "F1"),
+    ("freshness", "cache-status-always-stored", "cache-fails-at-read", "S2"),
     ("metadata", "merge-drops-event-only-keys", "event-fills-payment-gaps", "W4"),
     ("metadata", "metadata-bmp-only", "happy-path", "P3"),
     ("stored", "metadata-bmp-only", "happy-path", "P1"),

@@ -94,14 +94,14 @@ def test_a_loss_the_reconciler_heals_later_is_still_a_loss() -> None:
 
 # --- records ----------------------------------------------------------------------------------------
 
-def test_records_allow_a_byte_identical_republish_only_after_a_fault_that_repeats_it() -> None:
+def test_records_allow_the_same_event_again_only_after_a_fault_that_repeats_it() -> None:
     healed = run("relay-crash-after-publish")
     assert healed.status == Status.PASSED
     retried = run("gateway-retries-confirm", "confirm-retry-enqueues-again")
     [message] = failures(retried, "records")
     assert "4 PURCHASE_CONFIRMED records" in message and "retried confirmation" in message
     restamped = run("relay-crash-after-publish", "relay-fresh-event-id")
-    assert any("byte-identical" in m and "crash payment-relay.after_publish" in m
+    assert any("must be the same event" in m and "eventId" in m and "crash payment-relay.after_publish" in m
                for m in failures(restamped, "records"))
 
 

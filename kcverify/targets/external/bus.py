@@ -19,9 +19,9 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from kcverify.contracts import dead_letters
 from kcverify.core.admin_calls import Released, all_done, collector_paused
 from kcverify.core.group_offsets import GroupOffsets, GroupOffsetsError
-from kcverify.evidence import dead_letters
 from kcverify.spec import names
 from kcverify.targets.base import BusRecord, RecordId
 from kcverify.targets.external.envelope import GROUPS, ROLES, TopicMap
