@@ -114,7 +114,10 @@ class ContractCheck(Check):
             if isinstance(answer.get("errors"), list) else []
         entries = [(str(e.get("field", "")), _field_path(str(e.get("field", ""))), str(e.get("message", "")))
                    for e in written]
-        unnamed = [f for f in wrong if not any(_names(path, message, f) for _, path, message in entries)]
+        leaves = [f.rpartition(".")[2] for f in wrong]
+        shared = {leaf for leaf in leaves if leaves.count(leaf) > 1}  # `startDate` at two places: say which
+        unnamed = [f for f in wrong if not any(_names(path, message, f, f.rpartition(".")[2] in shared)
+                                               for _, path, message in entries)]
         if unnamed:
             named = ", ".join(repr(field) for field, _, _ in entries) or "no field"
             self.fail(f"422-fields:{exchange.step}:{exchange.start_seq}", f"a create refused with 422 names "
@@ -171,12 +174,18 @@ def _field_path(name: str) -> str:
     return name.strip(".")
 
 
-def _names(path: str, message: str, field: str) -> bool:
+def _names(path: str, message: str, field: str, ambiguous: bool = False) -> bool:
     """Whether an errors entry (its field as a dotted path, its message) names the offending `field`: the
     same path, or one that ends with it or with the field's own name (a system's own shape of the request),
-    or its parent's path with a message naming it (a missing property, as jsonschema reports it)."""
+    or its parent's path with a message naming it (a missing property, as jsonschema reports it). When
+    another offending field has the same name (`ambiguous`: `startDate` and `schedule.startDate`), the
+    name alone names neither: the entry must give the path, or the end of it from a parent on."""
     parent, _, leaf = field.rpartition(".")
-    if path == field or path.endswith("." + field) or path.rpartition(".")[2] == leaf:
+    if path == field or path.endswith("." + field):
+        return True
+    if ambiguous:
+        return "." in path and field.endswith("." + path)
+    if path.rpartition(".")[2] == leaf:
         return True
     if leaf not in message:
         return False

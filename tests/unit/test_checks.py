@@ -220,3 +220,14 @@ def test_a_missing_field_may_be_named_in_its_parents_entry_and_a_wrong_one_is_no
     assert _names("(body)", "'studentId' is a required property", "studentId")
     assert not _names("metadata", "'classTime' is a required property", "metadata.startDate")
     assert not _names("metadata.classTime", "does not match", "metadata.sessionCount")
+
+
+def test_a_name_two_offending_fields_share_names_neither() -> None:
+    from kcverify.checks.contract import _names
+
+    for field in ("metadata.startDate", "metadata.schedule.startDate"):
+        assert _names("startDate", "", field)  # the only startDate that is wrong: its name is enough
+        assert not _names("startDate", "", field, ambiguous=True)
+        assert _names(field, "", field, ambiguous=True) and _names("checkout." + field, "", field, ambiguous=True)
+    assert _names("schedule.startDate", "", "metadata.schedule.startDate", ambiguous=True)
+    assert not _names("schedule.startDate", "", "metadata.startDate", ambiguous=True)
