@@ -245,6 +245,10 @@ class System:
                 return SettleResult(True, rounds, self.clock.now() - start)
             if not isinstance(self.clock, ManualClock) or wake - start > horizon:
                 return SettleResult(False, rounds, self.clock.now() - start)
+            now = self.clock.now()
+            if wake <= now:  # due already, yet nobody worked: a millisecond more, and no new budget (a
+                self.clock.advance_to(now + 0.001)  # component that keeps asking and never works is stuck)
+                continue
             self.clock.advance_to(wake)
             budget, idle = self._round_budget(), 0
         return SettleResult(False, max_rounds, self.clock.now() - start, round_cap=max_rounds,

@@ -162,6 +162,9 @@ CATALOGUE: tuple[Defect, ...] = (
            "the cache invalidator commits PURCHASE_CREATED's offset before it deletes the key (\"acknowledge "
            "early, deleting is cheap\"): an invalidator that dies in between never deletes it, and the view "
            "cached before the purchase stays for up to 300 s"),
+    Defect("reconciler-republishes-once", "I1",
+           "the reconciler re-publishes each orphan once (\"the worker has it now\"): a copy lost to the same "
+           "outage that lost the first confirmation leaves the payment paid without its course for good"),
     Defect("cache-status-always-stored", "S2",
            "every miss answers Cache-Status `fwd=miss; stored` (\"we always cache a miss\"), also when the store "
            "failed or the version guard refused it: the header tells operators the view is cached when it is not"),

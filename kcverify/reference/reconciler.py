@@ -100,7 +100,8 @@ class Reconciler:
             held: bool | None = None  # asked once per round, and only when a copy is due again
             for orphan in (p for p in pending if self._waiting_since(p) <= now - self._grace):
                 last = self._republished_at.get(orphan.payment_id)
-                if last is not None and now - last < self._wait(orphan.payment_id):
+                if last is not None and (now - last < self._wait(orphan.payment_id)
+                                         or self._defects.on("reconciler-republishes-once")):  # "the worker has it"
                     continue
                 if last is not None:
                     held = self._held() if held is None else held
