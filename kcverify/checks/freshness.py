@@ -15,6 +15,7 @@ from kcverify.checks.timeline import stale_read_timeline
 from kcverify.core.clock import parse_rfc3339, rfc3339
 from kcverify.evidence import cache_status
 from kcverify.evidence.evidence import Exchange, listed_purchases
+from kcverify.spec.policy import CLOCK_SKEW
 
 AGE_SLACK = 1.0  # seconds: Age is whole seconds, and the read that stored the entry ended a little after it did
 TTL_SLACK = 1.0  # seconds a key's remaining TTL may exceed the rule's: rounding up to whole milliseconds
@@ -22,7 +23,7 @@ TTL_SLACK = 1.0  # seconds a key's remaining TTL may exceed the rule's: rounding
 
 class FreshnessCheck(Check):
     name = "freshness"
-    rules = ("S3", "S2")
+    rules = ("S3", "S2", "S1")
     needs = frozenset({"read_db"})
     description = "every learning read after commit + bound shows the purchase; cached entries respect the TTL"
 
@@ -54,15 +55,36 @@ class FreshnessCheck(Check):
     def _learn_commits(self, step: int | None) -> None:
         # rows new or changed in the last step: a purchase not yet known, or one that became active. The
         # commit time is the row's own createdAt, but never later than the snapshot that first showed it: a
-        # system whose clock runs ahead of kcverify's (or stamps local time as UTC) would otherwise put its
-        # commits in the future, and no read would ever be due.
+        # system whose clock runs ahead of kcverify's would otherwise put its commits in the future, and no
+        # read would ever be due (a createdAt a time zone off is a failure of its own, S1).
         seen_at = self.evidence.last.at
         for purchase in (change.new for change in self.evidence.row_changes("purchases") if change.new):
             if purchase["paymentId"] not in self._commits and purchase.get("isActive", True):
+                self._made_after_its_confirmation(purchase, seen_at, step)
                 committed_at = min(parse_rfc3339(purchase["createdAt"]), seen_at)
                 commit = (committed_at, step or 0, purchase["studentId"])
                 self._commits[purchase["paymentId"]] = commit
                 self._by_student.setdefault(commit[2], {})[purchase["paymentId"]] = commit
+
+    def _made_after_its_confirmation(self, purchase: dict[str, Any], seen_at: float, step: int | None) -> None:
+        """S1: a purchase's createdAt is when it was made: after its payment's first confirmation began and
+        before the snapshot that first shows it, within CLOCK_SKEW (a local time labelled UTC is a time zone
+        off, and the view shows every student the wrong purchase date)."""
+        created = parse_rfc3339(purchase["createdAt"])
+        path = f"/api/v1/payments/{purchase['paymentId']}/confirm"
+        confirmed = [e.started_at for e in self.evidence.exchanges if e.kind == "confirm" and e.path == path
+                     and e.reply.status is not None and 200 <= e.reply.status < 300]
+        earliest = min(confirmed) if confirmed else None
+        if created > seen_at + CLOCK_SKEW:
+            off, what = created - seen_at, f"after the snapshot that first shows it ({rfc3339(seen_at)})"
+        elif earliest is not None and created < earliest - CLOCK_SKEW:
+            off, what = earliest - created, f"before its payment was confirmed ({rfc3339(earliest)})"
+        else:
+            return
+        name = self.evidence.payment_name(purchase["paymentId"])
+        self.fail(f"created-at:{purchase['paymentId']}", f"{name}: the purchase row's createdAt "
+                  f"{purchase['createdAt']} is {off / 60:.0f} min {what}: a moment stamped in local time and "
+                  "labelled UTC, or taken from the wrong clock", rules=("S1",), step=step, payment=name)
 
     def _invalidator_down(self, read: Exchange) -> bool:
         """S3 is a promise of the running system: while the scenario keeps the component that carries

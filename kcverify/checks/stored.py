@@ -5,6 +5,9 @@ after it and the HTTP exchanges in between (the components are held between step
 payment service writes payment rows):
 - P1: a create answered 4xx stores nothing; a create answered 201 stores exactly one row, with the
   student, course, amount, currency and metadata that were sent, and the answer shows that row.
+- P1/P3: the moments it stamps are the moments it acted: a payment's createdAt falls within its create
+  request, the confirmedAt a confirmation set within that confirmation (give or take CLOCK_SKEW: a local
+  time written as UTC is off by a time zone).
 - P2/P4: a confirmation answered 4xx (unsigned, invalid, illegal transition) changes nothing: status,
   course, amount, metadata, provider ids, confirmedAt; an accepted one stores what it answered; a
   repeat of the current status changes nothing.
@@ -18,8 +21,10 @@ from collections import defaultdict
 from typing import Any
 
 from kcverify.checks.base import MISSING, Check, same, same_moment, show
+from kcverify.core.clock import parse_rfc3339, rfc3339
 from kcverify.evidence.evidence import Exchange
 from kcverify.spec import names
+from kcverify.spec.policy import CLOCK_SKEW
 
 # The payment as the API and a snapshot show it (contracts/openapi/payment-service.yaml, schema Payment).
 FIELDS = ("studentId", "courseId", "amountCents", "currency", "status", "provider", "providerPaymentId",
@@ -32,7 +37,7 @@ CONFIRM_PREFIX = "/api/v1/payments/"
 
 class StoredCheck(Check):
     name = "stored"
-    rules = ("P1", "P2", "P4")
+    rules = ("P1", "P2", "P3", "P4")
     needs = frozenset({"read_db"})
     description = "what the payment API answered is what payments_db stored; a refused request stores nothing"
 
@@ -91,6 +96,7 @@ class StoredCheck(Check):
                 self.fail(f"create-status:{payment_id}", f"a new payment was stored with status "
                           f"{show(row.get('status'))} (a created payment is initiated)", rules=("P1", "P4"), step=step)
             self._answer_is_row(step, f"create {payment_id[:8]}…", answer, row, ("P1",))
+            self._stamped_during(step, exchange, row, "createdAt", f"the payment {payment_id[:8]}…", ("P1",))
         refused = [e for e in creates if e.reply.status is not None and 400 <= e.reply.status < 500]
         if not refused:
             return
@@ -143,6 +149,8 @@ class StoredCheck(Check):
                 self._answer_is_row(step, f"{name}: the confirmation", answer, new, ("P2", "P4"))
             if old is not None:
                 self._moved_forward(step, name, old, new)
+                if old.get("confirmedAt") is None and new.get("status") == "succeeded":
+                    self._stamped_during(step, accepted[0], new, "confirmedAt", name, ("P3",), exchanges[-1])
             requested = _requested_status(accepted[0])
             if old is not None and requested is not None and old.get("status") == requested:
                 changed = [f for f in FIELDS if not same(old.get(f, MISSING), new.get(f, MISSING))]
@@ -150,6 +158,26 @@ class StoredCheck(Check):
                     self.fail(f"confirm-repeat:{step}:{payment_id}", f"{name}: repeating status {requested} "
                               "changed the stored payment: " + _changes(changed, old, new) + "; a repeat is a no-op",
                               rules=("P4",), step=step, payment=name)
+
+    def _stamped_during(self, step: int, first: Exchange, row: dict[str, Any], field: str, name: str,
+                        rules: tuple[str, ...], last: Exchange | None = None) -> None:
+        """The row's `field` is a moment between the request that set it starting and (the last of the
+        step's requests) answering, within CLOCK_SKEW."""
+        value = row.get(field)
+        if not isinstance(value, str):
+            return  # absent or ill-typed: the contract check's
+        try:
+            moment = parse_rfc3339(value)
+        except ValueError:
+            return
+        start, end = first.started_at, (last or first).finished_at
+        if start - CLOCK_SKEW <= moment <= end + CLOCK_SKEW:
+            return
+        off = moment - (start if moment < start else end)
+        self.fail(f"moment:{step}:{row.get('id')}:{field}", f"{name}: {field} {value} is {abs(off) / 60:.0f} min "
+                  f"{'before' if off < 0 else 'after'} the request that set it ({rfc3339(start)} to {rfc3339(end)}): "
+                  "a moment stamped in local time and labelled UTC, or taken from the wrong clock",
+                  rules=rules, step=step, field=field)
 
     def _moved_forward(self, step: int, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
         """P4: an accepted confirmation moves the stored status only along the contract's transitions

@@ -165,6 +165,9 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("reconciler-republishes-once", "I1",
            "the reconciler re-publishes each orphan once (\"the worker has it now\"): a copy lost to the same "
            "outage that lost the first confirmation leaves the payment paid without its course for good"),
+    Defect("purchase-time-local-as-utc", "S1",
+           "the worker stamps a purchase with the server's local time (Europe/Berlin, winter) and stores it as "
+           "UTC (\"the servers run in Berlin anyway\"): every purchase date is an hour in the future"),
     Defect("cache-status-always-stored", "S2",
            "every miss answers Cache-Status `fwd=miss; stored` (\"we always cache a miss\"), also when the store "
            "failed or the version guard refused it: the header tells operators the view is cached when it is not"),

@@ -332,7 +332,7 @@ class PurchaseWorker:
             metadata=stored_md,
             metadata_source=source,
             is_active=True,
-            created_at=self._clock.now(),
+            created_at=self._clock.now() + (3600 if self._defects.on("purchase-time-local-as-utc") else 0),
         )
         created_md = payload["metadata"] if self._defects.on("created-event-unmerged-metadata") else None
         outbox = domain.event_message(

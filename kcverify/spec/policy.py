@@ -27,6 +27,11 @@ FRESHNESS_BOUND_EMBEDDED: float | None = None
 # P2: a gateway signature whose timestamp is further than this from now is refused.
 SIGNATURE_TOLERANCE = 300.0
 
+# How far a system's clock may be from kcverify's before the moments it stamps (a payment's createdAt and
+# confirmedAt, a purchase's createdAt) are judged wrong: ten minutes, far more than clocks kept by NTP drift
+# apart, far less than any time zone's offset (a local time written as UTC is at least 30 minutes off).
+CLOCK_SKEW = 600.0
+
 # I1: the reconciler re-publishes a succeeded payment without a purchase after this grace period.
 RECONCILE_GRACE = 60.0
 

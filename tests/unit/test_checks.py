@@ -79,6 +79,7 @@ CAUGHT = [
     ("metadata", "merge-null-overrides-event", "event-fills-payment-gaps", "W4"),
     ("metadata", "frontend-schedule-first", "frontend-fallbacks", "F1"),
     ("freshness", "cache-status-always-stored", "cache-fails-at-read", "S2"),
+    ("freshness", "purchase-time-local-as-utc", "happy-path", "S1"),
     ("invariants", "reconciler-republishes-once", "reconciler-tries-again", "I1"),
     ("metadata", "merge-drops-event-only-keys", "event-fills-payment-gaps", "W4"),
     ("metadata", "metadata-bmp-only", "happy-path", "P3"),

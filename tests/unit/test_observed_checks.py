@@ -15,6 +15,7 @@ from kcverify.checks import select
 from kcverify.checks.delivery import DeliveryCheck
 from kcverify.checks.stored import StoredCheck
 from kcverify.contracts import asyncapi
+from kcverify.core.clock import parse_rfc3339
 from kcverify.core.status import Status
 from kcverify.engine.runner import Runner, RunOptions
 from kcverify.evidence.evidence import Evidence, Exchange
@@ -120,7 +121,8 @@ def _payment(**changes: Any) -> dict[str, Any]:
 def _exchange(step: int, kind: str, path: str, sent: dict[str, Any], status: int | None,
               answer: dict[str, Any] | None = None) -> Exchange:
     reply = HttpReply(status, {}, json.dumps(answer or {}).encode())
-    return Exchange(step, kind, "payment-service", "POST", path, json.dumps(sent).encode(), 0.0, 0.0, reply)
+    at = parse_rfc3339("2026-01-01T00:00:00.000Z")  # the rows' moments are stamped during the request
+    return Exchange(step, kind, "payment-service", "POST", path, json.dumps(sent).encode(), at, at + 1.0, reply)
 
 
 def _stored(exchanges: list[Exchange], *snapshots: list[dict[str, Any]]) -> list[str]:
@@ -199,9 +201,13 @@ def test_the_publication_clock_starts_when_the_relay_may_run(capabilities: set[s
         (120.0 if "control_components" not in capabilities else None)
 
 
+AHEAD = 300.0  # seconds the database clock runs ahead: skewed, but not a time zone off
+
+
 class ClockAheadTarget(EmbeddedTarget):
-    """The embedded reference judged on a time bound (as on real time), whose database clock runs an hour
-    ahead of kcverify's: every purchase's createdAt lies in the future, in its rows and in its views."""
+    """The embedded reference judged on a time bound (as on real time), whose database clock runs five
+    minutes ahead of kcverify's (within CLOCK_SKEW): every purchase's createdAt lies in the future, in its
+    rows and in its views."""
 
     def __init__(self, defects: frozenset[str] = frozenset()) -> None:
         super().__init__(defects=defects)
@@ -216,14 +222,14 @@ class ClockAheadTarget(EmbeddedTarget):
             return reply
         view = json.loads(reply.body)
         for item in view["purchases"]:
-            item["createdAt"] = rfc3339(parse_rfc3339(item["createdAt"]) + 3600)
+            item["createdAt"] = rfc3339(parse_rfc3339(item["createdAt"]) + AHEAD)
         return replace(reply, body=json.dumps(view).encode())
 
     def snapshot(self) -> Snapshot:
         from kcverify.core.clock import parse_rfc3339, rfc3339
 
         snap = super().snapshot()
-        ahead = [{**p, "createdAt": rfc3339(parse_rfc3339(p["createdAt"]) + 3600)} for p in snap.purchases]
+        ahead = [{**p, "createdAt": rfc3339(parse_rfc3339(p["createdAt"]) + AHEAD)} for p in snap.purchases]
         return replace(snap, purchases=ahead, changed_rows=None) if hasattr(snap, "changed_rows") \
             else replace(snap, purchases=ahead)
 
