@@ -29,6 +29,8 @@ from kcverify.evidence.evidence import decode
 from kcverify.spec import names
 
 WORKER = "purchase-worker"  # the component whose traces explain retries
+# How much earlier than the backoffs allow two of a letter's moments may be (they are written to the millisecond).
+TIMESTAMP_SLACK = 0.05
 TRANSIENT_REASONS = (names.DLQ_RETRIES_EXHAUSTED, names.DLQ_PAYMENT_NOT_SUCCEEDED)
 # On a real stack, a retry may come this much later than its backoff (poll loop, scheduling).
 STACK_SLACK = 1.5
@@ -250,6 +252,27 @@ class DeliveryCheck(Check):
             if reason in TRANSIENT_REASONS and attempts != conventions.retry_attempts:
                 self.fail(f"dlq-attempts:{record.offset}", f"{where}: {reason} after {attempts} attempt(s); W7 "
                           f"requires {conventions.retry_attempts}", rules=("W7",))
+            if reason in TRANSIENT_REASONS and isinstance(attempts, int) and attempts >= 2:
+                self._retries_took_their_time(record.offset, where, letter, attempts)
+
+    def _retries_took_their_time(self, offset: int, where: str, letter: dict[str, Any], attempts: int) -> None:
+        """W7: `attempts` tries spaced by the backoff take at least the backoffs between them, from the first
+        failure to the letter: a firstFailedAt stamped at the last try, or a deadLetteredAt at the first,
+        says the retries took no time."""
+        first, last = letter.get("firstFailedAt"), letter.get("deadLetteredAt")
+        if not isinstance(first, str) or not isinstance(last, str):
+            return  # absent or ill-typed: the contract check's
+        try:
+            span = parse_rfc3339(last) - parse_rfc3339(first)
+        except ValueError:
+            return
+        backoff = self.evidence.conventions.retry_backoff[:attempts - 1]
+        least = sum(backoff)
+        if span < least - TIMESTAMP_SLACK:
+            self.fail(f"dlq-span:{offset}", f"{where}: firstFailedAt {first} and deadLetteredAt {last} are "
+                      f"{span:.3f} s apart, but {attempts} attempts spaced by the backoff "
+                      f"({', '.join(f'{b:g} s' for b in backoff)}) take at least {least:g} s: the letter does not "
+                      "say when its event first failed and when it was given up", rules=("W7",))
 
 
 def _dead_letters_by_origin(records: list[Any]) -> dict[tuple[int, int], list[dict[str, Any]]]:

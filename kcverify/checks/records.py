@@ -4,7 +4,9 @@
   the message's `x-key-field` beside its `bindings.kafka.key` schema), and it carries every header the
   contract requires, each equal to the envelope field of the same name; an event's correlationId is the
   paymentId it descends from.
-- P3: a PURCHASE_CONFIRMED's payload carries its payment's student, course, amount and currency.
+- P3: a PURCHASE_CONFIRMED's payload carries its payment's student, course, amount and currency, and
+  only a payment that succeeded is announced (its row is not initiated, failed or cancelled when the
+  record is first seen).
 - P3/P4: one PURCHASE_CONFIRMED record per payment. A gateway retry of a confirmation must not enqueue a
   second one. Only a fault that at-least-once delivery legitimately repeats allows more (a relay crash
   or kill between publish and mark, a failed store or broker call, a component taken down so that the
@@ -30,7 +32,7 @@ from kcverify.contracts import asyncapi
 from kcverify.evidence.evidence import decode
 from kcverify.spec.names import EVENT_CONFIRMED, EVENT_CREATED, TOPIC_CONFIRMED, TOPIC_CREATED
 from kcverify.spec.policy import RECONCILE_GRACE
-from kcverify.targets.base import INJECTED_HEADER, BusRecord
+from kcverify.targets.base import BusRecord
 
 # Topics whose events carry the paymentId they descend from as their correlationId.
 CORRELATED = (TOPIC_CONFIRMED, TOPIC_CREATED)
@@ -39,6 +41,8 @@ CORRELATED = (TOPIC_CONFIRMED, TOPIC_CREATED)
 REPUBLISHING_COMPONENTS = ("payment-relay", "purchase-worker", "reconciler")
 # What a PURCHASE_CONFIRMED's payload repeats of its payments row (P3), by the same names.
 PAID_FIELDS = ("studentId", "courseId", "amountCents", "currency")
+# Statuses of a payment that never succeeded (succeeded -> refunded is the only way out of succeeded).
+NEVER_PAID = ("initiated", "failed", "cancelled")
 # Resources whose failure can repeat a publish (a failed mark, a late purchase, a produce that timed out).
 MISSING_FIELD = object()  # a field an event does not have
 REPUBLISHING_RESOURCES = ("payments_db", "courses_db", "bus")
@@ -116,11 +120,10 @@ class RecordsCheck(Check):
         self.metrics["records"] = records
 
     def _relays_injection(self, topic: str, record: BusRecord) -> bool:
-        """The scenario's own bytes relayed by the system (a dead-letter replay of an injected record): the
-        same value, and no headers or the injection's marker among them (the system cannot have made that
-        header up). A genuine record that an injected verbatim copy repeats carries its own headers only."""
-        return (topic, record.value) in self._injected_values and (
-            not record.headers or any(name == INJECTED_HEADER for name, _ in record.headers))
+        """The scenario's own bytes relayed by a system that drops headers (a dead-letter replay of an
+        injected record, headers lost). One that keeps the injection's header is no genuine record at all
+        (Evidence.genuine); a genuine record that an injected verbatim copy repeats carries its own headers."""
+        return (topic, record.value) in self._injected_values and not record.headers
 
     def _headers(self, step: int | None, where: str, record: BusRecord, event: dict[str, Any],
                  required: tuple[str, ...]) -> None:
@@ -161,6 +164,11 @@ class RecordsCheck(Check):
         row = self._payments().get(payload["paymentId"])
         if row is None:
             return
+        if row.get("status") in NEVER_PAID:
+            name = self.evidence.payment_name(payload["paymentId"])
+            self.fail(f"unpaid:{where}", f"{where}: a PURCHASE_CONFIRMED of {name}, whose payment is "
+                      f"{row.get('status')}: only a payment that succeeded is announced", rules=("P3",),
+                      step=step, **self._about(event))
         differ = [f"{field} {payload[field]!r} (the payment's is {row.get(field)!r})" for field in PAID_FIELDS
                   if field in payload and field in row and not _paid_equal(field, payload[field], row[field])
                   and self.evidence.conventions.carries(TOPIC_CONFIRMED, field)]

@@ -10,8 +10,9 @@ from itertools import islice
 from typing import Any
 
 from kcverify.evidence.window import RowChange, SnapshotWindow, StepState
+from kcverify.spec.names import TOPIC_CONFIRMED, TOPIC_CREATED
 from kcverify.spec.policy import SPEC_CONVENTIONS, Conventions
-from kcverify.targets.base import BusRecord, CacheEntry, HttpReply, RecordId, Snapshot, TargetInfo
+from kcverify.targets.base import INJECTED_HEADER, BusRecord, CacheEntry, HttpReply, RecordId, Snapshot, TargetInfo
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Evidence:
         if not new:  # most steps add no record to most topics: every check asks, per topic, per step
             return []
         injected = self._injected_at(topic)
-        return [r for r in new if (r.partition, r.offset) not in injected]
+        return [r for r in new if (r.partition, r.offset) not in injected and not _relays_injection(topic, r)]
 
     def row_changes(self, table: str) -> list[RowChange]:
         """Rows of `table` ("payments", "purchases") that differ between the previous snapshot and the last."""
@@ -176,10 +177,21 @@ class Evidence:
         known by where the broker put them (topic, partition, offset). Not by content or position: a copy
         injected under another key sits on another partition, possibly listed before the original."""
         injected = self._injected_at(topic)
-        return [r for r in (snapshot or self.last).topics.get(topic, []) if (r.partition, r.offset) not in injected]
+        return [r for r in (snapshot or self.last).topics.get(topic, [])
+                if (r.partition, r.offset) not in injected and not _relays_injection(topic, r)]
 
     def step_title(self, step: int | None) -> str | None:
         return None if step is None else self.step_titles.get(step)
+
+
+EVENT_TOPICS = (TOPIC_CONFIRMED, TOPIC_CREATED)
+
+
+def _relays_injection(topic: str, record: BusRecord) -> bool:
+    """A record on an event topic that carries the scenario's injection header is the system relaying the
+    scenario's own event (a dead-letter replay of an injected record): its envelope and headers are the
+    scenario's, not the system's. Its dead letter, on the DLQ topic, is the system's and stays judged."""
+    return topic in EVENT_TOPICS and any(name == INJECTED_HEADER for name, _ in record.headers)
 
 
 def listed_purchases(view: Any) -> list[dict[str, Any]]:

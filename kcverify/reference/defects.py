@@ -168,6 +168,16 @@ CATALOGUE: tuple[Defect, ...] = (
     Defect("purchase-time-local-as-utc", "S1",
            "the worker stamps a purchase with the server's local time (Europe/Berlin, winter) and stores it as "
            "UTC (\"the servers run in Berlin anyway\"): every purchase date is an hour in the future"),
+    Defect("decision-sets-confirmed-at", "P2",
+           "a failed or cancelled callback stamps confirmedAt (\"when the gateway answered\"): a payment that was "
+           "never paid says when it was confirmed, and anything that reads confirmedAt as \"paid at\" is wrong"),
+    Defect("failed-payment-announced", "P3",
+           "a failed payment writes a PURCHASE_CONFIRMED too (\"announce every gateway decision\"): the worker "
+           "retries it three times and dead-letters it, and a consumer that trusts the event grants the course"),
+    Defect("letter-first-failed-at-last-try", "W7",
+           "each failed attempt stamps firstFailedAt again (\"the time it failed\"): a dead letter says its "
+           "event first failed when it was given up, and whoever replays the DLQ cannot tell how long the "
+           "outage lasted"),
     Defect("cache-status-always-stored", "S2",
            "every miss answers Cache-Status `fwd=miss; stored` (\"we always cache a miss\"), also when the store "
            "failed or the version guard refused it: the header tells operators the view is cached when it is not"),

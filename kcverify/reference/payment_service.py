@@ -223,11 +223,14 @@ class PaymentService:
             provider=body.get("provider", current.provider),
             provider_payment_id=body.get("providerPaymentId", current.provider_payment_id),
             confirmed_at=now if requested == PaymentStatus.SUCCEEDED or (
-                requested == PaymentStatus.REFUNDED and self._defects.on("refund-overwrites-confirmed-at"))
+                requested == PaymentStatus.REFUNDED and self._defects.on("refund-overwrites-confirmed-at")) or (
+                requested in (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
+                and self._defects.on("decision-sets-confirmed-at"))  # "confirmedAt: when the gateway answered"
             else current.confirmed_at,
             course_id=new_course if isinstance(new_course, str) else current.course_id,
         )
-        succeeded = requested == PaymentStatus.SUCCEEDED
+        succeeded = requested == PaymentStatus.SUCCEEDED or (
+            requested == PaymentStatus.FAILED and self._defects.on("failed-payment-announced"))
         dual_write = succeeded and self._defects.on("dual-write")
         message = None
         if succeeded:

@@ -148,7 +148,8 @@ class PurchaseWorker:
             return self._retry_at_topic_end(inflight)
         if outcome.step == Step.RETRY:
             now = self._clock.now()
-            inflight.first_failed_at = inflight.first_failed_at or now
+            inflight.first_failed_at = now if self._defects.on("letter-first-failed-at-last-try") \
+                else inflight.first_failed_at or now  # "when it failed": each failure stamps it again
             inflight.last_error = outcome.error
             inflight.next_at = now + self._settings.backoff(inflight.attempts)
             self._tracer.emit(COMPONENT, "retry_scheduled", attempt=inflight.attempts, offset=msg.offset,

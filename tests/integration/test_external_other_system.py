@@ -49,12 +49,13 @@ RUNNABLE = {"happy-path", "unsigned-confirm", "payment-validation", "illegal-tra
             "payment-validation-edges", "signature-checked-first", "poison-on-two-partitions",
             "manual-invalidation", "repurchase-same-course", "frontend-fallbacks", "forged-event-unpaid",
             "gateway-retries-confirm", "poison-then-valid", "signature-bound", "malformed-input",
-            "metadata-kept-verbatim"}
+            "metadata-kept-verbatim", "failed-and-cancelled-are-final", "refund-needs-a-valid-signature",
+            "two-checkouts-one-course"}
 # What runs here without flaws: baseline ones, the dead-letter ones, and every scenario of CAUGHT_BY.
 CHOSEN = {"happy-path", "unsigned-confirm", "payment-validation", "other-students-view", "repurchase-same-course",
           "signature-bound", "forged-event-unpaid", "poison-then-valid", "forged-before-paid",
           "redelivered-confirmation", "learning-needs-a-valid-token", "payment-validation-edges",
-          "signature-checked-first"}
+          "signature-checked-first", "refund-needs-a-valid-signature", "failed-and-cancelled-are-final"}
 # flaw -> (the scenario that shows it, the check that must catch it, a rule it must cite)
 CAUGHT_BY = {
     "unsigned-callback": ("unsigned-confirm", "authority", "P2"),
