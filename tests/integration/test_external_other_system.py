@@ -50,7 +50,7 @@ RUNNABLE = {"happy-path", "unsigned-confirm", "payment-validation", "illegal-tra
             "manual-invalidation", "repurchase-same-course", "frontend-fallbacks", "forged-event-unpaid",
             "gateway-retries-confirm", "poison-then-valid", "signature-bound", "malformed-input",
             "metadata-kept-verbatim", "failed-and-cancelled-are-final", "refund-needs-a-valid-signature",
-            "two-checkouts-one-course"}
+            "two-checkouts-one-course", "poison-letter-replayed"}
 # What runs here without flaws: baseline ones, the dead-letter ones, and every scenario of CAUGHT_BY.
 CHOSEN = {"happy-path", "unsigned-confirm", "payment-validation", "other-students-view", "repurchase-same-course",
           "signature-bound", "forged-event-unpaid", "poison-then-valid", "forged-before-paid",
