@@ -204,12 +204,18 @@ def test_w7_transient_failures_retry_with_backoff_then_succeed_on_attempt_3(flow
     assert len(flow.system.course_store.all_purchases()) == 1
 
 
-def test_w7_persistent_failure_dead_letters_after_3_attempts_and_w8_replay_yields_one(flow: Flow) -> None:
+def _dead_lettered(flow: Flow) -> str:
+    """A bought payment whose event the worker dead-lettered after 3 failed writes (no reconciler to heal it)."""
     payment_id = flow.buy()
     flow.system.step("payment-relay")
     flow.system.faults.fail_next("courses_db", 3, op="record_purchase")
     flow.system.stop("reconciler")
     flow.settle()
+    return payment_id
+
+
+def test_w7_persistent_failure_dead_letters_after_3_attempts_and_w8_replay_yields_one(flow: Flow) -> None:
+    payment_id = _dead_lettered(flow)
     [letter] = _dlq(flow)
     assert (letter["reason"], letter["attempts"]) == ("retries_exhausted", 3)
     assert letter["originalTopic"] == domain.TOPIC_CONFIRMED
@@ -221,11 +227,7 @@ def test_w7_persistent_failure_dead_letters_after_3_attempts_and_w8_replay_yield
 
 
 def test_w8_a_replay_the_broker_refuses_leaves_the_letter_for_the_next_replay(flow: Flow) -> None:
-    payment_id = flow.buy()
-    flow.system.step("payment-relay")
-    flow.system.faults.fail_next("courses_db", 3, op="record_purchase")
-    flow.system.stop("reconciler")
-    flow.settle()
+    payment_id = _dead_lettered(flow)
     assert len(_dlq(flow)) == 1
     flow.system.faults.fail_next("bus", 1, op="publish")
     assert flow.system.dlq_replayer.replay_all() == 0  # refused: counted as not replayed, not an error
