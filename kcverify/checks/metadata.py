@@ -126,7 +126,7 @@ class MetadataCheck(Check):
                 continue
             for item in listed_purchases(view):
                 if item.get("paymentId") == payment_id:
-                    shown = (exchange.shown or {}).get(payment_id) if exchange.shown is not None else None
+                    shown = exchange.shown.get(payment_id) if exchange.shown is not None else None
                     return item, shown if shown is not None else oracle.display(item)
         return None, None
 
