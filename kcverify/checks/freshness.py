@@ -29,9 +29,9 @@ class FreshnessCheck(Check):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._commits: dict[str, tuple[float, int, str]] = {}  # paymentId -> (created_at, step, student)
+        self._commits: dict[str | None, tuple[float, int, str]] = {}  # paymentId -> (created_at, step, student)
         # the same, by student: a read is judged against its student's purchases only, not every purchase
-        self._by_student: dict[str, dict[str, tuple[float, int, str]]] = {}
+        self._by_student: dict[str, dict[str | None, tuple[float, int, str]]] = {}
         self._judged = 0  # exchanges looked at so far
         self.metrics["windows_ms"] = {}
 
@@ -59,19 +59,20 @@ class FreshnessCheck(Check):
         # read would ever be due (a createdAt a time zone off is a failure of its own, S1).
         seen_at = self.evidence.last.at
         for purchase in (change.new for change in self.evidence.row_changes("purchases") if change.new):
-            if purchase["paymentId"] not in self._commits and purchase.get("isActive", True):
+            payment_id = purchase.get("paymentId")  # a user's row may not carry it: judged under None
+            if payment_id not in self._commits and purchase.get("isActive", True):
                 self._made_after_its_confirmation(purchase, seen_at, step)
                 committed_at = min(parse_rfc3339(purchase["createdAt"]), seen_at)
                 commit = (committed_at, step or 0, purchase["studentId"])
-                self._commits[purchase["paymentId"]] = commit
-                self._by_student.setdefault(commit[2], {})[purchase["paymentId"]] = commit
+                self._commits[payment_id] = commit
+                self._by_student.setdefault(commit[2], {})[payment_id] = commit
 
     def _made_after_its_confirmation(self, purchase: dict[str, Any], seen_at: float, step: int | None) -> None:
         """S1: a purchase's createdAt is when it was made: after its payment's first confirmation began and
         before the snapshot that first shows it, within CLOCK_SKEW (a local time labelled UTC is a time zone
         off, and the view shows every student the wrong purchase date)."""
         created = parse_rfc3339(purchase["createdAt"])
-        path = f"/api/v1/payments/{purchase['paymentId']}/confirm"
+        path = f"/api/v1/payments/{purchase.get('paymentId')}/confirm"
         confirmed = [e.started_at for e in self.evidence.exchanges if e.kind == "confirm" and e.path == path
                      and e.reply.status is not None and 200 <= e.reply.status < 300]
         earliest = min(confirmed) if confirmed else None
@@ -81,8 +82,9 @@ class FreshnessCheck(Check):
             off, what = earliest - created, f"before its payment was confirmed ({rfc3339(earliest)})"
         else:
             return
-        name = self.evidence.payment_name(purchase["paymentId"])
-        self.fail(f"created-at:{purchase['paymentId']}", f"{name}: the purchase row's createdAt "
+        name = self.evidence.payment_name(purchase.get("paymentId"))
+        key = purchase.get("paymentId") or purchase.get("id")
+        self.fail(f"created-at:{key}", f"{name}: the purchase row's createdAt "
                   f"{purchase['createdAt']} is {off / 60:.0f} min {what}: a moment stamped in local time and "
                   "labelled UTC, or taken from the wrong clock", rules=("S1",), step=step, payment=name)
 
@@ -135,8 +137,8 @@ class FreshnessCheck(Check):
                 f"purchase committed at {rfc3339(committed_at)}, {late:.0f} ms earlier; "
                 f"Cache-Status: {headers.get('cache-status', '(none)')}, Age: {headers.get('age', '(none)')}",
                 step=read.step or None, payment=name, cache_status=headers.get("cache-status"),
-                evidence=stale_read_timeline(self.evidence, read.student or "", payment_id, committed_at, commit_step,
-                                             read),
+                evidence=stale_read_timeline(self.evidence, read.student or "", payment_id or "", committed_at,
+                                             commit_step, read),
             )
 
     def _check_expiry(self, read: Exchange) -> None:

@@ -158,7 +158,11 @@ class Evidence:
         self._injected_seen = len(self.injected)
         return self._injected_index.get(topic, set())
 
-    def payment_name(self, payment_id: str) -> str:
+    def payment_name(self, payment_id: str | None) -> str:
+        """The scenario's name of a payment; its id's start for one no step created; a word for none (a
+        user's purchase row may not carry its payment's id)."""
+        if not isinstance(payment_id, str):
+            return "(a purchase without a payment id)" if payment_id is None else str(payment_id)
         name = self._names.get(payment_id)
         if self._names_seen != len(self.payments):
             # names are added as payments are created: index only the new ones (a full rebuild for every new

@@ -347,3 +347,19 @@ def test_a_dead_letter_of_an_injected_record_is_the_scenarios_whatever_student_i
         assert [r.offset for r in bus.records("x1-2-")[names.TOPIC_DLQ]] == [0]
     finally:
         bus.close()
+
+
+def test_a_header_naming_a_value_the_system_words_otherwise_is_translated_too(tmp_path: Path) -> None:
+    """`values` translates a field wherever it is read: a `type` header that repeats the system's own event
+    name (`payment.confirmed`) is the canonical type once translated, like the value's field."""
+    text = PRODUCTION.replace(
+        "      fields:\n        eventId: value.eventId\n        type: value.eventType\n        occurredAt",
+        "      values:\n        type: {payment.confirmed: PURCHASE_CONFIRMED}\n"
+        "      fields:\n        eventId: value.eventId\n        type: value.eventType\n        occurredAt", 1)
+    confirmed = topic_maps(load_profile(write(tmp_path, text), {}))["confirmed"]
+    payment, student = str(uuid.uuid4()), "x1-1-s1"
+    value = {**system_confirmation(payment, student), "eventType": "payment.confirmed"}
+    canonical = confirmed.canonical(raw("payments.confirmed", 0, value, payment, (("type", "payment.confirmed"),)))
+    event = decode(canonical)
+    assert event is not None and event["type"] == names.EVENT_CONFIRMED
+    assert dict(canonical.headers)["type"] == names.EVENT_CONFIRMED

@@ -144,7 +144,9 @@ class TopicMap:
             value = parsed if not self.fields else self.envelope(self.flat(parsed, record.key, record.headers))
         renames = {where.parts[0]: name for name in self.fields
                    if (where := self.path(name)) is not None and where.root == "headers"}
-        headers = tuple((renames.get(n, n), v) for n, v in record.headers)
+        # a header says a field as the system names its values (`type: payment.confirmed`): translated too
+        headers = tuple((name, str(_translated(self.values.get(name), v)))
+                        for name, v in ((renames.get(n, n), v) for n, v in record.headers))
         return _renamed(record, self.canonical_name, _dumps(value), self.canonical_key(record.key, value), headers)
 
     def canonical_key(self, key: str | None, value: Mapping[str, Any]) -> str | None:
